@@ -1,0 +1,339 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::io;
+
+use crate::message::CloseCode;
+
+/// A shorthand for `Result<T, syncws::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in syncws.
+///
+/// The enum is small (two words) so that `Result<Message>` stays cheap to move; rare, large details
+/// (an HTTP response the client did not expect) are boxed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The socket failed: the peer reset the connection, a write timed out, the network went away.
+    /// A connection that ended without a close frame (RFC 6455 code 1006, "abnormal closure") shows
+    /// up here with kind [`io::ErrorKind::UnexpectedEof`].
+    Io(io::Error),
+    /// The peer broke RFC 6455. The connection has been failed: a close frame with
+    /// [`ProtocolError::close_code`] was sent and the TCP connection closed.
+    Protocol(ProtocolError),
+    /// The opening handshake failed: the peer is not speaking WebSocket, or refused us.
+    Handshake(HandshakeError),
+    /// The server answered the client's upgrade request with something other than `101`.
+    /// Carries the status, headers and (the start of) the body.
+    Http(Box<HttpResponse>),
+    /// The URL given to the client is not a usable `ws://` URL.
+    Url(UrlError),
+    /// The operation needs an open connection, but it has been closed (by either side, or after an
+    /// error). `recv` returns `Ok(None)` instead when the peer closed normally.
+    Closed,
+    /// A receive with a deadline ([`WebSocket::recv_timeout`](crate::WebSocket::recv_timeout))
+    /// ran out of time. The connection stays usable.
+    Timeout,
+    /// The caller passed something that cannot be sent, e.g. a close code that must not appear on
+    /// the wire or a close reason longer than 123 bytes.
+    InvalidInput(InputError),
+}
+
+impl Error {
+    /// True for [`Error::Timeout`] and for I/O errors that are timeouts.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Timeout => true,
+            Error::Io(e) => is_timeout_kind(e.kind()),
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn is_timeout_kind(kind: io::ErrorKind) -> bool {
+    matches!(kind, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "i/o error: {e}"),
+            Error::Protocol(e) => write!(f, "protocol error: {e}"),
+            Error::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Error::Http(r) => write!(f, "server answered {} instead of 101", r.status),
+            Error::Url(e) => write!(f, "invalid url: {e}"),
+            Error::Closed => f.write_str("connection closed"),
+            Error::Timeout => f.write_str("timed out"),
+            Error::InvalidInput(e) => write!(f, "invalid input: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(e: HandshakeError) -> Self {
+        Error::Handshake(e)
+    }
+}
+
+impl From<UrlError> for Error {
+    fn from(e: UrlError) -> Self {
+        Error::Url(e)
+    }
+}
+
+/// A violation of RFC 6455 by the peer; each maps to the close code the RFC asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// An RSV bit was set that no negotiated extension defines.
+    ReservedBits,
+    /// The frame used a reserved opcode (3-7 or 11-15).
+    ReservedOpcode(u8),
+    /// A control frame had FIN clear.
+    FragmentedControl,
+    /// A control frame carried more than 125 bytes.
+    ControlTooLong,
+    /// A continuation frame arrived while no message was in progress.
+    UnexpectedContinuation,
+    /// A text or binary frame arrived while a fragmented message was still in progress.
+    ExpectedContinuation,
+    /// A client sent an unmasked frame (servers must see every frame masked).
+    UnmaskedFrame,
+    /// A server sent a masked frame (clients must see no frame masked).
+    MaskedFrame,
+    /// The payload length was not encoded in the minimal number of bytes, or its top bit was set.
+    BadLength,
+    /// A close frame carried a one-byte payload.
+    ClosePayloadTooShort,
+    /// A close frame carried a code that must not appear on the wire.
+    InvalidCloseCode(u16),
+    /// A text message or close reason was not valid UTF-8.
+    InvalidUtf8,
+    /// A frame was larger than [`Config::max_frame_size`](crate::Config::max_frame_size).
+    FrameTooLarge,
+    /// A message was larger than [`Config::max_message_size`](crate::Config::max_message_size).
+    MessageTooLarge,
+    /// A message came in more fragments than [`Config::max_fragments`](crate::Config::max_fragments).
+    TooManyFragments,
+}
+
+impl ProtocolError {
+    /// The close code sent to the peer for this violation: 1007 for bad UTF-8, 1009 for sizes,
+    /// 1002 for everything else.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            ProtocolError::InvalidUtf8 => CloseCode::INVALID_DATA,
+            ProtocolError::FrameTooLarge
+            | ProtocolError::MessageTooLarge
+            | ProtocolError::TooManyFragments => CloseCode::TOO_BIG,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::ReservedBits => f.write_str("reserved bits set"),
+            ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op}"),
+            ProtocolError::FragmentedControl => f.write_str("fragmented control frame"),
+            ProtocolError::ControlTooLong => f.write_str("control frame longer than 125 bytes"),
+            ProtocolError::UnexpectedContinuation => {
+                f.write_str("continuation frame without a message in progress")
+            }
+            ProtocolError::ExpectedContinuation => {
+                f.write_str("new message while a fragmented message is in progress")
+            }
+            ProtocolError::UnmaskedFrame => f.write_str("unmasked frame from a client"),
+            ProtocolError::MaskedFrame => f.write_str("masked frame from a server"),
+            ProtocolError::BadLength => f.write_str("badly encoded payload length"),
+            ProtocolError::ClosePayloadTooShort => f.write_str("close payload of one byte"),
+            ProtocolError::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
+            ProtocolError::InvalidUtf8 => f.write_str("invalid utf-8"),
+            ProtocolError::FrameTooLarge => f.write_str("frame too large"),
+            ProtocolError::MessageTooLarge => f.write_str("message too large"),
+            ProtocolError::TooManyFragments => f.write_str("too many fragments"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Why an opening handshake failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The bytes are not a well-formed HTTP/1.1 request or response.
+    MalformedHttp,
+    /// The request did not use `GET`.
+    NotGet,
+    /// The request or response was not HTTP/1.1.
+    NotHttp11,
+    /// A plain HTTP request without `Upgrade: websocket`.
+    NotUpgrade,
+    /// `Connection` does not list `upgrade`.
+    MissingConnectionUpgrade,
+    /// `Sec-WebSocket-Version` is missing or not 13.
+    UnsupportedVersion,
+    /// `Sec-WebSocket-Key` is missing or not the base64 of 16 bytes.
+    BadKey,
+    /// More header lines than [`Config::max_headers`](crate::Config::max_headers).
+    TooManyHeaders,
+    /// More header bytes than [`Config::max_header_bytes`](crate::Config::max_header_bytes).
+    HeadersTooLarge,
+    /// The response's `Sec-WebSocket-Accept` does not match our key.
+    BadAccept,
+    /// The server chose a subprotocol or extension the client did not offer.
+    UnexpectedNegotiation,
+    /// The connection closed before the handshake completed.
+    Eof,
+    /// The handshake did not complete within
+    /// [`Config::handshake_timeout`](crate::Config::handshake_timeout).
+    Timeout,
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HandshakeError::MalformedHttp => "malformed http",
+            HandshakeError::NotGet => "method is not GET",
+            HandshakeError::NotHttp11 => "not HTTP/1.1",
+            HandshakeError::NotUpgrade => "not a websocket upgrade",
+            HandshakeError::MissingConnectionUpgrade => "connection header lacks upgrade",
+            HandshakeError::UnsupportedVersion => "unsupported websocket version",
+            HandshakeError::BadKey => "bad sec-websocket-key",
+            HandshakeError::TooManyHeaders => "too many headers",
+            HandshakeError::HeadersTooLarge => "headers too large",
+            HandshakeError::BadAccept => "sec-websocket-accept does not match",
+            HandshakeError::UnexpectedNegotiation => "server chose something not offered",
+            HandshakeError::Eof => "connection closed during handshake",
+            HandshakeError::Timeout => "handshake timed out",
+        })
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+/// An HTTP response that was not the `101 Switching Protocols` the client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code, e.g. 403.
+    pub status: u16,
+    /// The header fields, in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body, or its first 64 KiB.
+    pub body: Vec<u8>,
+}
+
+/// What is wrong with something the caller asked to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InputError {
+    /// The close code may not be sent: 1005, 1006, 1015, or a reserved range.
+    CloseCode,
+    /// The close reason is longer than 123 bytes.
+    CloseReasonTooLong,
+    /// A ping or pong payload is longer than 125 bytes.
+    ControlTooLong,
+    /// A fragmented message mixed text and binary fragments.
+    MixedFragments,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InputError::CloseCode => "close code may not be sent on the wire",
+            InputError::CloseReasonTooLong => "close reason longer than 123 bytes",
+            InputError::ControlTooLong => "control payload longer than 125 bytes",
+            InputError::MixedFragments => "fragments mix text and binary",
+        })
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// What is wrong with a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// The scheme is not `ws` (or `wss` with TLS).
+    UnsupportedScheme,
+    /// The host is missing or malformed.
+    BadHost,
+    /// The port is not a number from 1 to 65535.
+    BadPort,
+    /// WebSocket URLs must not have a fragment (`#...`).
+    Fragment,
+    /// The URL contains spaces or control characters.
+    BadCharacter,
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UrlError::UnsupportedScheme => "scheme must be ws",
+            UrlError::BadHost => "missing or malformed host",
+            UrlError::BadPort => "bad port",
+            UrlError::Fragment => "websocket urls must not have a fragment",
+            UrlError::BadCharacter => "space or control character in url",
+        })
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_two_words() {
+        assert!(std::mem::size_of::<Error>() <= 2 * std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn close_codes_follow_the_rfc() {
+        assert_eq!(ProtocolError::InvalidUtf8.close_code().0, 1007);
+        assert_eq!(ProtocolError::MessageTooLarge.close_code().0, 1009);
+        assert_eq!(ProtocolError::FrameTooLarge.close_code().0, 1009);
+        assert_eq!(ProtocolError::TooManyFragments.close_code().0, 1009);
+        assert_eq!(ProtocolError::ReservedBits.close_code().0, 1002);
+        assert_eq!(ProtocolError::UnmaskedFrame.close_code().0, 1002);
+    }
+
+    #[test]
+    fn display_is_lowercase() {
+        for e in [
+            Error::Closed,
+            Error::Timeout,
+            Error::Protocol(ProtocolError::ReservedBits),
+            Error::Handshake(HandshakeError::BadKey),
+            Error::Url(UrlError::Fragment),
+        ] {
+            let s = e.to_string();
+            assert_eq!(s, s.to_lowercase(), "{s}");
+        }
+    }
+}

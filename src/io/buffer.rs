@@ -1,0 +1,103 @@
+//! The per-connection read buffer: zeroed once when created, then filled by one `read` at a time
+//! and drained by the parser, which consumes every complete frame before the next read.
+
+use std::io::{self, Read};
+
+/// A fixed-size buffer holding received bytes not yet parsed, `buf[start..end]`.
+#[derive(Debug)]
+pub(crate) struct ReadBuf {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuf {
+    /// A buffer of `capacity` bytes that already holds `leftover` (bytes that arrived right behind
+    /// a handshake). It grows to fit the leftover if needed.
+    pub fn with_leftover(capacity: usize, leftover: &[u8]) -> Self {
+        let mut buf = vec![0u8; capacity.max(leftover.len())].into_boxed_slice();
+        buf[..leftover.len()].copy_from_slice(leftover);
+        ReadBuf {
+            buf,
+            start: 0,
+            end: leftover.len(),
+        }
+    }
+
+    /// The bytes received and not yet consumed.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Marks `n` bytes of [`ReadBuf::data`] as parsed.
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.end - self.start);
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Number of bytes the buffer holds at most.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// One `read` call appending to the unparsed bytes. Returns the number of bytes read; 0 means
+    /// the peer closed its side.
+    pub fn fill<R: Read + ?Sized>(&mut self, reader: &mut R) -> io::Result<usize> {
+        if self.end == self.buf.len() || (self.start > 0 && self.buf.len() - self.end < 512) {
+            // Move the unparsed tail (a partial frame) to the front to make room.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = reader.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out its bytes a few at a time.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(out.len()).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn fill_consume_and_compact() {
+        let input: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        let mut src = Trickle(&input, 700);
+        let mut rb = ReadBuf::with_leftover(1024, b"");
+        let mut out = Vec::new();
+        loop {
+            let n = rb.fill(&mut src).unwrap();
+            if n == 0 && rb.data().is_empty() {
+                break;
+            }
+            // consume in odd-sized bites, leaving a tail behind each time
+            let take = rb.data().len().min(333);
+            out.extend_from_slice(&rb.data()[..take]);
+            rb.consume(take);
+        }
+        assert_eq!(out, input);
+    }
+
+    #[test]
+    fn leftover_is_kept_and_can_exceed_capacity() {
+        let rb = ReadBuf::with_leftover(4, b"abcdef");
+        assert_eq!(rb.data(), b"abcdef");
+        assert_eq!(rb.capacity(), 6);
+    }
+}

@@ -1,0 +1,120 @@
+//! Reading an HTTP head (request or response) under one total deadline.
+
+use std::io;
+use std::time::Instant;
+
+use crate::error::{Error, HandshakeError, is_timeout_kind};
+use crate::io::Transport;
+
+/// Reads into `buf` until `parse` finds a complete head, returning it and its length; bytes past
+/// the head stay in `buf` for whoever speaks next.
+///
+/// The deadline bounds the whole head, not each read: a peer trickling one byte a second cannot
+/// stretch it. More than `max_bytes` without a complete head fails with
+/// [`HandshakeError::HeadersTooLarge`].
+pub(crate) fn read_head<S, T, P>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+    max_bytes: usize,
+    mut parse: P,
+) -> Result<(T, usize), Error>
+where
+    S: Transport + ?Sized,
+    P: FnMut(&[u8]) -> Result<Option<(T, usize)>, HandshakeError>,
+{
+    let mut chunk = [0u8; 2048];
+    loop {
+        if !buf.is_empty() {
+            if let Some(done) = parse(buf)? {
+                return Ok(done);
+            }
+        }
+        if buf.len() >= max_bytes {
+            return Err(HandshakeError::HeadersTooLarge.into());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HandshakeError::Timeout.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        // Never read past the limit by more than one chunk.
+        let room = (max_bytes - buf.len()).min(chunk.len());
+        match stream.read(&mut chunk[..room]) {
+            Ok(0) => return Err(HandshakeError::Eof.into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout_kind(e.kind()) => return Err(HandshakeError::Timeout.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    /// Serves its bytes in pieces of a fixed size.
+    struct Pieces(Vec<u8>, usize);
+
+    impl Read for Pieces {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(out.len()).min(self.0.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+            Ok(n)
+        }
+    }
+    impl Write for Pieces {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Transport for Pieces {}
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[test]
+    fn keeps_bytes_after_the_head_at_every_piece_size() {
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nREST".to_vec();
+        for size in 1..raw.len() {
+            let mut s = Pieces(raw.clone(), size);
+            let mut buf = Vec::new();
+            let (req, n) = read_head(&mut s, &mut buf, later(), 1000, |b| {
+                crate::proto::handshake::parse_request(b, 8)
+            })
+            .unwrap();
+            assert_eq!(req.path(), "/");
+            let mut rest = buf[n..].to_vec();
+            s.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, b"REST");
+        }
+    }
+
+    #[test]
+    fn limits_eof_and_deadline() {
+        let parse = |b: &[u8]| crate::proto::handshake::parse_request(b, 8);
+        let mut s = Pieces(vec![b'a'; 5000], 100);
+        let e = read_head(&mut s, &mut Vec::new(), later(), 1000, parse).unwrap_err();
+        assert!(
+            matches!(e, Error::Handshake(HandshakeError::HeadersTooLarge)),
+            "{e}"
+        );
+        let mut s = Pieces(b"GET / HT".to_vec(), 100);
+        let e = read_head(&mut s, &mut Vec::new(), later(), 1000, parse).unwrap_err();
+        assert!(matches!(e, Error::Handshake(HandshakeError::Eof)), "{e}");
+        let mut s = Pieces(b"GET / HTTP/1.1\r\n".to_vec(), 100);
+        let e = read_head(&mut s, &mut Vec::new(), Instant::now(), 1000, parse).unwrap_err();
+        assert!(
+            matches!(e, Error::Handshake(HandshakeError::Timeout)),
+            "{e}"
+        );
+    }
+}

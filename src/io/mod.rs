@@ -1,0 +1,10 @@
+//! The I/O layer: the per-connection read buffer and the byte stream under a connection.
+//! It knows `std::io`, never what a message is.
+
+mod buffer;
+mod head;
+mod stream;
+
+pub(crate) use buffer::ReadBuf;
+pub(crate) use head::read_head;
+pub use stream::{Stream, Transport};

@@ -1,0 +1,129 @@
+//! The byte stream under a WebSocket: plain TCP today, TLS behind a feature later.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// What a connection needs from its byte stream beyond `Read + Write`: timeouts, a half-close and
+/// the peer's address.
+///
+/// Implemented for [`TcpStream`] and [`Stream`]; implement it for any other stream (a Unix socket,
+/// an in-memory pipe in tests) to run a [`WebSocket`](crate::WebSocket) over it. The defaults do
+/// nothing, which suits streams without timeouts.
+pub trait Transport: Read + Write {
+    /// Sets how long a `read` may block; `None` blocks forever.
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let _ = timeout;
+        Ok(())
+    }
+
+    /// Sets how long a `write` may block; `None` blocks forever.
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let _ = timeout;
+        Ok(())
+    }
+
+    /// Appends bytes to `buf` until `limit` have arrived, the stream ends, or a read fails; bytes
+    /// read before a failure stay in `buf`. Large payloads go straight into a message's buffer
+    /// through this; TCP fills the vector's spare capacity without zeroing it first.
+    fn read_to_vec(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+        Read::take(self, limit as u64).read_to_end(buf)
+    }
+
+    /// Closes the sending direction, so the peer reads end-of-stream.
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The address of the other end, if there is one.
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+}
+
+impl Transport for TcpStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        TcpStream::peer_addr(self).ok()
+    }
+}
+
+/// The stream a server or client connection runs over.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Stream {
+    /// Plain TCP (`ws://`).
+    Plain(TcpStream),
+}
+
+impl Stream {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+        }
+    }
+}
+
+impl Transport for Stream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.tcp().set_write_timeout(timeout)
+    }
+
+    fn read_to_vec(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => Read::take(s, limit as u64).read_to_end(buf),
+        }
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.tcp().shutdown(Shutdown::Write)
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.tcp().peer_addr().ok()
+    }
+}

@@ -1,0 +1,69 @@
+//! WebSockets (RFC 6455) for programs that want no async runtime: blocking I/O, one thread per
+//! connection, strict conformance, bounded resources.
+//!
+//! # Quick start
+//!
+//! A server that echoes every message, one thread per client:
+//!
+//! ```no_run
+//! syncws::Server::bind("127.0.0.1:9001")?.serve(|ws| {
+//!     while let Some(msg) = ws.recv()? {
+//!         ws.send(msg)?;
+//!     }
+//!     Ok(())
+//! })?;
+//! # Ok::<(), syncws::Error>(())
+//! ```
+//!
+//! A client, e.g. in a command-line tool:
+//!
+//! ```no_run
+//! let mut ws = syncws::Client::connect("ws://127.0.0.1:9001/chat")?;
+//! ws.send("hello")?;
+//! if let Some(reply) = ws.recv()? {
+//!     println!("{}", reply.as_text().unwrap_or("<binary>"));
+//! }
+//! ws.close(syncws::CloseCode::NORMAL, "bye")?;
+//! # Ok::<(), syncws::Error>(())
+//! ```
+//!
+//! # What you get
+//!
+//! - [`WebSocket::send`] takes `&str`/`String` (text) and `&[u8]`/`Vec<u8>` (binary) without
+//!   copying; [`WebSocket::send_fragmented`] sends one message in pieces.
+//! - [`WebSocket::recv`] returns whole messages and `Ok(None)` once the peer closed; pings are
+//!   answered for you. A `WebSocket` is also an iterator over messages.
+//! - Every RFC 6455 rule is checked on receive; a violation closes with the RFC's code (1002,
+//!   1007, 1009) and comes back as [`Error::Protocol`]. Text is validated as it arrives.
+//! - Limits and timeouts live in [`Config`], with defaults documented there.
+//!
+//! # Errors
+//!
+//! One enum, [`Error`]. A peer that closes normally is not an error (`recv` returns `Ok(None)`);
+//! a peer that vanishes without a close frame is an [`Error::Io`] of kind `UnexpectedEof`.
+//!
+//! # Logging
+//!
+//! Through the [`log`](https://docs.rs/log) crate: connection ids, peers and why each connection
+//! ended at `debug`; only our own failures at `error`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod client;
+mod config;
+mod error;
+pub mod io;
+mod message;
+pub mod proto;
+mod server;
+mod websocket;
+
+pub use client::{Client, ClientBuilder, Url};
+pub use config::Config;
+pub use error::{Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, UrlError};
+pub use io::{Stream, Transport};
+pub use message::{CloseCode, CloseFrame, Message, MessageRef, ToMessage};
+pub use proto::handshake::Request;
+pub use server::{HandlerResult, Server, accept, accept_with};
+pub use websocket::{Role, State, WebSocket};

@@ -1,0 +1,102 @@
+//! Close frame payloads (RFC 6455 5.5.1): a 2-byte code, then an optional UTF-8 reason.
+
+use crate::error::{InputError, ProtocolError};
+use crate::message::{CloseCode, CloseFrame};
+
+/// Longest reason that fits in a control frame beside the code.
+pub const MAX_REASON_LEN: usize = 123;
+
+/// Decodes a received close payload. An empty payload means "no status" ([`CloseCode::NO_STATUS`]).
+pub fn parse(payload: &[u8]) -> Result<CloseFrame, ProtocolError> {
+    match payload.len() {
+        0 => Ok(CloseFrame {
+            code: CloseCode::NO_STATUS,
+            reason: String::new(),
+        }),
+        // RFC 6455 5.5.1: if there is a body, its first two bytes MUST be the status code.
+        1 => Err(ProtocolError::ClosePayloadTooShort),
+        _ => {
+            let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+            if !code.is_valid_on_wire() {
+                return Err(ProtocolError::InvalidCloseCode(code.0));
+            }
+            let reason =
+                std::str::from_utf8(&payload[2..]).map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(CloseFrame {
+                code,
+                reason: reason.to_owned(),
+            })
+        }
+    }
+}
+
+/// Encodes a close payload to send into `out`, returning its length. `None` sends an empty
+/// payload. The caller has checked the code and the reason length.
+pub fn encode(code: Option<CloseCode>, reason: &str, out: &mut [u8; 125]) -> usize {
+    match code {
+        None => 0,
+        Some(code) => {
+            out[..2].copy_from_slice(&code.0.to_be_bytes());
+            out[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+            2 + reason.len()
+        }
+    }
+}
+
+/// Checks a close the local side wants to send.
+pub fn check_outgoing(code: CloseCode, reason: &str) -> Result<(), InputError> {
+    if !code.is_valid_on_wire() {
+        return Err(InputError::CloseCode);
+    }
+    if reason.len() > MAX_REASON_LEN {
+        return Err(InputError::CloseReasonTooLong);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_table() {
+        let ok = |p: &[u8], code: u16, reason: &str| {
+            assert_eq!(
+                parse(p),
+                Ok(CloseFrame {
+                    code: CloseCode(code),
+                    reason: reason.into()
+                })
+            );
+        };
+        ok(&[], 1005, "");
+        ok(&[0x03, 0xE8], 1000, "");
+        ok(&[0x03, 0xE9, b'b', b'y', b'e'], 1001, "bye");
+        ok(&[0x0B, 0xB8], 3000, "");
+        ok(&[0x13, 0x87], 4999, "");
+        assert_eq!(parse(&[0x03]), Err(ProtocolError::ClosePayloadTooShort));
+        for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            let p = bad.to_be_bytes();
+            assert_eq!(
+                parse(&p),
+                Err(ProtocolError::InvalidCloseCode(bad)),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse(&[0x03, 0xE8, 0xFF]), Err(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn encode_and_check() {
+        let mut out = [0u8; 125];
+        let n = encode(Some(CloseCode::NORMAL), "done", &mut out);
+        assert_eq!(&out[..n], &[0x03, 0xE8, b'd', b'o', b'n', b'e']);
+        assert_eq!(encode(None, "", &mut out), 0);
+        assert!(check_outgoing(CloseCode::NORMAL, &"x".repeat(123)).is_ok());
+        assert!(check_outgoing(CloseCode::NORMAL, &"x".repeat(124)).is_err());
+        assert!(check_outgoing(CloseCode::NO_STATUS, "").is_err());
+        assert!(check_outgoing(CloseCode::ABNORMAL, "").is_err());
+        assert!(check_outgoing(CloseCode::TLS_HANDSHAKE, "").is_err());
+        assert!(check_outgoing(CloseCode(4000), "").is_ok());
+    }
+}

@@ -1,0 +1,482 @@
+//! The opening handshake (RFC 6455 4): parse and check requests and responses, compute the accept
+//! key, and write the messages. Bytes in, bytes out; no sockets.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use crate::error::HandshakeError;
+
+/// The GUID every accept key is derived with (RFC 6455 1.3).
+const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// An HTTP request head as the server received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    method: String,
+    target: String,
+    version: u8,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The method, e.g. `GET`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request target as sent, path and query: `/chat?room=1`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The path without the query: `/chat`.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The query without the `?`, if there is one: `room=1`.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    /// Every header, in the order received.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The `Origin` header, which browsers send and other clients usually do not.
+    pub fn origin(&self) -> Option<&str> {
+        self.header("origin")
+    }
+
+    /// The HTTP minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub fn http_minor_version(&self) -> u8 {
+        self.version
+    }
+}
+
+/// An HTTP response head as the client received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: u16,
+    /// The headers in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ResponseHead {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether any `name` header lists `token` in its comma-separated value (case-insensitive).
+fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).trim().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn map_parse_error(e: httparse::Error) -> HandshakeError {
+    match e {
+        httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders,
+        _ => HandshakeError::MalformedHttp,
+    }
+}
+
+/// Parses a request head from the start of `buf`: `Ok(None)` if it is not complete yet, else the
+/// request and the number of bytes it took (the rest belongs to what follows).
+pub fn parse_request(
+    buf: &[u8],
+    max_headers: usize,
+) -> Result<Option<(Request, usize)>, HandshakeError> {
+    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut req = httparse::Request::new(&mut storage);
+    match req.parse(buf).map_err(map_parse_error)? {
+        httparse::Status::Partial => Ok(None),
+        httparse::Status::Complete(n) => Ok(Some((
+            Request {
+                method: req.method.unwrap_or_default().to_owned(),
+                target: req.path.unwrap_or_default().to_owned(),
+                version: req.version.unwrap_or(0),
+                headers: owned_headers(req.headers),
+            },
+            n,
+        ))),
+    }
+}
+
+/// Whether the request asks for a WebSocket at all (`Upgrade: websocket`). One that does not is
+/// plain HTTP.
+pub fn is_upgrade(req: &Request) -> bool {
+    has_token(&req.headers, "upgrade", "websocket")
+}
+
+/// Checks an upgrade request as RFC 6455 4.2.1 requires and returns the accept key to answer with.
+pub fn check_request(req: &Request) -> Result<String, HandshakeError> {
+    if !is_upgrade(req) {
+        return Err(HandshakeError::NotUpgrade);
+    }
+    // RFC 6455 4.2.1: "An HTTP/1.1 or higher GET request".
+    if req.method != "GET" {
+        return Err(HandshakeError::NotGet);
+    }
+    if req.version != 1 {
+        return Err(HandshakeError::NotHttp11);
+    }
+    if !has_token(&req.headers, "connection", "upgrade") {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    let key = req
+        .header("sec-websocket-key")
+        .ok_or(HandshakeError::BadKey)?;
+    // RFC 6455 4.2.1: the key, base64-decoded, MUST be 16 bytes long.
+    match BASE64.decode(key) {
+        Ok(raw) if raw.len() == 16 => {}
+        _ => return Err(HandshakeError::BadKey),
+    }
+    if req.header("sec-websocket-version") != Some("13") {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    Ok(accept_key(key.as_bytes()))
+}
+
+/// The `Sec-WebSocket-Accept` value for a key: base64(SHA-1(key + GUID)).
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key);
+    sha.update(GUID.as_bytes());
+    BASE64.encode(sha.digest().bytes())
+}
+
+/// The `101 Switching Protocols` answer, with optional extra headers.
+pub fn response_101(accept: &str, extra: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n");
+    out.extend_from_slice(b"Connection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.extend_from_slice(accept.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    write_headers(&mut out, extra);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A complete HTTP/1.1 response with a body and `Content-Length`, e.g. a 400 for a bad upgrade.
+pub fn http_response(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + body.len());
+    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
+    write_headers(&mut out, headers);
+    out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+fn write_headers(out: &mut Vec<u8>, headers: &[(String, String)]) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The usual reason phrase of a status code.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// A fresh `Sec-WebSocket-Key`: base64 of 16 bytes from the operating system's random source.
+pub fn generate_key() -> String {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).expect("the operating system's random source failed");
+    BASE64.encode(raw)
+}
+
+/// The client's upgrade request.
+pub fn client_request(host: &str, target: &str, key: &str, extra: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(200);
+    out.extend_from_slice(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n").as_bytes());
+    out.extend_from_slice(b"Upgrade: websocket\r\nConnection: Upgrade\r\n");
+    out.extend_from_slice(format!("Sec-WebSocket-Key: {key}\r\n").as_bytes());
+    out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\n");
+    write_headers(&mut out, extra);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Parses a response head from the start of `buf`, like [`parse_request`].
+pub fn parse_response(
+    buf: &[u8],
+    max_headers: usize,
+) -> Result<Option<(ResponseHead, usize)>, HandshakeError> {
+    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut res = httparse::Response::new(&mut storage);
+    match res.parse(buf).map_err(map_parse_error)? {
+        httparse::Status::Partial => Ok(None),
+        httparse::Status::Complete(n) => {
+            if res.version != Some(1) {
+                return Err(HandshakeError::NotHttp11);
+            }
+            let head = ResponseHead {
+                status: res.code.unwrap_or(0),
+                headers: owned_headers(res.headers),
+            };
+            Ok(Some((head, n)))
+        }
+    }
+}
+
+/// Checks a `101` response against the key we sent (RFC 6455 4.1, the client's checks).
+pub fn check_response(head: &ResponseHead, key: &str) -> Result<(), HandshakeError> {
+    if !has_token(&head.headers, "upgrade", "websocket") {
+        return Err(HandshakeError::NotUpgrade);
+    }
+    if !has_token(&head.headers, "connection", "upgrade") {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    if head.header("sec-websocket-accept") != Some(accept_key(key.as_bytes()).as_str()) {
+        return Err(HandshakeError::BadAccept);
+    }
+    // RFC 6455 4.1: an extension or subprotocol the client did not ask for MUST fail the
+    // connection. This client offers none yet.
+    if head.header("sec-websocket-extensions").is_some()
+        || head.header("sec-websocket-protocol").is_some()
+    {
+        return Err(HandshakeError::UnexpectedNegotiation);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "GET /chat?x=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Origin: http://example.com\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn rfc_accept_key_example() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn request_every_split_point() {
+        let bytes = format!("{GOOD}leftover");
+        let head_len = GOOD.len();
+        for cut in 0..head_len {
+            assert_eq!(
+                parse_request(&bytes.as_bytes()[..cut], 16),
+                Ok(None),
+                "cut {cut}"
+            );
+        }
+        let (req, n) = parse_request(bytes.as_bytes(), 16).unwrap().unwrap();
+        assert_eq!(n, head_len);
+        assert_eq!(
+            (req.path(), req.query(), req.target()),
+            ("/chat", Some("x=1"), "/chat?x=1")
+        );
+        assert_eq!(req.origin(), Some("http://example.com"));
+        assert_eq!(
+            check_request(&req),
+            Ok("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".to_owned())
+        );
+    }
+
+    fn check(raw: &str) -> Result<String, HandshakeError> {
+        let (req, _) = parse_request(raw.as_bytes(), 16)?.expect("complete");
+        check_request(&req)
+    }
+
+    #[test]
+    fn request_table() {
+        let swap = |from: &str, to: &str| GOOD.replace(from, to);
+        let rows: Vec<(String, Result<(), HandshakeError>)> = vec![
+            (swap("Upgrade: websocket", "Upgrade: WebSocket"), Ok(())),
+            (
+                swap("Connection: Upgrade", "Connection: keep-alive, Upgrade"),
+                Ok(()),
+            ),
+            (swap("Connection: Upgrade", "connection: UPGRADE"), Ok(())),
+            (
+                swap("Upgrade: websocket", "Upgrade: h2c"),
+                Err(HandshakeError::NotUpgrade),
+            ),
+            (
+                swap("Upgrade: websocket\r\n", ""),
+                Err(HandshakeError::NotUpgrade),
+            ),
+            (swap("GET", "POST"), Err(HandshakeError::NotGet)),
+            (swap("HTTP/1.1", "HTTP/1.0"), Err(HandshakeError::NotHttp11)),
+            (
+                swap("Connection: Upgrade", "Connection: close"),
+                Err(HandshakeError::MissingConnectionUpgrade),
+            ),
+            (
+                swap("Version: 13", "Version: 8"),
+                Err(HandshakeError::UnsupportedVersion),
+            ),
+            (
+                swap("Sec-WebSocket-Version: 13\r\n", ""),
+                Err(HandshakeError::UnsupportedVersion),
+            ),
+            (
+                swap("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ=="),
+                Err(HandshakeError::BadKey),
+            ),
+            (
+                swap("dGhlIHNhbXBsZSBub25jZQ==", "not base64!"),
+                Err(HandshakeError::BadKey),
+            ),
+            (
+                swap("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+                Err(HandshakeError::BadKey),
+            ),
+        ];
+        for (raw, want) in rows {
+            assert_eq!(check(&raw).map(|_| ()), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn too_many_headers_and_garbage() {
+        let many: String = (0..20).map(|i| format!("X-{i}: y\r\n")).collect();
+        let raw = GOOD.replace("\r\n\r\n", &format!("\r\n{many}\r\n"));
+        assert_eq!(
+            parse_request(raw.as_bytes(), 16),
+            Err(HandshakeError::TooManyHeaders)
+        );
+        assert_eq!(
+            parse_request(b"\x16\x03\x01\x02\x00\x01\x00", 16),
+            Err(HandshakeError::MalformedHttp)
+        );
+    }
+
+    #[test]
+    fn client_side_round_trip() {
+        let key = generate_key();
+        assert_eq!(BASE64.decode(&key).unwrap().len(), 16);
+        assert_ne!(key, generate_key());
+        let req = client_request("h:1", "/p?q", &key, &[("X-A".into(), "b".into())]);
+        let (parsed, n) = parse_request(&req, 16).unwrap().unwrap();
+        assert_eq!(n, req.len());
+        assert_eq!(parsed.header("x-a"), Some("b"));
+        let accept = check_request(&parsed).unwrap();
+        let resp = response_101(&accept, &[]);
+        for cut in 0..resp.len() {
+            assert_eq!(parse_response(&resp[..cut], 16), Ok(None));
+        }
+        let (head, n) = parse_response(&resp, 16).unwrap().unwrap();
+        assert_eq!((head.status, n), (101, resp.len()));
+        assert_eq!(check_response(&head, &key), Ok(()));
+        assert_eq!(
+            check_response(&head, &generate_key()),
+            Err(HandshakeError::BadAccept)
+        );
+    }
+
+    #[test]
+    fn response_table() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let good = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+            Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let rows = [
+            (good.to_owned(), Ok(())),
+            (
+                good.replace("Upgrade: websocket\r\n", ""),
+                Err(HandshakeError::NotUpgrade),
+            ),
+            (
+                good.replace("Connection: Upgrade", "Connection: close"),
+                Err(HandshakeError::MissingConnectionUpgrade),
+            ),
+            (good.replace("s3pP", "AAAA"), Err(HandshakeError::BadAccept)),
+            (
+                good.replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: chat\r\n\r\n"),
+                Err(HandshakeError::UnexpectedNegotiation),
+            ),
+        ];
+        for (raw, want) in rows {
+            let (head, _) = parse_response(raw.as_bytes(), 16).unwrap().unwrap();
+            assert_eq!(check_response(&head, key), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn http_response_has_length_and_close() {
+        let r = http_response(
+            426,
+            &[("Sec-WebSocket-Version".into(), "13".into())],
+            b"hi",
+            false,
+        );
+        let text = String::from_utf8(r).unwrap();
+        assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+        assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
+        assert!(text.contains("Content-Length: 2\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\nhi"));
+    }
+}

@@ -1,0 +1,8 @@
+//! The protocol core: RFC 6455 as pure functions over byte slices. Nothing in here touches a
+//! socket, a thread or a clock, so every rule can be tested by feeding bytes.
+
+pub mod close;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod utf8;
