@@ -447,7 +447,7 @@ impl<S: Transport> WebSocket<S> {
                 self.rbuf.consume(take);
                 Ok(start)
             } else if !f.opcode.is_control() && want >= self.rbuf.capacity() {
-                self.read_direct(want)
+                self.read_direct(want, f.mask, f.done)
             } else {
                 self.fill().map(|_| self.rx.buf.len())
             };
@@ -483,8 +483,8 @@ impl<S: Transport> WebSocket<S> {
     }
 
     /// Reads a large payload straight into the message buffer, unmasking what arrived.
-    fn read_direct(&mut self, want: usize) -> Result<usize> {
-        let f = self.rx.frame.expect("frame in progress");
+    /// `offset` is how much of the frame's payload came before, for the mask phase.
+    fn read_direct(&mut self, want: usize, mask: Option<[u8; 4]>, offset: usize) -> Result<usize> {
         let start = self.rx.buf.len();
         let result = if self.rx.message == Some(true) {
             // Text: one read at a time so each piece is validated as soon as it arrives.
@@ -496,8 +496,8 @@ impl<S: Transport> WebSocket<S> {
         } else {
             self.stream.read_to_vec(&mut self.rx.buf, want)
         };
-        if let Some(key) = f.mask {
-            apply_mask(&mut self.rx.buf[start..], key, f.done);
+        if let Some(key) = mask {
+            apply_mask(&mut self.rx.buf[start..], key, offset);
         }
         match result {
             Ok(0) => Err(self.on_io_error(eof())),
