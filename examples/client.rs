@@ -4,62 +4,44 @@
 //! `cargo run --release --example client -- [URL]` (defaults to ws://127.0.0.1:9001).
 
 use std::io::{BufRead, Write};
-use std::sync::mpsc::{self, TryRecvError};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use syncws::{Client, CloseCode, Message};
 
-fn main() -> Result<(), syncws::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
     let url = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "ws://127.0.0.1:9001".into());
-    let mut ws = Client::connect(&url)?;
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
+    let (mut reader, writer) = Client::connect(&url)?.split()?;
+    let (got_one, arrivals) = mpsc::channel();
+    let printer = std::thread::spawn(move || -> syncws::Result<()> {
+        while let Some(msg) = reader.recv()? {
+            let mut out = std::io::stdout().lock();
+            match msg {
+                Message::Text(t) => writeln!(out, "{t}")?,
+                Message::Binary(b) => writeln!(out, "<{} bytes binary>", b.len())?,
             }
+            out.flush()?;
+            let _ = got_one.send(());
         }
+        Ok(())
     });
-    let (mut sent, mut received) = (0usize, 0usize);
-    let mut input_done: Option<Instant> = None;
-    let stdout = std::io::stdout();
-    loop {
-        loop {
-            match lines.try_recv() {
-                Ok(line) => {
-                    ws.send(line.as_str())?;
-                    sent += 1;
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    input_done.get_or_insert_with(Instant::now);
-                    break;
-                }
-            }
-        }
-        // At end of input, close once every echo is in (or after 5 s of waiting for them).
-        if let Some(since) = input_done {
-            if received >= sent || since.elapsed() > Duration::from_secs(5) {
-                ws.close(CloseCode::NORMAL, "")?;
-                return Ok(());
-            }
-        }
-        match ws.recv_timeout(Duration::from_millis(10)) {
-            Ok(Some(msg)) => {
-                received += 1;
-                let mut out = stdout.lock();
-                match msg {
-                    Message::Text(t) => writeln!(out, "{t}")?,
-                    Message::Binary(b) => writeln!(out, "<{} bytes binary>", b.len())?,
-                }
-                out.flush()?;
-            }
-            Ok(None) => return Ok(()),
-            Err(e) if e.is_timeout() => {}
-            Err(e) => return Err(e),
+    let mut sent = 0;
+    for line in std::io::stdin().lock().lines() {
+        writer.send(line?)?;
+        sent += 1;
+    }
+    // Wait for as many messages as we sent (at most 5 s), then close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for _ in 0..sent {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if arrivals.recv_timeout(left).is_err() {
+            break;
         }
     }
+    writer.close(CloseCode::NORMAL, "")?;
+    printer.join().expect("printer thread")?;
+    Ok(())
 }

@@ -49,6 +49,18 @@ pub struct Config {
     /// Most header lines in an HTTP request or response head. More are answered with 431.
     /// Defaults to 64.
     pub max_headers: usize,
+    /// How long one `write` may make no progress before the send fails and the connection is
+    /// closed (a frame cut in half cannot be continued). `None` waits forever. Defaults to 30
+    /// seconds: a peer that stops reading cannot hold a sending thread longer than that.
+    pub write_timeout: Option<Duration>,
+    /// After this long without receiving anything, a thread waiting in `recv` sends a ping.
+    /// `None` turns the heartbeat off. Defaults to 30 seconds, below the 60-second idle timeout
+    /// of common proxies (nginx), so a quiet connection stays open and a dead one is found.
+    pub ping_interval: Option<Duration>,
+    /// How long to wait for the pong to a heartbeat ping before closing with 1011 and ending the
+    /// receive with [`Error::HeartbeatTimeout`](crate::Error::HeartbeatTimeout). Defaults to 20
+    /// seconds: generous for slow links, yet a dead peer frees its thread within 50 seconds.
+    pub pong_timeout: Duration,
 }
 
 impl Default for Config {
@@ -62,6 +74,9 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 16 << 10,
             max_headers: 64,
+            write_timeout: Some(Duration::from_secs(30)),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -112,6 +127,24 @@ impl Config {
     /// Sets [`Config::max_headers`].
     pub fn max_headers(mut self, count: usize) -> Self {
         self.max_headers = count;
+        self
+    }
+
+    /// Sets [`Config::write_timeout`].
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::ping_interval`].
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// Sets [`Config::pong_timeout`].
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
         self
     }
 

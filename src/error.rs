@@ -35,6 +35,9 @@ pub enum Error {
     /// A receive with a deadline ([`WebSocket::recv_timeout`](crate::WebSocket::recv_timeout))
     /// ran out of time. The connection stays usable.
     Timeout,
+    /// The peer did not answer a heartbeat ping within
+    /// [`Config::pong_timeout`](crate::Config::pong_timeout); the connection was closed with 1011.
+    HeartbeatTimeout,
     /// The caller passed something that cannot be sent, e.g. a close code that must not appear on
     /// the wire or a close reason longer than 123 bytes.
     InvalidInput(InputError),
@@ -65,6 +68,7 @@ impl fmt::Display for Error {
             Error::Url(e) => write!(f, "invalid url: {e}"),
             Error::Closed => f.write_str("connection closed"),
             Error::Timeout => f.write_str("timed out"),
+            Error::HeartbeatTimeout => f.write_str("peer did not answer a ping in time"),
             Error::InvalidInput(e) => write!(f, "invalid input: {e}"),
         }
     }

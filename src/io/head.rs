@@ -25,10 +25,10 @@ where
 {
     let mut chunk = [0u8; 2048];
     loop {
-        if !buf.is_empty() {
-            if let Some(done) = parse(buf)? {
-                return Ok(done);
-            }
+        if !buf.is_empty()
+            && let Some(done) = parse(buf)?
+        {
+            return Ok(done);
         }
         if buf.len() >= max_bytes {
             return Err(HandshakeError::HeadersTooLarge.into());

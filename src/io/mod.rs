@@ -7,4 +7,4 @@ mod stream;
 
 pub(crate) use buffer::ReadBuf;
 pub(crate) use head::read_head;
-pub use stream::{Stream, Transport};
+pub use stream::{Split, Stream, Transport};

@@ -35,6 +35,18 @@ pub trait Transport: Read + Write {
         Ok(())
     }
 
+    /// Closes both directions; a thread blocked reading this stream (or a handle split from it)
+    /// wakes up with end-of-stream.
+    fn shutdown_both(&mut self) -> io::Result<()> {
+        self.shutdown_write()
+    }
+
+    /// Switches reads and writes to non-blocking mode and back (for `try_recv`).
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        let _ = nonblocking;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     /// The address of the other end, if there is one.
     fn peer_addr(&self) -> Option<SocketAddr> {
         None
@@ -54,8 +66,37 @@ impl Transport for TcpStream {
         self.shutdown(Shutdown::Write)
     }
 
+    fn shutdown_both(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Both)
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        TcpStream::set_nonblocking(self, nonblocking)
+    }
+
     fn peer_addr(&self) -> Option<SocketAddr> {
         TcpStream::peer_addr(self).ok()
+    }
+}
+
+/// A stream that can be split into a handle for one reading thread and a handle for writing
+/// threads, so a connection can receive and send at the same time.
+pub trait Split: Transport + Sized {
+    /// The handle the reader reads from.
+    type ReadHalf: Transport + Send + 'static;
+    /// The handle writers write to, one at a time behind a lock.
+    type WriteHalf: Transport + Send + 'static;
+    /// Splits the stream.
+    fn split(self) -> io::Result<(Self::ReadHalf, Self::WriteHalf)>;
+}
+
+impl Split for TcpStream {
+    type ReadHalf = TcpStream;
+    type WriteHalf = TcpStream;
+
+    /// Two handles on one socket: the kernel lets one thread read while another writes.
+    fn split(self) -> io::Result<(TcpStream, TcpStream)> {
+        Ok((self.try_clone()?, self))
     }
 }
 
@@ -123,7 +164,26 @@ impl Transport for Stream {
         self.tcp().shutdown(Shutdown::Write)
     }
 
+    fn shutdown_both(&mut self) -> io::Result<()> {
+        self.tcp().shutdown(Shutdown::Both)
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        self.tcp().set_nonblocking(nonblocking)
+    }
+
     fn peer_addr(&self) -> Option<SocketAddr> {
         self.tcp().peer_addr().ok()
+    }
+}
+
+impl Split for Stream {
+    type ReadHalf = Stream;
+    type WriteHalf = Stream;
+
+    fn split(self) -> io::Result<(Stream, Stream)> {
+        match self {
+            Stream::Plain(s) => Ok((Stream::Plain(s.try_clone()?), Stream::Plain(s))),
+        }
     }
 }

@@ -1,0 +1,374 @@
+//! The connection's rules on top of the receiver: answering pings, the closing handshake,
+//! failing on violations, and the clocks (the caller's deadline, the close deadline, the
+//! heartbeat). Written once, for the whole socket and for the reader of a split one; how replies
+//! reach the wire is the [`Link`]'s business.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::receiver::{Event, Fault, Receiver};
+use super::{Role, State};
+use crate::config::Config;
+use crate::error::{Error, Result, is_timeout_kind};
+use crate::io::Transport;
+use crate::message::{CloseCode, CloseFrame, Message};
+use crate::proto::close;
+use crate::proto::frame::OpCode;
+use crate::proto::handshake::Request;
+
+/// The sending side as the receive loop sees it.
+pub(crate) trait Link {
+    /// What the receive loop reads from.
+    type Read: Transport + ?Sized;
+    /// The stream to read from.
+    fn read_half(&mut self) -> &mut Self::Read;
+    /// Writes one whole frame. A failure closes the connection for every half.
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()>;
+    /// Claims the right to send the one close frame; false if it already went out.
+    fn begin_close(&mut self) -> bool;
+    /// Whether a close frame went out (from any half).
+    fn close_sent(&self) -> bool;
+    /// Records that the connection is over and tells every other half.
+    fn set_closed(&mut self);
+    /// Whether the connection is over (possibly ended by another half).
+    fn is_closed(&self) -> bool;
+    /// Half-closes the sending direction.
+    fn shutdown_write(&mut self);
+}
+
+/// Who the connection is with, for accessors and logs.
+#[derive(Debug)]
+pub(crate) struct Info {
+    pub id: u64,
+    pub peer: Option<SocketAddr>,
+    pub request: Option<Box<Request>>,
+    pub protocol: Option<String>,
+}
+
+#[derive(Debug)]
+struct Heartbeat {
+    /// When bytes last arrived.
+    last_rx: Instant,
+    /// The outstanding heartbeat ping: when it went out and its payload.
+    ping: Option<(Instant, [u8; 8])>,
+    seq: u64,
+    rtt: Option<Duration>,
+}
+
+/// One connection's receive-side rules over a [`Link`].
+#[derive(Debug)]
+pub(crate) struct Conn<L: Link> {
+    pub link: L,
+    pub rx: Receiver,
+    pub role: Role,
+    pub state: State,
+    pub config: Config,
+    pub info: Info,
+    pub peer_close: Option<CloseFrame>,
+    /// Set while `try_recv` runs: the stream is non-blocking and timeouts are not armed.
+    pub nonblocking: bool,
+    read_timeout: Option<Duration>,
+    close_deadline: Option<Instant>,
+    hb: Heartbeat,
+}
+
+impl<L: Link> Conn<L> {
+    pub fn new(link: L, role: Role, config: Config, leftover: &[u8], info: Info) -> Self {
+        let rx = Receiver::new(role == Role::Server, &config, leftover);
+        Conn {
+            link,
+            rx,
+            role,
+            state: State::Open,
+            config,
+            info,
+            peer_close: None,
+            nonblocking: false,
+            read_timeout: None,
+            close_deadline: None,
+            hb: Heartbeat {
+                last_rx: Instant::now(),
+                ping: None,
+                seq: 0,
+                rtt: None,
+            },
+        }
+    }
+
+    /// Moves everything but the link to a new link (used by `split`).
+    pub fn relink<M: Link>(self, link: M) -> Conn<M> {
+        Conn {
+            link,
+            rx: self.rx,
+            role: self.role,
+            state: self.state,
+            config: self.config,
+            info: self.info,
+            peer_close: self.peer_close,
+            nonblocking: false,
+            read_timeout: self.read_timeout,
+            close_deadline: self.close_deadline,
+            hb: self.hb,
+        }
+    }
+
+    /// The state, taking into account what other halves did.
+    pub fn state(&self) -> State {
+        if self.link.is_closed() {
+            State::Closed
+        } else if self.link.close_sent() {
+            State::Closing
+        } else {
+            self.state
+        }
+    }
+
+    /// Round-trip time of the last answered heartbeat ping.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.hb.rtt
+    }
+
+    /// Receives the next data message, or `None` once the peer has closed, giving up with
+    /// [`Error::Timeout`] at `deadline`.
+    pub fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Option<Message>> {
+        loop {
+            if self.state != State::Closed && self.link.is_closed() {
+                self.state = State::Closed;
+            }
+            match self.state {
+                State::Closed if self.peer_close.is_some() => return Ok(None),
+                State::Closed => return Err(Error::Closed),
+                State::Open if self.link.close_sent() => self.start_closing(),
+                _ => {}
+            }
+            let wake = self.run_clocks(deadline)?;
+            if !self.nonblocking {
+                let now = Instant::now();
+                self.arm(
+                    wake.map(|w| w.saturating_duration_since(now)),
+                    wake == deadline,
+                )?;
+            }
+            let before = self.rx.bytes_received();
+            let result = self.rx.next_event(self.link.read_half());
+            if self.rx.bytes_received() != before {
+                self.hb.last_rx = Instant::now();
+            }
+            match result {
+                Ok(Event::Message(m)) if self.state == State::Open => return Ok(Some(m)),
+                // RFC 6455 1.4: after sending a close frame, data may still arrive; drop it.
+                Ok(Event::Message(_)) => {}
+                Ok(Event::Ping) => {
+                    if self.state == State::Open && !self.link.close_sent() {
+                        let mut payload = [0u8; 125];
+                        let n = self.rx.control_payload().len();
+                        payload[..n].copy_from_slice(self.rx.control_payload());
+                        // RFC 6455 5.5.2: answer a ping with a pong carrying the same data.
+                        self.write(OpCode::Pong, &payload[..n])?;
+                    }
+                }
+                // Unsolicited pongs are allowed and ignored (RFC 6455 5.5.3).
+                Ok(Event::Pong) => {
+                    if let Some((sent, payload)) = self.hb.ping
+                        && self.rx.control_payload() == payload
+                    {
+                        self.hb.rtt = Some(sent.elapsed());
+                        self.hb.ping = None;
+                    }
+                }
+                Ok(Event::Close) => {
+                    self.on_peer_close()?;
+                    return Ok(None);
+                }
+                Err(Fault::Protocol(e)) => return Err(self.fail(e.close_code(), e.into())),
+                Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
+                Err(Fault::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(Fault::Io(e)) => {
+                    let other_half_closed = self.link.is_closed();
+                    self.state = State::Closed;
+                    self.link.set_closed();
+                    if other_half_closed {
+                        return Err(Error::Closed);
+                    }
+                    log::debug!("ws#{} ended: {e}", self.info.id);
+                    return Err(Error::Io(e));
+                }
+            }
+        }
+    }
+
+    /// Acts on whichever clocks ran out; returns the next time one will.
+    fn run_clocks(&mut self, deadline: Option<Instant>) -> Result<Option<Instant>> {
+        let now = Instant::now();
+        if self.close_deadline.is_some_and(|close_by| now >= close_by) {
+            log::debug!("ws#{} peer did not answer our close in time", self.info.id);
+            self.end_tcp();
+            return Err(Error::Timeout);
+        }
+        let mut heartbeat = None;
+        if let Some(interval) = self.config.ping_interval {
+            match self.hb.ping {
+                Some((sent, _)) if now >= sent + self.config.pong_timeout => {
+                    log::debug!(
+                        "ws#{} no pong within {:?}",
+                        self.info.id,
+                        self.config.pong_timeout
+                    );
+                    return Err(self.fail(CloseCode::INTERNAL_ERROR, Error::HeartbeatTimeout));
+                }
+                Some((sent, _)) => heartbeat = Some(sent + self.config.pong_timeout),
+                None if self.state != State::Open => {}
+                None if now >= self.hb.last_rx + interval => {
+                    self.hb.seq += 1;
+                    let payload = self.hb.seq.to_be_bytes();
+                    self.write(OpCode::Ping, &payload)?;
+                    self.hb.ping = Some((now, payload));
+                    heartbeat = Some(now + self.config.pong_timeout);
+                }
+                None => heartbeat = Some(self.hb.last_rx + interval),
+            }
+        }
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(Error::Timeout);
+        }
+        Ok([deadline, self.close_deadline, heartbeat]
+            .into_iter()
+            .flatten()
+            .min())
+    }
+
+    /// Sets the stream's read timeout, but only when the current one does not fit, so a steady
+    /// stream of receives costs no extra system calls. `precise` deadlines may not be overshot;
+    /// the heartbeat may be late by a quarter.
+    fn arm(&mut self, want: Option<Duration>, precise: bool) -> Result<()> {
+        let fits = match (self.read_timeout, want) {
+            (None, None) => true,
+            (Some(cur), Some(w)) => cur >= w / 2 && (cur <= w || (!precise && cur <= w + w / 4)),
+            _ => false,
+        };
+        if !fits {
+            // A zero timeout means "forever" to the OS; the clocks above fire before that.
+            let t = want.map(|w| w.max(Duration::from_millis(1)));
+            self.link.read_half().set_read_timeout(t)?;
+            self.read_timeout = t;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, opcode: OpCode, payload: &[u8]) -> Result<()> {
+        let result = self.link.write_frame(opcode, true, payload);
+        if result.is_err() {
+            self.state = State::Closed;
+        }
+        result
+    }
+
+    fn start_closing(&mut self) {
+        if self.state == State::Open {
+            self.state = State::Closing;
+            self.close_deadline = Some(Instant::now() + self.config.close_timeout);
+        }
+    }
+
+    /// Starts the closing handshake and waits for the peer's answer up to the close timeout.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        close::check_outgoing(code, reason).map_err(Error::InvalidInput)?;
+        if self.state == State::Closed || self.link.is_closed() {
+            return Ok(());
+        }
+        if self.link.begin_close() {
+            let mut payload = [0u8; 125];
+            let n = close::encode(Some(code), reason, &mut payload);
+            self.write(OpCode::Close, &payload[..n])?;
+        }
+        self.start_closing();
+        match self.recv_until(None) {
+            Ok(_) | Err(Error::Closed) => Ok(()),
+            // The peer dropped TCP after our close instead of answering: closed all the same.
+            Err(Error::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The peer's close frame arrived: check it, answer it, end the connection.
+    fn on_peer_close(&mut self) -> Result<()> {
+        let frame = match close::parse(self.rx.control_payload()) {
+            Ok(frame) => frame,
+            Err(e) => return Err(self.fail(e.close_code(), e.into())),
+        };
+        log::debug!(
+            "ws#{} peer closed with {} {:?}",
+            self.info.id,
+            frame.code,
+            frame.reason
+        );
+        if self.link.begin_close() {
+            // RFC 6455 5.5.1: answer with a close frame, typically echoing the status code.
+            let mut payload = [0u8; 125];
+            let code = (frame.code != CloseCode::NO_STATUS).then_some(frame.code);
+            let n = close::encode(code, "", &mut payload);
+            let _ = self.link.write_frame(OpCode::Close, true, &payload[..n]);
+        }
+        self.peer_close = Some(frame);
+        self.end_tcp();
+        Ok(())
+    }
+
+    /// Fails the connection (RFC 6455 7.1.7): sends `code` unless a close already went out, ends
+    /// TCP, and hands back `err` for the caller.
+    fn fail(&mut self, code: CloseCode, err: Error) -> Error {
+        log::debug!("ws#{} failing with {code}: {err}", self.info.id);
+        if self.state != State::Closed && self.link.begin_close() {
+            let mut payload = [0u8; 125];
+            let n = close::encode(Some(code), "", &mut payload);
+            let _ = self.link.write_frame(OpCode::Close, true, &payload[..n]);
+        }
+        self.end_tcp();
+        err
+    }
+
+    /// The lingering TCP close: the server shuts down its sending side first (RFC 6455 7.1.1),
+    /// then both read and discard until the peer's end-of-stream or the close timeout, so a close
+    /// frame is not lost to a TCP reset.
+    ///
+    /// The whole close stays within one close timeout: if the closing handshake already used
+    /// part of it, only the rest is spent here.
+    fn end_tcp(&mut self) {
+        let deadline = self.close_deadline.take();
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + self.config.close_timeout);
+        self.state = State::Closed;
+        if self.role == Role::Server {
+            self.link.shutdown_write();
+        }
+        let mut sink = [0u8; 512];
+        while !self.link.is_closed() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.arm(Some(left), true).is_err() {
+                break;
+            }
+            match self.link.read_half().read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if self.role == Role::Client {
+            self.link.shutdown_write();
+        }
+        self.link.set_closed();
+    }
+
+    /// Sends a data or control frame from the user, refusing once closing has begun.
+    pub fn send_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+        if self.state() != State::Open {
+            return Err(Error::Closed);
+        }
+        let result = self.link.write_frame(opcode, fin, payload);
+        if result.is_err() {
+            self.state = State::Closed;
+        }
+        result
+    }
+}

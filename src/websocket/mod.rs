@@ -1,0 +1,471 @@
+//! The connection layer: one WebSocket over one byte stream, after the opening handshake.
+//!
+//! ```text
+//!            send/recv data, ping, pong (answered automatically)
+//!              +------+
+//!              |      v
+//!          +----------+   close() sends Close   +-----------+
+//!   ------>|   OPEN   |------------------------>|  CLOSING  |
+//!          +----------+                         +-----------+
+//!            |    |                                   |
+//!            |    | peer's Close received:            | peer's Close received,
+//!            |    | echo its code, end TCP            | or close timeout: end TCP
+//!            |    v                                   v
+//!            |  +----------------------------------------+
+//!            |  |                 CLOSED                 |
+//!            |  +----------------------------------------+
+//!            |    ^
+//!            +----+ violation: send 1002/1007/1009; no pong in time: 1011; end TCP
+//!                   socket error or end-of-stream: nothing can be sent
+//! ```
+//!
+//! Files: `receiver` turns bytes into messages and control frames (the RFC's receive rules),
+//! `sender` writes frames, `conn` holds the rules that tie them together (pong replies, the
+//! closing handshake, deadlines, heartbeat) once for both the whole socket here and the reader
+//! of a `split` one.
+
+mod conn;
+mod receiver;
+mod sender;
+mod split;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::{Error, InputError, Result};
+use crate::io::{Split, Stream, Transport};
+use crate::message::{CloseCode, CloseFrame, Message, MessageRef, ToMessage};
+use crate::proto::close;
+use crate::proto::frame::OpCode;
+use crate::proto::handshake::Request;
+use conn::{Conn, Info, Link};
+use sender::Sender;
+
+pub use split::{Reader, Writer};
+
+/// Which end of the connection this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepted the connection; receives masked frames, sends unmasked ones.
+    Server,
+    /// Opened the connection; masks every frame it sends.
+    Client,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// A close frame went out; waiting for the peer's.
+    Closing,
+    /// Nothing more can be sent or received.
+    Closed,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh connection id for logs.
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A WebSocket connection whose opening handshake is done.
+///
+/// Get one from [`Server::serve`](crate::Server::serve) or [`Client::connect`](crate::Client::connect),
+/// or wrap any stream with [`WebSocket::from_stream`]. To receive in one thread while others
+/// send, [`split`](WebSocket::split) it.
+///
+/// ```no_run
+/// let mut ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
+/// ws.send("hello")?;
+/// while let Some(msg) = ws.recv()? {
+///     println!("{msg:?}");
+/// }
+/// # Ok::<(), syncws::Error>(())
+/// ```
+pub struct WebSocket<S: Transport = Stream> {
+    conn: Conn<Owned<S>>,
+}
+
+/// The whole stream, owned by one thread: reads and writes need no lock.
+struct Owned<S: Transport> {
+    /// `None` only after `split` took it.
+    stream: Option<S>,
+    sender: Sender,
+    close_sent: bool,
+    closed: bool,
+    /// Set while `try_recv` runs; writes then switch the stream back to blocking.
+    nonblocking: bool,
+    close_timeout: Duration,
+}
+
+impl<S: Transport> Owned<S> {
+    fn stream(&mut self) -> &mut S {
+        self.stream
+            .as_mut()
+            .expect("the stream is only taken by split, which consumes the socket")
+    }
+}
+
+impl<S: Transport> Link for Owned<S> {
+    type Read = S;
+
+    fn read_half(&mut self) -> &mut S {
+        self.stream()
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let nonblocking = self.nonblocking;
+        let Owned { stream, sender, .. } = self;
+        let stream = stream.as_mut().expect("stream present");
+        if nonblocking {
+            stream.set_nonblocking(false)?;
+        }
+        let result = sender.write_frame(stream, opcode, fin, payload);
+        if nonblocking {
+            stream.set_nonblocking(true)?;
+        }
+        result.map_err(|e| {
+            // A frame may be cut in half: the connection cannot go on.
+            let _ = stream.shutdown_both();
+            self.closed = true;
+            Error::Io(e)
+        })
+    }
+
+    fn begin_close(&mut self) -> bool {
+        !std::mem::replace(&mut self.close_sent, true)
+    }
+
+    fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    fn set_closed(&mut self) {
+        self.closed = true;
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn shutdown_write(&mut self) {
+        let _ = self.stream().shutdown_write();
+    }
+}
+
+impl<S: Transport> Drop for Owned<S> {
+    /// A connection dropped while open says goodbye with 1001 ("going away") without waiting for
+    /// an answer; the write is bounded by the close timeout.
+    fn drop(&mut self) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if !self.closed && !self.close_sent {
+            let mut payload = [0u8; 125];
+            let n = close::encode(Some(CloseCode::GOING_AWAY), "", &mut payload);
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_write_timeout(Some(self.close_timeout));
+            let _ = self
+                .sender
+                .write_frame(stream, OpCode::Close, true, &payload[..n]);
+            let _ = stream.shutdown_write();
+        }
+    }
+}
+
+impl<S: Transport> WebSocket<S> {
+    /// Wraps a stream whose opening handshake has already happened.
+    ///
+    /// `leftover` holds bytes that arrived right behind the handshake; they are parsed first.
+    /// The stream's write timeout is set from [`Config::write_timeout`].
+    pub fn from_stream(mut stream: S, role: Role, config: Config, leftover: &[u8]) -> Self {
+        let _ = stream.set_write_timeout(config.write_timeout);
+        let _ = stream.set_read_timeout(None);
+        let info = Info {
+            id: next_id(),
+            peer: stream.peer_addr(),
+            request: None,
+            protocol: None,
+        };
+        let link = Owned {
+            stream: Some(stream),
+            sender: Sender::new(role == Role::Client),
+            close_sent: false,
+            closed: false,
+            nonblocking: false,
+            close_timeout: config.close_timeout,
+        };
+        WebSocket {
+            conn: Conn::new(link, role, config, leftover, info),
+        }
+    }
+
+    pub(crate) fn set_request(&mut self, request: Request) {
+        self.conn.info.request = Some(Box::new(request));
+    }
+
+    /// Server or client.
+    pub fn role(&self) -> Role {
+        self.conn.role
+    }
+
+    /// Open, closing or closed.
+    pub fn state(&self) -> State {
+        self.conn.state()
+    }
+
+    /// The connection's id, as used in log lines.
+    pub fn id(&self) -> u64 {
+        self.conn.info.id
+    }
+
+    /// The peer's address, if the stream has one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.conn.info.peer
+    }
+
+    /// Server side: the upgrade request the client sent.
+    pub fn request(&self) -> Option<&Request> {
+        self.conn.info.request.as_deref()
+    }
+
+    /// Server side: the request path without the query, e.g. `/chat`.
+    pub fn path(&self) -> Option<&str> {
+        self.request().map(Request::path)
+    }
+
+    /// Server side: the request header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.request().and_then(|r| r.header(name))
+    }
+
+    /// Server side: the `Origin` the client sent, if any.
+    pub fn origin(&self) -> Option<&str> {
+        self.request().and_then(Request::origin)
+    }
+
+    /// The subprotocol agreed in the handshake, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.conn.info.protocol.as_deref()
+    }
+
+    /// The peer's close frame, once the peer has sent one.
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        self.conn.peer_close.as_ref()
+    }
+
+    /// Round-trip time of the last heartbeat ping the peer answered
+    /// (see [`Config::ping_interval`]).
+    pub fn rtt(&self) -> Option<Duration> {
+        self.conn.rtt()
+    }
+
+    /// The configuration this connection runs with.
+    pub fn config(&self) -> &Config {
+        &self.conn.config
+    }
+
+    /// The stream underneath, e.g. to read socket options.
+    pub fn get_ref(&self) -> &S {
+        self.conn.link.stream.as_ref().expect("stream present")
+    }
+
+    /// Receives the next text or binary message.
+    ///
+    /// Pings are answered and pongs consumed on the way; while waiting, the heartbeat pings an
+    /// idle peer ([`Config::ping_interval`]). Returns `Ok(None)` once the peer has closed with a
+    /// close frame (its code is then in [`WebSocket::close_frame`]), and again on every later
+    /// call. A protocol violation fails the connection with the RFC's close code and returns
+    /// [`Error::Protocol`]; a peer that does not answer the heartbeat ends it with
+    /// [`Error::HeartbeatTimeout`].
+    pub fn recv(&mut self) -> Result<Option<Message>> {
+        self.conn.recv_until(None)
+    }
+
+    /// Like [`WebSocket::recv`], but gives up after `timeout` with [`Error::Timeout`]. The
+    /// connection stays usable: a message cut off by the deadline continues on the next call.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
+        self.conn.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// Returns a message if one can be had without waiting, else [`Error::Timeout`].
+    pub fn try_recv(&mut self) -> Result<Option<Message>> {
+        self.conn.link.stream().set_nonblocking(true)?;
+        self.conn.link.nonblocking = true;
+        self.conn.nonblocking = true;
+        let result = self.conn.recv_until(Some(Instant::now()));
+        self.conn.nonblocking = false;
+        self.conn.link.nonblocking = false;
+        if let Some(stream) = self.conn.link.stream.as_mut() {
+            stream.set_nonblocking(false)?;
+        }
+        result
+    }
+
+    /// Sends a text or binary message in one frame: `&str`/`String` as text, `&[u8]`/`Vec<u8>`
+    /// as binary, a [`Message`] as what it is. Large payloads are not copied, and the caller's
+    /// buffer is never modified.
+    pub fn send<M: ToMessage>(&mut self, msg: M) -> Result<()> {
+        let msg = msg.to_message();
+        self.conn.send_frame(opcode_of(&msg), true, msg.bytes())
+    }
+
+    /// Sends one message as several frames, one per item; the first item decides text or binary.
+    ///
+    /// An empty iterator sends nothing. An item of the other kind is refused with
+    /// [`Error::InvalidInput`]; as part of the message is already out, the connection is then
+    /// closed with 1011.
+    pub fn send_fragmented<I>(&mut self, fragments: I) -> Result<()>
+    where
+        I: IntoIterator,
+        I::Item: ToMessage,
+    {
+        let conn = &mut self.conn;
+        let result = fragment_opcodes(fragments, |op, fin, bytes| conn.send_frame(op, fin, bytes));
+        if let Err(Error::InvalidInput(_)) = result {
+            let _ = self.conn.close(CloseCode::INTERNAL_ERROR, "");
+        }
+        result
+    }
+
+    /// Sends a ping with up to 125 bytes of payload. The pong is consumed by `recv`.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<()> {
+        check_control(payload)?;
+        self.conn.send_frame(OpCode::Ping, true, payload)
+    }
+
+    /// Sends an unsolicited pong with up to 125 bytes of payload (a one-way heartbeat).
+    pub fn pong(&mut self, payload: &[u8]) -> Result<()> {
+        check_control(payload)?;
+        self.conn.send_frame(OpCode::Pong, true, payload)
+    }
+
+    /// Closes the connection: sends a close frame with `code` and `reason`, then waits up to the
+    /// close timeout for the peer's close frame (discarding data that arrives meanwhile) and ends
+    /// TCP.
+    ///
+    /// Returns `Ok` once the peer answered, [`Error::Timeout`] if it did not answer in time (the
+    /// connection is closed either way). Closing a closed connection does nothing. Codes that may
+    /// not go on the wire (1005, 1006, 1015, reserved ranges) and reasons over 123 bytes are
+    /// refused with [`Error::InvalidInput`].
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        self.conn.close(code, reason)
+    }
+}
+
+impl<S: Split> WebSocket<S> {
+    /// Splits the connection into a [`Reader`] for one thread and a cloneable [`Writer`] for any
+    /// number of others.
+    ///
+    /// ```no_run
+    /// let ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
+    /// let (mut reader, writer) = ws.split()?;
+    /// std::thread::spawn(move || writer.send("from another thread"));
+    /// while let Some(msg) = reader.recv()? {
+    ///     println!("{msg:?}");
+    /// }
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn split(self) -> Result<(Reader<S>, Writer<S>)> {
+        let WebSocket { mut conn } = self;
+        let stream = conn.link.stream.take().expect("stream present");
+        let sender = std::mem::replace(&mut conn.link.sender, Sender::new(false));
+        let close_sent = conn.link.close_sent;
+        split::split(conn, stream, sender, close_sent)
+    }
+}
+
+pub(crate) fn opcode_of(msg: &MessageRef<'_>) -> OpCode {
+    match msg {
+        MessageRef::Text(_) => OpCode::Text,
+        MessageRef::Binary(_) => OpCode::Binary,
+    }
+}
+
+pub(crate) fn check_control(payload: &[u8]) -> Result<()> {
+    // RFC 6455 5.5: control frames carry at most 125 bytes.
+    if payload.len() > 125 {
+        return Err(Error::InvalidInput(InputError::ControlTooLong));
+    }
+    Ok(())
+}
+
+/// Feeds the fragments of one message to `write` with their opcodes and FIN bits.
+pub(crate) fn fragment_opcodes<I, F>(fragments: I, mut write: F) -> Result<()>
+where
+    I: IntoIterator,
+    I::Item: ToMessage,
+    F: FnMut(OpCode, bool, &[u8]) -> Result<()>,
+{
+    let mut iter = fragments.into_iter().peekable();
+    let mut first: Option<bool> = None;
+    while let Some(item) = iter.next() {
+        let part = item.to_message();
+        let is_text = matches!(part, MessageRef::Text(_));
+        let opcode = match first {
+            None => {
+                first = Some(is_text);
+                opcode_of(&part)
+            }
+            Some(kind) if kind == is_text => OpCode::Continuation,
+            Some(_) => return Err(Error::InvalidInput(InputError::MixedFragments)),
+        };
+        write(opcode, iter.peek().is_none(), part.bytes())?;
+    }
+    Ok(())
+}
+
+impl<S: Transport> Iterator for WebSocket<S> {
+    type Item = Result<Message>;
+
+    /// The next message; `None` once the connection is closed (normally or after an error, which
+    /// is yielded once first).
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.conn.state == State::Closed {
+            return None;
+        }
+        self.recv().transpose()
+    }
+}
+
+impl<S: Transport> fmt::Display for WebSocket<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let role = match self.conn.role {
+            Role::Server => "server",
+            Role::Client => "client",
+        };
+        let state = match self.state() {
+            State::Open => "OPEN",
+            State::Closing => "CLOSING",
+            State::Closed => "CLOSED",
+        };
+        write!(f, "WebSocket({role}, {state})")
+    }
+}
+
+impl<S: Transport> fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("id", &self.conn.info.id)
+            .field("role", &self.conn.role)
+            .field("state", &self.state())
+            .field("peer", &self.conn.info.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Transport> fmt::Debug for Owned<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Owned")
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}

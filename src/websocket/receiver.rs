@@ -1,0 +1,301 @@
+//! Frame assembly: turns bytes from a stream into messages and control frames, enforcing the
+//! receive-side rules of RFC 6455. It reads but never writes; what to answer is the caller's
+//! business.
+//!
+//! All state lives in the struct, so a read that fails with a timeout can be retried and the
+//! frame continues where it stopped.
+
+use std::io;
+
+use crate::config::Config;
+use crate::error::{ProtocolError, is_timeout_kind};
+use crate::io::{ReadBuf, Transport};
+use crate::message::Message;
+use crate::proto::frame::{FrameHeader, OpCode};
+use crate::proto::mask::{apply_mask, extend_masked};
+use crate::proto::utf8::Utf8Validator;
+
+/// Largest piece of a text payload read directly into a message: text is validated after each
+/// read, so invalid UTF-8 fails the message as soon as it arrives.
+const TEXT_CHUNK: usize = 64 << 10;
+
+/// One complete thing the peer sent.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Message(Message),
+    Ping,
+    Pong,
+    Close,
+}
+
+/// Why no event came.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// The peer broke the protocol; the connection must be failed with its close code.
+    Protocol(ProtocolError),
+    /// The stream failed, ended, or a read timed out (then the receive can be retried).
+    Io(io::Error),
+}
+
+impl From<ProtocolError> for Fault {
+    fn from(e: ProtocolError) -> Self {
+        Fault::Protocol(e)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FrameProgress {
+    opcode: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    len: usize,
+    done: usize,
+}
+
+/// The receiving half of a connection's state.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    server: bool,
+    max_frame: usize,
+    max_message: usize,
+    max_fragments: usize,
+    rbuf: ReadBuf,
+    /// The frame whose payload is being read.
+    frame: Option<FrameProgress>,
+    /// The data message in progress: `Some(true)` text, `Some(false)` binary.
+    message: Option<bool>,
+    fragments: usize,
+    buf: Vec<u8>,
+    utf8: Utf8Validator,
+    control: [u8; 125],
+    control_len: usize,
+    /// Bytes read from the stream so far, so the heartbeat knows when the peer was last heard.
+    received: u64,
+}
+
+impl Receiver {
+    pub fn new(server: bool, config: &Config, leftover: &[u8]) -> Self {
+        Receiver {
+            server,
+            max_frame: config.max_frame_size,
+            max_message: config.max_message_size,
+            max_fragments: config.max_fragments,
+            rbuf: ReadBuf::with_leftover(config.effective_read_buffer(), leftover),
+            frame: None,
+            message: None,
+            fragments: 0,
+            buf: Vec::new(),
+            utf8: Utf8Validator::new(),
+            control: [0; 125],
+            control_len: 0,
+            received: 0,
+        }
+    }
+
+    /// Bytes read from the stream so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.received
+    }
+
+    /// The payload of the last control frame returned.
+    pub fn control_payload(&self) -> &[u8] {
+        &self.control[..self.control_len]
+    }
+
+    /// Reads until one whole message or control frame is complete.
+    pub fn next_event<R: Transport + ?Sized>(&mut self, stream: &mut R) -> Result<Event, Fault> {
+        loop {
+            if self.frame.is_none() {
+                match FrameHeader::parse(self.rbuf.data())? {
+                    Some((header, n)) => {
+                        self.rbuf.consume(n);
+                        self.start_frame(header)?;
+                    }
+                    None => {
+                        self.received += fill(&mut self.rbuf, stream)? as u64;
+                        continue;
+                    }
+                }
+            }
+            if let Some(event) = self.read_payload(stream)? {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// Checks a new frame header against the message in progress and the limits.
+    fn start_frame(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
+        // RFC 6455 5.2: RSV bits MUST be 0 unless an extension defines them.
+        if h.rsv != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        // RFC 6455 5.1: a server MUST close on an unmasked frame, a client on a masked one.
+        match (self.server, h.mask.is_some()) {
+            (true, false) => return Err(ProtocolError::UnmaskedFrame),
+            (false, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if h.len > self.max_frame as u64 {
+            return Err(ProtocolError::FrameTooLarge);
+        }
+        let len = h.len as usize;
+        if h.opcode.is_control() {
+            self.control_len = 0;
+        } else {
+            match (h.opcode, self.message) {
+                // RFC 6455 5.4: a continuation needs a message in progress, and a new message
+                // may not start before the previous one is finished.
+                (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+                (OpCode::Continuation, Some(_)) => {}
+                (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+                (opcode, None) => {
+                    self.message = Some(opcode == OpCode::Text);
+                    self.fragments = 0;
+                    self.utf8.reset();
+                }
+            }
+            if self.buf.len() + len > self.max_message {
+                return Err(ProtocolError::MessageTooLarge);
+            }
+            self.fragments += 1;
+            if self.fragments > self.max_fragments {
+                return Err(ProtocolError::TooManyFragments);
+            }
+            // One allocation for a single-frame message; the checks above bound it.
+            self.buf.reserve(len);
+        }
+        self.frame = Some(FrameProgress {
+            opcode: h.opcode,
+            fin: h.fin,
+            mask: h.mask,
+            len,
+            done: 0,
+        });
+        Ok(())
+    }
+
+    /// Moves payload bytes of the current frame into place. Returns an event once the frame
+    /// completes a message or is a control frame.
+    fn read_payload<R: Transport + ?Sized>(
+        &mut self,
+        stream: &mut R,
+    ) -> Result<Option<Event>, Fault> {
+        let Some(mut f) = self.frame else {
+            return Ok(None);
+        };
+        let control = f.opcode.is_control();
+        while f.done < f.len {
+            let want = f.len - f.done;
+            let avail = self.rbuf.data().len();
+            let start = self.buf.len();
+            let io_result = if avail > 0 {
+                let take = want.min(avail);
+                let piece = &self.rbuf.data()[..take];
+                if control {
+                    let dst = &mut self.control[f.done..f.done + take];
+                    dst.copy_from_slice(piece);
+                    if let Some(key) = f.mask {
+                        apply_mask(dst, key, f.done);
+                    }
+                    self.control_len += take;
+                } else {
+                    match f.mask {
+                        Some(key) => extend_masked(&mut self.buf, piece, key, f.done),
+                        None => self.buf.extend_from_slice(piece),
+                    }
+                }
+                self.rbuf.consume(take);
+                Ok(())
+            } else if !control && want >= self.rbuf.capacity() {
+                self.read_direct(stream, want, f.mask, f.done)
+            } else {
+                fill(&mut self.rbuf, stream).map(|n| self.received += n as u64)
+            };
+            // Account for (and validate) whatever arrived, even if the read then failed.
+            if control {
+                f.done = self.control_len;
+            } else {
+                if avail == 0 {
+                    self.received += (self.buf.len() - start) as u64;
+                }
+                f.done += self.buf.len() - start;
+                if self.message == Some(true) && self.utf8.feed(&self.buf[start..]).is_err() {
+                    return Err(ProtocolError::InvalidUtf8.into());
+                }
+            }
+            if let Err(e) = io_result {
+                self.frame = Some(f);
+                return Err(e);
+            }
+        }
+        self.frame = None;
+        Ok(match f.opcode {
+            OpCode::Ping => Some(Event::Ping),
+            OpCode::Pong => Some(Event::Pong),
+            OpCode::Close => Some(Event::Close),
+            _ if !f.fin => None,
+            _ => Some(Event::Message(self.finish_message()?)),
+        })
+    }
+
+    /// Reads a large payload straight into the message buffer, unmasking what arrived. `offset`
+    /// is how much of the frame's payload came before, for the mask phase.
+    fn read_direct<R: Transport + ?Sized>(
+        &mut self,
+        stream: &mut R,
+        want: usize,
+        mask: Option<[u8; 4]>,
+        offset: usize,
+    ) -> Result<(), Fault> {
+        let start = self.buf.len();
+        let result = if self.message == Some(true) {
+            // Text: one read at a time so each piece is validated as soon as it arrives.
+            let chunk = want.min(TEXT_CHUNK);
+            self.buf.resize(start + chunk, 0);
+            let r = stream.read(&mut self.buf[start..]);
+            self.buf.truncate(start + *r.as_ref().unwrap_or(&0));
+            r
+        } else {
+            stream.read_to_vec(&mut self.buf, want)
+        };
+        if let Some(key) = mask {
+            apply_mask(&mut self.buf[start..], key, offset);
+        }
+        match result {
+            Ok(0) => Err(Fault::Io(eof())),
+            Ok(_) => Ok(()),
+            // Part of the payload came before the timeout: count it, retry later.
+            Err(e) if self.buf.len() > start && is_timeout_kind(e.kind()) => Ok(()),
+            Err(e) => Err(Fault::Io(e)),
+        }
+    }
+
+    fn finish_message(&mut self) -> Result<Message, ProtocolError> {
+        let text = self.message.take() == Some(true);
+        let buf = std::mem::take(&mut self.buf);
+        if !text {
+            return Ok(Message::Binary(buf));
+        }
+        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        String::from_utf8(buf)
+            .map(Message::Text)
+            .map_err(|_| ProtocolError::InvalidUtf8)
+    }
+}
+
+/// One `read` into the read buffer; end-of-stream is an error here.
+fn fill<R: Transport + ?Sized>(rbuf: &mut ReadBuf, stream: &mut R) -> Result<usize, Fault> {
+    match rbuf.fill(stream) {
+        Ok(0) => Err(Fault::Io(eof())),
+        Ok(n) => Ok(n),
+        Err(e) => Err(Fault::Io(e)),
+    }
+}
+
+/// The error for a connection that ended without a close frame (1006, abnormal closure).
+pub(crate) fn eof() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "connection closed without a close frame",
+    )
+}

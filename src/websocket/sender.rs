@@ -1,0 +1,194 @@
+//! Frame writing: header and (for clients, masked) payload reach the kernel in one call.
+
+use std::io::{self, IoSlice, Write};
+
+use crate::proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
+use crate::proto::mask::extend_masked;
+
+/// Payloads up to this size are copied behind the header so the frame goes out in one `write`;
+/// larger ones go out with one vectored write of header and payload, uncopied.
+const COPY_LIMIT: usize = 16 << 10;
+/// A client masks large payloads in pieces of this size, so its write buffer stays small.
+const MASK_CHUNK: usize = 64 << 10;
+
+/// The sending half of a connection's state.
+pub(crate) struct Sender {
+    client: bool,
+    wbuf: Vec<u8>,
+    keys: MaskKeys,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sender {
+    pub fn new(client: bool) -> Self {
+        Sender {
+            client,
+            wbuf: Vec::new(),
+            keys: MaskKeys::new(),
+        }
+    }
+
+    /// Writes one frame and flushes it. The payload is never modified.
+    pub fn write_frame<W: Write + ?Sized>(
+        &mut self,
+        w: &mut W,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        let mask = self.client.then(|| self.keys.next());
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode(&mut head);
+        let head = &head[..head_len];
+        self.wbuf.clear();
+        self.wbuf.extend_from_slice(head);
+        let result = match mask {
+            None if payload.len() > COPY_LIMIT => write_all_vectored(w, head, payload),
+            None => {
+                self.wbuf.extend_from_slice(payload);
+                w.write_all(&self.wbuf)
+            }
+            Some(_) if payload.is_empty() => w.write_all(&self.wbuf),
+            Some(key) => {
+                // RFC 6455 5.3: mask while copying; the first piece rides behind the header.
+                let mut result = Ok(());
+                for (i, chunk) in payload.chunks(MASK_CHUNK).enumerate() {
+                    extend_masked(&mut self.wbuf, chunk, key, i * MASK_CHUNK);
+                    result = w.write_all(&self.wbuf);
+                    self.wbuf.clear();
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                result
+            }
+        };
+        if self.wbuf.capacity() > 2 * MASK_CHUNK {
+            self.wbuf = Vec::new();
+        }
+        result.and_then(|()| w.flush())
+    }
+}
+
+fn write_all_vectored<W: Write + ?Sized>(w: &mut W, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut bufs = [IoSlice::new(head), IoSlice::new(body)];
+    let mut bufs = &mut bufs[..];
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Masking keys for a client, drawn from the operating system 64 at a time.
+struct MaskKeys {
+    pool: [u8; 256],
+    used: usize,
+}
+
+impl MaskKeys {
+    fn new() -> Self {
+        MaskKeys {
+            pool: [0; 256],
+            used: 256,
+        }
+    }
+
+    fn next(&mut self) -> [u8; 4] {
+        if self.used == self.pool.len() {
+            // RFC 6455 5.3: the masking key MUST be unpredictable, from a strong source of entropy.
+            getrandom::fill(&mut self.pool).expect("the operating system's random source failed");
+            self.used = 0;
+        }
+        let k = &self.pool[self.used..self.used + 4];
+        self.used += 4;
+        [k[0], k[1], k[2], k[3]]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::mask::apply_mask;
+
+    /// Records each write call separately.
+    #[derive(Default)]
+    struct Calls(Vec<Vec<u8>>);
+
+    impl Write for Calls {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.push(b.to_vec());
+            Ok(b.len())
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.0
+                .push(bufs.iter().flat_map(|b| b.iter().copied()).collect());
+            Ok(bufs.iter().map(|b| b.len()).sum())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn small_and_large_frames_go_out_in_one_call_each() {
+        for len in [0usize, 1, 125, 126, COPY_LIMIT, COPY_LIMIT + 1, 1 << 20] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut out = Calls::default();
+            Sender::new(false)
+                .write_frame(&mut out, OpCode::Binary, true, &payload)
+                .unwrap();
+            assert_eq!(out.0.len(), 1, "len {len}");
+            let (h, n) = FrameHeader::parse(&out.0[0]).unwrap().unwrap();
+            assert_eq!((h.len as usize, h.mask), (len, None));
+            assert_eq!(&out.0[0][n..], &payload[..]);
+        }
+    }
+
+    #[test]
+    fn client_frames_are_masked_and_payload_untouched() {
+        for len in [0usize, 5, MASK_CHUNK - 3, MASK_CHUNK + 7, 3 * MASK_CHUNK] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 3) as u8).collect();
+            let copy = payload.clone();
+            let mut out = Calls::default();
+            let mut sender = Sender::new(true);
+            sender
+                .write_frame(&mut out, OpCode::Text, false, &payload)
+                .unwrap();
+            assert_eq!(payload, copy);
+            // small frames in one call; large ones in one call per masked piece
+            assert_eq!(out.0.len(), len.div_ceil(MASK_CHUNK).max(1), "len {len}");
+            let wire: Vec<u8> = out.0.concat();
+            let (h, n) = FrameHeader::parse(&wire).unwrap().unwrap();
+            assert!(!h.fin);
+            let mut body = wire[n..].to_vec();
+            apply_mask(&mut body, h.mask.expect("masked"), 0);
+            assert_eq!(body, payload);
+        }
+    }
+
+    #[test]
+    fn keys_differ() {
+        let mut keys = MaskKeys::new();
+        let seen: std::collections::HashSet<[u8; 4]> = (0..200).map(|_| keys.next()).collect();
+        assert!(seen.len() > 190);
+    }
+}

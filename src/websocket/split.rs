@@ -1,0 +1,399 @@
+//! Full duplex: a [`Reader`] for one thread and a cloneable [`Writer`] for any number of others.
+//!
+//! ```text
+//!   Reader (one thread)                    Writer (Clone + Send, many threads)
+//!   +---------------------------+          +-----------------------------------+
+//!   | read half of the stream   |          | Arc<Shared>                       |
+//!   | Receiver + Conn rules     |--pongs-->|   Mutex<write half + Sender>      |
+//!   | holds a Writer for pongs  |  close   |   close_sent, closed flags        |
+//!   | and close replies         |          |   Condvar: "closed" for close()   |
+//!   +---------------------------+          +-----------------------------------+
+//! ```
+//!
+//! Every frame, automatic pongs and close replies included, is written whole under the one
+//! lock, so frames never interleave. Whoever ends the connection sets `closed`: writers then
+//! fail with [`Error::Closed`] and the reader ends. When the last half is dropped, an open
+//! connection says goodbye with 1001.
+//!
+//! Over plain TCP the two halves are two handles on one socket, so a blocked reader never
+//! delays a writer. A TLS stream cannot be read and written at once; its halves share the
+//! stream behind a lock that the reader takes only once bytes are waiting (see `io::Split`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::conn::{Conn, Link};
+use super::sender::Sender;
+use super::{Role, State, fragment_opcodes};
+use crate::error::{Error, Result};
+use crate::io::{Split, Transport};
+use crate::message::{CloseCode, CloseFrame, Message, ToMessage};
+use crate::proto::close;
+use crate::proto::frame::OpCode;
+
+/// The receiving half of a split [`WebSocket`](crate::WebSocket).
+///
+/// It answers pings and close frames through the connection's writer, enforces the heartbeat
+/// and deadlines, and ends (`recv` returns `Ok(None)` or an error) when the connection closes,
+/// whichever half closed it.
+pub struct Reader<S: Split = crate::io::Stream> {
+    conn: Conn<ReadEnd<S>>,
+}
+
+/// The sending half of a split [`WebSocket`](crate::WebSocket): clone it for every thread that
+/// sends. Sends fail with [`Error::Closed`] once the connection is closed.
+pub struct Writer<S: Split = crate::io::Stream> {
+    shared: Arc<Shared<S::WriteHalf>>,
+}
+
+impl<S: Split> Clone for Writer<S> {
+    fn clone(&self) -> Self {
+        Writer {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+struct Shared<W: Transport> {
+    out: Mutex<Out<W>>,
+    close_sent: AtomicBool,
+    closed: Mutex<bool>,
+    closed_changed: Condvar,
+    reader_alive: AtomicBool,
+    close_timeout: Duration,
+    id: u64,
+}
+
+struct Out<W> {
+    stream: W,
+    sender: Sender,
+}
+
+pub(crate) struct ReadEnd<S: Split> {
+    stream: S::ReadHalf,
+    writer: Writer<S>,
+}
+
+/// Builds the two halves from the parts of a whole connection.
+pub(crate) fn split<S: Split, L: Link>(
+    conn: Conn<L>,
+    stream: S,
+    sender: Sender,
+    close_sent: bool,
+) -> Result<(Reader<S>, Writer<S>)> {
+    let (read_half, write_half) = stream.split()?;
+    let shared = Arc::new(Shared {
+        out: Mutex::new(Out {
+            stream: write_half,
+            sender,
+        }),
+        close_sent: AtomicBool::new(close_sent),
+        closed: Mutex::new(conn.state == State::Closed),
+        closed_changed: Condvar::new(),
+        reader_alive: AtomicBool::new(true),
+        close_timeout: conn.config.close_timeout,
+        id: conn.info.id,
+    });
+    let writer = Writer { shared };
+    let link = ReadEnd {
+        stream: read_half,
+        writer: writer.clone(),
+    };
+    Ok((
+        Reader {
+            conn: conn.relink(link),
+        },
+        writer,
+    ))
+}
+
+impl<W: Transport> Shared<W> {
+    fn lock(&self) -> MutexGuard<'_, Out<W>> {
+        // A panic while writing leaves nothing half-updated that matters here.
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_closed(&self) -> bool {
+        *self.closed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_closed(&self) {
+        *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.closed_changed.notify_all();
+    }
+
+    /// Writes one frame under the lock. A failed write may have cut a frame in half, so it ends
+    /// the connection for everyone and wakes the reader.
+    fn write_frame(&self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+        let mut out = self.lock();
+        self.write_locked(&mut out, opcode, fin, payload)
+    }
+
+    fn write_locked(&self, out: &mut Out<W>, op: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let Out { stream, sender } = out;
+        sender.write_frame(stream, op, fin, payload).map_err(|e| {
+            log::debug!("ws#{} write failed: {e}", self.id);
+            let _ = stream.shutdown_both();
+            self.set_closed();
+            Error::Io(e)
+        })
+    }
+}
+
+impl<W: Transport> Drop for Shared<W> {
+    /// The last half is gone: an open connection says goodbye with 1001, then TCP is shut down.
+    fn drop(&mut self) {
+        let out = self.out.get_mut().unwrap_or_else(|e| e.into_inner());
+        let closed = *self.closed.get_mut().unwrap_or_else(|e| e.into_inner());
+        if !closed && !*self.close_sent.get_mut() {
+            let mut payload = [0u8; 125];
+            let n = close::encode(Some(CloseCode::GOING_AWAY), "", &mut payload);
+            let _ = out.stream.set_write_timeout(Some(self.close_timeout));
+            let _ = out
+                .sender
+                .write_frame(&mut out.stream, OpCode::Close, true, &payload[..n]);
+        }
+        let _ = out.stream.shutdown_both();
+    }
+}
+
+impl<S: Split> Link for ReadEnd<S> {
+    type Read = S::ReadHalf;
+
+    fn read_half(&mut self) -> &mut S::ReadHalf {
+        &mut self.stream
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+        self.writer.shared.write_frame(opcode, fin, payload)
+    }
+
+    fn begin_close(&mut self) -> bool {
+        !self.writer.shared.close_sent.swap(true, Ordering::SeqCst)
+    }
+
+    fn close_sent(&self) -> bool {
+        self.writer.shared.close_sent.load(Ordering::SeqCst)
+    }
+
+    fn set_closed(&mut self) {
+        self.writer.shared.set_closed();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.writer.shared.is_closed()
+    }
+
+    fn shutdown_write(&mut self) {
+        let _ = self.writer.shared.lock().stream.shutdown_write();
+    }
+}
+
+impl<S: Split> Drop for ReadEnd<S> {
+    fn drop(&mut self) {
+        self.writer
+            .shared
+            .reader_alive
+            .store(false, Ordering::SeqCst);
+    }
+}
+
+impl<S: Split> Reader<S> {
+    /// Receives the next message; `Ok(None)` once the connection closed normally.
+    /// See [`WebSocket::recv`](crate::WebSocket::recv).
+    pub fn recv(&mut self) -> Result<Option<Message>> {
+        self.conn.recv_until(None)
+    }
+
+    /// Like [`Reader::recv`], giving up after `timeout` with [`Error::Timeout`]; the connection
+    /// stays usable.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
+        self.conn.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// Closes the connection and waits (up to the close timeout) for the peer's answer.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
+        self.conn.close(code, reason)
+    }
+
+    /// A writer for this connection.
+    pub fn writer(&self) -> Writer<S> {
+        self.conn.link.writer.clone()
+    }
+
+    /// Open, closing or closed, as any half last saw it.
+    pub fn state(&self) -> State {
+        self.conn.state()
+    }
+
+    /// The peer's close frame, once received.
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        self.conn.peer_close.as_ref()
+    }
+
+    /// Round-trip time of the last heartbeat ping the peer answered.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.conn.rtt()
+    }
+
+    /// Server or client.
+    pub fn role(&self) -> Role {
+        self.conn.role
+    }
+
+    /// The connection id used in logs.
+    pub fn id(&self) -> u64 {
+        self.conn.info.id
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.conn.info.peer
+    }
+}
+
+impl<S: Split> Iterator for Reader<S> {
+    type Item = Result<Message>;
+
+    /// The next message; `None` once the connection is closed (an error is yielded once first).
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.conn.state == State::Closed {
+            return None;
+        }
+        self.recv().transpose()
+    }
+}
+
+impl<S: Split> Writer<S> {
+    /// Sends a whole message in one frame; see [`WebSocket::send`](crate::WebSocket::send).
+    pub fn send<M: ToMessage>(&self, msg: M) -> Result<()> {
+        let msg = msg.to_message();
+        self.send_checked(|shared, out| {
+            let opcode = super::opcode_of(&msg);
+            shared.write_locked(out, opcode, true, msg.bytes())
+        })
+    }
+
+    /// Sends one message in several frames, holding the lock so no other message can come
+    /// between them. See [`WebSocket::send_fragmented`](crate::WebSocket::send_fragmented).
+    pub fn send_fragmented<I>(&self, fragments: I) -> Result<()>
+    where
+        I: IntoIterator,
+        I::Item: ToMessage,
+    {
+        self.send_checked(|shared, out| {
+            fragment_opcodes(fragments, |op, fin, bytes| {
+                shared.write_locked(out, op, fin, bytes)
+            })
+        })
+    }
+
+    /// Sends a ping with up to 125 bytes.
+    pub fn ping(&self, payload: &[u8]) -> Result<()> {
+        self.control(OpCode::Ping, payload)
+    }
+
+    /// Sends an unsolicited pong with up to 125 bytes.
+    pub fn pong(&self, payload: &[u8]) -> Result<()> {
+        self.control(OpCode::Pong, payload)
+    }
+
+    fn control(&self, opcode: OpCode, payload: &[u8]) -> Result<()> {
+        super::check_control(payload)?;
+        self.send_checked(|shared, out| shared.write_locked(out, opcode, true, payload))
+    }
+
+    fn send_checked<F>(&self, f: F) -> Result<()>
+    where
+        F: FnOnce(&Shared<S::WriteHalf>, &mut Out<S::WriteHalf>) -> Result<()>,
+    {
+        let shared = &*self.shared;
+        let mut out = shared.lock();
+        // RFC 6455 5.5.1: no data frames after a close frame.
+        if shared.close_sent.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        f(shared, &mut out)
+    }
+
+    /// Sends a close frame and waits, up to the close timeout, for the reader to see the peer's
+    /// answer. If none comes (or no reader is left to see it), the socket is shut down, which
+    /// also ends a reader blocked in `recv`.
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<()> {
+        close::check_outgoing(code, reason).map_err(Error::InvalidInput)?;
+        let shared = &*self.shared;
+        if shared.is_closed() {
+            return Ok(());
+        }
+        if !shared.close_sent.swap(true, Ordering::SeqCst) {
+            let mut payload = [0u8; 125];
+            let n = close::encode(Some(code), reason, &mut payload);
+            shared.write_frame(OpCode::Close, true, &payload[..n])?;
+        }
+        // Lock order: never take `out` while holding `closed` (writers take `out`, then `closed`).
+        let waited = {
+            let closed = shared.closed.lock().unwrap_or_else(|e| e.into_inner());
+            let alive = || shared.reader_alive.load(Ordering::SeqCst);
+            if alive() {
+                let timeout = shared.close_timeout;
+                let wait = shared
+                    .closed_changed
+                    .wait_timeout_while(closed, timeout, |c| !*c && alive());
+                wait.map(|(c, _)| *c).unwrap_or(false)
+            } else {
+                *closed
+            }
+        };
+        if waited {
+            return Ok(());
+        }
+        let _ = shared.lock().stream.shutdown_both();
+        shared.set_closed();
+        // Without a reader nobody could see an answer; that is no timeout.
+        if shared.reader_alive.load(Ordering::SeqCst) {
+            Err(Error::Timeout)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// The connection id used in logs.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+}
+
+impl<S: Split> fmt::Debug for Reader<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("id", &self.conn.info.id)
+            .field("state", &self.conn.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Split> fmt::Debug for Writer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("id", &self.shared.id)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Split> fmt::Debug for ReadEnd<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReadEnd")
+    }
+}
