@@ -14,7 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "ws://127.0.0.1:9001".into());
-    let (mut reader, writer) = Client::connect(&url)?.split()?;
+    let mut ws = Client::connect(&url)?;
+    let (mut reader, writer) = ws.split()?;
     let (got_one, arrivals) = mpsc::channel();
     let printer = std::thread::spawn(move || -> syncws::Result<()> {
         while let Some(msg) = reader.recv()? {

@@ -50,6 +50,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod broadcast;
 mod client;
 mod config;
 mod error;
@@ -59,6 +60,7 @@ pub mod proto;
 mod server;
 mod websocket;
 
+pub use broadcast::Broadcast;
 pub use client::{Client, ClientBuilder, Url};
 pub use config::Config;
 pub use error::{Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, UrlError};

@@ -101,7 +101,11 @@ struct Owned<S: Transport> {
     /// Set while `try_recv` runs; writes then switch the stream back to blocking.
     nonblocking: bool,
     close_timeout: Duration,
+    /// After `split`: closes the connection through its writer.
+    split_closer: Option<SplitCloser>,
 }
+
+type SplitCloser = Box<dyn Fn(CloseCode, &str) -> Result<()> + Send + Sync>;
 
 impl<S: Transport> Owned<S> {
     fn stream(&mut self) -> &mut S {
@@ -202,6 +206,7 @@ impl<S: Transport> WebSocket<S> {
             closed: false,
             nonblocking: false,
             close_timeout: config.close_timeout,
+            split_closer: None,
         };
         WebSocket {
             conn: Conn::new(link, role, config, leftover, info),
@@ -357,16 +362,19 @@ impl<S: Transport> WebSocket<S> {
     /// not go on the wire (1005, 1006, 1015, reserved ranges) and reasons over 123 bytes are
     /// refused with [`Error::InvalidInput`].
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        self.conn.close(code, reason)
+        match &self.conn.link.split_closer {
+            Some(close) => close(code, reason),
+            None => self.conn.close(code, reason),
+        }
     }
 }
 
-impl<S: Split> WebSocket<S> {
+impl<S: Split + 'static> WebSocket<S> {
     /// Splits the connection into a [`Reader`] for one thread and a cloneable [`Writer`] for any
     /// number of others.
     ///
     /// ```no_run
-    /// let ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
+    /// let mut ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
     /// let (mut reader, writer) = ws.split()?;
     /// std::thread::spawn(move || writer.send("from another thread"));
     /// while let Some(msg) = reader.recv()? {
@@ -374,12 +382,41 @@ impl<S: Split> WebSocket<S> {
     /// }
     /// # Ok::<(), syncws::Error>(())
     /// ```
-    pub fn split(self) -> Result<(Reader<S>, Writer<S>)> {
-        let WebSocket { mut conn } = self;
-        let stream = conn.link.stream.take().expect("stream present");
+    ///
+    /// The socket itself is left closed for receiving and sending; [`WebSocket::close`] on it
+    /// still closes the connection through the writer (that is how the server closes a split
+    /// connection when its handler returns).
+    pub fn split(&mut self) -> Result<(Reader<S>, Writer<S>)> {
+        if self.conn.link.stream.is_none() {
+            return Err(Error::Closed);
+        }
+        let stream = self.conn.link.stream.take().expect("checked above");
+        let info = Info {
+            id: self.conn.info.id,
+            peer: self.conn.info.peer,
+            request: None,
+            protocol: None,
+        };
+        let empty = Config::default().read_buffer_size(0);
+        let husk = Owned {
+            stream: None,
+            sender: Sender::new(false),
+            close_sent: true,
+            closed: true,
+            nonblocking: false,
+            close_timeout: self.conn.config.close_timeout,
+            split_closer: None,
+        };
+        let husk = Conn::new(husk, self.conn.role, empty, &[], info);
+        let mut conn = std::mem::replace(&mut self.conn, husk);
+        self.conn.config = conn.config.clone();
         let sender = std::mem::replace(&mut conn.link.sender, Sender::new(false));
         let close_sent = conn.link.close_sent;
-        split::split(conn, stream, sender, close_sent)
+        let (reader, writer) = split::split(conn, stream, sender, close_sent)?;
+        let closer = writer.clone();
+        self.conn.link.split_closer =
+            Some(Box::new(move |code, reason| closer.close(code, reason)));
+        Ok((reader, writer))
     }
 }
 

@@ -256,6 +256,11 @@ impl<S: Split> Reader<S> {
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.conn.info.peer
     }
+
+    /// Server side: the upgrade request the client sent.
+    pub fn request(&self) -> Option<&crate::Request> {
+        self.conn.info.request.as_deref()
+    }
 }
 
 impl<S: Split> Iterator for Reader<S> {
