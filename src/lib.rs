@@ -69,3 +69,8 @@ pub use message::{CloseCode, CloseFrame, Message, MessageRef, ToMessage};
 pub use proto::handshake::Request;
 pub use server::{HandlerResult, Server, accept, accept_with};
 pub use websocket::{Reader, Role, State, WebSocket, Writer};
+
+/// The README's examples, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
