@@ -213,6 +213,10 @@ pub enum HandshakeError {
     UnexpectedNegotiation,
     /// The connection closed before the handshake completed.
     Eof,
+    /// The request's `Origin` is not allowed (answered with 403).
+    OriginRefused,
+    /// The server's gatekeeper refused the request (answered with its response).
+    Refused,
     /// The handshake did not complete within
     /// [`Config::handshake_timeout`](crate::Config::handshake_timeout).
     Timeout,
@@ -234,6 +238,8 @@ impl fmt::Display for HandshakeError {
             HandshakeError::UnexpectedNegotiation => "server chose something not offered",
             HandshakeError::Eof => "connection closed during handshake",
             HandshakeError::Timeout => "handshake timed out",
+            HandshakeError::OriginRefused => "origin not allowed",
+            HandshakeError::Refused => "refused by the gatekeeper",
         })
     }
 }

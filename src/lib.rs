@@ -67,7 +67,10 @@ pub use error::{Error, HandshakeError, HttpResponse, InputError, ProtocolError, 
 pub use io::{Split, Stream, Transport};
 pub use message::{CloseCode, CloseFrame, Message, MessageRef, ToMessage};
 pub use proto::handshake::Request;
-pub use server::{HandlerResult, Server, accept, accept_with};
+pub use server::{
+    Accept, BoxError, ConnectionError, HandlerResult, Response, Server, ServerHandle, accept,
+    accept_with,
+};
 pub use websocket::{Reader, Role, State, WebSocket, Writer};
 
 /// The README's examples, compiled as doc tests so they cannot rot.

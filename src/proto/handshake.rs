@@ -16,6 +16,8 @@ pub struct Request {
     target: String,
     version: u8,
     headers: Vec<(String, String)>,
+    peer: Option<std::net::SocketAddr>,
+    body: Vec<u8>,
 }
 
 impl Request {
@@ -58,6 +60,79 @@ impl Request {
     pub fn http_minor_version(&self) -> u8 {
         self.version
     }
+
+    /// The address the request came from (server side).
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.peer
+    }
+
+    /// The request body (plain HTTP requests with `Content-Length`; empty otherwise).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The subprotocols the client offered in `Sec-WebSocket-Protocol`, in its order.
+    pub fn protocols(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+
+    /// The first value of query parameter `name`, percent-decoded: for `/chat?token=a%20b`,
+    /// `query_param("token")` is `Some("a b")`.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+
+    pub(crate) fn set_peer(&mut self, peer: Option<std::net::SocketAddr>) {
+        self.peer = peer;
+    }
+
+    pub(crate) fn set_body(&mut self, body: Vec<u8>) {
+        self.body = body;
+    }
+
+    /// Whether the client asked to keep the connection open after this request.
+    pub(crate) fn wants_keep_alive(&self) -> bool {
+        if has_token(&self.headers, "connection", "close") {
+            return false;
+        }
+        // HTTP/1.1 keeps connections open by default, HTTP/1.0 only on request.
+        self.version == 1 || has_token(&self.headers, "connection", "keep-alive")
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (as space); invalid escapes stay as they are.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push((hi * 16 + lo) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// An HTTP response head as the client received it.
@@ -127,10 +202,17 @@ pub fn parse_request(
                 target: req.path.unwrap_or_default().to_owned(),
                 version: req.version.unwrap_or(0),
                 headers: owned_headers(req.headers),
+                peer: None,
+                body: Vec::new(),
             },
             n,
         ))),
     }
+}
+
+/// Whether `name` lists `token` (case-insensitive), for callers outside this module.
+pub(crate) fn header_has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
+    has_token(headers, name, token)
 }
 
 /// Whether the request asks for a WebSocket at all (`Upgrade: websocket`). One that does not is
@@ -462,6 +544,20 @@ mod tests {
             let (head, _) = parse_response(raw.as_bytes(), 16).unwrap().unwrap();
             assert_eq!(check_response(&head, key), want, "{raw}");
         }
+    }
+
+    #[test]
+    fn query_params_and_protocols() {
+        let raw = "GET /c?token=a%20b&x=1+2&bad=%zz&empty HTTP/1.1\r\nSec-WebSocket-Protocol: chat, v2\r\n\
+            Sec-WebSocket-Protocol: v3\r\n\r\n";
+        let (req, _) = parse_request(raw.as_bytes(), 8).unwrap().unwrap();
+        assert_eq!(req.query_param("token").as_deref(), Some("a b"));
+        assert_eq!(req.query_param("x").as_deref(), Some("1 2"));
+        assert_eq!(req.query_param("bad").as_deref(), Some("%zz"));
+        assert_eq!(req.query_param("empty").as_deref(), Some(""));
+        assert_eq!(req.query_param("missing"), None);
+        assert_eq!(req.protocols(), vec!["chat", "v2", "v3"]);
+        assert!(req.wants_keep_alive());
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! heartbeat). Written once, for the whole socket and for the reader of a split one; how replies
 //! reach the wire is the [`Link`]'s business.
 
+use std::any::Any;
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::receiver::{Event, Fault, Receiver};
@@ -38,12 +41,38 @@ pub(crate) trait Link {
 }
 
 /// Who the connection is with, for accessors and logs.
-#[derive(Debug)]
 pub(crate) struct Info {
     pub id: u64,
     pub peer: Option<SocketAddr>,
     pub request: Option<Box<Request>>,
     pub protocol: Option<String>,
+    /// What the server's gatekeeper attached (e.g. the authenticated user).
+    pub data: Option<Box<dyn Any + Send + Sync>>,
+    /// Set by a server that is shutting down; it then shuts the socket's reading side to wake a
+    /// blocked receive, which answers with 1001.
+    pub going_away: Option<Arc<AtomicBool>>,
+}
+
+impl Info {
+    pub fn new(id: u64, peer: Option<SocketAddr>) -> Self {
+        Info {
+            id,
+            peer,
+            request: None,
+            protocol: None,
+            data: None,
+            going_away: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Info {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Info")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -184,6 +213,19 @@ impl<L: Link> Conn<L> {
                 Err(Fault::Protocol(e)) => return Err(self.fail(e.close_code(), e.into())),
                 Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
                 Err(Fault::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(Fault::Io(_)) if self.server_going_away() => {
+                    // The server is shutting down and shut our reading side: say so with 1001.
+                    log::debug!("ws#{} closing: server shutting down", self.info.id);
+                    if self.link.begin_close() {
+                        let mut payload = [0u8; 125];
+                        let n = close::encode(Some(CloseCode::GOING_AWAY), "", &mut payload);
+                        let _ = self.link.write_frame(OpCode::Close, true, &payload[..n]);
+                    }
+                    self.link.shutdown_write();
+                    self.state = State::Closed;
+                    self.link.set_closed();
+                    return Err(Error::Closed);
+                }
                 Err(Fault::Io(e)) => {
                     let other_half_closed = self.link.is_closed();
                     self.state = State::Closed;
@@ -196,6 +238,13 @@ impl<L: Link> Conn<L> {
                 }
             }
         }
+    }
+
+    fn server_going_away(&self) -> bool {
+        self.info
+            .going_away
+            .as_ref()
+            .is_some_and(|g| g.load(Ordering::SeqCst))
     }
 
     /// Acts on whichever clocks ran out; returns the next time one will.

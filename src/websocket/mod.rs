@@ -193,12 +193,7 @@ impl<S: Transport> WebSocket<S> {
     pub fn from_stream(mut stream: S, role: Role, config: Config, leftover: &[u8]) -> Self {
         let _ = stream.set_write_timeout(config.write_timeout);
         let _ = stream.set_read_timeout(None);
-        let info = Info {
-            id: next_id(),
-            peer: stream.peer_addr(),
-            request: None,
-            protocol: None,
-        };
+        let info = Info::new(next_id(), stream.peer_addr());
         let link = Owned {
             stream: Some(stream),
             sender: Sender::new(role == Role::Client),
@@ -215,6 +210,23 @@ impl<S: Transport> WebSocket<S> {
 
     pub(crate) fn set_request(&mut self, request: Request) {
         self.conn.info.request = Some(Box::new(request));
+    }
+
+    pub(crate) fn set_server_parts(
+        &mut self,
+        protocol: Option<String>,
+        data: Option<Box<dyn std::any::Any + Send + Sync>>,
+        going_away: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        self.conn.info.protocol = protocol;
+        self.conn.info.data = data;
+        self.conn.info.going_away = Some(going_away);
+    }
+
+    /// Server side: the value the gatekeeper attached with
+    /// [`Accept::data`](crate::Accept::data), if it has type `T`.
+    pub fn data<T: std::any::Any>(&self) -> Option<&T> {
+        self.conn.info.data.as_deref()?.downcast_ref()
     }
 
     /// Server or client.
@@ -391,12 +403,7 @@ impl<S: Split + 'static> WebSocket<S> {
             return Err(Error::Closed);
         }
         let stream = self.conn.link.stream.take().expect("checked above");
-        let info = Info {
-            id: self.conn.info.id,
-            peer: self.conn.info.peer,
-            request: None,
-            protocol: None,
-        };
+        let info = Info::new(self.conn.info.id, self.conn.info.peer);
         let empty = Config::default().read_buffer_size(0);
         let husk = Owned {
             stream: None,

@@ -261,6 +261,16 @@ impl<S: Split> Reader<S> {
     pub fn request(&self) -> Option<&crate::Request> {
         self.conn.info.request.as_deref()
     }
+
+    /// The subprotocol agreed in the handshake, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.conn.info.protocol.as_deref()
+    }
+
+    /// Server side: the value the gatekeeper attached, if it has type `T`.
+    pub fn data<T: std::any::Any>(&self) -> Option<&T> {
+        self.conn.info.data.as_deref()?.downcast_ref()
+    }
 }
 
 impl<S: Split> Iterator for Reader<S> {

@@ -1,0 +1,229 @@
+//! Deciding who may open a WebSocket: the gatekeeper's answer, the origin policy and the choice
+//! of subprotocol. All of it runs before the `101` goes out.
+
+use std::any::Any;
+use std::fmt;
+
+use crate::proto::handshake::Request;
+
+/// A gatekeeper's "yes", with what to add to the handshake.
+///
+/// ```
+/// #[derive(Debug)]
+/// struct User(String);
+/// let gatekeeper = |req: &syncws::Request| match req.query_param("token").as_deref() {
+///     Some("s3cret") => Ok(syncws::Accept::new().data(User("ann".into()))),
+///     _ => Err(syncws::Response::forbidden()),
+/// };
+/// # let _ = gatekeeper;
+/// ```
+#[derive(Default)]
+pub struct Accept {
+    pub(crate) protocol: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) data: Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl Accept {
+    /// Accept with nothing added.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Choose this subprotocol; it must be one the client offered
+    /// ([`Request::protocols`]), otherwise it is ignored and logged.
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        self.protocol = Some(protocol.to_owned());
+        self
+    }
+
+    /// Add a header to the `101` response.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Attach a value to the connection, read back with
+    /// [`WebSocket::data`](crate::WebSocket::data) (e.g. the authenticated user).
+    pub fn data<T: Any + Send + Sync>(mut self, value: T) -> Self {
+        self.data = Some(Box::new(value));
+        self
+    }
+}
+
+impl fmt::Debug for Accept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Accept")
+            .field("protocol", &self.protocol)
+            .field("headers", &self.headers)
+            .field("data", &self.data.is_some())
+            .finish()
+    }
+}
+
+/// Whether a browser's `Origin` may open a socket here.
+///
+/// Browsers attach `Origin` to every WebSocket request, and a page from any site may try to
+/// connect to any server, carrying the user's cookies (cross-site WebSocket hijacking). So an
+/// `Origin` must name this very server (scheme, host and port matching `Host`), or be on the
+/// configured allow list. Requests without `Origin` do not come from a browser page and pass.
+pub(crate) fn origin_allowed(req: &Request, allowed: Option<&[String]>, tls: bool) -> bool {
+    let Some(origin) = req.origin() else {
+        return true;
+    };
+    if let Some(list) = allowed {
+        return list
+            .iter()
+            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin));
+    }
+    let Some(host) = req.header("host") else {
+        return false;
+    };
+    let scheme = if tls { "https" } else { "http" };
+    let default_port = if tls { 443 } else { 80 };
+    let Some((o_scheme, o_rest)) = origin.split_once("://") else {
+        return false;
+    };
+    if !o_scheme.eq_ignore_ascii_case(scheme) {
+        return false;
+    }
+    match (
+        host_port(o_rest, default_port),
+        host_port(host, default_port),
+    ) {
+        (Some((oh, op)), Some((hh, hp))) => oh.eq_ignore_ascii_case(hh) && op == hp,
+        _ => false,
+    }
+}
+
+/// Splits `host[:port]` (IPv6 in brackets), filling in the default port.
+fn host_port(s: &str, default_port: u16) -> Option<(&str, u16)> {
+    let s = s.trim_end_matches('/');
+    let (host, port) = if s.starts_with('[') {
+        let end = s.find(']')?;
+        let port = s[end + 1..].strip_prefix(':');
+        (&s[..=end], port)
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => p.parse().ok()?,
+    };
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// The subprotocol to answer with: the gatekeeper's choice if the client offered it, else the
+/// first of the server's preferences that the client offered.
+pub(crate) fn choose_protocol(
+    req: &Request,
+    chosen: Option<String>,
+    preferences: &[String],
+) -> Option<String> {
+    let offered = req.protocols();
+    if let Some(p) = chosen {
+        // RFC 6455 4.2.2: the answer MUST be one of the values the client sent.
+        if offered.iter().any(|o| *o == p) {
+            return Some(p);
+        }
+        log::error!("gatekeeper chose subprotocol {p:?}, which the client did not offer");
+        return None;
+    }
+    preferences
+        .iter()
+        .find(|p| offered.contains(&p.as_str()))
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::handshake::parse_request;
+
+    fn req(headers: &str) -> Request {
+        let raw = format!("GET / HTTP/1.1\r\n{headers}\r\n");
+        parse_request(raw.as_bytes(), 16).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn origin_matrix() {
+        let rows: &[(&str, bool, Option<&[&str]>, bool)] = &[
+            ("Host: a.com\r\n", false, None, true),
+            ("Host: a.com\r\nOrigin: http://a.com\r\n", false, None, true),
+            (
+                "Host: a.com:80\r\nOrigin: http://A.com\r\n",
+                false,
+                None,
+                true,
+            ),
+            (
+                "Host: a.com:8000\r\nOrigin: http://a.com:8000\r\n",
+                false,
+                None,
+                true,
+            ),
+            (
+                "Host: a.com:8000\r\nOrigin: http://a.com:8001\r\n",
+                false,
+                None,
+                false,
+            ),
+            (
+                "Host: a.com\r\nOrigin: https://a.com\r\n",
+                false,
+                None,
+                false,
+            ),
+            ("Host: a.com\r\nOrigin: https://a.com\r\n", true, None, true),
+            (
+                "Host: a.com\r\nOrigin: http://evil.com\r\n",
+                false,
+                None,
+                false,
+            ),
+            (
+                "Host: [::1]:9\r\nOrigin: http://[::1]:9\r\n",
+                false,
+                None,
+                true,
+            ),
+            ("Host: a.com\r\nOrigin: null\r\n", false, None, false),
+            ("Origin: http://a.com\r\n", false, None, false),
+            (
+                "Host: a.com\r\nOrigin: http://b.com\r\n",
+                false,
+                Some(&["http://b.com"]),
+                true,
+            ),
+            (
+                "Host: a.com\r\nOrigin: http://a.com\r\n",
+                false,
+                Some(&["http://b.com"]),
+                false,
+            ),
+        ];
+        for (headers, tls, allowed, want) in rows {
+            let list: Option<Vec<String>> =
+                allowed.map(|l| l.iter().map(|s| s.to_string()).collect());
+            let got = origin_allowed(&req(headers), list.as_deref(), *tls);
+            assert_eq!(got, *want, "{headers:?} tls={tls} allowed={allowed:?}");
+        }
+    }
+
+    #[test]
+    fn protocol_choice() {
+        let r = req("Sec-WebSocket-Protocol: b, a\r\n");
+        let prefs = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(choose_protocol(&r, None, &prefs).as_deref(), Some("a"));
+        assert_eq!(
+            choose_protocol(&r, Some("b".into()), &prefs).as_deref(),
+            Some("b")
+        );
+        assert_eq!(choose_protocol(&r, Some("c".into()), &prefs), None);
+        assert_eq!(choose_protocol(&req(""), None, &prefs), None);
+        assert_eq!(choose_protocol(&r, None, &["z".to_string()]), None);
+    }
+}

@@ -1,0 +1,604 @@
+//! The server front end: bind, accept, one thread per client; HTTP beside WebSocket, gatekeeping,
+//! limits, and a handle to stop it from any thread.
+//!
+//! ```text
+//!  accept loop (never reads a byte)            connection thread (one per client)
+//!  +-------------------------------+           +------------------------------------------+
+//!  | peer filter    -> drop        |           | read request head (one deadline)         |
+//!  | max_connections -> 503        |  spawn    |   malformed 400 / version 426 / big 431  |
+//!  | per-IP cap/rate -> 429        |---------->|   plain HTTP -> http handler, keep-alive |
+//!  | register (for shutdown)       |           | origin policy -> 403, gatekeeper -> any  |
+//!  +-------------------------------+           | 101, then handler(&mut ws); panics caught|
+//!                                              |   Ok -> close 1000, Err/panic -> 1011    |
+//!  ServerHandle::shutdown: stop accepting,     +------------------------------------------+
+//!  shut every socket's reading side (blocked receives answer 1001, handshakes 503),
+//!  wait for the threads up to the shutdown timeout.
+//! ```
+
+mod connection;
+mod gate;
+mod http;
+mod limits;
+
+use std::collections::HashMap;
+use std::net::ToSocketAddrs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::proto::handshake::{self, Request};
+use crate::websocket::WebSocket;
+
+pub use connection::{accept, accept_with};
+pub use gate::Accept;
+pub use http::Response;
+
+/// What a connection handler returns: `Ok` closes the connection with 1000, an error with 1011.
+/// Any error type converts into it with `?`.
+pub type HandlerResult = std::result::Result<(), BoxError>;
+
+type HttpHandler = dyn Fn(&Request) -> Response + Send + Sync;
+type Gatekeeper = dyn Fn(&Request) -> std::result::Result<Accept, Response> + Send + Sync;
+type PeerFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
+type ProtocolSelector = dyn Fn(&[&str]) -> Option<String> + Send + Sync;
+
+/// A connection that ended with an error, as passed to [`Server::on_error`].
+#[derive(Debug)]
+pub struct ConnectionError {
+    /// The connection id used in logs.
+    pub id: u64,
+    /// The peer's address.
+    pub peer: Option<SocketAddr>,
+    /// What went wrong: a syncws [`Error`](crate::Error) (downcast to inspect it), or the handler's own error.
+    pub error: BoxError,
+}
+
+/// A boxed error that can cross threads.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Server-wide options; every one is set through a [`Server`] method, which documents its
+/// default.
+#[derive(Clone)]
+pub(crate) struct Options {
+    http: Option<Arc<HttpHandler>>,
+    gatekeeper: Option<Arc<Gatekeeper>>,
+    allowed_origins: Option<Vec<String>>,
+    protocols: Vec<String>,
+    select_protocol: Option<Arc<ProtocolSelector>>,
+    peer_filter: Option<Arc<PeerFilter>>,
+    max_connections: usize,
+    max_per_ip: Option<usize>,
+    rate_limit: Option<(u32, Duration)>,
+    stack_size: usize,
+    max_body: usize,
+    retry_after: u32,
+    shutdown_timeout: Duration,
+    errors: Option<SyncSender<ConnectionError>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            http: None,
+            gatekeeper: None,
+            allowed_origins: None,
+            protocols: Vec::new(),
+            select_protocol: None,
+            peer_filter: None,
+            max_connections: 10_000,
+            max_per_ip: None,
+            rate_limit: None,
+            stack_size: 512 << 10,
+            max_body: 1 << 20,
+            retry_after: 5,
+            shutdown_timeout: Duration::from_secs(5),
+            errors: None,
+        }
+    }
+}
+
+/// A WebSocket server: a listening socket, the configuration of its connections, and its
+/// server-wide options.
+///
+/// ```no_run
+/// use syncws::{Accept, Response, Server};
+/// Server::bind("127.0.0.1:9001")?
+///     .http(|req| match req.path() {
+///         "/" => Response::html("<script>new WebSocket('ws://' + location.host + '/ws')</script>"),
+///         _ => Response::not_found(),
+///     })
+///     .gatekeeper(|req| match req.query_param("token").as_deref() {
+///         Some("s3cret") => Ok(Accept::new()),
+///         _ => Err(Response::forbidden()),
+///     })
+///     .serve(|ws| {
+///         while let Some(msg) = ws.recv()? {
+///             ws.send(msg)?;
+///         }
+///         Ok(())
+///     })?;
+/// # Ok::<(), syncws::Error>(())
+/// ```
+pub struct Server {
+    listener: TcpListener,
+    config: Config,
+    opts: Options,
+    shared: Arc<Shared>,
+}
+
+/// State shared by the accept loop, the connection threads and every [`ServerHandle`].
+struct Shared {
+    addr: SocketAddr,
+    stopping: AtomicBool,
+    life: Mutex<Life>,
+    changed: Condvar,
+    per_ip: limits::PerIp,
+    accept_thread: Mutex<Option<JoinHandle<Result<()>>>>,
+}
+
+#[derive(Default)]
+struct Life {
+    conns: HashMap<u64, Entry>,
+    accepting: bool,
+    shut_down: bool,
+    /// Threads still running when the last shutdown gave up on them.
+    stragglers: usize,
+}
+
+struct Entry {
+    socket: Option<TcpStream>,
+    going_away: Arc<AtomicBool>,
+}
+
+impl Shared {
+    fn life(&self) -> MutexGuard<'_, Life> {
+        self.life.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+impl Server {
+    /// Binds a listening socket. Port 0 picks a free port; see [`Server::local_addr`].
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        let shared = Arc::new(Shared {
+            addr: listener.local_addr()?,
+            stopping: AtomicBool::new(false),
+            life: Mutex::new(Life::default()),
+            changed: Condvar::new(),
+            per_ip: limits::PerIp::default(),
+            accept_thread: Mutex::new(None),
+        });
+        Ok(Server {
+            listener,
+            config: Config::default(),
+            opts: Options::default(),
+            shared,
+        })
+    }
+
+    /// Uses `config` for every connection (limits, timeouts, heartbeat; the handshake timeout
+    /// also bounds each plain HTTP request).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Answers requests that are not WebSocket upgrades (a page, its favicon, a health check),
+    /// with keep-alive. The handler sees method, path, query, headers, body and peer address.
+    /// Without one, such requests get `426 Upgrade Required`.
+    pub fn http<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&Request) -> Response + Send + Sync + 'static,
+    {
+        self.opts.http = Some(Arc::new(handler));
+        self
+    }
+
+    /// Decides, before the `101`, whether an upgrade request may open a WebSocket: `Ok(Accept)`
+    /// (optionally choosing the subprotocol, adding headers, attaching a value the handler reads
+    /// with [`WebSocket::data`]) or `Err(response)`, sent as it is ([`Response::forbidden`] is
+    /// the usual one). Without one, every request that passes the origin policy is accepted.
+    pub fn gatekeeper<F>(mut self, gatekeeper: F) -> Self
+    where
+        F: Fn(&Request) -> std::result::Result<Accept, Response> + Send + Sync + 'static,
+    {
+        self.opts.gatekeeper = Some(Arc::new(gatekeeper));
+        self
+    }
+
+    /// The origins browsers may connect from, e.g. `["https://app.example.com"]`.
+    ///
+    /// By default a request carrying `Origin` must come from this server itself (scheme, host
+    /// and port equal to its `Host`), else it gets 403: this stops a page on another site from
+    /// opening a socket with the user's cookies (cross-site WebSocket hijacking). Requests
+    /// without `Origin` (non-browser clients) always pass this check.
+    pub fn allowed_origins<I, T>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.opts.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The subprotocols this server speaks, most preferred first; the first one the client
+    /// offered is chosen (readable with [`WebSocket::protocol`]). Defaults to none.
+    pub fn protocols<I, T>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.opts.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Chooses the subprotocol from the client's offer with a function instead of a preference
+    /// list; its answer must be one of the offered values, or `None`.
+    pub fn select_protocol<F>(mut self, select: F) -> Self
+    where
+        F: Fn(&[&str]) -> Option<String> + Send + Sync + 'static,
+    {
+        self.opts.select_protocol = Some(Arc::new(select));
+        self
+    }
+
+    /// Accepts a connection only if `filter(peer)` is true; runs before any byte is read, and a
+    /// refused connection is closed without an answer.
+    pub fn peer_filter<F>(mut self, filter: F) -> Self
+    where
+        F: Fn(SocketAddr) -> bool + Send + Sync + 'static,
+    {
+        self.opts.peer_filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// Most live connections (handshakes included); more get `503` with `Retry-After`.
+    /// Defaults to 10,000.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.opts.max_connections = max;
+        self
+    }
+
+    /// Most live connections from one IP address; more get `429`. Defaults to no limit (behind a
+    /// reverse proxy every client has the proxy's address).
+    pub fn max_connections_per_ip(mut self, max: usize) -> Self {
+        self.opts.max_per_ip = Some(max);
+        self
+    }
+
+    /// Most new connections one IP address may open per `window`; more get `429` with
+    /// `Retry-After`. Defaults to no limit.
+    pub fn rate_limit(mut self, connections: u32, window: Duration) -> Self {
+        self.opts.rate_limit = Some((connections, window));
+        self
+    }
+
+    /// Stack size of each connection thread. Defaults to 512 KiB: plenty for handlers that do
+    /// not recurse deeply, and only the pages a thread touches cost memory.
+    pub fn thread_stack_size(mut self, bytes: usize) -> Self {
+        self.opts.stack_size = bytes;
+        self
+    }
+
+    /// Largest body of a plain HTTP request; larger ones get `413`. Defaults to 1 MiB.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.opts.max_body = bytes;
+        self
+    }
+
+    /// How long [`ServerHandle::shutdown`] waits for connection threads. Defaults to 5 seconds.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.opts.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Receives every connection that ended with an error (failed handshake, protocol violation,
+    /// handler error or panic). The callback runs in a thread of its own, fed through a bounded
+    /// queue, so a slow callback can never stall a connection; when the queue is full, errors are
+    /// only logged.
+    pub fn on_error<F>(mut self, callback: F) -> Self
+    where
+        F: Fn(ConnectionError) + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel::<ConnectionError>(256);
+        let spawned = std::thread::Builder::new()
+            .name("syncws-errors".into())
+            .spawn(move || rx.into_iter().for_each(callback));
+        match spawned {
+            Ok(_) => self.opts.errors = Some(tx),
+            Err(e) => log::error!("cannot start the error callback thread: {e}"),
+        }
+        self
+    }
+
+    /// The address the server listens on, with the real port after binding port 0.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.shared.addr)
+    }
+
+    /// A handle to watch and stop the server from any thread; take it before `serve`.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+            timeout: self.opts.shutdown_timeout,
+        }
+    }
+
+    /// Accepts connections, each in its own thread, calling `handler` with every WebSocket whose
+    /// handshake succeeded; returns once [`ServerHandle::shutdown`] has finished.
+    ///
+    /// The handler borrows the socket; when it returns, the server closes the connection: with
+    /// 1000 after `Ok`, with 1011 after an error or a panic (which is caught and logged; the
+    /// server keeps serving).
+    pub fn serve<F>(self, handler: F) -> Result<()>
+    where
+        F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        self.accept_loop(Arc::new(handler));
+        let mut life = shared.life();
+        while !life.shut_down {
+            life = shared.changed.wait(life).unwrap_or_else(|e| e.into_inner());
+        }
+        Ok(())
+    }
+
+    /// Runs the server in a background thread and returns its handle: the way tests and scripts
+    /// start and stop a server in a few lines.
+    ///
+    /// ```no_run
+    /// let server = syncws::Server::bind("127.0.0.1:0")?.start(|ws| {
+    ///     ws.send("hi")?;
+    ///     Ok(())
+    /// })?;
+    /// let url = format!("ws://{}/", server.local_addr());
+    /// // ... use it ...
+    /// server.shutdown();
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn start<F>(self, handler: F) -> Result<ServerHandle>
+    where
+        F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
+    {
+        let handle = self.handle();
+        let thread = std::thread::Builder::new()
+            .name("syncws-accept".into())
+            .spawn(move || self.serve(handler))?;
+        *handle
+            .shared
+            .accept_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(thread);
+        Ok(handle)
+    }
+
+    fn accept_loop<F>(self, handler: Arc<F>)
+    where
+        F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
+    {
+        let Server {
+            listener,
+            config,
+            opts,
+            shared,
+        } = self;
+        let config = Arc::new(config);
+        let opts = Arc::new(opts);
+        shared.life().accepting = true;
+        log::info!("listening on {}", shared.addr);
+        while !shared.stopping() {
+            let (tcp, peer) = match listener.accept() {
+                Ok(conn) => conn,
+                Err(e) => {
+                    if !shared.stopping() {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        log::warn!("accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    continue;
+                }
+            };
+            if shared.stopping() {
+                break;
+            }
+            admit(tcp, peer, &shared, &opts, &config, &handler);
+        }
+        drop(listener);
+        shared.life().accepting = false;
+        shared.changed.notify_all();
+        log::info!("stopped accepting on {}", shared.addr);
+    }
+}
+
+/// Applies the accept-time limits to a new connection and starts its thread.
+fn admit<F>(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    opts: &Arc<Options>,
+    config: &Arc<Config>,
+    handler: &Arc<F>,
+) where
+    F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
+{
+    if let Some(filter) = &opts.peer_filter
+        && !filter(peer)
+    {
+        log::debug!("peer filter refused {peer}");
+        return;
+    }
+    let retry = opts.retry_after.to_string();
+    let busy = |status: u16, why: &str| {
+        let headers = [("Retry-After".to_owned(), retry.clone())];
+        handshake::http_response(status, &headers, format!("{why}\n").as_bytes(), false)
+    };
+    if shared.life().conns.len() >= opts.max_connections {
+        log::debug!(
+            "refusing {peer}: {} connections already",
+            opts.max_connections
+        );
+        limits::reject_fast(tcp, &busy(503, "server at capacity"));
+        return;
+    }
+    if let Err(refusal) = shared
+        .per_ip
+        .admit(peer.ip(), opts.max_per_ip, opts.rate_limit)
+    {
+        log::debug!("refusing {peer}: {refusal:?}");
+        limits::reject_fast(tcp, &busy(429, "too many connections from your address"));
+        return;
+    }
+    let id = crate::websocket::next_id();
+    let going_away = Arc::new(AtomicBool::new(false));
+    let entry = Entry {
+        socket: tcp.try_clone().ok(),
+        going_away: Arc::clone(&going_away),
+    };
+    shared.life().conns.insert(id, entry);
+    let guard = Registered {
+        shared: Arc::clone(shared),
+        id,
+        ip: peer.ip(),
+    };
+    let (opts, config, handler) = (Arc::clone(opts), Arc::clone(config), Arc::clone(handler));
+    let spawned = std::thread::Builder::new()
+        .name(format!("syncws-{id}"))
+        .stack_size(opts.stack_size)
+        .spawn(move || {
+            let _guard = guard;
+            connection::run(tcp, peer, id, going_away, &opts, &config, &*handler);
+        });
+    if let Err(e) = spawned {
+        // The closure (and with it the guard and the socket) is dropped: the entry is removed.
+        log::error!("cannot spawn a connection thread: {e}");
+    }
+}
+
+/// Removes a connection from the registry when its thread ends.
+struct Registered {
+    shared: Arc<Shared>,
+    id: u64,
+    ip: IpAddr,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.shared.per_ip.release(self.ip);
+        self.shared.life().conns.remove(&self.id);
+        self.shared.changed.notify_all();
+    }
+}
+
+/// Watches and stops a running [`Server`] from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    timeout: Duration,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (the real port after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Live connections, handshakes in progress included.
+    pub fn connections(&self) -> usize {
+        self.shared.life().conns.len()
+    }
+
+    /// Stops the server: no new connections, handshakes in progress get 503, every open
+    /// WebSocket gets a close frame with 1001, and the connection threads get up to the shutdown
+    /// timeout to finish. Returns true if they all did; `serve` returns after this.
+    ///
+    /// A second call waits for the first one to finish.
+    pub fn shutdown(&self) -> bool {
+        let shared = &self.shared;
+        if shared.stopping.swap(true, Ordering::SeqCst) {
+            let mut life = shared.life();
+            while !life.shut_down {
+                life = shared.changed.wait(life).unwrap_or_else(|e| e.into_inner());
+            }
+            return life.stragglers == 0;
+        }
+        let deadline = Instant::now() + self.timeout;
+        // Wake the accept loop with a connection of our own.
+        let _ = TcpStream::connect_timeout(&wake_addr(shared.addr), Duration::from_secs(1));
+        let mut life = shared.life();
+        for entry in life.conns.values() {
+            entry.going_away.store(true, Ordering::SeqCst);
+            if let Some(socket) = &entry.socket {
+                // Wakes a thread blocked reading: a WebSocket answers 1001, a handshake 503.
+                let _ = socket.shutdown(Shutdown::Read);
+            }
+        }
+        while life.accepting || !life.conns.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            life = shared
+                .changed
+                .wait_timeout(life, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let stragglers = life.conns.len();
+        for entry in life.conns.values() {
+            if let Some(socket) = &entry.socket {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        }
+        if stragglers > 0 {
+            log::warn!("shutdown: {stragglers} connection threads still running");
+        }
+        life.stragglers = stragglers;
+        life.shut_down = true;
+        drop(life);
+        shared.changed.notify_all();
+        let thread = shared
+            .accept_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        stragglers == 0
+    }
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.shared.addr)
+            .field("connections", &self.connections())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.shared.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where to connect to reach our own listener (a wildcard address is reached via loopback).
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
