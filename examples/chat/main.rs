@@ -1,0 +1,95 @@
+//! A chat room: an HTML page at `/` whose script connects back to `/chat`, several browser tabs
+//! talking to each other, join and leave notices. Shows HTTP beside WebSocket on one port,
+//! gatekeeping (same-origin policy plus a token in the URL) and broadcast.
+//!
+//! `cargo run --example chat -- [ADDR] [--seconds N]` (ADDR defaults to 127.0.0.1:8000); open
+//! the printed URL in a few tabs. Stops on Ctrl-C, or after N seconds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use syncws::{Accept, Broadcast, Config, Message, Response, Server};
+
+const PAGE: &str = include_str!("page.html");
+
+struct Name(String);
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::init();
+    let mut args = std::env::args().skip(1);
+    let (mut addr, mut seconds) = ("127.0.0.1:8000".to_owned(), None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => seconds = Some(args.next().ok_or("--seconds needs a value")?.parse()?),
+            _ => addr = arg,
+        }
+    }
+    let token = std::env::var("CHAT_TOKEN").unwrap_or_else(|_| "letmein".into());
+    let members = Arc::new(Broadcast::new());
+    // A short write timeout: a tab that stops reading is dropped instead of stalling the room.
+    let config = Config::default().write_timeout(Some(Duration::from_secs(1)));
+    let gate_token = token.clone();
+    let server = Server::bind(&addr)?
+        .config(config)
+        .http(|req| match req.path() {
+            "/" => Response::html(PAGE),
+            _ => Response::not_found(),
+        })
+        .gatekeeper(move |req| {
+            if req.path() != "/chat" || req.query_param("token") != Some(gate_token.clone()) {
+                return Err(Response::text(403, "wrong token\n"));
+            }
+            let name: String = req
+                .query_param("name")
+                .unwrap_or_default()
+                .chars()
+                .take(24)
+                .collect();
+            Ok(Accept::new().data(Name(if name.is_empty() {
+                "guest".into()
+            } else {
+                name
+            })))
+        });
+    let handle = server.handle();
+    println!("chat on http://{}/?token={token}", server.local_addr()?);
+    let stopper = handle.clone();
+    ctrlc::set_handler(move || {
+        stopper.shutdown();
+    })?;
+    if let Some(secs) = seconds {
+        let stopper = handle.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(secs));
+            stopper.shutdown();
+        });
+    }
+    server.serve(move |ws| {
+        let name = ws
+            .data::<Name>()
+            .map_or("guest".to_owned(), |n| n.0.clone());
+        let (mut reader, writer) = ws.split()?;
+        let id = writer.id();
+        members.add(writer);
+        members.send(format!("* {name} joined"));
+        let mut ended = Ok(());
+        loop {
+            match reader.recv() {
+                Ok(Some(Message::Text(text))) => {
+                    members.send(format!("{name}: {text}"));
+                }
+                Ok(Some(Message::Binary(_))) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    ended = Err(e);
+                    break;
+                }
+            }
+        }
+        members.remove(id);
+        members.send(format!("* {name} left"));
+        Ok(ended?)
+    })?;
+    println!("chat stopped");
+    Ok(())
+}
