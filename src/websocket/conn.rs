@@ -20,6 +20,10 @@ use crate::proto::close;
 use crate::proto::frame::OpCode;
 use crate::proto::handshake::Request;
 
+/// How long a server reads stray bytes after a completed closing handshake before it drops the
+/// socket; with nothing unread, dropping cannot cause a reset that loses our close frame.
+const SERVER_LINGER: Duration = Duration::from_millis(100);
+
 /// The sending side as the receive loop sees it.
 pub(crate) trait Link {
     /// What the receive loop reads from.
@@ -211,7 +215,11 @@ impl<L: Link> Conn<L> {
                     return Ok(None);
                 }
                 Err(Fault::Protocol(e)) => return Err(self.fail(e.close_code(), e.into())),
-                Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
+                Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(Error::Timeout);
+                    }
+                }
                 Err(Fault::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(Fault::Io(_)) if self.server_going_away() => {
                     // The server is shutting down and shut our reading side: say so with 1001.
@@ -278,9 +286,8 @@ impl<L: Link> Conn<L> {
                 None => heartbeat = Some(self.hb.last_rx + interval),
             }
         }
-        if deadline.is_some_and(|d| now >= d) {
-            return Err(Error::Timeout);
-        }
+        // The caller's deadline is checked only after an attempt made no progress, so bytes
+        // already buffered (or one non-blocking read in `try_recv`) still yield a message.
         Ok([deadline, self.close_deadline, heartbeat]
             .into_iter()
             .flatten()
@@ -360,7 +367,7 @@ impl<L: Link> Conn<L> {
             let _ = self.link.write_frame(OpCode::Close, true, &payload[..n]);
         }
         self.peer_close = Some(frame);
-        self.end_tcp();
+        self.end_tcp_after_handshake();
         Ok(())
     }
 
@@ -386,6 +393,23 @@ impl<L: Link> Conn<L> {
     fn end_tcp(&mut self) {
         let deadline = self.close_deadline.take();
         let deadline = deadline.unwrap_or_else(|| Instant::now() + self.config.close_timeout);
+        self.linger_until(deadline);
+    }
+
+    /// Both close frames are exchanged: the server only lingers long enough to swallow stray
+    /// bytes (a lazy client that keeps its socket open must not hold the thread for the whole
+    /// close timeout); the client still waits for the server to close first.
+    fn end_tcp_after_handshake(&mut self) {
+        let deadline = self.close_deadline.take();
+        let full = deadline.unwrap_or_else(|| Instant::now() + self.config.close_timeout);
+        let deadline = match self.role {
+            Role::Server => full.min(Instant::now() + SERVER_LINGER),
+            Role::Client => full,
+        };
+        self.linger_until(deadline);
+    }
+
+    fn linger_until(&mut self, deadline: Instant) {
         self.state = State::Closed;
         if self.role == Role::Server {
             self.link.shutdown_write();

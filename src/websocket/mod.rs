@@ -397,7 +397,8 @@ impl<S: Split + 'static> WebSocket<S> {
     ///
     /// The socket itself is left closed for receiving and sending; [`WebSocket::close`] on it
     /// still closes the connection through the writer (that is how the server closes a split
-    /// connection when its handler returns).
+    /// connection when its handler returns). It keeps a handle on the connection, so dropping
+    /// every half closes the connection (with 1001) once the socket is dropped too.
     pub fn split(&mut self) -> Result<(Reader<S>, Writer<S>)> {
         if self.conn.link.stream.is_none() {
             return Err(Error::Closed);

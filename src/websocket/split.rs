@@ -368,10 +368,12 @@ impl<S: Split> Writer<S> {
         if waited {
             return Ok(());
         }
+        // Read this before the shutdown below, which wakes (and may end) the reader.
+        let had_reader = shared.reader_alive.load(Ordering::SeqCst);
         let _ = shared.lock().stream.shutdown_both();
         shared.set_closed();
         // Without a reader nobody could see an answer; that is no timeout.
-        if shared.reader_alive.load(Ordering::SeqCst) {
+        if had_reader {
             Err(Error::Timeout)
         } else {
             Ok(())
