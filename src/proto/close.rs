@@ -30,17 +30,33 @@ pub fn parse(payload: &[u8]) -> Result<CloseFrame, ProtocolError> {
     }
 }
 
-/// Encodes a close payload to send into `out`, returning its length. `None` sends an empty
-/// payload. The caller has checked the code and the reason length.
-pub fn encode(code: Option<CloseCode>, reason: &str, out: &mut [u8; 125]) -> usize {
-    match code {
+/// A close payload to send, built on the stack.
+#[derive(Debug, Clone, Copy)]
+pub struct ClosePayload {
+    buf: [u8; 125],
+    len: usize,
+}
+
+impl ClosePayload {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Encodes a close payload to send; `None` gives an empty payload. The caller has checked the
+/// code and the reason length ([`check_outgoing`]).
+pub fn encode(code: Option<CloseCode>, reason: &str) -> ClosePayload {
+    let mut buf = [0u8; 125];
+    let len = match code {
         None => 0,
         Some(code) => {
-            out[..2].copy_from_slice(&code.0.to_be_bytes());
-            out[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+            buf[..2].copy_from_slice(&code.0.to_be_bytes());
+            buf[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
             2 + reason.len()
         }
-    }
+    };
+    ClosePayload { buf, len }
 }
 
 /// Checks a close the local side wants to send.
@@ -88,10 +104,9 @@ mod tests {
 
     #[test]
     fn encode_and_check() {
-        let mut out = [0u8; 125];
-        let n = encode(Some(CloseCode::NORMAL), "done", &mut out);
-        assert_eq!(&out[..n], &[0x03, 0xE8, b'd', b'o', b'n', b'e']);
-        assert_eq!(encode(None, "", &mut out), 0);
+        let payload = encode(Some(CloseCode::NORMAL), "done");
+        assert_eq!(payload.as_bytes(), &[0x03, 0xE8, b'd', b'o', b'n', b'e']);
+        assert!(encode(None, "").as_bytes().is_empty());
         assert!(check_outgoing(CloseCode::NORMAL, &"x".repeat(123)).is_ok());
         assert!(check_outgoing(CloseCode::NORMAL, &"x".repeat(124)).is_err());
         assert!(check_outgoing(CloseCode::NO_STATUS, "").is_err());

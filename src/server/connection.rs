@@ -50,15 +50,7 @@ pub(crate) fn run<F>(
     let mut buf = Vec::new();
     for _ in 0..MAX_REQUESTS {
         let deadline = Instant::now() + config.handshake_timeout;
-        let max_headers = config.max_headers;
-        let head = read_head(
-            &mut stream,
-            &mut buf,
-            deadline,
-            config.max_header_bytes,
-            |b| handshake::parse_request(b, max_headers),
-        );
-        let (mut request, used) = match head {
+        let (mut request, used) = match read_request(&mut stream, &mut buf, deadline, config) {
             Ok(head) => head,
             Err(e) => {
                 if going_away.load(Ordering::SeqCst) {
@@ -255,14 +247,7 @@ pub fn accept<S: Transport>(stream: S) -> Result<WebSocket<S>> {
 pub fn accept_with<S: Transport>(mut stream: S, config: Config) -> Result<WebSocket<S>> {
     let deadline = Instant::now() + config.handshake_timeout;
     let mut buf = Vec::new();
-    let max_headers = config.max_headers;
-    let head = read_head(
-        &mut stream,
-        &mut buf,
-        deadline,
-        config.max_header_bytes,
-        |b| handshake::parse_request(b, max_headers),
-    );
+    let head = read_request(&mut stream, &mut buf, deadline, &config);
     let (request, used) = match head {
         Ok(head) => head,
         Err(e) => {
@@ -285,6 +270,19 @@ pub fn accept_with<S: Transport>(mut stream: S, config: Config) -> Result<WebSoc
     let mut ws = WebSocket::from_stream(stream, Role::Server, config, &buf[used..]);
     ws.set_request(request);
     Ok(ws)
+}
+
+/// Reads one request head within `deadline` and the header limits of `config`.
+fn read_request<S: Transport>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+    config: &Config,
+) -> Result<(Request, usize)> {
+    let max_headers = config.max_headers;
+    read_head(stream, buf, deadline, config.max_header_bytes, |b| {
+        handshake::parse_request(b, max_headers)
+    })
 }
 
 /// Answers a failed handshake with the status RFC 6455 and HTTP ask for, then closes.

@@ -224,11 +224,7 @@ impl<L: Link> Conn<L> {
                 Err(Fault::Io(_)) if self.server_going_away() => {
                     // The server is shutting down and shut our reading side: say so with 1001.
                     log::debug!("ws#{} closing: server shutting down", self.info.id);
-                    if self.link.begin_close() {
-                        let mut payload = [0u8; 125];
-                        let n = close::encode(Some(CloseCode::GOING_AWAY), "", &mut payload);
-                        let _ = self.link.write_frame(OpCode::Close, true, &payload[..n]);
-                    }
+                    let _ = self.say_goodbye(Some(CloseCode::GOING_AWAY), "");
                     self.link.shutdown_write();
                     self.state = State::Closed;
                     self.link.set_closed();
@@ -333,11 +329,7 @@ impl<L: Link> Conn<L> {
         if self.state == State::Closed || self.link.is_closed() {
             return Ok(());
         }
-        if self.link.begin_close() {
-            let mut payload = [0u8; 125];
-            let n = close::encode(Some(code), reason, &mut payload);
-            self.write(OpCode::Close, &payload[..n])?;
-        }
+        self.say_goodbye(Some(code), reason)?;
         self.start_closing();
         match self.recv_until(None) {
             Ok(_) | Err(Error::Closed) => Ok(()),
@@ -345,6 +337,14 @@ impl<L: Link> Conn<L> {
             Err(Error::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Sends our one close frame, unless one already went out (from any half).
+    fn say_goodbye(&mut self, code: Option<CloseCode>, reason: &str) -> Result<()> {
+        if !self.link.begin_close() {
+            return Ok(());
+        }
+        self.write(OpCode::Close, close::encode(code, reason).as_bytes())
     }
 
     /// The peer's close frame arrived: check it, answer it, end the connection.
@@ -359,13 +359,9 @@ impl<L: Link> Conn<L> {
             frame.code,
             frame.reason
         );
-        if self.link.begin_close() {
-            // RFC 6455 5.5.1: answer with a close frame, typically echoing the status code.
-            let mut payload = [0u8; 125];
-            let code = (frame.code != CloseCode::NO_STATUS).then_some(frame.code);
-            let n = close::encode(code, "", &mut payload);
-            let _ = self.link.write_frame(OpCode::Close, true, &payload[..n]);
-        }
+        // RFC 6455 5.5.1: answer with a close frame, typically echoing the status code.
+        let echo = (frame.code != CloseCode::NO_STATUS).then_some(frame.code);
+        let _ = self.say_goodbye(echo, "");
         self.peer_close = Some(frame);
         self.end_tcp_after_handshake();
         Ok(())
@@ -375,10 +371,8 @@ impl<L: Link> Conn<L> {
     /// TCP, and hands back `err` for the caller.
     fn fail(&mut self, code: CloseCode, err: Error) -> Error {
         log::debug!("ws#{} failing with {code}: {err}", self.info.id);
-        if self.state != State::Closed && self.link.begin_close() {
-            let mut payload = [0u8; 125];
-            let n = close::encode(Some(code), "", &mut payload);
-            let _ = self.link.write_frame(OpCode::Close, true, &payload[..n]);
+        if self.state != State::Closed {
+            let _ = self.say_goodbye(Some(code), "");
         }
         self.end_tcp();
         err

@@ -173,13 +173,12 @@ impl<S: Transport> Drop for Owned<S> {
             return;
         };
         if !self.closed && !self.close_sent {
-            let mut payload = [0u8; 125];
-            let n = close::encode(Some(CloseCode::GOING_AWAY), "", &mut payload);
+            let payload = close::encode(Some(CloseCode::GOING_AWAY), "");
             let _ = stream.set_nonblocking(false);
             let _ = stream.set_write_timeout(Some(self.close_timeout));
             let _ = self
                 .sender
-                .write_frame(stream, OpCode::Close, true, &payload[..n]);
+                .write_frame(stream, OpCode::Close, true, payload.as_bytes());
             let _ = stream.shutdown_write();
         }
     }

@@ -152,12 +152,11 @@ impl<W: Transport> Drop for Shared<W> {
         let out = self.out.get_mut().unwrap_or_else(|e| e.into_inner());
         let closed = *self.closed.get_mut().unwrap_or_else(|e| e.into_inner());
         if !closed && !*self.close_sent.get_mut() {
-            let mut payload = [0u8; 125];
-            let n = close::encode(Some(CloseCode::GOING_AWAY), "", &mut payload);
+            let payload = close::encode(Some(CloseCode::GOING_AWAY), "");
             let _ = out.stream.set_write_timeout(Some(self.close_timeout));
-            let _ = out
-                .sender
-                .write_frame(&mut out.stream, OpCode::Close, true, &payload[..n]);
+            let _ =
+                out.sender
+                    .write_frame(&mut out.stream, OpCode::Close, true, payload.as_bytes());
         }
         let _ = out.stream.shutdown_both();
     }
@@ -347,9 +346,8 @@ impl<S: Split> Writer<S> {
             return Ok(());
         }
         if !shared.close_sent.swap(true, Ordering::SeqCst) {
-            let mut payload = [0u8; 125];
-            let n = close::encode(Some(code), reason, &mut payload);
-            shared.write_frame(OpCode::Close, true, &payload[..n])?;
+            let payload = close::encode(Some(code), reason);
+            shared.write_frame(OpCode::Close, true, payload.as_bytes())?;
         }
         // Lock order: never take `out` while holding `closed` (writers take `out`, then `closed`).
         let waited = {
