@@ -65,7 +65,7 @@ pub use client::{Client, ClientBuilder, Url};
 pub use config::Config;
 pub use error::{Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, UrlError};
 pub use io::{Split, Stream, Transport};
-pub use message::{CloseCode, CloseFrame, Message, MessageRef, ToMessage};
+pub use message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
 pub use proto::handshake::Request;
 pub use server::{
     Accept, BoxError, ConnectionError, HandlerResult, Response, Server, ServerHandle, accept,

@@ -76,6 +76,16 @@ impl From<&[u8]> for Message {
     }
 }
 
+/// Whether a message is text or binary, as [`WebSocket::recv_into`](crate::WebSocket::recv_into)
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A text message; its bytes are valid UTF-8.
+    Text,
+    /// A binary message.
+    Binary,
+}
+
 /// A borrowed view of a message to send: what [`ToMessage`] turns things into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageRef<'a> {

@@ -15,7 +15,7 @@ use super::{Role, State};
 use crate::config::Config;
 use crate::error::{Error, Result, is_timeout_kind};
 use crate::io::Transport;
-use crate::message::{CloseCode, CloseFrame, Message};
+use crate::message::{CloseCode, CloseFrame, Message, MessageKind};
 use crate::proto::close;
 use crate::proto::frame::OpCode;
 use crate::proto::handshake::Request;
@@ -165,6 +165,30 @@ impl<L: Link> Conn<L> {
     /// Receives the next data message, or `None` once the peer has closed, giving up with
     /// [`Error::Timeout`] at `deadline`.
     pub fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Option<Message>> {
+        self.recv_with(deadline, |rx, text| rx.take_message(text))
+    }
+
+    /// Like `recv_until`, swapping the message into `out` instead of allocating one.
+    pub fn recv_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<MessageKind>> {
+        self.recv_with(deadline, |rx, text| {
+            rx.swap_message(out);
+            if text {
+                MessageKind::Text
+            } else {
+                MessageKind::Binary
+            }
+        })
+    }
+
+    fn recv_with<T>(
+        &mut self,
+        deadline: Option<Instant>,
+        mut deliver: impl FnMut(&mut Receiver, bool) -> T,
+    ) -> Result<Option<T>> {
         loop {
             if self.state != State::Closed && self.link.is_closed() {
                 self.state = State::Closed;
@@ -189,9 +213,11 @@ impl<L: Link> Conn<L> {
                 self.hb.last_rx = Instant::now();
             }
             match result {
-                Ok(Event::Message(m)) if self.state == State::Open => return Ok(Some(m)),
+                Ok(Event::Message(text)) if self.state == State::Open => {
+                    return Ok(Some(deliver(&mut self.rx, text)));
+                }
                 // RFC 6455 1.4: after sending a close frame, data may still arrive; drop it.
-                Ok(Event::Message(_)) => {}
+                Ok(Event::Message(text)) => drop(self.rx.take_message(text)),
                 Ok(Event::Ping) => {
                     if self.state == State::Open && !self.link.close_sent() {
                         let mut payload = [0u8; 125];

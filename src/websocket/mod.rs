@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::error::{Error, InputError, Result};
 use crate::io::{Split, Stream, Transport};
-use crate::message::{CloseCode, CloseFrame, Message, MessageRef, ToMessage};
+use crate::message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
 use crate::proto::close;
 use crate::proto::frame::OpCode;
 use crate::proto::handshake::Request;
@@ -310,6 +310,23 @@ impl<S: Transport> WebSocket<S> {
     /// connection stays usable: a message cut off by the deadline continues on the next call.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
         self.conn.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// Receives the next message into `buf` (replacing its contents) and says whether it is
+    /// text or binary: the allocation-free receive for hot loops. Reuse the same `buf`; once it
+    /// and the connection's own buffer have grown to the message size, nothing is allocated.
+    /// Text has been validated as UTF-8. Otherwise behaves like [`WebSocket::recv`].
+    ///
+    /// ```no_run
+    /// let mut ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
+    /// let mut buf = Vec::new();
+    /// while let Some(kind) = ws.recv_into(&mut buf)? {
+    ///     println!("{kind:?}: {} bytes", buf.len());
+    /// }
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<MessageKind>> {
+        self.conn.recv_into(buf, None)
     }
 
     /// Returns a message if one can be had without waiting, else [`Error::Timeout`].

@@ -22,7 +22,9 @@ const TEXT_CHUNK: usize = 64 << 10;
 /// One complete thing the peer sent.
 #[derive(Debug)]
 pub(crate) enum Event {
-    Message(Message),
+    /// A whole data message is assembled (text if true); take it with `take_message` or
+    /// `swap_message`.
+    Message(bool),
     Ping,
     Pong,
     Close,
@@ -270,16 +272,34 @@ impl Receiver {
         }
     }
 
-    fn finish_message(&mut self) -> Result<Message, ProtocolError> {
+    /// Ends the message in progress, checking that text did not stop inside a code point.
+    fn finish_message(&mut self) -> Result<bool, ProtocolError> {
         let text = self.message.take() == Some(true);
+        if text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(text)
+    }
+
+    /// The message just completed, as an owned `Message`; its buffer leaves with it.
+    pub fn take_message(&mut self, text: bool) -> Message {
         let buf = std::mem::take(&mut self.buf);
         if !text {
-            return Ok(Message::Binary(buf));
+            return Message::Binary(buf);
         }
-        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-        String::from_utf8(buf)
-            .map(Message::Text)
-            .map_err(|_| ProtocolError::InvalidUtf8)
+        // Validated as it arrived; std checks once more, as safe code must.
+        match String::from_utf8(buf) {
+            Ok(s) => Message::Text(s),
+            Err(e) => Message::Binary(e.into_bytes()),
+        }
+    }
+
+    /// The message just completed, swapped into `out`; `out`'s old buffer (cleared, capacity
+    /// kept) receives the next message, so a loop of `recv_into` allocates nothing once both
+    /// buffers are large enough.
+    pub fn swap_message(&mut self, out: &mut Vec<u8>) {
+        std::mem::swap(&mut self.buf, out);
+        self.buf.clear();
     }
 }
 

@@ -210,6 +210,12 @@ impl<S: Split> Reader<S> {
         self.conn.recv_until(None)
     }
 
+    /// Receives into a reused buffer without allocating; see
+    /// [`WebSocket::recv_into`](crate::WebSocket::recv_into).
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<crate::MessageKind>> {
+        self.conn.recv_into(buf, None)
+    }
+
     /// Like [`Reader::recv`], giving up after `timeout` with [`Error::Timeout`]; the connection
     /// stays usable.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {

@@ -1,0 +1,95 @@
+//! The hot loop allocates nothing: after warm-up, sending with `send(&[u8])` and receiving with
+//! `recv_into` a reused buffer performs zero heap allocations per message on the client thread.
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use support::{echo_server, ws_url};
+use syncws::{Client, MessageKind};
+
+/// Counts allocations made by the current thread.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count() {
+    // `try_with`: the thread-local may already be gone while a thread shuts down.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(Cell::get)
+}
+
+#[test]
+fn send_and_recv_into_allocate_nothing_per_message() {
+    let addr = echo_server();
+    let mut ws = Client::connect(&ws_url(addr, "/")).unwrap();
+    let sizes: Vec<usize> = (0..1000).map(|i| (i * 37) % 3000).collect();
+    let payload: Vec<u8> = (0..3000).map(|i| i as u8).collect();
+    let mut buf = Vec::new();
+    // Warm-up: both of the receiver's buffers and the sender's reach their largest size.
+    for _ in 0..3 {
+        ws.send(&payload[..]).unwrap();
+        assert_eq!(ws.recv_into(&mut buf).unwrap(), Some(MessageKind::Binary));
+    }
+    let before = allocations();
+    for &n in &sizes {
+        ws.send(&payload[..n]).unwrap();
+        assert_eq!(ws.recv_into(&mut buf).unwrap(), Some(MessageKind::Binary));
+        assert_eq!(buf, payload[..n]);
+    }
+    let during = allocations() - before;
+    assert_eq!(
+        during,
+        0,
+        "{during} allocations for {} round trips",
+        sizes.len()
+    );
+
+    ws.send("text too").unwrap();
+    assert_eq!(ws.recv_into(&mut buf).unwrap(), Some(MessageKind::Text));
+    assert_eq!(buf, b"text too");
+}
+
+#[test]
+fn recv_allocates_once_per_message() {
+    let addr = echo_server();
+    let mut ws = Client::connect(&ws_url(addr, "/")).unwrap();
+    ws.send(&[1u8; 100][..]).unwrap();
+    ws.recv().unwrap();
+    let before = allocations();
+    for _ in 0..100 {
+        ws.send(&[7u8; 100][..]).unwrap();
+        let msg = ws.recv().unwrap().unwrap();
+        assert_eq!(msg.len(), 100);
+    }
+    let per_message = (allocations() - before) as f64 / 100.0;
+    assert!(
+        per_message <= 1.0,
+        "{per_message} allocations per received message"
+    );
+}
