@@ -7,4 +7,5 @@ mod stream;
 
 pub(crate) use buffer::ReadBuf;
 pub(crate) use head::read_head;
+pub(crate) use stream::drain_until;
 pub use stream::{Split, Stream, Transport};

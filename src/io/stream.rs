@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a connection needs from its byte stream beyond `Read + Write`: timeouts, a half-close and
 /// the peer's address.
@@ -97,6 +97,25 @@ impl Split for TcpStream {
     /// Two handles on one socket: the kernel lets one thread read while another writes.
     fn split(self) -> io::Result<(TcpStream, TcpStream)> {
         Ok((self.try_clone()?, self))
+    }
+}
+
+/// Reads and discards until the peer's end-of-stream, an error, or `deadline`: the second half of
+/// a lingering close, so that what we sent last is not destroyed by a reset that unread bytes
+/// would cause.
+pub(crate) fn drain_until<S: Transport + ?Sized>(stream: &mut S, deadline: Instant) {
+    let mut sink = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::http::{self, BodyError, Response};
 use super::{BoxError, ConnectionError, HandlerResult, Options};
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result};
-use crate::io::{Stream, Transport, read_head};
+use crate::io::{Stream, Transport, drain_until, read_head};
 use crate::message::CloseCode;
 use crate::proto::handshake::{self, Request};
 use crate::websocket::{Role, WebSocket};
@@ -319,16 +319,5 @@ fn send_response<S: Transport>(stream: &mut S, config: &Config, response: &Respo
 /// unread request bytes.
 fn linger<S: Transport + ?Sized>(stream: &mut S, time: Duration) {
     let _ = stream.shutdown_write();
-    let mut sink = [0u8; 1024];
-    let deadline = Instant::now() + time;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match stream.read(&mut sink) {
-            Ok(n) if n > 0 => {}
-            _ => break,
-        }
-    }
+    drain_until(stream, Instant::now() + time);
 }

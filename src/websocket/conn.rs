@@ -4,7 +4,7 @@
 //! reach the wire is the [`Link`]'s business.
 
 use std::any::Any;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +14,7 @@ use super::receiver::{Event, Fault, Receiver};
 use super::{Role, State};
 use crate::config::Config;
 use crate::error::{Error, Result, is_timeout_kind};
-use crate::io::Transport;
+use crate::io::{Transport, drain_until};
 use crate::message::{CloseCode, CloseFrame, Message, MessageKind};
 use crate::proto::close;
 use crate::proto::frame::OpCode;
@@ -320,16 +320,16 @@ impl<L: Link> Conn<L> {
     /// stream of receives costs no extra system calls. `precise` deadlines may not be overshot;
     /// the heartbeat may be late by a quarter.
     fn arm(&mut self, want: Option<Duration>, precise: bool) -> Result<()> {
+        // A zero timeout means "forever" to the OS; the clocks fire before a millisecond passes.
+        let want = want.map(|w| w.max(Duration::from_millis(1)));
         let fits = match (self.read_timeout, want) {
             (None, None) => true,
             (Some(cur), Some(w)) => cur >= w / 2 && (cur <= w || (!precise && cur <= w + w / 4)),
             _ => false,
         };
         if !fits {
-            // A zero timeout means "forever" to the OS; the clocks above fire before that.
-            let t = want.map(|w| w.max(Duration::from_millis(1)));
-            self.link.read_half().set_read_timeout(t)?;
-            self.read_timeout = t;
+            self.link.read_half().set_read_timeout(want)?;
+            self.read_timeout = want;
         }
         Ok(())
     }
@@ -434,18 +434,10 @@ impl<L: Link> Conn<L> {
         if self.role == Role::Server {
             self.link.shutdown_write();
         }
-        let mut sink = [0u8; 512];
-        while !self.link.is_closed() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.arm(Some(left), true).is_err() {
-                break;
-            }
-            match self.link.read_half().read(&mut sink) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
+        if !self.link.is_closed() {
+            drain_until(self.link.read_half(), deadline);
+            // The stream's read timeout is now unknown; zero never fits, so it is set anew.
+            self.read_timeout = Some(Duration::ZERO);
         }
         if self.role == Role::Client {
             self.link.shutdown_write();
