@@ -97,7 +97,7 @@ impl ClientBuilder {
         }
         let tcp = connect_tcp(&url.host, url.port, self.connect_timeout)?;
         tcp.set_nodelay(true)?;
-        self.handshake(Stream::Plain(tcp), &url)
+        self.handshake(Stream::from(tcp), &url)
     }
 
     /// Runs the client side of the opening handshake over an already connected stream.

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a connection needs from its byte stream beyond `Read + Write`: timeouts, a half-close and
@@ -119,80 +120,98 @@ pub(crate) fn drain_until<S: Transport + ?Sized>(stream: &mut S, deadline: Insta
     }
 }
 
-/// The stream a server or client connection runs over.
+/// The stream a server or client connection runs over: plain TCP today (TLS comes as another
+/// kind behind the same type).
+///
+/// The socket is shared, not duplicated: the halves of a split connection and a server's
+/// shutdown registry hold the same socket, so a connection costs one file descriptor. Socket
+/// timeouts are cached per handle, so setting the value already in force costs no system call
+/// (each kind of timeout is only ever set through one handle: reads by the reader, writes by the
+/// writer).
 #[derive(Debug)]
-#[non_exhaustive]
-pub enum Stream {
-    /// Plain TCP (`ws://`).
-    Plain(TcpStream),
+pub struct Stream {
+    tcp: Arc<TcpStream>,
+    read_timeout: Option<Option<Duration>>,
+    write_timeout: Option<Option<Duration>>,
+}
+
+impl From<TcpStream> for Stream {
+    fn from(tcp: TcpStream) -> Self {
+        Stream {
+            tcp: Arc::new(tcp),
+            read_timeout: None,
+            write_timeout: None,
+        }
+    }
 }
 
 impl Stream {
     /// The TCP socket underneath.
     pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-        }
+        &self.tcp
+    }
+
+    /// Another handle on the same socket (for shutting it down from another thread).
+    pub(crate) fn shared_tcp(&self) -> Arc<TcpStream> {
+        Arc::clone(&self.tcp)
     }
 }
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-        }
+        (&*self.tcp).read(buf)
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-        }
+        (&*self.tcp).write(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write_vectored(bufs),
-        }
+        (&*self.tcp).write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-        }
+        Ok(())
     }
 }
 
 impl Transport for Stream {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.tcp().set_read_timeout(timeout)
+        if self.read_timeout != Some(timeout) {
+            self.tcp.set_read_timeout(timeout)?;
+            self.read_timeout = Some(timeout);
+        }
+        Ok(())
     }
 
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.tcp().set_write_timeout(timeout)
+        if self.write_timeout != Some(timeout) {
+            self.tcp.set_write_timeout(timeout)?;
+            self.write_timeout = Some(timeout);
+        }
+        Ok(())
     }
 
     fn read_to_vec(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => Read::take(s, limit as u64).read_to_end(buf),
-        }
+        Read::take(&*self.tcp, limit as u64).read_to_end(buf)
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
-        self.tcp().shutdown(Shutdown::Write)
+        self.tcp.shutdown(Shutdown::Write)
     }
 
     fn shutdown_both(&mut self) -> io::Result<()> {
-        self.tcp().shutdown(Shutdown::Both)
+        self.tcp.shutdown(Shutdown::Both)
     }
 
     fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
-        self.tcp().set_nonblocking(nonblocking)
+        self.tcp.set_nonblocking(nonblocking)
     }
 
     fn peer_addr(&self) -> Option<SocketAddr> {
-        self.tcp().peer_addr().ok()
+        self.tcp.peer_addr().ok()
     }
 }
 
@@ -200,9 +219,13 @@ impl Split for Stream {
     type ReadHalf = Stream;
     type WriteHalf = Stream;
 
+    /// Two handles on the one socket: the kernel lets one thread read while another writes.
     fn split(self) -> io::Result<(Stream, Stream)> {
-        match self {
-            Stream::Plain(s) => Ok((Stream::Plain(s.try_clone()?), Stream::Plain(s))),
-        }
+        let reader = Stream {
+            tcp: Arc::clone(&self.tcp),
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+        };
+        Ok((reader, self))
     }
 }

@@ -2,7 +2,7 @@
 //! handler, and the close.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,7 @@ use crate::websocket::{Role, WebSocket};
 const MAX_REQUESTS: usize = 1000;
 
 pub(crate) fn run<F>(
-    tcp: TcpStream,
+    mut stream: Stream,
     peer: SocketAddr,
     id: u64,
     going_away: Arc<AtomicBool>,
@@ -32,7 +32,6 @@ pub(crate) fn run<F>(
 ) where
     F: Fn(&mut WebSocket) -> HandlerResult,
 {
-    let _ = tcp.set_nodelay(true);
     let report = |error: BoxError| {
         let Some(tx) = &opts.errors else { return };
         if tx
@@ -46,7 +45,6 @@ pub(crate) fn run<F>(
             log::debug!("conn#{id}: error queue full, error only logged");
         }
     };
-    let mut stream = Stream::Plain(tcp);
     let mut buf = Vec::new();
     for _ in 0..MAX_REQUESTS {
         let deadline = Instant::now() + config.handshake_timeout;

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::io::Stream;
 use crate::proto::handshake::{self, Request};
 use crate::websocket::WebSocket;
 
@@ -151,7 +152,8 @@ struct Life {
 }
 
 struct Entry {
-    socket: Option<TcpStream>,
+    /// The connection's own socket (shared, not duplicated), to shut it down from here.
+    socket: Arc<TcpStream>,
     going_away: Arc<AtomicBool>,
 }
 
@@ -459,8 +461,10 @@ fn admit<F>(
     }
     let id = crate::websocket::next_id();
     let going_away = Arc::new(AtomicBool::new(false));
+    let _ = tcp.set_nodelay(true);
+    let stream = Stream::from(tcp);
     let entry = Entry {
-        socket: tcp.try_clone().ok(),
+        socket: stream.shared_tcp(),
         going_away: Arc::clone(&going_away),
     };
     shared.life().conns.insert(id, entry);
@@ -475,7 +479,7 @@ fn admit<F>(
         .stack_size(opts.stack_size)
         .spawn(move || {
             let _guard = guard;
-            connection::run(tcp, peer, id, going_away, &opts, &config, &*handler);
+            connection::run(stream, peer, id, going_away, &opts, &config, &*handler);
         });
     if let Err(e) = spawned {
         // The closure (and with it the guard and the socket) is dropped: the entry is removed.
@@ -536,10 +540,8 @@ impl ServerHandle {
         let mut life = shared.life();
         for entry in life.conns.values() {
             entry.going_away.store(true, Ordering::SeqCst);
-            if let Some(socket) = &entry.socket {
-                // Wakes a thread blocked reading: a WebSocket answers 1001, a handshake 503.
-                let _ = socket.shutdown(Shutdown::Read);
-            }
+            // Wakes a thread blocked reading: a WebSocket answers 1001, a handshake 503.
+            let _ = entry.socket.shutdown(Shutdown::Read);
         }
         while life.accepting || !life.conns.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -554,9 +556,7 @@ impl ServerHandle {
         }
         let stragglers = life.conns.len();
         for entry in life.conns.values() {
-            if let Some(socket) = &entry.socket {
-                let _ = socket.shutdown(Shutdown::Both);
-            }
+            let _ = entry.socket.shutdown(Shutdown::Both);
         }
         if stragglers > 0 {
             log::warn!("shutdown: {stragglers} connection threads still running");

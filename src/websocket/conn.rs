@@ -118,7 +118,9 @@ impl<L: Link> Conn<L> {
             info,
             peer_close: None,
             nonblocking: false,
-            read_timeout: None,
+            // Unknown (the handshake left some timeout set); zero never fits, so the first
+            // receive sets the one it needs.
+            read_timeout: Some(Duration::ZERO),
             close_deadline: None,
             hb: Heartbeat {
                 last_rx: Instant::now(),

@@ -191,7 +191,6 @@ impl<S: Transport> WebSocket<S> {
     /// The stream's write timeout is set from [`Config::write_timeout`].
     pub fn from_stream(mut stream: S, role: Role, config: Config, leftover: &[u8]) -> Self {
         let _ = stream.set_write_timeout(config.write_timeout);
-        let _ = stream.set_read_timeout(None);
         let info = Info::new(next_id(), stream.peer_addr());
         let link = Owned {
             stream: Some(stream),
