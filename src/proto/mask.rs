@@ -22,6 +22,26 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
+/// Writes `src` masked with `key` into `dst` (same length) in one pass: the copy and the XOR
+/// together, a machine word at a time.
+pub fn mask_copy(dst: &mut [u8], src: &[u8], key: [u8; 4], offset: usize) {
+    assert_eq!(dst.len(), src.len(), "mask_copy needs equal lengths");
+    let key = rotate(key, offset);
+    let wide = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut out = dst.chunks_exact_mut(8);
+    let mut inp = src.chunks_exact(8);
+    for (o, i) in (&mut out).zip(&mut inp) {
+        let word = u64::from_ne_bytes(i.try_into().expect("chunk of 8")) ^ wide;
+        o.copy_from_slice(&word.to_ne_bytes());
+    }
+    let tail = out.into_remainder().iter_mut().zip(inp.remainder());
+    for (n, (o, i)) in tail.enumerate() {
+        *o = i ^ key[n & 3];
+    }
+}
+
 /// Appends `src` masked with `key` to `dst`, leaving `src` untouched (never mutate the caller's
 /// buffer). `offset` is the position of `src[0]` in the payload.
 pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4], offset: usize) {
@@ -58,6 +78,22 @@ mod tests {
                 assert_eq!(fast, slow, "offset {offset} len {len}");
             }
         }
+    }
+
+    #[test]
+    fn mask_copy_matches_reference_and_leaves_source_alone() {
+        let key = [0xde, 0xad, 0xbe, 0xef];
+        let src: Vec<u8> = (0..300u32).map(|i| (i * 13 + 5) as u8).collect();
+        for offset in 0..8 {
+            for len in 0..=src.len() {
+                let mut want = src[..len].to_vec();
+                reference(&mut want, key, offset);
+                let mut dst = vec![0xAAu8; len];
+                mask_copy(&mut dst, &src[..len], key, offset);
+                assert_eq!(dst, want, "offset {offset} len {len}");
+            }
+        }
+        assert_eq!(src[7], (7 * 13 + 5) as u8);
     }
 
     #[test]

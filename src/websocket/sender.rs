@@ -3,7 +3,7 @@
 use std::io::{self, IoSlice, Write};
 
 use crate::proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
-use crate::proto::mask::extend_masked;
+use crate::proto::mask::mask_copy;
 
 /// Payloads up to this size are copied behind the header so the frame goes out in one `write`;
 /// larger ones go out with one vectored write of header and payload, uncopied.
@@ -54,22 +54,36 @@ impl Sender {
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode(&mut head);
         let head = &head[..head_len];
-        self.wbuf.clear();
-        self.wbuf.extend_from_slice(head);
         let result = match mask {
             None if payload.len() > COPY_LIMIT => write_all_vectored(w, head, payload),
             None => {
+                self.wbuf.clear();
+                self.wbuf.extend_from_slice(head);
                 self.wbuf.extend_from_slice(payload);
                 w.write_all(&self.wbuf)
             }
-            Some(_) if payload.is_empty() => w.write_all(&self.wbuf),
+            Some(_) if payload.is_empty() => w.write_all(head),
             Some(key) => {
-                // RFC 6455 5.3: mask while copying; the first piece rides behind the header.
+                // RFC 6455 5.3: mask while copying into our buffer, one pass; the first piece
+                // rides behind the header. The buffer keeps its length between frames, so it is
+                // zeroed once, when it first grows.
+                let h = head.len();
+                let first = payload.len().min(MASK_CHUNK);
+                if self.wbuf.len() < h + first {
+                    self.wbuf.reserve_exact(h + first - self.wbuf.len());
+                    self.wbuf.resize(h + first, 0);
+                }
+                self.wbuf[..h].copy_from_slice(head);
                 let mut result = Ok(());
                 for (i, chunk) in payload.chunks(MASK_CHUNK).enumerate() {
-                    extend_masked(&mut self.wbuf, chunk, key, i * MASK_CHUNK);
-                    result = w.write_all(&self.wbuf);
-                    self.wbuf.clear();
+                    let at = if i == 0 { h } else { 0 };
+                    mask_copy(
+                        &mut self.wbuf[at..at + chunk.len()],
+                        chunk,
+                        key,
+                        i * MASK_CHUNK,
+                    );
+                    result = w.write_all(&self.wbuf[..at + chunk.len()]);
                     if result.is_err() {
                         break;
                     }
@@ -77,7 +91,7 @@ impl Sender {
                 result
             }
         };
-        if self.wbuf.capacity() > 2 * MASK_CHUNK {
+        if self.wbuf.capacity() > MASK_CHUNK + MAX_HEADER_LEN {
             self.wbuf = Vec::new();
         }
         result.and_then(|()| w.flush())
