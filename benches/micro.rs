@@ -17,10 +17,8 @@
 //!
 //! Numbers are best-of-3 of time-bounded loops, on whatever core the OS picks.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use syncws::proto::frame::FrameHeader;
@@ -28,46 +26,9 @@ use syncws::proto::mask::apply_mask;
 use syncws::proto::utf8::Utf8Validator;
 use syncws::{Config, Role, Transport, WebSocket};
 
-// ---------------------------------------------------------------------------------------------
-// Counting allocator
-// ---------------------------------------------------------------------------------------------
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-fn note_alloc() {
-    if COUNTING.load(Ordering::Relaxed) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting.rs"]
+mod counting;
+use counting::count_allocs;
 
 // ---------------------------------------------------------------------------------------------
 // Timing
@@ -346,17 +307,16 @@ fn bench_assembly(quick: bool) {
                 pos: 0,
             };
             let mut ws = WebSocket::from_stream(mem, Role::Client, big.clone(), &[]);
-            let before = ALLOCS.load(Ordering::SeqCst);
-            COUNTING.store(true, Ordering::SeqCst);
-            let t = Instant::now();
-            for _ in 0..count {
-                let m = ws.recv().expect("recv").expect("message");
-                assert_eq!(m.len(), size);
-                black_box(m);
-            }
-            let el = t.elapsed().as_secs_f64();
-            COUNTING.store(false, Ordering::SeqCst);
-            let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+            let mut el = 0.0;
+            let allocs = count_allocs(|| {
+                let t = Instant::now();
+                for _ in 0..count {
+                    let m = ws.recv().expect("recv").expect("message");
+                    assert_eq!(m.len(), size);
+                    black_box(m);
+                }
+                el = t.elapsed().as_secs_f64();
+            });
             ours = (ours.0.min(el), allocs);
 
             let mem = Mem {
@@ -371,17 +331,16 @@ fn bench_assembly(quick: bool) {
                 tungstenite::protocol::Role::Client,
                 Some(config),
             );
-            let before = ALLOCS.load(Ordering::SeqCst);
-            COUNTING.store(true, Ordering::SeqCst);
-            let t = Instant::now();
-            for _ in 0..count {
-                let m = tws.read().expect("read");
-                assert_eq!(m.len(), size);
-                black_box(m);
-            }
-            let el = t.elapsed().as_secs_f64();
-            COUNTING.store(false, Ordering::SeqCst);
-            let allocs = ALLOCS.load(Ordering::SeqCst) - before;
+            let mut el = 0.0;
+            let allocs = count_allocs(|| {
+                let t = Instant::now();
+                for _ in 0..count {
+                    let m = tws.read().expect("read");
+                    assert_eq!(m.len(), size);
+                    black_box(m);
+                }
+                el = t.elapsed().as_secs_f64();
+            });
             theirs = (theirs.0.min(el), allocs);
         }
         println!(

@@ -64,7 +64,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Server-wide options; every one is set through a [`Server`] method, which documents its
 /// default.
-#[derive(Clone)]
 pub(crate) struct Options {
     http: Option<Arc<HttpHandler>>,
     gatekeeper: Option<Arc<Gatekeeper>>,
