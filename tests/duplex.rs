@@ -541,6 +541,20 @@ fn heartbeat_measures_rtt_and_keeps_a_live_connection_open() {
 
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Runs a close against a peer that never answers and checks that it gave up with `Timeout`
+/// after the close timeout: not before, and not much later.
+fn gives_up_within_the_close_timeout(close: impl FnOnce() -> syncws::Result<()>) {
+    let started = Instant::now();
+    let r = close();
+    let took = started.elapsed();
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    assert!(
+        took >= CLOSE_TIMEOUT - Duration::from_millis(50),
+        "{took:?}"
+    );
+    assert!(took < CLOSE_TIMEOUT + Duration::from_secs(1), "{took:?}");
+}
+
 /// A raw server that reads the client's close frame and never answers it; reports the code and
 /// holds the socket until the test is done.
 fn mute_closer() -> (SocketAddr, mpsc::Receiver<Option<u16>>, mpsc::Sender<()>) {
@@ -558,15 +572,7 @@ fn mute_closer() -> (SocketAddr, mpsc::Receiver<Option<u16>>, mpsc::Sender<()>) 
 fn close_returns_within_the_close_timeout_when_the_peer_never_answers() {
     let (addr, code, done) = mute_closer();
     let mut ws = connect(addr, Config::default().close_timeout(CLOSE_TIMEOUT));
-    let started = Instant::now();
-    let r = ws.close(CloseCode::NORMAL, "bye");
-    let took = started.elapsed();
-    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
-    assert!(
-        took >= CLOSE_TIMEOUT - Duration::from_millis(50),
-        "{took:?}"
-    );
-    assert!(took < CLOSE_TIMEOUT + Duration::from_secs(1), "{took:?}");
+    gives_up_within_the_close_timeout(|| ws.close(CloseCode::NORMAL, "bye"));
     assert_eq!(ws.state(), State::Closed);
     assert_eq!(code.recv_timeout(TIMEOUT).unwrap(), Some(1000));
     done.send(()).unwrap();
@@ -579,15 +585,7 @@ fn writer_close_returns_within_the_close_timeout_when_the_peer_never_answers() {
     let (mut reader, writer) = ws.split().unwrap();
     let (ended_tx, ended) = mpsc::channel();
     thread::spawn(move || ended_tx.send(reader.recv()).unwrap());
-    let started = Instant::now();
-    let r = writer.close(CloseCode::NORMAL, "bye");
-    let took = started.elapsed();
-    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
-    assert!(
-        took >= CLOSE_TIMEOUT - Duration::from_millis(50),
-        "{took:?}"
-    );
-    assert!(took < CLOSE_TIMEOUT + Duration::from_secs(1), "{took:?}");
+    gives_up_within_the_close_timeout(|| writer.close(CloseCode::NORMAL, "bye"));
     assert!(writer.is_closed());
     assert_eq!(code.recv_timeout(TIMEOUT).unwrap(), Some(1000));
     // The reader, blocked in recv, is woken by the shutdown.
@@ -600,20 +598,13 @@ fn writer_close_returns_within_the_close_timeout_when_the_peer_never_answers() {
 fn close_on_a_split_socket_returns_within_the_close_timeout() {
     // The path the server takes when a handler that split its socket returns.
     let (addr, code, done) = mute_closer();
-    let _ = env_logger::builder()
-        .is_test(true)
-        .filter_level(log::LevelFilter::Debug)
-        .try_init();
     let mut ws = connect(addr, Config::default().close_timeout(CLOSE_TIMEOUT));
     let (reader, _writer) = ws.split().unwrap();
     let reading = thread::spawn(move || {
         let mut reader = reader;
         reader.recv()
     });
-    let started = Instant::now();
-    let r = ws.close(CloseCode::NORMAL, "");
-    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
-    assert!(started.elapsed() < CLOSE_TIMEOUT + Duration::from_secs(1));
+    gives_up_within_the_close_timeout(|| ws.close(CloseCode::NORMAL, ""));
     assert_eq!(code.recv_timeout(TIMEOUT).unwrap(), Some(1000));
     assert!(reading.join().unwrap().is_err());
     done.send(()).unwrap();
