@@ -7,8 +7,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::error::{Error, HttpResponse, Result, UrlError, is_timeout_kind};
-use crate::io::{Stream, Transport, read_head};
+use crate::error::{Error, HttpResponse, Result, UrlError};
+use crate::io::{Stream, Transport, read_head, read_to_len};
 use crate::proto::handshake;
 use crate::websocket::{Role, WebSocket};
 
@@ -170,20 +170,8 @@ fn read_body<S: Transport>(
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(usize::MAX)
         .min(MAX_ERROR_BODY);
-    let mut chunk = [0u8; 4096];
-    while body.len() < want {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_timeout_kind(e.kind()) => break,
-            Err(_) => break,
-        }
-    }
+    // Whatever arrived before the server closed or the deadline is what the caller gets.
+    read_to_len(stream, &mut body, want, deadline);
     body.truncate(want);
     body
 }

@@ -50,6 +50,31 @@ where
     }
 }
 
+/// Appends to `buf` until it holds `len` bytes (an HTTP body after its head), never past
+/// `deadline`. Returns false if the peer ended, a read failed or the deadline came first; what
+/// arrived stays in `buf`.
+pub(crate) fn read_to_len<S: Transport + ?Sized>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    len: usize,
+    deadline: Instant,
+) -> bool {
+    let mut chunk = [0u8; 4096];
+    while buf.len() < len {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

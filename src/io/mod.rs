@@ -6,6 +6,6 @@ mod head;
 mod stream;
 
 pub(crate) use buffer::ReadBuf;
-pub(crate) use head::read_head;
+pub(crate) use head::{read_head, read_to_len};
 pub(crate) use stream::drain_until;
 pub use stream::{Split, Stream, Transport};

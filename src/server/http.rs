@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::io::Transport;
+use crate::io::{Transport, read_to_len};
 use crate::proto::handshake::{self, Request};
 
 /// An HTTP response: from the HTTP handler, or a gatekeeper's rejection.
@@ -132,16 +132,8 @@ pub(crate) fn read_body<S: Transport + ?Sized>(
     if len > max {
         return Err(BodyError::TooLarge);
     }
-    let mut chunk = [0u8; 4096];
-    while buf.len() < len {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return Err(BodyError::Io);
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return Err(BodyError::Io),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
+    if !read_to_len(stream, buf, len, deadline) {
+        return Err(BodyError::Io);
     }
     let rest = buf.split_off(len);
     req.set_body(std::mem::replace(buf, rest));
