@@ -41,6 +41,9 @@ pub enum Error {
     /// The caller passed something that cannot be sent, e.g. a close code that must not appear on
     /// the wire or a close reason longer than 123 bytes.
     InvalidInput(InputError),
+    /// TLS failed: the certificate is not trusted or names another host, the peer does not speak
+    /// TLS, or the TLS settings are unusable. See [`TlsError::kind`].
+    Tls(Box<TlsError>),
 }
 
 impl Error {
@@ -70,6 +73,7 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("timed out"),
             Error::HeartbeatTimeout => f.write_str("peer did not answer a ping in time"),
             Error::InvalidInput(e) => write!(f, "invalid input: {e}"),
+            Error::Tls(e) => write!(f, "tls: {e}"),
         }
     }
 }
@@ -98,6 +102,12 @@ impl From<ProtocolError> for Error {
 impl From<HandshakeError> for Error {
     fn from(e: HandshakeError) -> Self {
         Error::Handshake(e)
+    }
+}
+
+impl From<TlsError> for Error {
+    fn from(e: TlsError) -> Self {
+        Error::Tls(Box::new(e))
     }
 }
 
@@ -220,6 +230,16 @@ pub enum HandshakeError {
     /// The handshake did not complete within
     /// [`Config::handshake_timeout`](crate::Config::handshake_timeout).
     Timeout,
+    /// The client followed more redirects than
+    /// [`ClientBuilder::max_redirects`](crate::ClientBuilder::max_redirects) allows.
+    TooManyRedirects,
+    /// A redirect from `wss://` to `ws://` (or `http://`), which would drop encryption: refused.
+    InsecureRedirect,
+    /// A redirect without a usable `Location`.
+    BadRedirect,
+    /// The HTTP proxy answered `CONNECT` with this status instead of 200 (407: it wants
+    /// credentials).
+    ProxyRefused(u16),
 }
 
 impl fmt::Display for HandshakeError {
@@ -240,6 +260,12 @@ impl fmt::Display for HandshakeError {
             HandshakeError::Timeout => "handshake timed out",
             HandshakeError::OriginRefused => "origin not allowed",
             HandshakeError::Refused => "refused by the gatekeeper",
+            HandshakeError::TooManyRedirects => "too many redirects",
+            HandshakeError::InsecureRedirect => "refused a redirect from wss to ws",
+            HandshakeError::BadRedirect => "redirect without a usable location",
+            HandshakeError::ProxyRefused(status) => {
+                return write!(f, "proxy answered {status} to connect");
+            }
         })
     }
 }
@@ -283,6 +309,62 @@ impl fmt::Display for InputError {
 }
 
 impl std::error::Error for InputError {}
+
+/// A TLS failure, sorted into what a caller can act on, with the TLS library's own message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsError {
+    kind: TlsErrorKind,
+    message: String,
+}
+
+/// The kinds of [`TlsError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsErrorKind {
+    /// The server's certificate is valid but for another name than the one in the URL.
+    NameMismatch,
+    /// The server's certificate does not chain to a trusted root (self-signed, unknown CA,
+    /// expired). Add the CA with [`ClientTlsBuilder::add_root_file`](crate::ClientTlsBuilder::add_root_file).
+    UntrustedCertificate,
+    /// The TLS handshake failed otherwise: the peer does not speak TLS, no common protocol
+    /// version or cipher, the connection dropped.
+    Handshake,
+    /// A certificate, key or archive could not be read or used.
+    Config,
+    /// A `wss://` URL or TLS setting was used in a build without the `tls` feature.
+    NotEnabled,
+}
+
+impl TlsError {
+    pub(crate) fn new(kind: TlsErrorKind, message: String) -> Self {
+        TlsError { kind, message }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> TlsErrorKind {
+        self.kind
+    }
+
+    /// The TLS library's description (OpenSSL's, on Linux).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            TlsErrorKind::NameMismatch => "certificate is for another name",
+            TlsErrorKind::UntrustedCertificate => "certificate not trusted",
+            TlsErrorKind::Handshake => "handshake failed",
+            TlsErrorKind::Config => "bad settings",
+            TlsErrorKind::NotEnabled => "built without the tls feature",
+        };
+        write!(f, "{what}: {}", self.message)
+    }
+}
+
+impl std::error::Error for TlsError {}
 
 /// What is wrong with a URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -58,12 +58,17 @@ pub mod io;
 mod message;
 pub mod proto;
 mod server;
+#[cfg(feature = "tls")]
+mod tls;
 mod websocket;
 
 pub use broadcast::Broadcast;
 pub use client::{Client, ClientBuilder, Url};
 pub use config::Config;
-pub use error::{Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, UrlError};
+pub use error::{
+    Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, TlsError, TlsErrorKind,
+    UrlError,
+};
 pub use io::{Split, Stream, Transport};
 pub use message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
 pub use proto::handshake::Request;
@@ -71,6 +76,8 @@ pub use server::{
     Accept, BoxError, ConnectionError, HandlerResult, Response, Server, ServerHandle, accept,
     accept_with,
 };
+#[cfg(feature = "tls")]
+pub use tls::{ClientTls, ClientTlsBuilder, ServerTls};
 pub use websocket::{Reader, Role, State, WebSocket, Writer};
 
 /// The README's examples, compiled as doc tests so they cannot rot.

@@ -50,6 +50,14 @@ impl Message {
             Message::Binary(b) => b,
         }
     }
+
+    /// The text of a text message, giving up the message; `None` for binary.
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            Message::Text(s) => Some(s),
+            Message::Binary(_) => None,
+        }
+    }
 }
 
 impl From<String> for Message {

@@ -1,16 +1,18 @@
 //! The client front end: parse the URL, connect with a deadline, run the opening handshake.
 
+mod proxy;
 mod url;
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::error::{Error, HttpResponse, Result, UrlError};
+use crate::error::{Error, HandshakeError, HttpResponse, Result};
 use crate::io::{Stream, Transport, read_head, read_to_len};
 use crate::proto::handshake;
 use crate::websocket::{Role, WebSocket};
+use proxy::{Proxy, ProxySetting};
 
 pub use url::Url;
 
@@ -29,32 +31,45 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 pub struct Client;
 
 impl Client {
-    /// Connects to a `ws://` URL with the default settings.
+    /// Connects to a `ws://` or `wss://` URL with the default settings.
     pub fn connect(url: &str) -> Result<WebSocket> {
         ClientBuilder::default().connect(url)
     }
 
-    /// A builder for connections with extra headers, a config or a connect timeout.
+    /// A builder for connections with headers, subprotocols, TLS, proxy and redirect settings.
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }
 }
 
-/// Settings for opening client connections; reusable for many connections.
+/// Settings for opening client connections; reusable for many connections (clones share the
+/// TLS connector).
 ///
 /// ```no_run
 /// use std::time::Duration;
 /// let mut ws = syncws::Client::builder()
 ///     .header("Authorization", "Bearer 123")
+///     .origin("https://app.example")
+///     .protocol("chat.v2")
 ///     .connect_timeout(Duration::from_secs(3))
-///     .connect("ws://127.0.0.1:9001/")?;
+///     .connect("wss://chat.example/socket")?;
+/// assert_eq!(ws.protocol(), Some("chat.v2"));
 /// # Ok::<(), syncws::Error>(())
 /// ```
+///
+/// Defaults: connect timeout 10 s per address, up to 5 redirects, proxy from the environment
+/// (`HTTPS_PROXY` for `wss`, `HTTP_PROXY` for `ws`, then `ALL_PROXY`, except hosts in
+/// `NO_PROXY`), the system's trusted roots for `wss`.
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     config: Config,
     headers: Vec<(String, String)>,
+    protocols: Vec<String>,
     connect_timeout: Duration,
+    max_redirects: usize,
+    proxy: ProxySetting,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ClientBuilder {
@@ -62,21 +77,41 @@ impl Default for ClientBuilder {
         ClientBuilder {
             config: Config::default(),
             headers: Vec::new(),
+            protocols: Vec::new(),
             connect_timeout: Duration::from_secs(10),
+            max_redirects: 5,
+            proxy: ProxySetting::Environment,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
 
 impl ClientBuilder {
-    /// Uses `config` for the connection (limits, timeouts).
+    /// Uses `config` for the connection (limits, timeouts; its handshake timeout covers the TLS
+    /// and HTTP handshakes and a proxy's answer).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
     }
 
-    /// Adds a header to the upgrade request, e.g. `Authorization` or `Origin`.
+    /// Adds a header to the upgrade request, e.g. `Authorization` or `Cookie` (both are dropped
+    /// when a redirect leads to another origin).
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sends `Origin: origin`, as a browser page from that origin would.
+    pub fn origin(self, origin: &str) -> Self {
+        self.header("Origin", origin)
+    }
+
+    /// Offers a subprotocol (call again to offer several, in order of preference). The server's
+    /// choice is checked to be one of them and is read back with
+    /// [`WebSocket::protocol`](crate::WebSocket::protocol); a server may also choose none.
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        self.protocols.push(protocol.to_owned());
         self
     }
 
@@ -86,27 +121,168 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects to `url` and performs the opening handshake.
-    ///
-    /// Every address the host resolves to is tried in turn, each with its own connect deadline.
-    /// An answer other than `101` is returned as [`Error::Http`] with its status and body.
-    pub fn connect(&self, url: &str) -> Result<WebSocket> {
-        let url = Url::parse(url)?;
-        if url.is_tls() {
-            return Err(UrlError::UnsupportedScheme.into());
-        }
-        let tcp = connect_tcp(&url.host, url.port, self.connect_timeout)?;
-        tcp.set_nodelay(true)?;
-        self.handshake(Stream::from(tcp), &url)
+    /// Most redirects (301, 302, 303, 307, 308) followed; 0 returns the redirect as
+    /// [`Error::Http`]. Defaults to 5. `Authorization` and `Cookie` are not sent to another origin,
+    /// and a redirect from `wss` to `ws` is refused.
+    pub fn max_redirects(mut self, max: usize) -> Self {
+        self.max_redirects = max;
+        self
     }
 
-    /// Runs the client side of the opening handshake over an already connected stream.
-    pub fn handshake<S: Transport>(&self, mut stream: S, url: &Url) -> Result<WebSocket<S>> {
+    /// Tunnels through this HTTP proxy (`http://[user:password@]host:port`, credentials sent as
+    /// `Proxy-Authorization: Basic`), whatever the environment says.
+    pub fn proxy(mut self, proxy: &str) -> Self {
+        self.proxy = ProxySetting::Explicit(proxy.to_owned());
+        self
+    }
+
+    /// Connects directly, ignoring the proxy environment variables.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = ProxySetting::Direct;
+        self
+    }
+
+    /// TLS settings for `wss` URLs (trusted roots, test mode); see [`ClientTls`](crate::ClientTls).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Connects to `url` and performs the opening handshake, following redirects.
+    ///
+    /// Every address the host resolves to is tried in turn, each with its own connect deadline;
+    /// if all fail, the error lists every attempt. User info in the URL (`ws://user:pw@host/`)
+    /// is sent as `Authorization: Basic` unless an `Authorization` header was set. An answer
+    /// other than `101` (or a redirect) is returned as [`Error::Http`] with its status and body.
+    pub fn connect(&self, url: &str) -> Result<WebSocket> {
+        let mut url = Url::parse(url)?;
+        let mut headers = self.headers.clone();
+        let has_auth = |h: &[(String, String)]| {
+            h.iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        };
+        if !has_auth(&headers)
+            && let Some(auth) = url.basic_auth()
+        {
+            headers.push(("Authorization".to_owned(), auth));
+        }
+        let mut hops = 0;
+        loop {
+            let err = match self.connect_once(&url, &headers) {
+                Ok(ws) => return Ok(ws),
+                Err(e) => e,
+            };
+            let Some(location) = redirect_location(&err) else {
+                return Err(err);
+            };
+            if self.max_redirects == 0 {
+                return Err(err);
+            }
+            if hops == self.max_redirects {
+                return Err(HandshakeError::TooManyRedirects.into());
+            }
+            hops += 1;
+            let next = url
+                .join(location)
+                .map_err(|_| Error::Handshake(HandshakeError::BadRedirect))?;
+            if url.is_tls() && !next.is_tls() {
+                return Err(HandshakeError::InsecureRedirect.into());
+            }
+            if !url.same_origin(&next) {
+                headers.retain(|(n, _)| {
+                    !n.eq_ignore_ascii_case("authorization") && !n.eq_ignore_ascii_case("cookie")
+                });
+                if let Some(auth) = next.basic_auth() {
+                    headers.push(("Authorization".to_owned(), auth));
+                }
+            }
+            log::debug!(
+                "redirected to {}://{}{}",
+                next.scheme,
+                next.host_header(),
+                next.target
+            );
+            url = next;
+        }
+    }
+
+    /// One attempt: TCP (directly or through the proxy), TLS for `wss`, then the handshake.
+    fn connect_once(&self, url: &Url, headers: &[(String, String)]) -> Result<WebSocket> {
         let deadline = Instant::now() + self.config.handshake_timeout;
+        let proxy = Proxy::choose(&self.proxy, url, &|name| std::env::var(name).ok())?;
+        let tcp = match &proxy {
+            Some(proxy) => {
+                let mut tcp = connect_tcp(&proxy.host, proxy.port, self.connect_timeout)?;
+                tunnel(&mut tcp, proxy, url, deadline, &self.config)?;
+                tcp
+            }
+            None => connect_tcp(&url.host, url.port, self.connect_timeout)?,
+        };
+        tcp.set_nodelay(true)?;
+        let tcp = std::sync::Arc::new(tcp);
+        let stream = if url.is_tls() {
+            self.start_tls(url, tcp, deadline)?
+        } else {
+            Stream::plain(tcp)
+        };
+        self.handshake_with(stream, url, headers, deadline)
+    }
+
+    #[cfg(feature = "tls")]
+    fn start_tls(
+        &self,
+        url: &Url,
+        tcp: std::sync::Arc<TcpStream>,
+        deadline: Instant,
+    ) -> Result<Stream> {
+        let tls = match &self.tls {
+            Some(tls) => tls.clone(),
+            None => crate::tls::ClientTls::system()?,
+        };
+        let session = tls.connect(&url.host, std::sync::Arc::clone(&tcp), deadline)?;
+        Ok(Stream::tls(tcp, session))
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn start_tls(
+        &self,
+        _url: &Url,
+        _tcp: std::sync::Arc<TcpStream>,
+        _deadline: Instant,
+    ) -> Result<Stream> {
+        let message = "wss:// needs the `tls` cargo feature".to_owned();
+        Err(crate::error::TlsError::new(crate::TlsErrorKind::NotEnabled, message).into())
+    }
+
+    /// Runs the client side of the opening handshake over an already connected stream (no
+    /// redirects are followed).
+    pub fn handshake<S: Transport>(&self, stream: S, url: &Url) -> Result<WebSocket<S>> {
+        let mut headers = self.headers.clone();
+        if let Some(auth) = url.basic_auth() {
+            headers.push(("Authorization".to_owned(), auth));
+        }
+        let deadline = Instant::now() + self.config.handshake_timeout;
+        self.handshake_with(stream, url, &headers, deadline)
+    }
+
+    fn handshake_with<S: Transport>(
+        &self,
+        mut stream: S,
+        url: &Url,
+        headers: &[(String, String)],
+        deadline: Instant,
+    ) -> Result<WebSocket<S>> {
         let key = handshake::generate_key();
-        let request =
-            handshake::client_request(&url.host_header(), &url.target, &key, &self.headers);
-        stream.set_write_timeout(Some(self.config.handshake_timeout))?;
+        let mut extra = headers.to_vec();
+        if !self.protocols.is_empty() {
+            extra.push((
+                "Sec-WebSocket-Protocol".to_owned(),
+                self.protocols.join(", "),
+            ));
+        }
+        let request = handshake::client_request(&url.host_header(), &url.target, &key, &extra);
+        stream.set_write_timeout(Some(left(deadline)?))?;
         stream.write_all(&request)?;
         stream.flush()?;
         let mut buf = Vec::new();
@@ -126,16 +302,60 @@ impl ClientBuilder {
                 body,
             })));
         }
-        handshake::check_response(&head, &key)?;
+        let protocol = handshake::check_response(&head, &key, &self.protocols)?;
         stream.set_write_timeout(None)?;
         stream.set_read_timeout(None)?;
-        Ok(WebSocket::from_stream(
-            stream,
-            Role::Client,
-            self.config.clone(),
-            &buf[used..],
-        ))
+        let mut ws =
+            WebSocket::from_stream(stream, Role::Client, self.config.clone(), &buf[used..]);
+        ws.set_protocol(protocol);
+        Ok(ws)
     }
+}
+
+/// The `Location` of a redirect the client follows.
+fn redirect_location(err: &Error) -> Option<&str> {
+    match err {
+        Error::Http(r) if matches!(r.status, 301 | 302 | 303 | 307 | 308) => r
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("location"))
+            .map(|(_, v)| v.as_str()),
+        _ => None,
+    }
+}
+
+/// The time left before `deadline`, or a handshake timeout.
+fn left(deadline: Instant) -> Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(HandshakeError::Timeout.into());
+    }
+    Ok(left)
+}
+
+/// Asks the proxy for a tunnel to `url`'s host and port; on `200` the socket is the tunnel.
+fn tunnel(
+    tcp: &mut TcpStream,
+    proxy: &Proxy,
+    url: &Url,
+    deadline: Instant,
+    config: &Config,
+) -> Result<()> {
+    tcp.set_write_timeout(Some(left(deadline)?))?;
+    tcp.write_all(&proxy.connect_request(url))?;
+    let mut buf = Vec::new();
+    let max_headers = config.max_headers;
+    let (head, used) = read_head(tcp, &mut buf, deadline, config.max_header_bytes, |b| {
+        handshake::parse_response(b, max_headers)
+    })?;
+    if !(200..300).contains(&head.status) {
+        return Err(HandshakeError::ProxyRefused(head.status).into());
+    }
+    if used != buf.len() {
+        // Nothing may come through the tunnel before we speak.
+        return Err(HandshakeError::MalformedHttp.into());
+    }
+    Ok(())
 }
 
 /// Tries every resolved address with its own deadline; reports all failures together.

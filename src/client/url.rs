@@ -21,6 +21,11 @@ pub struct Url {
 impl Url {
     /// Parses `url`, refusing fragments, other schemes and malformed hosts or ports.
     pub fn parse(url: &str) -> Result<Url, UrlError> {
+        Self::parse_with(url, &[("ws", 80), ("wss", 443)])
+    }
+
+    /// Parses a URL with one of `schemes` (name and default port).
+    pub(crate) fn parse_with(url: &str, schemes: &[(&str, u16)]) -> Result<Url, UrlError> {
         if url.bytes().any(|b| b <= b' ' || b == 0x7F) {
             return Err(UrlError::BadCharacter);
         }
@@ -30,11 +35,11 @@ impl Url {
         }
         let (scheme, rest) = url.split_once("://").ok_or(UrlError::UnsupportedScheme)?;
         let scheme = scheme.to_ascii_lowercase();
-        let default_port = match scheme.as_str() {
-            "ws" => 80,
-            "wss" => 443,
-            _ => return Err(UrlError::UnsupportedScheme),
-        };
+        let default_port = schemes
+            .iter()
+            .find(|(name, _)| *name == scheme)
+            .map(|(_, port)| *port)
+            .ok_or(UrlError::UnsupportedScheme)?;
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(split);
         let target = match target.chars().next() {
@@ -83,6 +88,73 @@ impl Url {
         })
     }
 
+    /// Resolves a redirect's `Location` against this URL: absolute (`ws`, `wss`, `http`, `https`;
+    /// the HTTP schemes map to their WebSocket twins), scheme-relative (`//host/path`),
+    /// absolute-path (`/path`) or relative (`path`, `?query`). A fragment is dropped.
+    pub fn join(&self, location: &str) -> Result<Url, UrlError> {
+        let location = location.split('#').next().unwrap_or("");
+        if location.is_empty() {
+            return Err(UrlError::BadHost);
+        }
+        if let Some((scheme, rest)) = location.split_once("://")
+            && !scheme.contains(['/', '?'])
+        {
+            let scheme = match scheme.to_ascii_lowercase().as_str() {
+                "http" | "ws" => "ws",
+                "https" | "wss" => "wss",
+                _ => return Err(UrlError::UnsupportedScheme),
+            };
+            return Url::parse(&format!("{scheme}://{rest}"));
+        }
+        if let Some(rest) = location.strip_prefix("//") {
+            return Url::parse(&format!("{}://{rest}", self.scheme));
+        }
+        let target = if location.starts_with('/') {
+            location.to_owned()
+        } else {
+            let path = self.target.split('?').next().unwrap_or("/");
+            if location.starts_with('?') {
+                format!("{path}{location}")
+            } else {
+                let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+                format!("{dir}{location}")
+            }
+        };
+        if target.bytes().any(|b| b <= b' ' || b == 0x7F) {
+            return Err(UrlError::BadCharacter);
+        }
+        Ok(Url {
+            target: if target.starts_with('/') {
+                target
+            } else {
+                format!("/{target}")
+            },
+            ..self.clone()
+        })
+    }
+
+    /// Scheme, host and port: two URLs with the same origin reach the same server, so
+    /// credentials may go to both.
+    pub fn same_origin(&self, other: &Url) -> bool {
+        self.scheme == other.scheme
+            && self.host.eq_ignore_ascii_case(&other.host)
+            && self.port == other.port
+    }
+
+    /// The `user:password` of the URL, percent-decoded, as an `Authorization: Basic` value.
+    pub fn basic_auth(&self) -> Option<String> {
+        self.userinfo.as_deref().map(basic_auth)
+    }
+
+    /// `host:port` as a `CONNECT` target (IPv6 in brackets).
+    pub(crate) fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
     /// True for `wss`.
     pub fn is_tls(&self) -> bool {
         self.scheme == "wss"
@@ -102,6 +174,42 @@ impl Url {
             format!("{host}:{}", self.port)
         }
     }
+}
+
+/// `Basic` credentials from `user:password` with percent-escapes.
+pub(crate) fn basic_auth(userinfo: &str) -> String {
+    use base64::Engine;
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let plain = [
+        percent_decode(user),
+        b":".to_vec(),
+        percent_decode(password),
+    ]
+    .concat();
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(plain)
+    )
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -165,5 +273,56 @@ mod tests {
         for (raw, err) in rows {
             assert_eq!(Url::parse(raw), Err(err), "{raw}");
         }
+    }
+
+    #[test]
+    fn redirect_locations() {
+        let base = Url::parse("wss://a.example:8443/dir/page?q=1").unwrap();
+        let rows = [
+            ("wss://b.example/x", "wss", "b.example", 443, "/x"),
+            ("https://b.example/x#frag", "wss", "b.example", 443, "/x"),
+            ("http://b.example:81", "ws", "b.example", 81, "/"),
+            ("//c.example/y", "wss", "c.example", 443, "/y"),
+            ("/abs?z=2", "wss", "a.example", 8443, "/abs?z=2"),
+            ("rel", "wss", "a.example", 8443, "/dir/rel"),
+            (
+                "?only=query",
+                "wss",
+                "a.example",
+                8443,
+                "/dir/page?only=query",
+            ),
+        ];
+        for (loc, scheme, host, port, target) in rows {
+            let u = base.join(loc).unwrap_or_else(|e| panic!("{loc}: {e}"));
+            assert_eq!(
+                (
+                    u.scheme.as_str(),
+                    u.host.as_str(),
+                    u.port,
+                    u.target.as_str()
+                ),
+                (scheme, host, port, target),
+                "{loc}"
+            );
+        }
+        assert!(base.join("").is_err());
+        assert!(base.join("ftp://x/").is_err());
+        assert!(base.join("/a b").is_err());
+        assert!(base.same_origin(&base.join("/other").unwrap()));
+        assert!(!base.same_origin(&base.join("wss://a.example/").unwrap()));
+        assert!(base.same_origin(&Url::parse("wss://A.EXAMPLE:8443/").unwrap()));
+    }
+
+    #[test]
+    fn userinfo_becomes_basic_auth() {
+        // RFC 7617's example: Aladdin / open sesame.
+        let u = Url::parse("ws://Aladdin:open%20sesame@h/").unwrap();
+        assert_eq!(
+            u.basic_auth().as_deref(),
+            Some("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+        );
+        assert_eq!(basic_auth("user"), basic_auth("user:"));
+        assert_eq!(Url::parse("ws://h/").unwrap().basic_auth(), None);
     }
 }

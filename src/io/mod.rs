@@ -7,5 +7,7 @@ mod stream;
 
 pub(crate) use buffer::ReadBuf;
 pub(crate) use head::{read_head, read_to_len};
+#[cfg(feature = "tls")]
+pub(crate) use stream::TcpRef;
 pub(crate) use stream::drain_until;
 pub use stream::{Split, Stream, Transport};

@@ -120,59 +120,172 @@ pub(crate) fn drain_until<S: Transport + ?Sized>(stream: &mut S, deadline: Insta
     }
 }
 
-/// The stream a server or client connection runs over: plain TCP today (TLS comes as another
-/// kind behind the same type).
+/// The stream a server or client connection runs over: plain TCP, or TLS over TCP (feature `tls`).
 ///
 /// The socket is shared, not duplicated: the halves of a split connection and a server's
 /// shutdown registry hold the same socket, so a connection costs one file descriptor. Socket
 /// timeouts are cached per handle, so setting the value already in force costs no system call
 /// (each kind of timeout is only ever set through one handle: reads by the reader, writes by the
 /// writer).
+///
+/// A TLS session cannot be read and written by two threads at once, so the halves of a split
+/// TLS connection share it behind a lock. The reader waits for bytes *outside* the lock (a
+/// `peek` on the socket, under its read timeout) and takes the lock only to decrypt what has
+/// arrived, without blocking: a writer waits at most for one record's decryption, never for the
+/// network.
 #[derive(Debug)]
 pub struct Stream {
     tcp: Arc<TcpStream>,
+    #[cfg(feature = "tls")]
+    tls: Option<TlsHandle>,
     read_timeout: Option<Option<Duration>>,
     write_timeout: Option<Option<Duration>>,
 }
 
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+struct TlsHandle {
+    session: Arc<std::sync::Mutex<crate::tls::Tls>>,
+    /// The reader of a split connection: waits outside the lock.
+    split_reader: bool,
+    /// Frame header and payload gathered into one TLS record (see `write_vectored`).
+    gather: Vec<u8>,
+}
+
 impl From<TcpStream> for Stream {
     fn from(tcp: TcpStream) -> Self {
-        Stream {
-            tcp: Arc::new(tcp),
-            read_timeout: None,
-            write_timeout: None,
-        }
+        Stream::plain(Arc::new(tcp))
     }
 }
 
 impl Stream {
+    pub(crate) fn plain(tcp: Arc<TcpStream>) -> Self {
+        Stream {
+            tcp,
+            #[cfg(feature = "tls")]
+            tls: None,
+            read_timeout: None,
+            write_timeout: None,
+        }
+    }
+
+    /// A TLS session over `tcp` (the same socket the session writes to).
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(tcp: Arc<TcpStream>, session: crate::tls::Tls) -> Self {
+        let mut stream = Stream::plain(tcp);
+        stream.tls = Some(TlsHandle {
+            session: Arc::new(std::sync::Mutex::new(session)),
+            split_reader: false,
+            gather: Vec::new(),
+        });
+        stream
+    }
+
+    /// Whether this stream is TLS.
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     /// The TCP socket underneath.
     pub fn tcp(&self) -> &TcpStream {
         &self.tcp
     }
+}
 
-    /// Another handle on the same socket (for shutting it down from another thread).
-    pub(crate) fn shared_tcp(&self) -> Arc<TcpStream> {
-        Arc::clone(&self.tcp)
+#[cfg(feature = "tls")]
+impl TlsHandle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, crate::tls::Tls> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&mut self, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.split_reader {
+            return self.lock().read(buf);
+        }
+        loop {
+            {
+                let mut session = self.lock();
+                if session.buffered_read_size().unwrap_or(0) > 0 {
+                    return session.read(buf);
+                }
+            }
+            // Wait for the network without the lock, under this handle's read timeout.
+            if tcp.peek(&mut [0u8])? == 0 {
+                // End of stream: let the session tell a clean close from a truncation.
+                return self.lock().read(buf);
+            }
+            let mut session = self.lock();
+            tcp.set_nonblocking(true)?;
+            let got = session.read(buf);
+            tcp.set_nonblocking(false)?;
+            match got {
+                // Only part of a record has arrived; the session keeps it. Wait for the rest.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Writes a frame header and its payload as one TLS record (up to 16 KiB), not two: a
+    /// record costs 22+ bytes and a system call of its own.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        const RECORD: usize = 16 << 10;
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        match bufs.iter().position(|b| !b.is_empty()) {
+            None => Ok(0),
+            Some(first) if bufs[first].len() >= RECORD || first + 1 == bufs.len() => {
+                session.write(&bufs[first])
+            }
+            Some(first) => {
+                self.gather.clear();
+                for b in &bufs[first..] {
+                    let room = RECORD - self.gather.len();
+                    self.gather.extend_from_slice(&b[..b.len().min(room)]);
+                    if self.gather.len() == RECORD {
+                        break;
+                    }
+                }
+                session.write(&self.gather)
+            }
+        }
     }
 }
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            return tls.read(&self.tcp, buf);
+        }
         (&*self.tcp).read(buf)
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.lock().write(buf);
+        }
         (&*self.tcp).write(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            return tls.write_vectored(bufs);
+        }
         (&*self.tcp).write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.lock().flush();
+        }
         Ok(())
     }
 }
@@ -195,10 +308,18 @@ impl Transport for Stream {
     }
 
     fn read_to_vec(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+        if self.is_tls() {
+            return Read::take(self, limit as u64).read_to_end(buf);
+        }
         Read::take(&*self.tcp, limit as u64).read_to_end(buf)
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
+        // TLS says goodbye first (close_notify), so the peer can tell the end from a cut.
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let _ = tls.lock().shutdown();
+        }
         self.tcp.shutdown(Shutdown::Write)
     }
 
@@ -219,13 +340,43 @@ impl Split for Stream {
     type ReadHalf = Stream;
     type WriteHalf = Stream;
 
-    /// Two handles on the one socket: the kernel lets one thread read while another writes.
+    /// Two handles on the one socket. Over plain TCP the kernel lets one thread read while
+    /// another writes; over TLS the handles share the session (see [`Stream`]).
     fn split(self) -> io::Result<(Stream, Stream)> {
         let reader = Stream {
             tcp: Arc::clone(&self.tcp),
+            #[cfg(feature = "tls")]
+            tls: self.tls.as_ref().map(|t| TlsHandle {
+                session: Arc::clone(&t.session),
+                split_reader: true,
+                gather: Vec::new(),
+            }),
             read_timeout: self.read_timeout,
             write_timeout: self.write_timeout,
         };
         Ok((reader, self))
+    }
+}
+
+/// A shared TCP socket as a byte stream for the TLS session.
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+pub(crate) struct TcpRef(pub(crate) Arc<TcpStream>);
+
+#[cfg(feature = "tls")]
+impl Read for TcpRef {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Write for TcpRef {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

@@ -366,8 +366,13 @@ pub fn parse_response(
     }
 }
 
-/// Checks a `101` response against the key we sent (RFC 6455 4.1, the client's checks).
-pub fn check_response(head: &ResponseHead, key: &str) -> Result<(), HandshakeError> {
+/// Checks a `101` response against the key and subprotocols we sent (RFC 6455 4.1, the client's
+/// checks); returns the subprotocol the server chose, if any.
+pub fn check_response(
+    head: &ResponseHead,
+    key: &str,
+    offered: &[String],
+) -> Result<Option<String>, HandshakeError> {
     if !has_token(&head.headers, "upgrade", "websocket") {
         return Err(HandshakeError::NotUpgrade);
     }
@@ -378,13 +383,21 @@ pub fn check_response(head: &ResponseHead, key: &str) -> Result<(), HandshakeErr
         return Err(HandshakeError::BadAccept);
     }
     // RFC 6455 4.1: an extension or subprotocol the client did not ask for MUST fail the
-    // connection. This client offers none yet.
-    if head.header("sec-websocket-extensions").is_some()
-        || head.header("sec-websocket-protocol").is_some()
-    {
+    // connection. This client offers no extension.
+    if head.header("sec-websocket-extensions").is_some() {
         return Err(HandshakeError::UnexpectedNegotiation);
     }
-    Ok(())
+    let mut chosen = head
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"));
+    match (chosen.next(), chosen.next()) {
+        (None, _) => Ok(None),
+        (Some((_, value)), None) if offered.iter().any(|p| p == value.trim()) => {
+            Ok(Some(value.trim().to_owned()))
+        }
+        _ => Err(HandshakeError::UnexpectedNegotiation),
+    }
 }
 
 #[cfg(test)]
@@ -512,9 +525,9 @@ mod tests {
         }
         let (head, n) = parse_response(&resp, 16).unwrap().unwrap();
         assert_eq!((head.status, n), (101, resp.len()));
-        assert_eq!(check_response(&head, &key), Ok(()));
+        assert_eq!(check_response(&head, &key, &[]), Ok(None));
         assert_eq!(
-            check_response(&head, &generate_key()),
+            check_response(&head, &generate_key(), &[]),
             Err(HandshakeError::BadAccept)
         );
     }
@@ -524,25 +537,67 @@ mod tests {
         let key = "dGhlIHNhbXBsZSBub25jZQ==";
         let good = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
             Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let proto = |p: &str| {
+            good.replace(
+                "\r\n\r\n",
+                &format!("\r\nSec-WebSocket-Protocol: {p}\r\n\r\n"),
+            )
+        };
+        let offered = ["chat".to_owned(), "v2".to_owned()];
         let rows = [
-            (good.to_owned(), Ok(())),
+            (good.to_owned(), &offered[..], Ok(None)),
+            (proto("v2"), &offered[..], Ok(Some("v2".to_owned()))),
+            (proto("chat"), &offered[..], Ok(Some("chat".to_owned()))),
+            (
+                proto("v3"),
+                &offered[..],
+                Err(HandshakeError::UnexpectedNegotiation),
+            ),
+            (
+                proto("chat, v2"),
+                &offered[..],
+                Err(HandshakeError::UnexpectedNegotiation),
+            ),
+            (
+                good.replace(
+                    "\r\n\r\n",
+                    "\r\nSec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: v2\r\n\r\n",
+                ),
+                &offered[..],
+                Err(HandshakeError::UnexpectedNegotiation),
+            ),
+            (
+                good.replace(
+                    "\r\n\r\n",
+                    "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+                ),
+                &offered[..],
+                Err(HandshakeError::UnexpectedNegotiation),
+            ),
             (
                 good.replace("Upgrade: websocket\r\n", ""),
+                &[],
                 Err(HandshakeError::NotUpgrade),
             ),
             (
                 good.replace("Connection: Upgrade", "Connection: close"),
+                &[],
                 Err(HandshakeError::MissingConnectionUpgrade),
             ),
-            (good.replace("s3pP", "AAAA"), Err(HandshakeError::BadAccept)),
             (
-                good.replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: chat\r\n\r\n"),
+                good.replace("s3pP", "AAAA"),
+                &[],
+                Err(HandshakeError::BadAccept),
+            ),
+            (
+                proto("chat"),
+                &[],
                 Err(HandshakeError::UnexpectedNegotiation),
             ),
         ];
-        for (raw, want) in rows {
+        for (raw, offered, want) in rows {
             let (head, _) = parse_response(raw.as_bytes(), 16).unwrap().unwrap();
-            assert_eq!(check_response(&head, key), want, "{raw}");
+            assert_eq!(check_response(&head, key, offered), want, "{raw}");
         }
     }
 

@@ -2,7 +2,7 @@
 //! handler, and the close.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,7 @@ use crate::websocket::{Role, WebSocket};
 const MAX_REQUESTS: usize = 1000;
 
 pub(crate) fn run<F>(
-    mut stream: Stream,
+    tcp: Arc<TcpStream>,
     peer: SocketAddr,
     id: u64,
     going_away: Arc<AtomicBool>,
@@ -44,6 +44,9 @@ pub(crate) fn run<F>(
         {
             log::debug!("conn#{id}: error queue full, error only logged");
         }
+    };
+    let Some(mut stream) = open_stream(tcp, config, opts, id, peer) else {
+        return;
     };
     let mut buf = Vec::new();
     for _ in 0..MAX_REQUESTS {
@@ -96,6 +99,31 @@ pub(crate) fn run<F>(
         }
         return;
     }
+}
+
+/// The connection's byte stream: the socket itself, or a TLS session once its handshake has
+/// completed within the handshake timeout.
+fn open_stream(
+    tcp: Arc<TcpStream>,
+    config: &Config,
+    opts: &Options,
+    id: u64,
+    peer: SocketAddr,
+) -> Option<Stream> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &opts.tls {
+        let deadline = Instant::now() + config.handshake_timeout;
+        return match tls.accept(Arc::clone(&tcp), deadline) {
+            Ok(session) => Some(Stream::tls(tcp, session)),
+            Err(e) => {
+                log::debug!("conn#{id} from {peer}: tls handshake failed: {e}");
+                let _ = tcp.shutdown(std::net::Shutdown::Both);
+                None
+            }
+        };
+    }
+    let _ = (config, opts, id, peer);
+    Some(Stream::plain(tcp))
 }
 
 /// Answers one plain HTTP request with the user's handler; true if the connection stays open.
@@ -154,7 +182,7 @@ fn upgrade(
             return Err(h.into());
         }
     };
-    if !gate::origin_allowed(&request, opts.allowed_origins.as_deref(), false) {
+    if !gate::origin_allowed(&request, opts.allowed_origins.as_deref(), opts.is_tls()) {
         log::debug!("origin {:?} refused", request.origin());
         send_response(&mut stream, config, &Response::forbidden());
         return Err(HandshakeError::OriginRefused.into());

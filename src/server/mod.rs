@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::io::Stream;
 use crate::proto::handshake::{self, Request};
 use crate::websocket::WebSocket;
 
@@ -79,6 +78,18 @@ pub(crate) struct Options {
     retry_after: u32,
     shutdown_timeout: Duration,
     errors: Option<SyncSender<ConnectionError>>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ServerTls>,
+}
+
+impl Options {
+    /// Whether connections speak TLS (`wss://`, `https://`).
+    pub(crate) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
 }
 
 impl Default for Options {
@@ -98,6 +109,8 @@ impl Default for Options {
             retry_after: 5,
             shutdown_timeout: Duration::from_secs(5),
             errors: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -266,6 +279,26 @@ impl Server {
     /// Defaults to 10,000.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.opts.max_connections = max;
+        self
+    }
+
+    /// Serves `wss://` (and `https://` for the HTTP handler): every connection starts with a TLS
+    /// handshake, run in the connection's thread under the handshake timeout. A client that does
+    /// not speak TLS fails only its own connection.
+    ///
+    /// ```no_run
+    /// let tls = syncws::ServerTls::from_pem_files("cert.pem", "key.pem")?;
+    /// syncws::Server::bind("0.0.0.0:8443")?.tls(tls).serve(|ws| {
+    ///     while let Some(msg) = ws.recv()? {
+    ///         ws.send(msg)?;
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.opts.tls = Some(tls);
         self
     }
 
@@ -461,9 +494,9 @@ fn admit<F>(
     let id = crate::websocket::next_id();
     let going_away = Arc::new(AtomicBool::new(false));
     let _ = tcp.set_nodelay(true);
-    let stream = Stream::from(tcp);
+    let tcp = Arc::new(tcp);
     let entry = Entry {
-        socket: stream.shared_tcp(),
+        socket: Arc::clone(&tcp),
         going_away: Arc::clone(&going_away),
     };
     shared.life().conns.insert(id, entry);
@@ -478,7 +511,7 @@ fn admit<F>(
         .stack_size(opts.stack_size)
         .spawn(move || {
             let _guard = guard;
-            connection::run(stream, peer, id, going_away, &opts, &config, &*handler);
+            connection::run(tcp, peer, id, going_away, &opts, &config, &*handler);
         });
     if let Err(e) = spawned {
         // The closure (and with it the guard and the socket) is dropped: the entry is removed.

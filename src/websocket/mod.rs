@@ -210,6 +210,10 @@ impl<S: Transport> WebSocket<S> {
         self.conn.info.request = Some(Box::new(request));
     }
 
+    pub(crate) fn set_protocol(&mut self, protocol: Option<String>) {
+        self.conn.info.protocol = protocol;
+    }
+
     pub(crate) fn set_server_parts(
         &mut self,
         protocol: Option<String>,

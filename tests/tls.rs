@@ -1,0 +1,460 @@
+//! wss:// over real sockets: our server and client with the test CA in `tests/fixtures`,
+//! tungstenite as the peer both ways, certificate failures, non-TLS clients on the TLS port,
+//! and a split connection with concurrent senders over one TLS session.
+#![cfg(feature = "tls")]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+use syncws::{
+    Client, ClientBuilder, ClientTls, CloseCode, Config, Error, Message, Server, ServerTls,
+    TlsErrorKind, WebSocket,
+};
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).unwrap()
+}
+
+fn server_tls(cert: &str, key: &str) -> ServerTls {
+    ServerTls::from_pem_files(fixture(cert), fixture(key)).unwrap()
+}
+
+/// A wss echo server with the identity `cert`/`key`.
+fn wss_server(cert: &str, key: &str, config: Config) -> SocketAddr {
+    let server = Server::bind("127.0.0.1:0")
+        .unwrap()
+        .config(config)
+        .tls(server_tls(cert, key))
+        .http(|req| syncws::Response::text(200, format!("https ok {}\n", req.path())));
+    let addr = server.local_addr().unwrap();
+    thread::spawn(move || server.serve(echo));
+    addr
+}
+
+fn trusting_client() -> ClientBuilder {
+    let tls = ClientTls::builder()
+        .add_root_file(fixture("ca.pem"))
+        .build()
+        .unwrap();
+    Client::builder().tls(tls).no_proxy()
+}
+
+fn wss_url(host: &str, addr: SocketAddr, path: &str) -> String {
+    format!("wss://{host}:{}{path}", addr.port())
+}
+
+fn tls_kind(result: syncws::Result<WebSocket>) -> TlsErrorKind {
+    match result {
+        Err(Error::Tls(e)) => e.kind(),
+        Err(e) => panic!("expected a TLS error, got {e}"),
+        Ok(_) => panic!("expected a TLS error, connected"),
+    }
+}
+
+#[test]
+fn wss_echo_with_our_client() {
+    let addr = wss_server("server.pem", "server.key", Config::default());
+    for host in ["localhost", "127.0.0.1"] {
+        let mut ws = trusting_client()
+            .connect(&wss_url(host, addr, "/echo"))
+            .unwrap();
+        for n in [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20] {
+            let text = text_of_len(n);
+            ws.send(text.as_str()).unwrap();
+            assert_eq!(ws.recv().unwrap(), Some(Message::Text(text)), "text {n}");
+            let bytes = bytes_of_len(n);
+            ws.send(bytes.as_slice()).unwrap();
+            assert_eq!(
+                ws.recv().unwrap(),
+                Some(Message::Binary(bytes)),
+                "binary {n}"
+            );
+        }
+        ws.ping(b"tls ping").unwrap();
+        ws.send("after ping").unwrap();
+        assert_eq!(ws.recv().unwrap(), Some(Message::from("after ping")));
+        ws.close(CloseCode::NORMAL, "done").unwrap();
+        assert_eq!(ws.close_frame().map(|f| f.code), Some(CloseCode::NORMAL));
+    }
+}
+
+#[test]
+fn pkcs12_identity_serves_the_same_certificate() {
+    let tls = ServerTls::from_pkcs12(&read_fixture("server.p12"), "syncws").unwrap();
+    let server = Server::bind("127.0.0.1:0").unwrap().tls(tls);
+    let addr = server.local_addr().unwrap();
+    thread::spawn(move || server.serve(echo));
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", addr, "/"))
+        .unwrap();
+    ws.send("p12").unwrap();
+    assert_eq!(ws.recv().unwrap(), Some(Message::from("p12")));
+    assert!(matches!(
+        ServerTls::from_pkcs12(&read_fixture("server.p12"), "wrong"),
+        Err(Error::Tls(e)) if e.kind() == TlsErrorKind::Config
+    ));
+}
+
+#[test]
+fn bad_server_settings_are_clear_errors() {
+    let err = ServerTls::from_pem_files(fixture("server.pem"), fixture("missing.key")).unwrap_err();
+    assert!(err.to_string().contains("missing.key"), "{err}");
+    // A certificate where the key should be.
+    let err = ServerTls::from_pem(&read_fixture("server.pem"), &read_fixture("server.pem"));
+    assert!(matches!(err, Err(Error::Tls(e)) if e.kind() == TlsErrorKind::Config));
+    // The key of another certificate.
+    let err = ServerTls::from_pem(&read_fixture("server.pem"), &read_fixture("other.key"));
+    assert!(matches!(err, Err(Error::Tls(e)) if e.kind() == TlsErrorKind::Config));
+    let err = ClientTls::builder().add_root_pem(b"not a pem").build();
+    assert!(matches!(err, Err(Error::Tls(e)) if e.kind() == TlsErrorKind::Config));
+}
+
+#[test]
+fn untrusted_certificates_are_refused() {
+    let addr = wss_server("server.pem", "server.key", Config::default());
+    // The system's roots do not include the test CA.
+    let plain = Client::builder().no_proxy();
+    let kind = tls_kind(plain.connect(&wss_url("localhost", addr, "/")));
+    assert_eq!(kind, TlsErrorKind::UntrustedCertificate);
+    // A self-signed certificate is not trusted through the CA either.
+    let selfsigned = wss_server("self.pem", "self.key", Config::default());
+    let kind = tls_kind(trusting_client().connect(&wss_url("localhost", selfsigned, "/")));
+    assert_eq!(kind, TlsErrorKind::UntrustedCertificate);
+    // ... unless the test mode says so.
+    let insecure = ClientTls::builder().insecure(true).build().unwrap();
+    let mut ws = Client::builder()
+        .tls(insecure)
+        .no_proxy()
+        .connect(&wss_url("localhost", selfsigned, "/"))
+        .unwrap();
+    ws.send("insecure").unwrap();
+    assert_eq!(ws.recv().unwrap(), Some(Message::from("insecure")));
+    // Roots only from the file, none from the system: still trusted through the CA.
+    let only_ca = ClientTls::builder()
+        .add_root_file(fixture("ca.pem"))
+        .disable_system_roots(true)
+        .build()
+        .unwrap();
+    let ws = Client::builder()
+        .tls(only_ca)
+        .no_proxy()
+        .connect(&wss_url("localhost", addr, "/"));
+    assert!(ws.is_ok());
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused() {
+    // Signed by the trusted CA, but for other.example.
+    let addr = wss_server("other.pem", "other.key", Config::default());
+    let kind = tls_kind(trusting_client().connect(&wss_url("localhost", addr, "/")));
+    assert_eq!(kind, TlsErrorKind::NameMismatch);
+    let kind = tls_kind(trusting_client().connect(&wss_url("127.0.0.1", addr, "/")));
+    assert_eq!(kind, TlsErrorKind::NameMismatch);
+    // The right certificate names 127.0.0.1, not 127.0.0.2 (also loopback).
+    let server = Server::bind("127.0.0.2:0")
+        .unwrap()
+        .tls(server_tls("server.pem", "server.key"));
+    let other_ip = server.local_addr().unwrap();
+    thread::spawn(move || server.serve(echo));
+    let kind = tls_kind(trusting_client().connect(&format!("wss://{other_ip}/")));
+    assert_eq!(kind, TlsErrorKind::NameMismatch);
+}
+
+#[test]
+fn non_tls_clients_fail_only_their_own_connection() {
+    let config = Config::default().handshake_timeout(Duration::from_millis(500));
+    let addr = wss_server("server.pem", "server.key", config);
+    // Plain HTTP, garbage, and silence, all at once.
+    let mut plain = TcpStream::connect(addr).unwrap();
+    guard(&plain);
+    plain.write_all(upgrade_request("/").as_bytes()).unwrap();
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    guard(&garbage);
+    garbage.write_all(&[0xFF; 4096]).unwrap();
+    let mut silent = TcpStream::connect(addr).unwrap();
+    guard(&silent);
+    let started = Instant::now();
+    // A real client is served meanwhile.
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", addr, "/"))
+        .unwrap();
+    ws.send("still serving").unwrap();
+    assert_eq!(ws.recv().unwrap(), Some(Message::from("still serving")));
+    // The broken ones get no HTTP answer, just the end of the connection.
+    for (name, stream) in [
+        ("plain", &mut plain),
+        ("garbage", &mut garbage),
+        ("silent", &mut silent),
+    ] {
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        assert!(
+            !got.starts_with(b"HTTP/"),
+            "{name}: a TLS server answered in plain text"
+        );
+    }
+    // The silent one was dropped at the handshake deadline, not later.
+    assert!(started.elapsed() < Duration::from_secs(3));
+    ws.send("and after").unwrap();
+    assert_eq!(ws.recv().unwrap(), Some(Message::from("and after")));
+}
+
+#[test]
+fn https_requests_reach_the_http_handler() {
+    let addr = wss_server("server.pem", "server.key", Config::default());
+    let connector = native_tls::TlsConnector::builder()
+        .add_root_certificate(native_tls::Certificate::from_pem(&read_fixture("ca.pem")).unwrap())
+        .build()
+        .unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    guard(&tcp);
+    let mut tls = connector.connect("localhost", tcp).unwrap();
+    tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("https ok /health\n"), "{answer}");
+}
+
+#[test]
+fn tungstenite_client_against_our_wss_server() {
+    let addr = wss_server("server.pem", "server.key", Config::default());
+    let connector = native_tls::TlsConnector::builder()
+        .add_root_certificate(native_tls::Certificate::from_pem(&read_fixture("ca.pem")).unwrap())
+        .build()
+        .unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    guard(&tcp);
+    let (mut ws, response) = tungstenite::client_tls_with_config(
+        wss_url("localhost", addr, "/t"),
+        tcp,
+        None,
+        Some(tungstenite::Connector::NativeTls(connector)),
+    )
+    .unwrap();
+    assert_eq!(response.status(), 101);
+    for n in [0, 125, 65536, 1 << 20] {
+        let text = text_of_len(n);
+        ws.send(tungstenite::Message::text(text.clone())).unwrap();
+        assert_eq!(ws.read().unwrap(), tungstenite::Message::text(text));
+    }
+    ws.close(None).unwrap();
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(_)) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn our_client_against_a_tungstenite_wss_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let identity =
+        native_tls::Identity::from_pkcs8(&read_fixture("server.pem"), &read_fixture("server.key"))
+            .unwrap();
+    let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        guard(&tcp);
+        let tls = acceptor.accept(tcp).unwrap();
+        let mut ws = tungstenite::accept(tls).unwrap();
+        let mut echoed = 0;
+        loop {
+            match ws.read() {
+                Ok(m @ (tungstenite::Message::Text(_) | tungstenite::Message::Binary(_))) => {
+                    ws.send(m).unwrap();
+                    echoed += 1;
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::ConnectionClosed) => return echoed,
+                Err(e) => panic!("tungstenite server: {e}"),
+            }
+        }
+    });
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", addr, "/"))
+        .unwrap();
+    for n in [0, 125, 65536, 1 << 20] {
+        let bytes = bytes_of_len(n);
+        ws.send(bytes.as_slice()).unwrap();
+        assert_eq!(ws.recv().unwrap(), Some(Message::Binary(bytes)));
+    }
+    ws.close(CloseCode::NORMAL, "").unwrap();
+    assert_eq!(server.join().unwrap(), 4);
+}
+
+#[test]
+fn split_over_tls_with_concurrent_senders() {
+    const SENDERS: usize = 4;
+    const EACH: usize = 300;
+    let addr = wss_server("server.pem", "server.key", Config::default());
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", addr, "/split"))
+        .unwrap();
+    let (mut reader, writer) = ws.split().unwrap();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|t| {
+            let writer = writer.clone();
+            thread::spawn(move || {
+                for i in 0..EACH {
+                    // Sizes cross the 16 KiB TLS record size now and then.
+                    let size = if i.is_multiple_of(50) {
+                        40_000
+                    } else {
+                        10 + i % 300
+                    };
+                    let mut body = format!("{t}:{i}:").into_bytes();
+                    body.resize(size, b'a' + (i % 26) as u8);
+                    writer.send(body).unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut next = [0usize; SENDERS];
+    for _ in 0..SENDERS * EACH {
+        let msg = reader.recv_timeout(TIMEOUT).unwrap().expect("closed early");
+        let bytes = msg.into_bytes();
+        let text = String::from_utf8_lossy(&bytes[..12.min(bytes.len())]).to_string();
+        let mut parts = text.split(':');
+        let t: usize = parts.next().unwrap().parse().unwrap();
+        let i: usize = parts.next().unwrap().parse().unwrap();
+        // Each sender's messages come back in its order, whole and uncorrupted.
+        assert_eq!(i, next[t], "sender {t}");
+        next[t] += 1;
+        let size = if i.is_multiple_of(50) {
+            40_000
+        } else {
+            10 + i % 300
+        };
+        assert_eq!(bytes.len(), size);
+        let fill = b'a' + (i % 26) as u8;
+        let prefix = format!("{t}:{i}:").len();
+        assert!(
+            bytes[prefix..].iter().all(|&b| b == fill),
+            "{t}:{i} corrupted"
+        );
+    }
+    for s in senders {
+        s.join().unwrap();
+    }
+    // A writer is never stuck behind the reader waiting for the network: with the reader
+    // blocked in recv and nothing to read, a send completes at once.
+    let blocked_reader = thread::spawn(move || {
+        let got = reader.recv();
+        (reader, got)
+    });
+    thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    writer.send("while the reader waits").unwrap();
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let (reader, got) = blocked_reader.join().unwrap();
+    assert_eq!(got.unwrap(), Some(Message::from("while the reader waits")));
+    let mut reader = reader;
+    reader.close(CloseCode::NORMAL, "bye").unwrap();
+    assert_eq!(reader.recv().unwrap(), None);
+    assert!(writer.send("too late").is_err());
+}
+
+#[test]
+fn server_side_split_over_tls() {
+    let server = Server::bind("127.0.0.1:0")
+        .unwrap()
+        .tls(server_tls("server.pem", "server.key"));
+    let addr = server.local_addr().unwrap();
+    thread::spawn(move || {
+        server.serve(|ws| {
+            let (mut reader, writer) = ws.split()?;
+            let w = writer.clone();
+            // A ticker sends on its own while the reader echoes.
+            let ticker = thread::spawn(move || {
+                for i in 0..50 {
+                    if w.send(format!("tick {i}")).is_err() {
+                        break;
+                    }
+                }
+            });
+            while let Some(msg) = reader.recv()? {
+                writer.send(msg)?;
+            }
+            let _ = ticker.join();
+            Ok(())
+        })
+    });
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", addr, "/"))
+        .unwrap();
+    for i in 0..50 {
+        ws.send(format!("echo {i}")).unwrap();
+    }
+    let (mut ticks, mut echoes) = (0, 0);
+    while ticks + echoes < 100 {
+        let text = ws.recv().unwrap().unwrap().into_text().unwrap();
+        if let Some(n) = text.strip_prefix("tick ") {
+            assert_eq!(n.parse::<usize>().unwrap(), ticks);
+            ticks += 1;
+        } else {
+            assert_eq!(text, format!("echo {echoes}"));
+            echoes += 1;
+        }
+    }
+    ws.close(CloseCode::NORMAL, "").unwrap();
+    assert_eq!(ws.close_frame().map(|f| f.code), Some(CloseCode::NORMAL));
+}
+
+#[test]
+fn tls_handshake_respects_the_client_deadline() {
+    // A "server" that accepts TCP and never answers the TLS hello.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        thread::sleep(Duration::from_secs(2));
+        drop(tcp);
+    });
+    let config = Config::default().handshake_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let err = trusting_client()
+        .config(config)
+        .connect(&wss_url("localhost", addr, "/"))
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(1500), "{err}");
+    assert!(
+        matches!(err, Error::Handshake(syncws::HandshakeError::Timeout)),
+        "{err}"
+    );
+    holder.join().unwrap();
+}
+
+#[test]
+fn one_builder_connects_from_many_threads() {
+    let addr = wss_server("server.pem", "server.key", Config::default());
+    let builder = Arc::new(trusting_client());
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let builder = Arc::clone(&builder);
+            thread::spawn(move || {
+                let mut ws = builder.connect(&wss_url("localhost", addr, "/")).unwrap();
+                ws.send(format!("{i}")).unwrap();
+                assert_eq!(ws.recv().unwrap(), Some(Message::from(format!("{i}"))));
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
