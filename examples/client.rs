@@ -1,20 +1,69 @@
 //! Sends each line of stdin as a text message and prints every message received on its own line.
 //! At end of input it waits for the echoes of what it sent, closes with 1000 and exits 0.
 //!
-//! `cargo run --release --example client -- [URL]` (defaults to ws://127.0.0.1:9001).
+//! ```text
+//! cargo run --release --example client -- [URL] [-H 'Name: value']... [--protocol NAME]...
+//!                                          [--ca FILE] [--insecure]
+//! ```
+//!
+//! URL defaults to ws://127.0.0.1:9001. `-H` adds a request header (repeatable), `--protocol`
+//! offers a subprotocol (repeatable), `--ca` trusts a PEM CA for `wss://` besides the system's,
+//! `--insecure` accepts any certificate (testing only). Proxies come from `HTTPS_PROXY`,
+//! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`.
 
 use std::io::{BufRead, Write};
+use std::process::exit;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use syncws::{Client, CloseCode, Message};
+use syncws::{Client, ClientTls, CloseCode, Message};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+const USAGE: &str =
+    "usage: client [URL] [-H 'Name: value']... [--protocol NAME]... [--ca FILE] [--insecure]";
+
+fn usage(problem: &str) -> ! {
+    eprintln!("{problem}\n{USAGE}");
+    exit(2)
+}
+
+fn main() {
     env_logger::init();
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "ws://127.0.0.1:9001".into());
-    let mut ws = Client::connect(&url)?;
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut url = "ws://127.0.0.1:9001".to_owned();
+    let mut builder = Client::builder();
+    let mut tls = ClientTls::builder();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+        };
+        match arg.as_str() {
+            "-H" | "--header" => {
+                let header = value("-H");
+                let Some((name, val)) = header.split_once(':') else {
+                    usage(&format!("-H wants 'Name: value', got {header:?}"))
+                };
+                builder = builder.header(name.trim(), val.trim());
+            }
+            "--protocol" => builder = builder.protocol(&value("--protocol")),
+            "--ca" => tls = tls.add_root_file(value("--ca")),
+            "--insecure" => tls = tls.insecure(true),
+            "-h" | "--help" => usage("sends stdin lines, prints what arrives"),
+            flag if flag.starts_with('-') => usage(&format!("unknown option {flag}")),
+            _ => url = arg,
+        }
+    }
+    let mut ws = builder.tls(tls.build()?).connect(&url)?;
+    if let Some(protocol) = ws.protocol() {
+        eprintln!("subprotocol: {protocol}");
+    }
     let (mut reader, writer) = ws.split()?;
     let (got_one, arrivals) = mpsc::channel();
     let printer = std::thread::spawn(move || -> syncws::Result<()> {

@@ -1,15 +1,55 @@
 //! Echoes every text and binary message back to its sender.
 //!
-//! `cargo run --release --example echo_server -- [ADDR]` (ADDR defaults to 127.0.0.1:9001).
-//! Set `RUST_LOG=debug` to see every connection open and end.
+//! ```text
+//! cargo run --release --example echo_server -- [ADDR] [--tls-cert FILE --tls-key FILE]
+//! ```
+//!
+//! ADDR defaults to 127.0.0.1:9001. With a PEM certificate chain and PKCS#8 PEM key it serves
+//! `wss://` (try it with `tests/fixtures/server.pem` and `server.key`, and the client's
+//! `--ca tests/fixtures/ca.pem`). Set `RUST_LOG=debug` to see every connection open and end.
 
-fn main() -> Result<(), syncws::Error> {
+use std::process::exit;
+
+fn usage(problem: &str) -> ! {
+    eprintln!("{problem}\nusage: echo_server [ADDR] [--tls-cert FILE --tls-key FILE]");
+    exit(2)
+}
+
+fn main() {
     env_logger::init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
-    let server = syncws::Server::bind(&addr)?;
-    println!("echo server on ws://{}", server.local_addr()?);
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        exit(1);
+    }
+}
+
+fn run() -> Result<(), syncws::Error> {
+    let mut addr = "127.0.0.1:9001".to_owned();
+    let (mut cert, mut key) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+        };
+        match arg.as_str() {
+            "--tls-cert" => cert = Some(value("--tls-cert")),
+            "--tls-key" => key = Some(value("--tls-key")),
+            "-h" | "--help" => usage("echoes every message back"),
+            flag if flag.starts_with('-') => usage(&format!("unknown option {flag}")),
+            _ => addr = arg,
+        }
+    }
+    let mut server = syncws::Server::bind(&addr)?;
+    let scheme = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            server = server.tls(syncws::ServerTls::from_pem_files(cert, key)?);
+            "wss"
+        }
+        (None, None) => "ws",
+        _ => usage("--tls-cert and --tls-key go together"),
+    };
+    println!("echo server on {scheme}://{}", server.local_addr()?);
     server.serve(|ws| {
         while let Some(msg) = ws.recv()? {
             ws.send(&msg)?;
