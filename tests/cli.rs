@@ -85,7 +85,10 @@ fn wss_echo_server_and_client_from_the_command_line() {
     BufReader::new(server.0.stdout.take().unwrap())
         .read_line(&mut banner)
         .unwrap();
-    assert_eq!(banner.trim(), format!("echo server on wss://127.0.0.1:{port}"));
+    assert_eq!(
+        banner.trim(),
+        format!("echo server on wss://127.0.0.1:{port}")
+    );
     let url = format!("wss://localhost:{port}/");
     let (ok, out, err) = run_client(&[&url, "--ca", &fixture("ca.pem")], "one\ntwo\nthree\n");
     assert!(ok, "{err}");
