@@ -458,3 +458,41 @@ fn one_builder_connects_from_many_threads() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn heartbeat_and_shutdown_work_over_tls() {
+    let config = Config::default()
+        .ping_interval(Some(Duration::from_millis(100)))
+        .pong_timeout(Duration::from_secs(2));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = Server::bind("127.0.0.1:0")
+        .unwrap()
+        .config(config)
+        .tls(server_tls("server.pem", "server.key"));
+    let addr = server.local_addr().unwrap();
+    let handle = server
+        .start(move |ws| {
+            // Waits in recv while the heartbeat pings; the shutdown ends the wait.
+            let got = ws.recv();
+            let _ = tx.send((ws.rtt(), got.is_err()));
+            Ok(())
+        })
+        .unwrap();
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", addr, "/"))
+        .unwrap();
+    // The client answers pings while it waits; the server measures the round trip.
+    let (mut reader, _writer) = ws.split().unwrap();
+    let waiting = thread::spawn(move || {
+        let got = reader.recv();
+        (got, reader.close_frame().map(|f| f.code))
+    });
+    thread::sleep(Duration::from_millis(400));
+    assert!(handle.shutdown());
+    let (rtt, ended) = rx.recv_timeout(TIMEOUT).unwrap();
+    assert!(rtt.is_some(), "a heartbeat ping was answered over TLS");
+    assert!(ended);
+    let (got, code) = waiting.join().unwrap();
+    assert_eq!(got.unwrap(), None);
+    assert_eq!(code, Some(CloseCode::GOING_AWAY));
+}
