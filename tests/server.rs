@@ -797,3 +797,64 @@ fn on_error_gets_every_failure_without_stalling_connections() {
     );
     server.shutdown();
 }
+
+#[test]
+fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
+    let start = |trusted: &str| {
+        let server = Server::bind("127.0.0.1:0")
+            .unwrap()
+            .trusted_proxies([trusted.parse().unwrap()])
+            .max_connections_per_ip(1)
+            .http(|req| syncws::Response::text(200, format!("{:?}", req.peer_addr())));
+        let addr = server.local_addr().unwrap();
+        thread::spawn(move || {
+            server.serve(|ws| {
+                ws.send(format!("{:?}", ws.peer_addr()))?;
+                while let Some(m) = ws.recv()? {
+                    ws.send(m)?;
+                }
+                Ok(())
+            })
+        });
+        addr
+    };
+    let via = |addr: SocketAddr, xff: &str| {
+        syncws::Client::builder()
+            .no_proxy()
+            .header("X-Forwarded-For", xff)
+            .connect(&format!("ws://{addr}/"))
+    };
+    let first = |ws: &mut syncws::WebSocket| ws.recv().unwrap().unwrap().into_text().unwrap();
+    let addr = start("127.0.0.1");
+    let mut a = via(addr, "203.0.113.9").unwrap();
+    assert_eq!(first(&mut a), "Some(203.0.113.9:0)");
+    // The per-IP limit (1) counts the forwarded client, not the proxy...
+    match via(addr, "203.0.113.9") {
+        Err(syncws::Error::Http(r)) => assert_eq!(r.status, 429),
+        other => panic!("expected 429, got {other:?}"),
+    }
+    // ... so another client through the same proxy is let in.
+    let mut b = via(addr, "198.51.100.7").unwrap();
+    assert_eq!(first(&mut b), "Some(198.51.100.7:0)");
+    // Entries left of the last untrusted one are whatever the client wrote: ignored.
+    let mut c = via(addr, "6.6.6.6, 192.0.2.1").unwrap();
+    assert_eq!(first(&mut c), "Some(192.0.2.1:0)");
+    // When the first client leaves, its count is released.
+    a.close(syncws::CloseCode::NORMAL, "").unwrap();
+    let mut again = None;
+    assert!(wait_until(Duration::from_secs(3), || {
+        again = via(addr, "203.0.113.9").ok();
+        again.is_some()
+    }));
+    assert_eq!(first(again.as_mut().unwrap()), "Some(203.0.113.9:0)");
+    // Plain HTTP sees the forwarded address too.
+    let reply = Http::connect(addr)
+        .exchange("GET / HTTP/1.1\r\nHost: test\r\nX-Forwarded-For: 192.0.2.77\r\n\r\n");
+    assert_eq!(reply.text(), "Some(192.0.2.77:0)");
+    // From an address that is not a trusted proxy, the header is ignored.
+    let untrusting = start("127.0.0.2");
+    let mut d = via(untrusting, "203.0.113.9").unwrap();
+    let seen = first(&mut d);
+    assert!(seen.starts_with("Some(127.0.0.1:"), "{seen}");
+    drop((b, c));
+}

@@ -2,7 +2,7 @@
 //! handler, and the close.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::gate::{self, Accept};
 use super::http::{self, BodyError, Response};
+use super::limits::PerIp;
 use super::{BoxError, ConnectionError, HandlerResult, Options};
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result};
@@ -21,10 +22,12 @@ use crate::websocket::{Role, WebSocket};
 /// Most plain HTTP requests served on one keep-alive connection.
 const MAX_REQUESTS: usize = 1000;
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run<F>(
     tcp: Arc<TcpStream>,
-    peer: SocketAddr,
+    socket_peer: SocketAddr,
     id: u64,
+    per_ip: &PerIp,
     going_away: Arc<AtomicBool>,
     opts: &Options,
     config: &Config,
@@ -32,7 +35,10 @@ pub(crate) fn run<F>(
 ) where
     F: Fn(&mut WebSocket) -> HandlerResult,
 {
-    let report = |error: BoxError| {
+    let mut peer = socket_peer;
+    // Behind a trusted proxy: the per-IP count of the client the current request came from.
+    let mut _counted: Option<Counted<'_>> = None;
+    let report = |peer: SocketAddr, error: BoxError| {
         let Some(tx) = &opts.errors else { return };
         if tx
             .try_send(ConnectionError {
@@ -45,7 +51,7 @@ pub(crate) fn run<F>(
             log::debug!("conn#{id}: error queue full, error only logged");
         }
     };
-    let Some(mut stream) = open_stream(tcp, config, opts, id, peer) else {
+    let Some(mut stream) = open_stream(tcp, config, opts, id, socket_peer) else {
         return;
     };
     let mut buf = Vec::new();
@@ -61,7 +67,7 @@ pub(crate) fn run<F>(
                     if h != HandshakeError::Eof || !buf.is_empty() {
                         reject(&mut stream, config, h);
                         log::debug!("conn#{id} from {peer}: bad request: {h}");
-                        report(e.into());
+                        report(peer, e.into());
                     }
                 } else {
                     log::debug!("conn#{id} from {peer}: {e}");
@@ -70,6 +76,18 @@ pub(crate) fn run<F>(
             }
         };
         buf.drain(..used);
+        if opts.trusted_proxies.contains(&socket_peer.ip()) {
+            peer = forwarded_client(&request, &opts.trusted_proxies).unwrap_or(socket_peer);
+            _counted = None;
+            if let Err(refusal) = per_ip.admit(peer.ip(), opts.max_per_ip, opts.rate_limit) {
+                log::debug!("refusing {peer} (via {socket_peer}): {refusal:?}");
+                let busy = Response::text(429, "too many connections from your address\n")
+                    .header("Retry-After", &opts.retry_after.to_string());
+                send_response(&mut stream, config, &busy);
+                return;
+            }
+            _counted = Some(Counted { per_ip, ip: peer.ip() });
+        }
         request.set_peer(Some(peer));
         if going_away.load(Ordering::SeqCst) {
             refuse_shutting_down(&mut stream, config, opts);
@@ -91,14 +109,56 @@ pub(crate) fn run<F>(
         }
         let leftover = std::mem::take(&mut buf);
         match upgrade(stream, request, &leftover, opts, config, &going_away) {
-            Ok(mut ws) => run_handler(&mut ws, peer, handler, &report),
+            Ok(mut ws) => {
+                ws.set_peer(Some(peer));
+                run_handler(&mut ws, peer, handler, &|e| report(peer, e));
+            }
             Err(e) => {
                 log::debug!("conn#{id} from {peer}: handshake failed: {e}");
-                report(e.into());
+                report(peer, e.into());
             }
         }
         return;
     }
+}
+
+/// A client counted per IP on behalf of a trusted proxy, released when the request (or the
+/// WebSocket it opened) is done.
+struct Counted<'a> {
+    per_ip: &'a PerIp,
+    ip: IpAddr,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.per_ip.release(self.ip);
+    }
+}
+
+/// The client behind a trusted proxy: the last `X-Forwarded-For` address that is not itself a
+/// trusted proxy (earlier entries were written by whoever the client is, and prove nothing).
+fn forwarded_client(request: &Request, trusted: &[IpAddr]) -> Option<SocketAddr> {
+    let mut chain: Vec<IpAddr> = Vec::new();
+    for (name, value) in request.headers() {
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            for entry in value.split(',') {
+                chain.push(parse_forwarded_ip(entry.trim())?);
+            }
+        }
+    }
+    let client = chain.into_iter().rev().find(|ip| !trusted.contains(ip))?;
+    Some(SocketAddr::new(client, 0))
+}
+
+/// `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:5678`.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse() {
+        return Some(ip);
+    }
+    if let Ok(addr) = entry.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    None
 }
 
 /// The connection's byte stream: the socket itself, or a TLS session once its handshake has

@@ -80,6 +80,7 @@ pub(crate) struct Options {
     errors: Option<SyncSender<ConnectionError>>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
+    trusted_proxies: Vec<IpAddr>,
 }
 
 impl Options {
@@ -111,6 +112,7 @@ impl Default for Options {
             errors: None,
             #[cfg(feature = "tls")]
             tls: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -302,6 +304,19 @@ impl Server {
         self
     }
 
+    /// Reverse proxies (e.g. nginx) whose `X-Forwarded-For` header is believed. For a connection
+    /// from one of these addresses, the client's address is the last one in `X-Forwarded-For`
+    /// that is not itself a trusted proxy; it is what [`Request::peer_addr`] and
+    /// [`WebSocket::peer_addr`] return (with port 0), what the logs show, and what
+    /// [`max_connections_per_ip`](Self::max_connections_per_ip) and
+    /// [`rate_limit`](Self::rate_limit) count (checked once the request has arrived, answered
+    /// with `429`). From any other address the header is ignored: anyone can send it. Defaults to
+    /// none.
+    pub fn trusted_proxies<I: IntoIterator<Item = IpAddr>>(mut self, proxies: I) -> Self {
+        self.opts.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
     /// Most live connections from one IP address; more get `429`. Defaults to no limit (behind a
     /// reverse proxy every client has the proxy's address).
     pub fn max_connections_per_ip(mut self, max: usize) -> Self {
@@ -483,9 +498,12 @@ fn admit<F>(
         limits::reject_fast(tcp, &busy(503, "server at capacity"));
         return;
     }
-    if let Err(refusal) = shared
-        .per_ip
-        .admit(peer.ip(), opts.max_per_ip, opts.rate_limit)
+    // A trusted proxy's clients are counted once their request names them.
+    let via_proxy = opts.trusted_proxies.contains(&peer.ip());
+    if !via_proxy
+        && let Err(refusal) = shared
+            .per_ip
+            .admit(peer.ip(), opts.max_per_ip, opts.rate_limit)
     {
         log::debug!("refusing {peer}: {refusal:?}");
         limits::reject_fast(tcp, &busy(429, "too many connections from your address"));
@@ -503,15 +521,16 @@ fn admit<F>(
     let guard = Registered {
         shared: Arc::clone(shared),
         id,
-        ip: peer.ip(),
+        ip: (!via_proxy).then(|| peer.ip()),
     };
     let (opts, config, handler) = (Arc::clone(opts), Arc::clone(config), Arc::clone(handler));
     let spawned = std::thread::Builder::new()
         .name(format!("syncws-{id}"))
         .stack_size(opts.stack_size)
         .spawn(move || {
-            let _guard = guard;
-            connection::run(tcp, peer, id, going_away, &opts, &config, &*handler);
+            let guard = guard;
+            let per_ip = &guard.shared.per_ip;
+            connection::run(tcp, peer, id, per_ip, going_away, &opts, &config, &*handler);
         });
     if let Err(e) = spawned {
         // The closure (and with it the guard and the socket) is dropped: the entry is removed.
@@ -523,12 +542,15 @@ fn admit<F>(
 struct Registered {
     shared: Arc<Shared>,
     id: u64,
-    ip: IpAddr,
+    /// The address counted per IP at accept time (none for a trusted proxy).
+    ip: Option<IpAddr>,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.shared.per_ip.release(self.ip);
+        if let Some(ip) = self.ip {
+            self.shared.per_ip.release(ip);
+        }
         self.shared.life().conns.remove(&self.id);
         self.shared.changed.notify_all();
     }

@@ -210,6 +210,10 @@ impl<S: Transport> WebSocket<S> {
         self.conn.info.request = Some(Box::new(request));
     }
 
+    pub(crate) fn set_peer(&mut self, peer: Option<SocketAddr>) {
+        self.conn.info.peer = peer;
+    }
+
     pub(crate) fn set_protocol(&mut self, protocol: Option<String>) {
         self.conn.info.protocol = protocol;
     }
