@@ -14,7 +14,6 @@
 //! baseline. A table of what was tried and the outcome is printed; any failure exits non-zero.
 //! Loopback only; every loop is bounded in count and time.
 
-#[allow(dead_code)]
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -257,7 +256,8 @@ fn echo_client(addr: SocketAddr, n: usize) -> Result<(), String> {
 /// Clients that break off in one state, each `n` times, with a FIN or a reset.
 fn faults(srv: &ServerProc, n: usize) -> Outcome {
     let base = srv.usage();
-    let states: [(&str, &dyn Fn(&mut RawConn)); 4] = [
+    type Act<'a> = &'a dyn Fn(&mut RawConn);
+    let states: [(&str, Act); 4] = [
         ("mid-handshake", &|_| {}),
         ("mid-frame", &|c: &mut RawConn| {
             let bytes = Frame::text(vec![b'x'; 1000]).to_bytes();
