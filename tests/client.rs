@@ -388,7 +388,7 @@ fn tunnel(client: TcpStream, auth: Option<&str>, count: &AtomicUsize) {
     };
     count.fetch_add(1, Ordering::SeqCst);
     client
-        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .write_all(b"HTTP/1.0 200 Connection established\r\n\r\n")
         .unwrap();
     let (mut up_read, mut up_write) = (upstream.try_clone().unwrap(), upstream);
     let mut client_write = client.try_clone().unwrap();

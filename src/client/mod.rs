@@ -346,7 +346,7 @@ fn tunnel(
     let mut buf = Vec::new();
     let max_headers = config.max_headers;
     let (head, used) = read_head(tcp, &mut buf, deadline, config.max_header_bytes, |b| {
-        handshake::parse_response(b, max_headers)
+        handshake::parse_proxy_response(b, max_headers)
     })?;
     if !(200..300).contains(&head.status) {
         return Err(HandshakeError::ProxyRefused(head.status).into());

@@ -344,17 +344,35 @@ pub fn client_request(host: &str, target: &str, key: &str, extra: &[(String, Str
     out
 }
 
-/// Parses a response head from the start of `buf`, like [`parse_request`].
+/// Parses a response head from the start of `buf`, like [`parse_request`]. A WebSocket answer
+/// must be HTTP/1.1.
 pub fn parse_response(
     buf: &[u8],
     max_headers: usize,
+) -> Result<Option<(ResponseHead, usize)>, HandshakeError> {
+    parse_any_response(buf, max_headers, true)
+}
+
+/// Parses an HTTP proxy's answer to `CONNECT`: HTTP/1.0 is fine there (tinyproxy and others
+/// answer in it).
+pub fn parse_proxy_response(
+    buf: &[u8],
+    max_headers: usize,
+) -> Result<Option<(ResponseHead, usize)>, HandshakeError> {
+    parse_any_response(buf, max_headers, false)
+}
+
+fn parse_any_response(
+    buf: &[u8],
+    max_headers: usize,
+    need_11: bool,
 ) -> Result<Option<(ResponseHead, usize)>, HandshakeError> {
     let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
     let mut res = httparse::Response::new(&mut storage);
     match res.parse(buf).map_err(map_parse_error)? {
         httparse::Status::Partial => Ok(None),
         httparse::Status::Complete(n) => {
-            if res.version != Some(1) {
+            if need_11 && res.version != Some(1) {
                 return Err(HandshakeError::NotHttp11);
             }
             let head = ResponseHead {

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The client against a real HTTP CONNECT proxy, loopback only, bounded in time:
+# installs tinyproxy (Debian package) when missing, then runs tests/proxy.rs, where every test
+# starts its own tinyproxy on a free 127.0.0.1 port with a generated config.
+# Usage: scripts/proxy_test.sh [extra arguments for the test binary, e.g. a test name]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+find_tinyproxy() {
+    for p in /usr/bin/tinyproxy /usr/sbin/tinyproxy; do
+        if [ -x "$p" ]; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if ! find_tinyproxy >/dev/null; then
+    echo "== installing tinyproxy"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! timeout 300 $sudo apt-get install -y tinyproxy; then
+        timeout 300 $sudo apt-get update
+        timeout 300 $sudo apt-get install -y tinyproxy
+    fi
+    # The package may start a system tinyproxy on port 8888 (where policy-rc.d allows it). The
+    # tests use their own ports, but leave nothing of ours running.
+    $sudo service tinyproxy stop >/dev/null 2>&1 || true
+    for pidfile in /run/tinyproxy/tinyproxy.pid /var/run/tinyproxy/tinyproxy.pid; do
+        pid="$(cat "$pidfile" 2>/dev/null || true)"
+        if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = tinyproxy ]; then
+            $sudo kill "$pid" 2>/dev/null || true
+        fi
+    done
+fi
+echo "== $(find_tinyproxy) ($("$(find_tinyproxy)" -v 2>&1 | head -n 1))"
+
+timeout 600 cargo test --all-features --test proxy -- --include-ignored --test-threads=1 "$@"

@@ -1,0 +1,702 @@
+//! The client against a real HTTP `CONNECT` proxy: tinyproxy (the Debian package), one process
+//! per test on a free loopback port with a generated config. `ws://` and `wss://` through an
+//! explicit proxy, proxy authentication (407 without credentials; tinyproxy answers wrong ones
+//! with 401), the proxy environment variables and a proxy that is not listening.
+//!
+//! The tests that need tinyproxy are ignored by default; `bash scripts/proxy_test.sh` installs it
+//! when missing and runs them.
+//!
+//! Whether a connection went through the proxy is checked twice, independently: at the sockets
+//! (the client's TCP peer is the proxy, and the server saw the connection come from a socket
+//! other than the client's) and in tinyproxy's log (the `CONNECT` request for the server's port).
+//!
+//! Tests must not change their own process's environment (`set_var` is unsafe in edition 2024,
+//! the crate forbids unsafe code, and other threads read the environment), so the environment
+//! tests run this test binary again as a child (`env_child`) with the variables set.
+
+mod support;
+
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+use syncws::{Client, CloseCode, Config, Error, HandlerResult, HandshakeError, Message, WebSocket};
+
+/// Where Debian's `tinyproxy` package puts the binary (it moved between releases).
+const TINYPROXY: [&str; 2] = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"];
+
+/// How long tinyproxy may take to accept connections after it was started.
+const PROXY_START: Duration = Duration::from_secs(5);
+
+/// How long a child run of this binary may take.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Every variable the client reads for its proxy; removed from a child's environment before the
+/// test sets the ones it wants, so the environment of whoever runs the tests cannot interfere.
+const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
+/// A text message the servers here answer with the peer address they see.
+const WHO_AM_I: &str = "who am I?";
+
+// ------------------------------------------------------------------ tinyproxy
+
+#[cfg(feature = "tls")]
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tinyproxy_binary() -> &'static str {
+    TINYPROXY
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or_else(|| {
+            panic!("tinyproxy is not installed ({TINYPROXY:?}); run scripts/proxy_test.sh")
+        })
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A tinyproxy process of this test, killed (and its directory removed) on drop.
+struct Tinyproxy {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Tinyproxy {
+    /// A proxy without authentication.
+    fn start() -> Tinyproxy {
+        Tinyproxy::start_with(None)
+    }
+
+    /// A proxy that wants `Proxy-Authorization: Basic` for `user` and `password`.
+    fn with_auth(user: &str, password: &str) -> Tinyproxy {
+        Tinyproxy::start_with(Some((user, password)))
+    }
+
+    fn start_with(auth: Option<(&str, &str)>) -> Tinyproxy {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let binary = tinyproxy_binary();
+        let mut failures = Vec::new();
+        // The free port may be taken by someone else before tinyproxy binds it: try again.
+        for _ in 0..3 {
+            let n = STARTED.fetch_add(1, Ordering::Relaxed);
+            let dir =
+                std::env::temp_dir().join(format!("syncws-tinyproxy-{}-{n}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            let port = free_port();
+            // No `ConnectPort` lines: CONNECT is then allowed to every port.
+            let mut config = format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nLogLevel Info\n\
+                 LogFile \"{}\"\n",
+                dir.join("tinyproxy.log").display()
+            );
+            if let Some((user, password)) = auth {
+                config.push_str(&format!("BasicAuth {user} {password}\n"));
+            }
+            let config_path = dir.join("tinyproxy.conf");
+            fs::write(&config_path, config).unwrap();
+            let output = fs::File::create(dir.join("output.txt")).unwrap();
+            let child = Command::new(binary)
+                .arg("-d")
+                .arg("-c")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(output.try_clone().unwrap())
+                .stderr(output)
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+            let mut proxy = Tinyproxy { child, port, dir };
+            match proxy.wait_ready() {
+                Ok(()) => return proxy,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("tinyproxy did not start:\n{}", failures.join("\n"));
+    }
+
+    /// Waits until tinyproxy says it accepts connections and its port does.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + PROXY_START;
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!(
+                    "port {}: tinyproxy exited with {status}\n{}\n{}",
+                    self.port,
+                    self.output(),
+                    self.log()
+                ));
+            }
+            if self.log().contains("Accepting connections")
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "port {}: not accepting connections after {PROXY_START:?}\n{}\n{}",
+            self.port,
+            self.output(),
+            self.log()
+        ))
+    }
+
+    /// `http://127.0.0.1:port`, with `userinfo@` when given.
+    fn url(&self, userinfo: Option<&str>) -> String {
+        match userinfo {
+            Some(u) => format!("http://{u}@127.0.0.1:{}", self.port),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+
+    fn log(&self) -> String {
+        read_lossy(&self.dir.join("tinyproxy.log"))
+    }
+
+    fn output(&self) -> String {
+        read_lossy(&self.dir.join("output.txt"))
+    }
+
+    /// How many `CONNECT` requests for `port` (any host) tinyproxy logged, refused ones too.
+    /// tinyproxy logs `Request (file descriptor N): CONNECT host:port HTTP/1.1` as soon as it
+    /// has read the request line, before it answers, so the line is there once the client has
+    /// its answer.
+    fn connect_requests(&self, port: u16) -> usize {
+        let target = format!(":{port} HTTP/");
+        self.log()
+            .lines()
+            .filter(|l| l.contains("Request (file descriptor") && l.contains("CONNECT "))
+            .filter(|l| l.contains(&target))
+            .count()
+    }
+
+    /// How many times tinyproxy opened a connection to `port` (any host): tunnels it set up.
+    fn upstream_connections(&self, port: u16) -> usize {
+        let target = format!(":{port}");
+        self.log()
+            .lines()
+            .filter(|l| l.contains("opensock: opening connection to"))
+            .filter(|l| l.trim_end().ends_with(&target))
+            .count()
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "tinyproxy on port {} ({}):\n{}\n{}",
+                self.port,
+                self.dir.display(),
+                self.output(),
+                self.log()
+            );
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+// ------------------------------------------------------------------ servers and checks
+
+/// Echoes every message, except that [`WHO_AM_I`] is answered with the peer address the server
+/// sees.
+fn peer_echo(ws: &mut WebSocket) -> HandlerResult {
+    while let Some(msg) = ws.recv()? {
+        if msg.as_text() == Some(WHO_AM_I) {
+            let peer = ws.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            ws.send(peer)?;
+        } else {
+            ws.send(&msg)?;
+        }
+    }
+    Ok(())
+}
+
+fn ws_server() -> SocketAddr {
+    serve(Config::default(), peer_echo)
+}
+
+#[cfg(feature = "tls")]
+fn wss_server() -> SocketAddr {
+    let tls =
+        syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key")).unwrap();
+    let server = syncws::Server::bind("127.0.0.1:0").unwrap().tls(tls);
+    let addr = server.local_addr().unwrap();
+    thread::spawn(move || server.serve(peer_echo));
+    addr
+}
+
+/// Default settings (the proxy from the environment), the test CA trusted.
+#[cfg(feature = "tls")]
+fn connect_trusting_test_ca(url: &str) -> syncws::Result<WebSocket> {
+    Client::builder().tls(test_ca()).connect(url)
+}
+
+#[cfg(not(feature = "tls"))]
+fn connect_trusting_test_ca(url: &str) -> syncws::Result<WebSocket> {
+    Client::connect(url)
+}
+
+#[cfg(feature = "tls")]
+fn test_ca() -> syncws::ClientTls {
+    syncws::ClientTls::builder()
+        .add_root_file(fixture("ca.pem"))
+        .build()
+        .unwrap()
+}
+
+fn recv(ws: &mut WebSocket) -> Message {
+    ws.recv_timeout(TIMEOUT)
+        .unwrap()
+        .expect("the server closed the connection")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Through a proxy listening on this port.
+    Proxied(u16),
+    Direct,
+}
+
+/// How `ws` reaches the server on `server_port`, from the sockets: the client's TCP peer is the
+/// server (which then sees the client's own address) or a proxy (and the server sees another
+/// socket, the proxy's).
+fn route(ws: &mut WebSocket, server_port: u16) -> Route {
+    let tcp = ws.get_ref().tcp();
+    let local = tcp.local_addr().unwrap();
+    let remote = tcp.peer_addr().unwrap();
+    ws.send(WHO_AM_I).unwrap();
+    let seen: SocketAddr = recv(ws)
+        .as_text()
+        .expect("a text answer")
+        .parse()
+        .expect("a socket address");
+    if remote.port() == server_port {
+        assert_eq!(
+            seen, local,
+            "direct: the server must see the client's socket"
+        );
+        Route::Direct
+    } else {
+        assert_ne!(
+            seen, local,
+            "proxied: the server must see the proxy's socket"
+        );
+        Route::Proxied(remote.port())
+    }
+}
+
+/// A text message, a 1 MiB binary message, then the closing handshake.
+fn echo_and_close(ws: &mut WebSocket) {
+    let text = text_of_len(1000);
+    ws.send(&text).unwrap();
+    assert_eq!(recv(ws), Message::Text(text));
+    let big = bytes_of_len(1 << 20);
+    ws.send(&big).unwrap();
+    assert_eq!(recv(ws), Message::Binary(big));
+    ws.close(CloseCode::NORMAL, "bye").unwrap();
+    assert_eq!(ws.close_frame().map(|f| f.code), Some(CloseCode::NORMAL));
+}
+
+fn refused_status(result: syncws::Result<WebSocket>) -> u16 {
+    match result {
+        Err(Error::Handshake(HandshakeError::ProxyRefused(status))) => status,
+        Err(e) => panic!("expected the proxy to refuse, got {e:?}"),
+        Ok(_) => panic!("expected the proxy to refuse, connected"),
+    }
+}
+
+// ------------------------------------------------------------------ explicit proxy
+
+#[test]
+#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
+fn ws_through_explicit_proxy() {
+    let proxy = Tinyproxy::start();
+    let addr = ws_server();
+    let mut ws = Client::builder()
+        .proxy(&proxy.url(None))
+        .connect(&ws_url(addr, "/"))
+        .unwrap();
+    assert_eq!(route(&mut ws, addr.port()), Route::Proxied(proxy.port));
+    echo_and_close(&mut ws);
+    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+    assert_eq!(
+        proxy.upstream_connections(addr.port()),
+        1,
+        "{}",
+        proxy.log()
+    );
+}
+
+#[cfg(feature = "tls")]
+#[test]
+#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
+fn wss_through_explicit_proxy() {
+    let proxy = Tinyproxy::start();
+    let addr = wss_server();
+    let mut ws = Client::builder()
+        .tls(test_ca())
+        .proxy(&proxy.url(None))
+        .connect(&format!("wss://localhost:{}/", addr.port()))
+        .unwrap();
+    assert!(ws.get_ref().is_tls());
+    assert_eq!(route(&mut ws, addr.port()), Route::Proxied(proxy.port));
+    echo_and_close(&mut ws);
+    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+    // The tunnel names the host as the URL does; TLS (and so the certificate check for
+    // `localhost`) runs inside it, end to end.
+    assert!(
+        proxy
+            .log()
+            .contains(&format!("CONNECT localhost:{} HTTP/1.1", addr.port())),
+        "{}",
+        proxy.log()
+    );
+}
+
+#[test]
+#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
+fn proxy_authentication() {
+    let proxy = Tinyproxy::with_auth("user", "secret");
+    let addr = ws_server();
+    let url = ws_url(addr, "/");
+    let without = Client::builder().proxy(&proxy.url(None)).connect(&url);
+    assert_eq!(refused_status(without), 407);
+    // tinyproxy answers wrong credentials with `401 Unauthorized` rather than 407 (its
+    // `reqs.c` jumps to `e401`); the client reports whatever status the proxy refused with.
+    let wrong = Client::builder()
+        .proxy(&proxy.url(Some("user:wrong")))
+        .connect(&url);
+    let status = refused_status(wrong);
+    assert!(matches!(status, 401 | 407), "refused with {status}");
+    // Both requests reached the proxy, neither was let through.
+    assert_eq!(proxy.connect_requests(addr.port()), 2, "{}", proxy.log());
+    assert_eq!(
+        proxy.upstream_connections(addr.port()),
+        0,
+        "{}",
+        proxy.log()
+    );
+
+    let mut ws = Client::builder()
+        .proxy(&proxy.url(Some("user:secret")))
+        .connect(&url)
+        .unwrap();
+    assert_eq!(route(&mut ws, addr.port()), Route::Proxied(proxy.port));
+    echo_and_close(&mut ws);
+    assert_eq!(proxy.connect_requests(addr.port()), 3, "{}", proxy.log());
+    assert_eq!(
+        proxy.upstream_connections(addr.port()),
+        1,
+        "{}",
+        proxy.log()
+    );
+}
+
+/// Not ignored: needs no tinyproxy, only a port nobody listens on.
+#[test]
+fn proxy_not_listening() {
+    let addr = ws_server();
+    let port = free_port();
+    let start = Instant::now();
+    let result = Client::builder()
+        .proxy(&format!("http://127.0.0.1:{port}"))
+        .connect_timeout(Duration::from_secs(5))
+        .connect(&ws_url(addr, "/"));
+    let took = start.elapsed();
+    match result {
+        Err(Error::Io(e)) => {
+            assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e}");
+            let text = Error::Io(e).to_string();
+            assert!(
+                text.contains(&format!("127.0.0.1:{port}")),
+                "the error names the proxy's address: {text}"
+            );
+        }
+        Err(e) => panic!("expected an i/o error, got {e:?}"),
+        Ok(_) => panic!("connected through a proxy that is not there"),
+    }
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+// ------------------------------------------------------------------ environment
+
+/// Runs [`env_child`] in a child process with the proxy variables `vars` (and no others) to
+/// connect to `target`, and checks that it succeeded on the route `expect`.
+fn run_child(target: &str, expect: Route, vars: &[(&str, &str)]) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "env_child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for name in PROXY_VARS {
+        cmd.env_remove(name);
+    }
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
+    cmd.env("SYNCWS_CHILD_TARGET", target);
+    match expect {
+        Route::Proxied(port) => cmd
+            .env("SYNCWS_CHILD_EXPECT", "proxied")
+            .env("SYNCWS_CHILD_PROXY_PORT", port.to_string()),
+        Route::Direct => cmd.env("SYNCWS_CHILD_EXPECT", "direct"),
+    };
+    let (status, stdout, stderr) = run_bounded(cmd, CHILD_TIMEOUT);
+    let report = format!(
+        "child with {vars:?} to {target}, expecting {expect:?}: {}\n\
+         --- stdout\n{stdout}\n--- stderr\n{stderr}",
+        match status {
+            Some(s) => s.to_string(),
+            None => format!("killed after {CHILD_TIMEOUT:?}"),
+        }
+    );
+    assert!(status.is_some_and(|s| s.success()), "{report}");
+    // A misspelt filter would run no test and still exit 0.
+    assert!(stdout.contains("SYNCWS_CHILD_DONE"), "{report}");
+    assert!(stdout.contains("1 passed"), "{report}");
+}
+
+/// Runs `cmd` to its end, killing it after `timeout` (status `None`); returns its status and
+/// output.
+fn run_bounded(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+        thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut out);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    (status, stdout.join().unwrap(), stderr.join().unwrap())
+}
+
+/// The child side of the environment tests: does nothing unless `SYNCWS_CHILD_TARGET` is set;
+/// then connects there with the default settings (proxy from the environment), checks the route
+/// against `SYNCWS_CHILD_EXPECT`, echoes and closes.
+#[test]
+#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
+fn env_child() {
+    let Ok(target) = std::env::var("SYNCWS_CHILD_TARGET") else {
+        return;
+    };
+    let expect = std::env::var("SYNCWS_CHILD_EXPECT").expect("SYNCWS_CHILD_EXPECT");
+    let server_port = syncws::Url::parse(&target).unwrap().port;
+    let mut ws = if target.starts_with("wss:") {
+        connect_trusting_test_ca(&target)
+    } else {
+        Client::connect(&target)
+    }
+    .unwrap_or_else(|e| panic!("connecting to {target}: {e}"));
+    let route = route(&mut ws, server_port);
+    match expect.as_str() {
+        "proxied" => {
+            let port: u16 = std::env::var("SYNCWS_CHILD_PROXY_PORT")
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(route, Route::Proxied(port));
+        }
+        "direct" => assert_eq!(route, Route::Direct),
+        other => panic!("SYNCWS_CHILD_EXPECT={other}"),
+    }
+    echo_and_close(&mut ws);
+    println!("SYNCWS_CHILD_DONE {route:?}");
+}
+
+#[test]
+#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
+fn env_http_proxy() {
+    let proxy = Tinyproxy::start();
+    let addr = ws_server();
+    let url = proxy.url(None);
+    run_child(
+        &ws_url(addr, "/"),
+        Route::Proxied(proxy.port),
+        &[("HTTP_PROXY", &url)],
+    );
+    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+}
+
+#[test]
+#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
+fn env_lowercase_http_proxy() {
+    let proxy = Tinyproxy::start();
+    let addr = ws_server();
+    let url = proxy.url(None);
+    run_child(
+        &ws_url(addr, "/"),
+        Route::Proxied(proxy.port),
+        &[("http_proxy", &url)],
+    );
+    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+}
+
+#[test]
+#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
+fn env_no_proxy_address() {
+    let proxy = Tinyproxy::start();
+    let addr = ws_server();
+    let url = proxy.url(None);
+    run_child(
+        &ws_url(addr, "/"),
+        Route::Direct,
+        &[("HTTP_PROXY", &url), ("NO_PROXY", "127.0.0.1")],
+    );
+    run_child(
+        &ws_url(addr, "/"),
+        Route::Direct,
+        &[("HTTP_PROXY", &url), ("no_proxy", "example.com, 127.0.0.1")],
+    );
+    assert_eq!(proxy.connect_requests(addr.port()), 0, "{}", proxy.log());
+    // The same proxy, without NO_PROXY, is used: the bypass above was NO_PROXY's doing.
+    run_child(
+        &ws_url(addr, "/"),
+        Route::Proxied(proxy.port),
+        &[("HTTP_PROXY", &url), ("NO_PROXY", "example.com")],
+    );
+    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+}
+
+#[test]
+#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
+fn env_no_proxy_cidr_and_port() {
+    let proxy = Tinyproxy::start();
+    let addr = ws_server();
+    let url = proxy.url(None);
+    run_child(
+        &ws_url(addr, "/"),
+        Route::Direct,
+        &[("HTTP_PROXY", &url), ("NO_PROXY", "127.0.0.0/8")],
+    );
+    let this_port = format!("127.0.0.1:{}", addr.port());
+    run_child(
+        &ws_url(addr, "/"),
+        Route::Direct,
+        &[("HTTP_PROXY", &url), ("NO_PROXY", &this_port)],
+    );
+    assert_eq!(proxy.connect_requests(addr.port()), 0, "{}", proxy.log());
+    // Another block, and the same address on another port, do not exempt it.
+    let other_port = format!("127.0.0.1:{}", addr.port().wrapping_add(1).max(1));
+    run_child(
+        &ws_url(addr, "/"),
+        Route::Proxied(proxy.port),
+        &[("HTTP_PROXY", &url), ("NO_PROXY", "10.0.0.0/8")],
+    );
+    run_child(
+        &ws_url(addr, "/"),
+        Route::Proxied(proxy.port),
+        &[("HTTP_PROXY", &url), ("NO_PROXY", &other_port)],
+    );
+    assert_eq!(proxy.connect_requests(addr.port()), 2, "{}", proxy.log());
+}
+
+#[test]
+#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
+fn env_proxy_with_credentials() {
+    let proxy = Tinyproxy::with_auth("user", "secret");
+    let addr = ws_server();
+    let url = proxy.url(Some("user:secret"));
+    run_child(
+        &ws_url(addr, "/"),
+        Route::Proxied(proxy.port),
+        &[("HTTP_PROXY", &url)],
+    );
+    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+    assert_eq!(
+        proxy.upstream_connections(addr.port()),
+        1,
+        "{}",
+        proxy.log()
+    );
+}
+
+#[test]
+#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
+fn env_all_proxy() {
+    let proxy = Tinyproxy::start();
+    let addr = ws_server();
+    let url = proxy.url(None);
+    run_child(
+        &ws_url(addr, "/"),
+        Route::Proxied(proxy.port),
+        &[("ALL_PROXY", &url)],
+    );
+    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+}
+
+/// `wss` uses `HTTPS_PROXY`, not `HTTP_PROXY`.
+#[cfg(feature = "tls")]
+#[test]
+#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
+fn env_https_proxy_for_wss() {
+    let proxy = Tinyproxy::start();
+    let addr = wss_server();
+    let url = proxy.url(None);
+    let target = format!("wss://localhost:{}/", addr.port());
+    run_child(&target, Route::Direct, &[("HTTP_PROXY", &url)]);
+    assert_eq!(proxy.connect_requests(addr.port()), 0, "{}", proxy.log());
+    run_child(
+        &target,
+        Route::Proxied(proxy.port),
+        &[("HTTPS_PROXY", &url)],
+    );
+    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+}
