@@ -141,16 +141,22 @@ impl Drop for Counted<'_> {
 /// The client behind a trusted proxy: the last `X-Forwarded-For` address that is not itself a
 /// trusted proxy (earlier entries were written by whoever the client is, and prove nothing).
 fn forwarded_client(request: &Request, trusted: &[IpAddr]) -> Option<SocketAddr> {
-    let mut chain: Vec<IpAddr> = Vec::new();
+    let mut entries: Vec<&str> = Vec::new();
     for (name, value) in request.headers() {
         if name.eq_ignore_ascii_case("x-forwarded-for") {
-            for entry in value.split(',') {
-                chain.push(parse_forwarded_ip(entry.trim())?);
-            }
+            entries.extend(value.split(',').map(str::trim));
         }
     }
-    let client = chain.into_iter().rev().find(|ip| !trusted.contains(ip))?;
-    Some(SocketAddr::new(client, 0))
+    // From the right: trusted proxies wrote these entries, so they must parse; the first one
+    // that is not a trusted proxy is the client. Whatever lies to its left is unchecked.
+    for entry in entries.into_iter().rev() {
+        match parse_forwarded_ip(entry) {
+            Some(ip) if trusted.contains(&ip) => continue,
+            Some(ip) => return Some(SocketAddr::new(ip, 0)),
+            None => return None,
+        }
+    }
+    None
 }
 
 /// `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:5678`.

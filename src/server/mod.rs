@@ -310,8 +310,10 @@ impl Server {
     /// [`WebSocket::peer_addr`] return (with port 0), what the logs show, and what
     /// [`max_connections_per_ip`](Self::max_connections_per_ip) and
     /// [`rate_limit`](Self::rate_limit) count (checked once the request has arrived, answered
-    /// with `429`). From any other address the header is ignored: anyone can send it. Defaults to
-    /// none.
+    /// with `429`). From any other address the header is ignored: anyone can send it. Keep client
+    /// addresses out of this list (e.g. nginx's `proxy_bind` to an address of its own): a client
+    /// on a trusted address is taken for a proxy, and its own `X-Forwarded-For` believed.
+    /// Defaults to none.
     pub fn trusted_proxies<I: IntoIterator<Item = IpAddr>>(mut self, proxies: I) -> Self {
         self.opts.trusted_proxies = proxies.into_iter().collect();
         self
