@@ -1,0 +1,379 @@
+//! Writes the seed corpora into `fuzz/corpus/<target>/`: real frames, handshakes and UTF-8
+//! samples, with descriptive file names. Run it again after changing a target's input format:
+//!
+//! ```sh
+//! cargo run --manifest-path fuzz/Cargo.toml --example seed_corpus
+//! ```
+//!
+//! It adds and overwrites its own files and leaves the others (inputs the fuzzer found and
+//! someone chose to keep) alone.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use syncws::proto::handshake::{accept_key, client_request, http_response, response_101};
+use syncws_fuzz::{MASK, encode_input, frame, raw_frame};
+
+const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
+const CONT: u8 = 0x0;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
+
+/// The sample key of RFC 6455 1.3.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let mut total = 0;
+    for (role, masked) in [("frame_server", true), ("frame_client", false)] {
+        for (name, wire) in frame_samples(masked) {
+            // The same bytes read whole, byte by byte, in odd chunks with failing reads, small
+            // limits and the smallest read buffer, and with only the smallest read buffer (so
+            // payloads over 256 bytes are read straight into the message).
+            let variants = [
+                ("whole", encode_input(0x00, &[], &wire)),
+                ("bytewise", encode_input(0x20, &[1], &wire)),
+                ("chunks_small", encode_input(0x18, &[7, 0, 250, 2], &wire)),
+                ("smallbuf", encode_input(0x10, &[100, 0, 37], &wire)),
+            ];
+            for (how, input) in variants {
+                total += write(&root, role, &format!("{name}.{how}"), &input);
+            }
+        }
+    }
+    for (name, raw) in request_samples() {
+        total += write(&root, "handshake_request", name, &raw);
+    }
+    for (name, raw) in response_samples() {
+        total += write(&root, "handshake_response", name, &raw);
+    }
+    for (name, text) in utf8_samples() {
+        // whole; in pieces of 1, 2 and 3 bytes; byte by byte after a 5-byte piece
+        for (how, lengths) in [
+            ("whole", &[][..]),
+            ("pieces123", &[1, 2, 3]),
+            ("5then1", &[5, 1]),
+        ] {
+            let mut input = vec![lengths.len() as u8];
+            input.extend_from_slice(lengths);
+            input.extend_from_slice(&text);
+            total += write(&root, "utf8", &format!("{name}.{how}"), &input);
+        }
+    }
+    println!("seed corpora written to {}: {total} bytes", root.display());
+}
+
+fn write(root: &Path, target: &str, name: &str, bytes: &[u8]) -> usize {
+    let dir: PathBuf = root.join(target);
+    fs::create_dir_all(&dir).expect("create corpus directory");
+    fs::write(dir.join(name), bytes).expect("write seed");
+    bytes.len()
+}
+
+fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason);
+    p
+}
+
+/// Peer traffic after the handshake; `masked` for what a client sends to a server.
+fn frame_samples(m: bool) -> Vec<(&'static str, Vec<u8>)> {
+    let f = |op, fin, p: &[u8]| frame(op, fin, p, m);
+    let close = |code, reason: &[u8]| f(CLOSE, true, &close_payload(code, reason));
+    let normal_close = close(1000, b"bye");
+    let cat = |parts: &[Vec<u8>]| parts.concat();
+    let pattern = |n: usize| (0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+    let many_small: Vec<Vec<u8>> = (0..20)
+        .map(|i| f(TEXT, true, format!("message {i}").as_bytes()))
+        .collect();
+    // A header announcing 65,536 bytes (the 64-bit length form), with only 100 of them sent.
+    let mut len127_truncated = raw_frame(0x82, &pattern(65_536), m);
+    len127_truncated.truncate(if m { 14 } else { 10 } + 100);
+    vec![
+        (
+            "text_hello_then_close",
+            cat(&[f(TEXT, true, b"Hello"), normal_close.clone()]),
+        ),
+        (
+            "binary_empty_then_empty_close",
+            cat(&[f(BINARY, true, b""), f(CLOSE, true, b"")]),
+        ),
+        (
+            "fragmented_text_with_ping_between",
+            cat(&[
+                f(TEXT, false, b"Hel"),
+                f(PING, true, b"hi"),
+                f(CONT, true, b"lo"),
+                close(1001, b"going away"),
+            ]),
+        ),
+        (
+            "fragmented_binary_five_parts",
+            cat(&[
+                f(BINARY, false, &pattern(40)),
+                f(CONT, false, &pattern(40)),
+                f(CONT, false, b""),
+                f(CONT, false, &pattern(40)),
+                f(CONT, true, &pattern(40)),
+                normal_close.clone(),
+            ]),
+        ),
+        (
+            "binary_len125",
+            cat(&[f(BINARY, true, &pattern(125)), normal_close.clone()]),
+        ),
+        (
+            "binary_len126_16bit",
+            cat(&[f(BINARY, true, &pattern(126)), normal_close.clone()]),
+        ),
+        (
+            "binary_len1000_16bit",
+            cat(&[f(BINARY, true, &pattern(1000)), normal_close.clone()]),
+        ),
+        (
+            "text_len300_16bit",
+            cat(&[f(TEXT, true, &[b'x'; 300]), normal_close.clone()]),
+        ),
+        ("binary_len65536_64bit_truncated", len127_truncated),
+        (
+            "ping125_pong_unsolicited",
+            cat(&[
+                f(PING, true, &pattern(125)),
+                f(PONG, true, b"pong"),
+                normal_close.clone(),
+            ]),
+        ),
+        (
+            "many_small_text",
+            cat(&[many_small.concat(), normal_close.clone()]),
+        ),
+        (
+            "utf8_text_multibyte",
+            cat(&[
+                f(TEXT, true, "κόσμε a€b𝄞c".as_bytes()),
+                normal_close.clone(),
+            ]),
+        ),
+        (
+            "utf8_euro_split_across_fragments",
+            cat(&[
+                f(TEXT, false, &"€".as_bytes()[..1]),
+                f(CONT, false, &"€".as_bytes()[1..2]),
+                f(CONT, true, &"€".as_bytes()[2..]),
+                normal_close.clone(),
+            ]),
+        ),
+        ("close_1000_reason", close(1000, b"done")),
+        ("close_3000", close(3000, b"")),
+        ("close_4999_utf8_reason", close(4999, "fin ✓".as_bytes())),
+        ("close_empty", f(CLOSE, true, b"")),
+        ("eof_without_close", f(TEXT, true, b"no close follows")),
+        // Violations, each after a good message: the connection must fail with the RFC's code.
+        (
+            "bad_utf8_overlong",
+            cat(&[f(TEXT, true, b"ok"), f(TEXT, true, &[b'a', 0xC0, 0xAF])]),
+        ),
+        ("bad_utf8_surrogate", f(TEXT, true, &[0xED, 0xA0, 0x80])),
+        (
+            "bad_utf8_truncated_at_end",
+            f(TEXT, true, &[b'a', 0xF0, 0x9F, 0x98]),
+        ),
+        ("bad_utf8_close_reason", close(1000, &[0xFF])),
+        ("bad_close_code_1005", close(1005, b"")),
+        ("bad_close_code_999", close(999, b"")),
+        ("bad_close_one_byte", f(CLOSE, true, &[0x03])),
+        ("bad_reserved_opcode_3", raw_frame(0x83, b"", m)),
+        ("bad_reserved_opcode_11", raw_frame(0x8B, b"", m)),
+        ("bad_rsv1_set", raw_frame(0xC1, b"rsv", m)),
+        ("bad_continuation_first", f(CONT, true, b"orphan")),
+        (
+            "bad_new_message_inside_fragmented",
+            cat(&[f(TEXT, false, b"a"), f(BINARY, true, b"b")]),
+        ),
+        ("bad_fragmented_ping", f(PING, false, b"")),
+        ("bad_ping_126", f(PING, true, &pattern(126))),
+        // 16-bit length form for 100 bytes: not minimal.
+        ("bad_length_not_minimal", {
+            let mut fr = vec![0x82, if m { 0x80 } else { 0 } | 126, 0, 100];
+            if m {
+                fr.extend_from_slice(&MASK);
+            }
+            fr.extend_from_slice(&[0; 100]);
+            fr
+        }),
+        // 64-bit length with the top bit set.
+        ("bad_length_top_bit", {
+            let mut fr = vec![
+                0x82,
+                if m { 0x80 } else { 0 } | 127,
+                0x80,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ];
+            if m {
+                fr.extend_from_slice(&MASK);
+            }
+            fr
+        }),
+        // The other role's masking: unmasked to a server, masked to a client.
+        ("bad_wrong_masking", frame(TEXT, true, b"Hello", !m)),
+    ]
+}
+
+fn request_samples() -> Vec<(&'static str, Vec<u8>)> {
+    let rfc = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+    let swap = |from: &str, to: &str| rfc.replace(from, to).into_bytes();
+    let extra = |name: &str, value: &str| (name.to_owned(), value.to_owned());
+    let mut with_frame = rfc.as_bytes().to_vec();
+    with_frame.extend_from_slice(&frame(TEXT, true, b"Hello", true));
+    let many: String = (0..10).map(|i| format!("X-Header-{i}: {i}\r\n")).collect();
+    vec![
+        ("rfc6455_example", rfc.as_bytes().to_vec()),
+        (
+            "client_request_with_headers",
+            client_request(
+                "localhost:9001",
+                "/chat?room=1",
+                KEY,
+                &[
+                    extra("Origin", "https://app.example"),
+                    extra("Cookie", "session=abc"),
+                    extra("Sec-WebSocket-Protocol", "chat.v2, chat.v1"),
+                ],
+            ),
+        ),
+        (
+            "query_percent_escapes",
+            swap("/chat", "/c?token=a%20b&x=1+2&bad=%zz&%&empty&=v"),
+        ),
+        ("lowercase_and_token_lists", {
+            rfc.to_ascii_lowercase()
+                .replace(
+                    "sec-websocket-key: dghlihnhbxbszsbub25jzq==",
+                    "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==",
+                )
+                .replace("connection: upgrade", "connection: keep-alive, Upgrade")
+                .into_bytes()
+        }),
+        (
+            "bare_lf_line_endings",
+            rfc.replace("\r\n", "\n").into_bytes(),
+        ),
+        ("followed_by_a_frame", with_frame),
+        ("http10", swap("HTTP/1.1", "HTTP/1.0")),
+        ("post", swap("GET", "POST")),
+        ("version_8", swap("Version: 13", "Version: 8")),
+        (
+            "short_key",
+            swap("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ=="),
+        ),
+        (
+            "no_upgrade_plain_get",
+            b"GET /index.html HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n".to_vec(),
+        ),
+        ("many_headers", swap("\r\n\r\n", &format!("\r\n{many}\r\n"))),
+        (
+            "obs_fold_and_spaces",
+            swap("Upgrade: websocket", "Upgrade:   websocket  \r\n\tfolded"),
+        ),
+        (
+            "tls_client_hello",
+            vec![
+                0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03,
+            ],
+        ),
+        ("truncated", rfc.as_bytes()[..rfc.len() - 3].to_vec()),
+    ]
+}
+
+fn response_samples() -> Vec<(&'static str, Vec<u8>)> {
+    let accept = accept_key(KEY.as_bytes());
+    let good = response_101(&accept, &[]);
+    let good_str = String::from_utf8(good.clone()).expect("ascii");
+    let with = |header: &str| {
+        good_str
+            .replace("\r\n\r\n", &format!("\r\n{header}\r\n\r\n"))
+            .into_bytes()
+    };
+    let mut with_frame = good.clone();
+    with_frame.extend_from_slice(&frame(TEXT, true, b"Hello", false));
+    vec![
+        ("rfc6455_101", good.clone()),
+        ("protocol_chat", with("Sec-WebSocket-Protocol: chat")),
+        (
+            "protocol_not_offered",
+            with("Sec-WebSocket-Protocol: other"),
+        ),
+        (
+            "protocol_list",
+            with("Sec-WebSocket-Protocol: chat, superchat"),
+        ),
+        (
+            "extension_unasked",
+            with("Sec-WebSocket-Extensions: permessage-deflate"),
+        ),
+        (
+            "wrong_accept",
+            good_str
+                .replace(&accept, "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+                .into_bytes(),
+        ),
+        (
+            "connection_close",
+            good_str
+                .replace("Connection: Upgrade", "Connection: close")
+                .into_bytes(),
+        ),
+        ("followed_by_a_frame", with_frame),
+        (
+            "http10_101",
+            good_str.replace("HTTP/1.1", "HTTP/1.0").into_bytes(),
+        ),
+        (
+            "proxy_connect_200_http10",
+            b"HTTP/1.0 200 Connection established\r\nProxy-agent: tinyproxy\r\n\r\n".to_vec(),
+        ),
+        (
+            "redirect_302",
+            b"HTTP/1.1 302 Found\r\nLocation: /elsewhere?x=1\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        ),
+        (
+            "bad_request_400_with_body",
+            http_response(400, &[], b"no websocket here\n", false),
+        ),
+        ("bare_lf", good_str.replace("\r\n", "\n").into_bytes()),
+        ("truncated", good[..good.len() - 2].to_vec()),
+    ]
+}
+
+fn utf8_samples() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("ascii", b"Hello, world!".to_vec()),
+        ("greek_kosme", "κόσμε".as_bytes().to_vec()),
+        ("mixed_widths", "a€b𝄞c✓é".as_bytes().to_vec()),
+        (
+            "boundaries",
+            "\u{7F}\u{80}\u{7FF}\u{800}\u{FFFF}\u{10000}\u{10FFFF}"
+                .as_bytes()
+                .to_vec(),
+        ),
+        ("bad_overlong_slash", vec![b'a', 0xC0, 0xAF, b'b']),
+        ("bad_overlong_3byte", vec![0xE0, 0x80, 0xAF]),
+        ("bad_surrogate", vec![b'o', b'k', 0xED, 0xA0, 0x80, b'x']),
+        ("bad_above_10ffff", vec![0xF4, 0x90, 0x80, 0x80]),
+        ("bad_lone_continuation", vec![b'a', 0x80, b'b']),
+        ("bad_ff", vec![0xFF]),
+        ("bad_truncated_4byte_at_end", vec![b'x', 0xF0, 0x9F, 0x98]),
+        ("bad_truncated_then_ascii", vec![0xE2, 0x82, b'a']),
+    ]
+}

@@ -1,0 +1,59 @@
+//! The server's side of the opening handshake: `parse_request` on arbitrary bytes, then
+//! `check_request` and the request's accessors on whatever parsed.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use syncws::proto::handshake::{accept_key, check_request, is_upgrade, parse_request};
+
+fuzz_target!(|data: &[u8]| {
+    // The default `Config::max_headers`, and a small limit so that TooManyHeaders is reached.
+    for max_headers in [64, 4] {
+        let Ok(Some((req, n))) = parse_request(data, max_headers) else {
+            continue;
+        };
+        assert!(n > 0 && n <= data.len(), "consumed {n} of {}", data.len());
+        // The head ends exactly at n: a server reading it in pieces stops there, and every
+        // shorter prefix asks for more rather than failing.
+        let again = parse_request(&data[..n], max_headers);
+        assert_eq!(again, Ok(Some((req.clone(), n))));
+        for cut in [n - 1, n / 2, data.len() % n] {
+            assert_eq!(
+                parse_request(&data[..cut], max_headers),
+                Ok(None),
+                "prefix {cut} of {n}"
+            );
+        }
+        // More header slots cannot change a success.
+        if max_headers < 64 {
+            assert_eq!(parse_request(data, 64), Ok(Some((req.clone(), n))));
+        }
+
+        // Accessors slice the target and decode the query: none may panic.
+        let (target, path) = (req.target(), req.path());
+        assert!(target.starts_with(path));
+        if let Some(query) = req.query() {
+            assert_eq!(target, format!("{path}?{query}"));
+        }
+        let _ = req.query_param("token");
+        let _ = req.query_param("");
+        for p in req.protocols() {
+            assert!(!p.is_empty() && p.trim() == p, "{p:?}");
+        }
+        let _ = (
+            req.header("host"),
+            req.origin(),
+            req.headers().len(),
+            req.body().len(),
+        );
+        assert!(req.http_minor_version() <= 1);
+
+        if let Ok(accept) = check_request(&req) {
+            assert!(is_upgrade(&req));
+            assert_eq!(req.method(), "GET");
+            assert_eq!(req.http_minor_version(), 1);
+            let key = req.header("sec-websocket-key").expect("a key was checked");
+            assert_eq!(accept, accept_key(key.as_bytes()));
+            assert_eq!(accept.len(), 28, "base64 of a SHA-1");
+        }
+    }
+});

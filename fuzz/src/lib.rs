@@ -1,0 +1,403 @@
+//! Shared code of the fuzz targets: an in-memory stream that hands out the fuzz input in fuzzed
+//! chunks, and the frame-reading harness that `frame_server` and `frame_client` run.
+//!
+//! # Input format of the frame targets
+//!
+//! ```text
+//! byte 0      flags: bits 0-2  n, the number of chunk-size bytes that follow (0..=7)
+//!                    bit 3     small limits (frame 100, message 300, 4 fragments), else 1 MiB
+//!                    bit 4     smallest read buffer (256 bytes), else 4 KiB
+//!                    bit 5     the first receive is recv_into (they alternate either way)
+//! bytes 1..=n chunk sizes, used in turn for successive reads: 1..=255 bytes at most per read;
+//!             0 makes that read fail with WouldBlock, TimedOut or Interrupted (in turn), which
+//!             a receive without a deadline retries. n = 0: every read gets all it asks for.
+//! the rest    the bytes the peer sends after the handshake
+//! ```
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+
+use syncws::proto::frame::{FrameHeader, OpCode};
+use syncws::{CloseCode, Config, Error, Message, MessageKind, Role, Transport, WebSocket};
+
+/// Injected read errors per run at most, so an input of only zero chunk sizes still ends.
+const MAX_INJECTED_ERRORS: usize = 256;
+
+/// A stream whose reads hand out `input` in chunks and whose writes land in a shared sink (shared
+/// so that what the socket writes when it is dropped can still be read).
+#[derive(Debug)]
+pub struct ChunkedStream {
+    input: Vec<u8>,
+    pos: usize,
+    chunks: Vec<u8>,
+    next_chunk: usize,
+    injected: usize,
+    written: Rc<RefCell<Vec<u8>>>,
+}
+
+impl ChunkedStream {
+    /// `chunks` as in the module docs; empty means "all at once".
+    pub fn new(input: &[u8], chunks: &[u8], written: Rc<RefCell<Vec<u8>>>) -> Self {
+        ChunkedStream {
+            input: input.to_vec(),
+            pos: 0,
+            chunks: chunks.to_vec(),
+            next_chunk: 0,
+            injected: 0,
+            written,
+        }
+    }
+}
+
+impl Read for ChunkedStream {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let mut limit = usize::MAX;
+        if !self.chunks.is_empty() {
+            let size = self.chunks[self.next_chunk % self.chunks.len()];
+            self.next_chunk += 1;
+            if size == 0 && self.injected < MAX_INJECTED_ERRORS {
+                self.injected += 1;
+                let kind = match self.injected % 3 {
+                    0 => io::ErrorKind::WouldBlock,
+                    1 => io::ErrorKind::TimedOut,
+                    _ => io::ErrorKind::Interrupted,
+                };
+                return Err(kind.into());
+            }
+            limit = usize::from(size.max(1));
+        }
+        let n = limit.min(out.len()).min(self.input.len() - self.pos);
+        out[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for ChunkedStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Timeouts, shutdown and the peer address keep their do-nothing defaults.
+impl Transport for ChunkedStream {}
+
+/// The settings the first bytes of a frame-target input select.
+#[derive(Debug, Clone)]
+pub struct Setup<'a> {
+    /// Chunk sizes for the reads.
+    pub chunks: &'a [u8],
+    /// Limits and buffer size.
+    pub config: Config,
+    /// Whether the first receive uses `recv_into`.
+    pub into_first: bool,
+    /// The wire bytes.
+    pub wire: &'a [u8],
+}
+
+/// Splits a frame-target input into its settings and wire bytes (see the module docs).
+pub fn decode_input(data: &[u8]) -> Option<Setup<'_>> {
+    let (&flags, rest) = data.split_first()?;
+    let n = usize::from(flags & 0x07);
+    if rest.len() < n {
+        return None;
+    }
+    let (chunks, wire) = rest.split_at(n);
+    let mut config = Config::default()
+        .ping_interval(None)
+        .write_timeout(None)
+        .read_buffer_size(if flags & 0x10 != 0 { 0 } else { 4096 });
+    config = if flags & 0x08 != 0 {
+        config
+            .max_frame_size(100)
+            .max_message_size(300)
+            .max_fragments(4)
+    } else {
+        config.max_frame_size(1 << 20).max_message_size(1 << 20)
+    };
+    Some(Setup {
+        chunks,
+        config,
+        into_first: flags & 0x20 != 0,
+        wire,
+    })
+}
+
+/// Builds a frame-target input: the inverse of [`decode_input`] (for the seed corpus).
+pub fn encode_input(flags: u8, chunks: &[u8], wire: &[u8]) -> Vec<u8> {
+    assert!(chunks.len() <= 7, "at most 7 chunk sizes");
+    let mut out = vec![(flags & !0x07) | chunks.len() as u8];
+    out.extend_from_slice(chunks);
+    out.extend_from_slice(wire);
+    out
+}
+
+/// What one connection delivered, for comparing two runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcript {
+    /// The messages in order: text flag and payload.
+    pub messages: Vec<(bool, Vec<u8>)>,
+    /// How it ended: `closed CODE REASON` after a close frame, else the error's `Display`.
+    pub end: String,
+    /// The protocol error it ended with, if any.
+    pub protocol_error: Option<syncws::ProtocolError>,
+    /// The peer's close code, if it closed.
+    pub peer_close: Option<CloseCode>,
+    /// The frames the socket wrote (unmasked), including what it wrote when dropped.
+    pub replies: Vec<(OpCode, Vec<u8>)>,
+}
+
+/// Feeds `wire` to a socket in `role` and receives until the connection ends, alternating `recv`
+/// and `recv_into` if `alternate`. Panics if an invariant breaks.
+pub fn receive_all(
+    role: Role,
+    config: &Config,
+    chunks: &[u8],
+    into_first: bool,
+    alternate: bool,
+    wire: &[u8],
+) -> Transcript {
+    let written = Rc::new(RefCell::new(Vec::new()));
+    let stream = ChunkedStream::new(wire, chunks, written.clone());
+    let mut ws = WebSocket::from_stream(stream, role, config.clone(), &[]);
+    let limit = config.max_message_size;
+    let mut messages = Vec::new();
+    let mut buf = Vec::new();
+    let mut use_into = into_first;
+    let (end, protocol_error, ended_ok) = loop {
+        let result = if use_into {
+            ws.recv_into(&mut buf).map(|kind| {
+                kind.map(|kind| {
+                    let text = kind == MessageKind::Text;
+                    if text {
+                        assert!(
+                            std::str::from_utf8(&buf).is_ok(),
+                            "text not UTF-8: {buf:x?}"
+                        );
+                    }
+                    (text, buf.clone())
+                })
+            })
+        } else {
+            ws.recv().map(|msg| {
+                msg.map(|msg| {
+                    if let Message::Text(s) = &msg {
+                        assert!(std::str::from_utf8(s.as_bytes()).is_ok());
+                    }
+                    (msg.is_text(), msg.into_bytes())
+                })
+            })
+        };
+        if alternate {
+            use_into = !use_into;
+        }
+        match result {
+            Ok(Some((text, bytes))) => {
+                assert!(bytes.len() <= limit, "{} > limit {limit}", bytes.len());
+                messages.push((text, bytes));
+                assert!(
+                    messages.len() <= wire.len() / 2,
+                    "more messages than frames"
+                );
+            }
+            Ok(None) => {
+                let frame = ws.close_frame().expect("Ok(None) only after a close frame");
+                break (
+                    format!("closed {} {:?}", frame.code, frame.reason),
+                    None,
+                    true,
+                );
+            }
+            Err(Error::Protocol(e)) => break (format!("{}", Error::Protocol(e)), Some(e), false),
+            Err(e) => break (e.to_string(), None, false),
+        }
+    };
+    // Once ended, the socket stays ended: `Ok(None)` again after a close, an error after an error.
+    match ws.recv() {
+        Ok(None) => assert!(ended_ok, "Ok(None) after an error"),
+        Ok(Some(m)) => panic!("a message after the end: {m:?}"),
+        Err(e) => assert!(!ended_ok, "error after a close: {e}"),
+    }
+    let peer_close = ws.close_frame().map(|f| f.code);
+    drop(ws);
+    let replies = decode_replies(role, &written.borrow());
+    Transcript {
+        messages,
+        end,
+        protocol_error,
+        peer_close,
+        replies,
+    }
+}
+
+/// Decodes the frames the socket wrote, checking that they are well formed, final, without RSV
+/// bits, and masked exactly when a client sends (with a fresh random key, hence the unmasking
+/// before two runs are compared).
+pub fn decode_replies(role: Role, mut rest: &[u8]) -> Vec<(OpCode, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !rest.is_empty() {
+        let (h, n) = FrameHeader::parse(rest)
+            .unwrap_or_else(|e| panic!("we wrote a bad frame header: {e}"))
+            .expect("we wrote a truncated frame header");
+        let len = h.len as usize;
+        assert!(rest.len() >= n + len, "we wrote a truncated frame");
+        assert_eq!(h.mask.is_some(), role == Role::Client, "mask bit");
+        assert!(h.fin && h.rsv == 0, "{h:?}");
+        let mut payload = rest[n..n + len].to_vec();
+        if let Some(key) = h.mask {
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= key[i % 4];
+            }
+        }
+        frames.push((h.opcode, payload));
+        rest = &rest[n + len..];
+    }
+    frames
+}
+
+/// Checks what the socket wrote back: nothing but pongs and one final close; a protocol error
+/// is announced with its close code, a peer's close is echoed with its code.
+pub fn check_replies(t: &Transcript) {
+    let frames = &t.replies;
+    let closes = frames.iter().filter(|(op, _)| *op == OpCode::Close).count();
+    assert!(closes <= 1, "{closes} close frames written");
+    for (op, _) in &frames[..frames.len().saturating_sub(1)] {
+        assert_eq!(*op, OpCode::Pong, "only pongs before the close");
+    }
+    let last_close = frames
+        .last()
+        .filter(|(op, _)| *op == OpCode::Close)
+        .map(|(_, p)| syncws::proto::close::parse(p).expect("we wrote a bad close payload"));
+    if let Some(e) = t.protocol_error {
+        let sent = last_close
+            .as_ref()
+            .expect("a protocol error is announced with a close frame");
+        assert_eq!(sent.code, e.close_code(), "close code for {e}");
+    }
+    if let Some(code) = t.peer_close {
+        let sent = last_close.as_ref().expect("a peer's close is answered");
+        assert_eq!(sent.code, code, "the peer's close code is echoed");
+    }
+}
+
+/// The masking key of the examples in RFC 6455 5.7, used for the frames peers send to servers.
+pub const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// One frame with any first-byte bits (`b0` is FIN, RSV and opcode as on the wire), masked with
+/// [`MASK`] if `masked`.
+pub fn raw_frame(b0: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    let mut out = vec![b0];
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        out.extend_from_slice(&MASK);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// One frame: `opcode` is the 4-bit value on the wire.
+pub fn frame(opcode: u8, fin: bool, payload: &[u8], masked: bool) -> Vec<u8> {
+    raw_frame((u8::from(fin) << 7) | opcode, payload, masked)
+}
+
+/// The whole frame-target check: the input split as the fuzzer chose and read with alternating
+/// `recv`/`recv_into`, then the same bytes all at once with `recv` only; both must deliver the
+/// same messages, end the same way and write the same bytes.
+pub fn fuzz_frames(role: Role, data: &[u8]) {
+    let Some(setup) = decode_input(data) else {
+        return;
+    };
+    let split = receive_all(
+        role,
+        &setup.config,
+        setup.chunks,
+        setup.into_first,
+        true,
+        setup.wire,
+    );
+    check_replies(&split);
+    let whole = receive_all(role, &setup.config, &[], false, false, setup.wire);
+    assert_eq!(split, whole, "split and whole input differ");
+}
+
+/// The harness itself, on inputs whose outcome is known (`cargo test --manifest-path
+/// fuzz/Cargo.toml`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(role: Role, chunks: &[u8], wire: &[u8]) -> Transcript {
+        let config = decode_input(&[0]).unwrap().config;
+        let t = receive_all(role, &config, chunks, true, true, wire);
+        check_replies(&t);
+        assert_eq!(t, receive_all(role, &config, &[], false, false, wire));
+        t
+    }
+
+    #[test]
+    fn messages_pongs_and_the_close_echo() {
+        for (role, masked) in [(Role::Server, true), (Role::Client, false)] {
+            let wire = [
+                frame(0x1, false, "a€".as_bytes(), masked),
+                frame(0x9, true, b"hi", masked),
+                frame(0x0, true, b"b", masked),
+                frame(0x2, true, &[0, 1, 2], masked),
+                frame(0x8, true, &[0x03, 0xE8, b'o', b'k'], masked),
+            ]
+            .concat();
+            for chunks in [&[][..], &[1], &[0, 3, 0, 250]] {
+                let t = run(role, chunks, &wire);
+                let text = "a€b".as_bytes().to_vec();
+                assert_eq!(t.messages, vec![(true, text), (false, vec![0, 1, 2])]);
+                assert_eq!(t.end, "closed 1000 \"ok\"");
+                let close = vec![0x03, 0xE8];
+                assert_eq!(
+                    t.replies,
+                    vec![(OpCode::Pong, b"hi".to_vec()), (OpCode::Close, close)]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn violations_end_with_their_close_code() {
+        let bad_utf8 = run(
+            Role::Server,
+            &[2],
+            &frame(0x1, true, &[b'a', 0xC0, 0xAF], true),
+        );
+        assert_eq!(
+            bad_utf8.protocol_error,
+            Some(syncws::ProtocolError::InvalidUtf8)
+        );
+        assert_eq!(bad_utf8.replies, vec![(OpCode::Close, vec![0x03, 0xEF])]);
+        let unmasked = run(Role::Server, &[], &frame(0x1, true, b"x", false));
+        assert_eq!(
+            unmasked.protocol_error,
+            Some(syncws::ProtocolError::UnmaskedFrame)
+        );
+        let eof = run(Role::Client, &[1], &frame(0x2, true, b"no close", false));
+        assert_eq!(eof.messages.len(), 1);
+        assert!(eof.end.contains("without a close frame"), "{}", eof.end);
+        assert!(eof.replies.is_empty());
+    }
+}
