@@ -59,6 +59,15 @@ else
     for t in "${TARGETS[@]}"; do build "$t"; done
 fi
 echo "   built in $(( $(date +%s) - start )) s"
+# The harness's own tests: known inputs give the known messages, replies and ends, so a harness
+# that silently stopped checking anything would fail here.
+echo "== the harness's own tests"
+if ! cargo test --manifest-path fuzz/Cargo.toml --lib >"$logs/harness.log" 2>&1; then
+    cat "$logs/harness.log"
+    echo "fuzz.sh: the harness's own tests failed" >&2
+    exit 1
+fi
+grep -m 1 "test result" "$logs/harness.log"
 
 rows=()
 failed=0
