@@ -65,12 +65,16 @@ mod websocket;
 pub use broadcast::Broadcast;
 pub use client::{Client, ClientBuilder, Url};
 pub use config::Config;
+#[cfg(feature = "deflate")]
+pub use config::DeflateConfig;
 pub use error::{
     Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, TlsError, TlsErrorKind,
     UrlError,
 };
 pub use io::{Split, Stream, Transport};
 pub use message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
+#[cfg(feature = "deflate")]
+pub use proto::deflate::DeflateParams;
 pub use proto::handshake::Request;
 pub use server::{
     Accept, BoxError, ConnectionError, HandlerResult, Response, Server, ServerHandle, accept,

@@ -86,7 +86,10 @@ pub(crate) fn run<F>(
                 send_response(&mut stream, config, &busy);
                 return;
             }
-            _counted = Some(Counted { per_ip, ip: peer.ip() });
+            _counted = Some(Counted {
+                per_ip,
+                ip: peer.ip(),
+            });
         }
         request.set_peer(Some(peer));
         if going_away.load(Ordering::SeqCst) {
