@@ -315,9 +315,11 @@ where
     let answer = Params {
         // RFC 7692 7.1.1.1: a client's request for it is accepted by echoing it.
         server_no_context_takeover: offer.server_no_context_takeover || config.no_context_takeover,
-        // The client's own client_no_context_takeover is only a hint, so our decompressor keeps
-        // its window unless we ask for this ourselves (then it binds the client).
-        client_no_context_takeover: config.peer_no_context_takeover,
+        // RFC 7692 7.1.1.2: a client that offers client_no_context_takeover will not keep its
+        // context anyway; confirming it binds the client and lets our decompressor forget
+        // between messages. Without it we only ask if configured to.
+        client_no_context_takeover: offer.client_no_context_takeover
+            || config.peer_no_context_takeover,
         server_max_window_bits: server_bits,
         client_max_window_bits: client_bits.map(Some),
     };
@@ -560,7 +562,10 @@ mod tests {
             (
                 &["permessage-deflate; client_no_context_takeover; client_max_window_bits"],
                 &default,
-                Some((agreed(15, false, 15, false), "permessage-deflate")),
+                Some((
+                    agreed(15, false, 15, true),
+                    "permessage-deflate; client_no_context_takeover",
+                )),
             ),
             (
                 &["permessage-deflate; server_no_context_takeover"],
@@ -849,10 +854,10 @@ mod tests {
                     at_server.no_context_takeover, at_client.peer_no_context_takeover,
                     "{pair}"
                 );
-                // the server relies on the client resetting only when it said so in the answer
-                if at_server.peer_no_context_takeover {
-                    assert!(at_client.no_context_takeover, "{pair}");
-                }
+                assert_eq!(
+                    at_server.peer_no_context_takeover, at_client.no_context_takeover,
+                    "{pair}"
+                );
             }
         }
     }
