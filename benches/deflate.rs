@@ -166,7 +166,12 @@ fn serve(key: &str) -> ! {
             Ok(())
         })
         .expect("start");
-    let _ = io::stdin().read_to_end(&mut Vec::new());
+    // "live" asks for the heap bytes in use; end of input stops the server.
+    for line in io::stdin().lock().lines() {
+        if line.is_ok_and(|l| l.trim() == "live") {
+            println!("LIVE {}", LIVE.load(Ordering::SeqCst));
+        }
+    }
     handle.shutdown();
     std::process::exit(0);
 }
@@ -174,6 +179,7 @@ fn serve(key: &str) -> ! {
 /// A server child process; stops when dropped (its stdin closes).
 struct ServerProc {
     child: Child,
+    out: BufReader<std::process::ChildStdout>,
     addr: SocketAddr,
 }
 
@@ -188,9 +194,8 @@ impl ServerProc {
             .spawn()
             .expect("spawn server process");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read port");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        out.read_line(&mut line).expect("read port");
         let port: u16 = line
             .trim()
             .strip_prefix("PORT ")
@@ -198,8 +203,21 @@ impl ServerProc {
             .unwrap_or_else(|| panic!("bad line from server: {line:?}"));
         ServerProc {
             child,
+            out,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         }
+    }
+
+    /// Heap bytes the server holds right now.
+    fn live_bytes(&mut self) -> i64 {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "live").expect("ask for live bytes");
+        let mut line = String::new();
+        self.out.read_line(&mut line).expect("read live bytes");
+        line.trim()
+            .strip_prefix("LIVE ")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("bad line from server: {line:?}"))
     }
 
     fn rss_kib(&self) -> u64 {
@@ -372,8 +390,9 @@ fn throughput(addr: SocketAddr, key: &str, size: usize, time: Duration) -> Throu
     }
 }
 
-fn rss_per_connection(key: &str, n: usize) -> f64 {
-    let server = ServerProc::start(key);
+/// (RSS, heap) growth per connection, in KiB.
+fn memory_per_connection(key: &str, n: usize) -> (f64, f64) {
+    let mut server = ServerProc::start(key);
     let msg = json_message(16 << 10, 99);
     // one connection first, so the process's one-time costs are paid before measuring
     let mut warm = connect(server.addr, key);
@@ -381,6 +400,7 @@ fn rss_per_connection(key: &str, n: usize) -> f64 {
     warm.ws.recv().expect("recv");
     std::thread::sleep(Duration::from_millis(200));
     let before = server.rss_kib();
+    let heap_before = server.live_bytes();
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
         let mut c = connect(server.addr, key);
@@ -390,8 +410,12 @@ fn rss_per_connection(key: &str, n: usize) -> f64 {
     }
     std::thread::sleep(Duration::from_millis(300));
     let after = server.rss_kib();
+    let heap_after = server.live_bytes();
     drop(conns);
-    (after.saturating_sub(before)) as f64 / n as f64
+    (
+        after.saturating_sub(before) as f64 / n as f64,
+        (heap_after - heap_before) as f64 / 1024.0 / n as f64,
+    )
 }
 
 /// Heap bytes held by a compressor and a decompressor after one 16 KiB message.
@@ -457,13 +481,14 @@ fn main() {
     println!();
     println!("server memory per idle connection after one 16 KiB echo (VmRSS, {n} connections)");
     println!();
-    println!("| mode | KiB per connection |");
-    println!("|---|---|");
+    println!("| mode | RSS KiB per connection | heap KiB per connection |");
+    println!("|---|---|---|");
     for (key, desc, _) in modes() {
         if key == "l1" {
             continue;
         }
-        println!("| {desc} | {:.1} |", rss_per_connection(key, n));
+        let (rss, heap) = memory_per_connection(key, n);
+        println!("| {desc} | {rss:.1} | {heap:.1} |");
     }
 
     println!();

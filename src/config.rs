@@ -63,8 +63,9 @@ pub struct Config {
     pub pong_timeout: Duration,
     /// permessage-deflate compression (RFC 7692), offered by a client and accepted by a server
     /// when set. Defaults to `None`: no compression, and nothing of it on the send or receive
-    /// path. Compression trades CPU and memory per connection (up to about 300 KiB with the
-    /// defaults of [`DeflateConfig`]) for fewer bytes on the wire.
+    /// path. Compression trades CPU and memory per connection (about 420 KiB of heap once a
+    /// compressed message went each way, with the defaults of [`DeflateConfig`]) for fewer bytes
+    /// on the wire (JSON-like text: 16% of its size at the default level).
     #[cfg(feature = "deflate")]
     pub deflate: Option<DeflateConfig>,
 }
@@ -184,11 +185,12 @@ impl Config {
 /// RFC terms a client's own settings are the `client_*` parameters and a server's own settings
 /// the `server_*` ones.
 ///
-/// Memory: a compressor takes about 2^(`window_bits` + 3) bytes plus 128 KiB (about 390 KiB at
-/// 15 bits), a decompressor about 2^`peer_window_bits` bytes plus 7 KiB. Both are created when
-/// the first compressed message goes out or comes in; with context takeover they stay for the
-/// life of the connection (they hold the window that later messages refer to), without it they
-/// are freed after every message. Window sizes below 15 and no context takeover cost ratio.
+/// Memory (measured by `benches/deflate.rs`): a compressor holds 371 KiB at 15 window bits,
+/// 259 KiB at 12 and 245 KiB at 9 (below 12 bits zlib's fixed hash table and buffers dominate);
+/// a decompressor 46 KiB whatever the window. Both are created when the first compressed
+/// message goes out or comes in; with context takeover they stay for the life of the connection
+/// (they hold the window that later messages refer to), without it they are freed after every
+/// message. Smaller windows and no context takeover cost ratio.
 ///
 /// ```
 /// use syncws::DeflateConfig;
@@ -205,8 +207,9 @@ impl Config {
 #[non_exhaustive]
 pub struct DeflateConfig {
     /// Compression level of what this endpoint sends, 0 (store) to 9 (smallest); larger values
-    /// are taken as 9. Defaults to 6, zlib's own default: within a few percent of the smallest
-    /// output at several times the speed of level 9.
+    /// are taken as 9. Defaults to 6, zlib's own default (and Python websockets' and Node ws').
+    /// On JSON-like text level 1 compresses about 6 times as fast for 1.7 times the bytes, level
+    /// 3 about 2.3 times as fast for 15% more bytes: lower it when CPU is scarcer than bandwidth.
     pub level: u32,
     /// Messages shorter than this many bytes are sent uncompressed (their RSV1 bit clear). Defaults
     /// to 64: below that the frame header dominates and compressing costs more CPU than it saves
