@@ -742,3 +742,64 @@ fn compressed_size_limits_apply_to_inflated_bytes() {
     raw.send(&Frame::binary(&empty_blocks).rsv(RSV1));
     assert_eq!(raw.expect_close(), Some(1009));
 }
+
+#[test]
+fn accept_with_negotiates_too() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = syncws::accept_with(tcp, deflate_config()).unwrap();
+        let agreed = ws.compression();
+        while let Some(msg) = ws.recv().unwrap() {
+            ws.send(&msg).unwrap();
+        }
+        agreed
+    });
+    let mut ws = Client::builder()
+        .config(deflate_config())
+        .connect(&ws_url(addr, "/"))
+        .unwrap();
+    let text = json_like(10_000);
+    ws.send(&text).unwrap();
+    assert!(ws.recv().unwrap() == Some(Message::Text(text)));
+    ws.close(CloseCode::NORMAL, "").unwrap();
+    assert!(ws.compression().is_some());
+    assert_eq!(
+        server.join().unwrap(),
+        ws.compression().map(|p| DeflateParams {
+            window_bits: p.peer_window_bits,
+            no_context_takeover: p.peer_no_context_takeover,
+            peer_window_bits: p.window_bits,
+            peer_no_context_takeover: p.no_context_takeover,
+        })
+    );
+}
+
+#[test]
+fn a_receive_cut_off_mid_frame_resumes_and_inflates_the_rest() {
+    let msg = varied_text(300_000);
+    let z = compress(msg.as_bytes());
+    let (go_on, wait) = std::sync::mpsc::channel::<()>();
+    let (addr, server) = raw_server_with_headers(
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n".to_owned(),
+        move |mut raw| {
+            let wire = Frame::text(&z).rsv(RSV1).unmasked().to_bytes();
+            let half = wire.len() / 2;
+            raw.write_raw(&wire[..half]);
+            wait.recv().unwrap();
+            raw.write_raw(&wire[half..]);
+            raw.read_close().close_code()
+        },
+    );
+    let mut ws = Client::builder()
+        .config(deflate_config())
+        .connect(&ws_url(addr, "/"))
+        .unwrap();
+    let got = ws.recv_timeout(std::time::Duration::from_millis(300));
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    go_on.send(()).unwrap();
+    assert!(ws.recv().unwrap() == Some(Message::Text(msg)));
+    ws.close(CloseCode::NORMAL, "").unwrap();
+    assert_eq!(server.join().unwrap(), Some(1000));
+}

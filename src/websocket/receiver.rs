@@ -223,6 +223,7 @@ impl Receiver {
                 return Err(ProtocolError::TooManyFragments);
             }
             if self.inflating() {
+                #[cfg(feature = "deflate")]
                 self.start_compressed_frame(len)?;
             } else {
                 if self.buf.len() + len > self.max_message {
@@ -370,13 +371,6 @@ impl Receiver {
     pub fn swap_message(&mut self, out: &mut Vec<u8>) {
         std::mem::swap(&mut self.buf, out);
         self.buf.clear();
-    }
-}
-
-#[cfg(not(feature = "deflate"))]
-impl Receiver {
-    fn start_compressed_frame(&mut self, _len: usize) -> Result<(), ProtocolError> {
-        unreachable!("no compressed messages without the deflate feature")
     }
 }
 
