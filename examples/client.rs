@@ -3,12 +3,13 @@
 //!
 //! ```text
 //! cargo run --release --example client -- [URL] [-H 'Name: value']... [--protocol NAME]...
-//!                                          [--ca FILE] [--insecure]
+//!                                          [--ca FILE] [--insecure] [--deflate]
 //! ```
 //!
 //! URL defaults to ws://127.0.0.1:9001. `-H` adds a request header (repeatable), `--protocol`
 //! offers a subprotocol (repeatable), `--ca` trusts a PEM CA for `wss://` besides the system's,
-//! `--insecure` accepts any certificate (testing only). Proxies come from `HTTPS_PROXY`,
+//! `--insecure` accepts any certificate (testing only), `--deflate` offers permessage-deflate (a
+//! build with `--features deflate`). Proxies come from `HTTPS_PROXY`,
 //! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`.
 
 use std::io::{BufRead, Write};
@@ -18,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use syncws::{Client, ClientTls, CloseCode, Message};
 
-const USAGE: &str =
-    "usage: client [URL] [-H 'Name: value']... [--protocol NAME]... [--ca FILE] [--insecure]";
+const USAGE: &str = "usage: client [URL] [-H 'Name: value']... [--protocol NAME]... [--ca FILE] \
+                     [--insecure] [--deflate]";
 
 fn usage(problem: &str) -> ! {
     eprintln!("{problem}\n{USAGE}");
@@ -55,6 +56,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--protocol" => builder = builder.protocol(&value("--protocol")),
             "--ca" => tls = tls.add_root_file(value("--ca")),
             "--insecure" => tls = tls.insecure(true),
+            "--deflate" => builder = builder.config(deflate()),
             "-h" | "--help" => usage("sends stdin lines, prints what arrives"),
             flag if flag.starts_with('-') => usage(&format!("unknown option {flag}")),
             _ => url = arg,
@@ -63,6 +65,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut ws = builder.tls(tls.build()?).connect(&url)?;
     if let Some(protocol) = ws.protocol() {
         eprintln!("subprotocol: {protocol}");
+    }
+    #[cfg(feature = "deflate")]
+    if let Some(agreed) = ws.compression() {
+        eprintln!("compression: permessage-deflate {agreed:?}");
     }
     let (mut reader, writer) = ws.split()?;
     let (got_one, arrivals) = mpsc::channel();
@@ -94,4 +100,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     writer.close(CloseCode::NORMAL, "")?;
     printer.join().expect("printer thread")?;
     Ok(())
+}
+
+#[cfg(feature = "deflate")]
+fn deflate() -> syncws::Config {
+    syncws::Config::default().deflate(Some(syncws::DeflateConfig::default()))
+}
+
+#[cfg(not(feature = "deflate"))]
+fn deflate() -> syncws::Config {
+    usage("--deflate needs a build with --features deflate")
 }

@@ -1,17 +1,18 @@
 //! Echoes every text and binary message back to its sender.
 //!
 //! ```text
-//! cargo run --release --example echo_server -- [ADDR] [--tls-cert FILE --tls-key FILE]
+//! cargo run --release --example echo_server -- [ADDR] [--tls-cert FILE --tls-key FILE] [--deflate]
 //! ```
 //!
 //! ADDR defaults to 127.0.0.1:9001. With a PEM certificate chain and PKCS#8 PEM key it serves
 //! `wss://` (try it with `tests/fixtures/server.pem` and `server.key`, and the client's
-//! `--ca tests/fixtures/ca.pem`). Set `RUST_LOG=debug` to see every connection open and end.
+//! `--ca tests/fixtures/ca.pem`). `--deflate` accepts permessage-deflate (a build with
+//! `--features deflate`). Set `RUST_LOG=debug` to see every connection open and end.
 
 use std::process::exit;
 
 fn usage(problem: &str) -> ! {
-    eprintln!("{problem}\nusage: echo_server [ADDR] [--tls-cert FILE --tls-key FILE]");
+    eprintln!("{problem}\nusage: echo_server [ADDR] [--tls-cert FILE --tls-key FILE] [--deflate]");
     exit(2)
 }
 
@@ -26,6 +27,7 @@ fn main() {
 fn run() -> Result<(), syncws::Error> {
     let mut addr = "127.0.0.1:9001".to_owned();
     let (mut cert, mut key) = (None, None);
+    let mut config = syncws::Config::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -35,12 +37,13 @@ fn run() -> Result<(), syncws::Error> {
         match arg.as_str() {
             "--tls-cert" => cert = Some(value("--tls-cert")),
             "--tls-key" => key = Some(value("--tls-key")),
+            "--deflate" => config = deflate(config),
             "-h" | "--help" => usage("echoes every message back"),
             flag if flag.starts_with('-') => usage(&format!("unknown option {flag}")),
             _ => addr = arg,
         }
     }
-    let mut server = syncws::Server::bind(&addr)?;
+    let mut server = syncws::Server::bind(&addr)?.config(config);
     let scheme = match (cert, key) {
         (Some(cert), Some(key)) => {
             server = server.tls(syncws::ServerTls::from_pem_files(cert, key)?);
@@ -56,4 +59,14 @@ fn run() -> Result<(), syncws::Error> {
         }
         Ok(())
     })
+}
+
+#[cfg(feature = "deflate")]
+fn deflate(config: syncws::Config) -> syncws::Config {
+    config.deflate(Some(syncws::DeflateConfig::default()))
+}
+
+#[cfg(not(feature = "deflate"))]
+fn deflate(_: syncws::Config) -> syncws::Config {
+    usage("--deflate needs a build with --features deflate")
 }

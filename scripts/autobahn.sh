@@ -9,7 +9,13 @@
 #   --no-build          do not run cargo build (use the binaries as they are)
 #   --only server|client
 #                       run only one side (default: both)
-#   --update-expected   copy the new summary to autobahn/expected.txt
+#   --update-expected   copy the new summary to the expected file
+#   --deflate           permessage-deflate mode: sections 12 and 13 (compression)
+#                       instead of 1-10, testees built with --features deflate and
+#                       run with --deflate, UNIMPLEMENTED counted as a failure;
+#                       specs autobahn/fuzzing{client,server}-deflate.json, reports
+#                       in autobahn/reports/deflate, compared with
+#                       autobahn/expected-deflate.txt (takes several minutes)
 #   -h, --help          show this help
 #
 # Environment:
@@ -21,11 +27,13 @@
 #   AUTOBAHN_CLIENT_BIN     testee client command (default: the
 #                           autobahn_client example); gets the URL as argument
 #                           (both commands are split on whitespace)
-#   AUTOBAHN_TIMEOUT        seconds allowed for each wstest/testee run (120)
+#   AUTOBAHN_TIMEOUT        seconds allowed for each wstest/testee run (120;
+#                           1800 with --deflate)
 #
 # Everything listens and connects on 127.0.0.1 only.
 # Reports go to autobahn/reports/{server,client}; the combined summary goes
-# to autobahn/reports/summary.txt and is compared with autobahn/expected.txt.
+# to autobahn/reports/summary.txt and is compared with autobahn/expected.txt
+# (with --deflate: autobahn/reports/deflate/..., autobahn/expected-deflate.txt).
 # The exit status is the summary's (non-zero on any failing case).
 
 set -euo pipefail
@@ -80,7 +88,7 @@ INSTALL=auto      # auto | only | never
 BUILD=1
 ONLY=both
 UPDATE_EXPECTED=0
-TIMEOUT_S="${AUTOBAHN_TIMEOUT:-120}"
+DEFLATE=0
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'autobahn.sh: error: %s\n' "$*" >&2; exit 2; }
@@ -97,12 +105,31 @@ while [ $# -gt 0 ]; do
             ONLY="$2"; shift ;;
         --only=*) ONLY="${1#--only=}" ;;
         --update-expected) UPDATE_EXPECTED=1 ;;
+        --deflate) DEFLATE=1 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
     shift
 done
 case "$ONLY" in server|client|both) ;; *) die "--only takes server or client" ;; esac
+
+if [ "$DEFLATE" = 1 ]; then
+    SPEC_SUFFIX=-deflate
+    EXPECTED=autobahn/expected-deflate.txt
+    REPORTS_REL=autobahn/reports/deflate
+    TIMEOUT_S="${AUTOBAHN_TIMEOUT:-1800}"
+    BUILD_FEATURES=(--features deflate)
+    TESTEE_ARGS=--deflate
+    SUMMARY_ARGS=(--no-unimplemented)
+else
+    SPEC_SUFFIX=""
+    EXPECTED=autobahn/expected.txt
+    REPORTS_REL=autobahn/reports
+    TIMEOUT_S="${AUTOBAHN_TIMEOUT:-120}"
+    BUILD_FEATURES=()
+    TESTEE_ARGS=
+    SUMMARY_ARGS=()
+fi
 
 # ---------------------------------------------------------------------------
 # wstest installation
@@ -361,7 +388,7 @@ PY
 # The two test runs
 # ---------------------------------------------------------------------------
 
-REPORTS="$ROOT/autobahn/reports"
+REPORTS="$ROOT/$REPORTS_REL"
 LOGS="$REPORTS/logs"
 RUN_ERRORS=()
 
@@ -377,7 +404,7 @@ run_server_tests() {
     port="$(free_port)"
     spec="$TMPDIR_RUN/fuzzingclient.json"
     rm -rf "$outdir"
-    make_spec autobahn/fuzzingclient.json "$spec" "ws://127.0.0.1:$port" "$outdir"
+    make_spec "autobahn/fuzzingclient$SPEC_SUFFIX.json" "$spec" "ws://127.0.0.1:$port" "$outdir"
 
     log "server tests: testee server on 127.0.0.1:$port"
     # The background processes get a little longer than the run they serve.
@@ -389,7 +416,7 @@ run_server_tests() {
     log "server tests: wstest -m fuzzingclient"
     run_waited timeout "$TIMEOUT_S" "$PY2" "$TMPDIR_RUN/wstest_loopback.py" -m fuzzingclient -s "$spec" \
         >"$LOGS/wstest-fuzzingclient.log" 2>&1 || rc=$?
-    [ "$rc" = 0 ] || run_error server "wstest fuzzingclient exited with status $rc (see autobahn/reports/logs/wstest-fuzzingclient.log)"
+    [ "$rc" = 0 ] || run_error server "wstest fuzzingclient exited with status $rc (see $REPORTS_REL/logs/wstest-fuzzingclient.log)"
     stop_pid "$pid"
 }
 
@@ -398,7 +425,7 @@ run_client_tests() {
     port="$(free_port)"
     spec="$TMPDIR_RUN/fuzzingserver.json"
     rm -rf "$outdir"
-    make_spec autobahn/fuzzingserver.json "$spec" "ws://127.0.0.1:$port" "$outdir"
+    make_spec "autobahn/fuzzingserver$SPEC_SUFFIX.json" "$spec" "ws://127.0.0.1:$port" "$outdir"
 
     log "client tests: wstest -m fuzzingserver on 127.0.0.1:$port"
     timeout "$((TIMEOUT_S + 30))" "$PY2" "$TMPDIR_RUN/wstest_loopback.py" -m fuzzingserver -u 0 -s "$spec" \
@@ -410,7 +437,7 @@ run_client_tests() {
     log "client tests: testee client"
     run_waited timeout "$TIMEOUT_S" "${CLIENT_CMD[@]}" "ws://127.0.0.1:$port" \
         >"$LOGS/testee-client.log" 2>&1 || rc=$?
-    [ "$rc" = 0 ] || run_error client "testee client exited with status $rc (see autobahn/reports/logs/testee-client.log)"
+    [ "$rc" = 0 ] || run_error client "testee client exited with status $rc (see $REPORTS_REL/logs/testee-client.log)"
     if [ ! -f "$outdir/index.json" ]; then
         log "client tests: no report written by the testee client; requesting one"
         request_reports "$port" || log "warning: could not request the reports"
@@ -437,11 +464,13 @@ main() {
 
     if [ "$BUILD" = 1 ]; then
         log "building the autobahn examples"
-        cargo build --release --example autobahn_server --example autobahn_client
+        cargo build --release "${BUILD_FEATURES[@]+"${BUILD_FEATURES[@]}"}" \
+            --example autobahn_server --example autobahn_client
     fi
     # The overrides are split on whitespace (a command and its arguments).
-    read -r -a SERVER_CMD <<<"${AUTOBAHN_SERVER_BIN:-$ROOT/target/release/examples/autobahn_server}"
-    read -r -a CLIENT_CMD <<<"${AUTOBAHN_CLIENT_BIN:-$ROOT/target/release/examples/autobahn_client}"
+    local bin="$ROOT/target/release/examples"
+    read -r -a SERVER_CMD <<<"${AUTOBAHN_SERVER_BIN:-$bin/autobahn_server $TESTEE_ARGS}"
+    read -r -a CLIENT_CMD <<<"${AUTOBAHN_CLIENT_BIN:-$bin/autobahn_client $TESTEE_ARGS}"
 
     mkdir -p "$LOGS"
     local t0=$SECONDS status=0 rc summary="$REPORTS/summary.txt"
@@ -449,13 +478,13 @@ main() {
     if [ "$ONLY" != client ]; then
         run_server_tests
         rc=0
-        python3 scripts/autobahn_summary.py "$REPORTS/server" server >>"$summary" || rc=$?
+        python3 scripts/autobahn_summary.py "${SUMMARY_ARGS[@]+"${SUMMARY_ARGS[@]}"}" "$REPORTS/server" server >>"$summary" || rc=$?
         [ "$rc" -le "$status" ] || status=$rc
     fi
     if [ "$ONLY" != server ]; then
         run_client_tests
         rc=0
-        python3 scripts/autobahn_summary.py "$REPORTS/client" client >>"$summary" || rc=$?
+        python3 scripts/autobahn_summary.py "${SUMMARY_ARGS[@]+"${SUMMARY_ARGS[@]}"}" "$REPORTS/client" client >>"$summary" || rc=$?
         [ "$rc" -le "$status" ] || status=$rc
     fi
     local e
@@ -468,14 +497,14 @@ main() {
 
     cat "$summary"
     if [ "$UPDATE_EXPECTED" = 1 ]; then
-        cp "$summary" autobahn/expected.txt
-        log "updated autobahn/expected.txt"
-    elif [ ! -f autobahn/expected.txt ]; then
-        log "warning: autobahn/expected.txt does not exist (create it with --update-expected)"
-    elif ! diff -u --label autobahn/expected.txt --label autobahn/reports/summary.txt autobahn/expected.txt "$summary"; then
-        log "warning: the summary differs from autobahn/expected.txt (diff above)"
+        cp "$summary" "$EXPECTED"
+        log "updated $EXPECTED"
+    elif [ ! -f "$EXPECTED" ]; then
+        log "warning: $EXPECTED does not exist (create it with --update-expected)"
+    elif ! diff -u --label "$EXPECTED" --label "$REPORTS_REL/summary.txt" "$EXPECTED" "$summary"; then
+        log "warning: the summary differs from $EXPECTED (diff above)"
     else
-        log "summary matches autobahn/expected.txt"
+        log "summary matches $EXPECTED"
     fi
     if [ "$status" = 0 ]; then log "PASS"; else log "FAIL: see $summary"; fi
     return "$status"

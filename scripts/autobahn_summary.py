@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarise an Autobahn testsuite (wstest) report directory.
 
-Usage: autobahn_summary.py REPORT_DIR LABEL
+Usage: autobahn_summary.py [--no-unimplemented] REPORT_DIR LABEL
 
 REPORT_DIR holds the index.json that wstest writes (plus one JSON file per
 case); LABEL (e.g. "server" or "client") names the run in the output.
@@ -11,6 +11,9 @@ Prints, per section (the first number of the case id), the counts of each
 behaviorClose is not OK, with the result texts from its per-case report.
 The output has no timestamps or durations and is sorted, so a saved copy
 diffs cleanly.
+
+With --no-unimplemented, UNIMPLEMENTED fails in sections 12 and 13 too (the
+run with permessage-deflate on, where compression is what is tested).
 
 Exit status: 0 if every case passes; 1 if any case is FAILED, NON-STRICT,
 UNIMPLEMENTED (allowed only in sections 12 and 13), of an unknown behavior,
@@ -123,8 +126,12 @@ def summarise_agent(label, agent, cases, report_dir, out):
 
 
 def main(argv):
+    global UNIMPLEMENTED_ALLOWED_SECTIONS
+    if len(argv) > 1 and argv[1] == "--no-unimplemented":
+        UNIMPLEMENTED_ALLOWED_SECTIONS = set()
+        argv = argv[:1] + argv[2:]
     if len(argv) != 3:
-        sys.stderr.write("usage: autobahn_summary.py REPORT_DIR LABEL\n")
+        sys.stderr.write("usage: autobahn_summary.py [--no-unimplemented] REPORT_DIR LABEL\n")
         return 2
     report_dir, label = argv[1], argv[2]
     out = []

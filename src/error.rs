@@ -121,7 +121,8 @@ impl From<UrlError> for Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProtocolError {
-    /// An RSV bit was set that no negotiated extension defines.
+    /// An RSV bit was set that no negotiated extension defines, or RSV1 (compressed) on a control
+    /// frame or a continuation frame.
     ReservedBits,
     /// The frame used a reserved opcode (3-7 or 11-15).
     ReservedOpcode(u8),
@@ -151,6 +152,9 @@ pub enum ProtocolError {
     MessageTooLarge,
     /// A message came in more fragments than [`Config::max_fragments`](crate::Config::max_fragments).
     TooManyFragments,
+    /// A compressed message (permessage-deflate) did not inflate: corrupt deflate data, or data
+    /// after a final block.
+    BadCompressedData,
 }
 
 impl ProtocolError {
@@ -158,7 +162,9 @@ impl ProtocolError {
     /// 1002 for everything else.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_DATA,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadCompressedData => {
+                CloseCode::INVALID_DATA
+            }
             ProtocolError::FrameTooLarge
             | ProtocolError::MessageTooLarge
             | ProtocolError::TooManyFragments => CloseCode::TOO_BIG,
@@ -189,6 +195,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::FrameTooLarge => f.write_str("frame too large"),
             ProtocolError::MessageTooLarge => f.write_str("message too large"),
             ProtocolError::TooManyFragments => f.write_str("too many fragments"),
+            ProtocolError::BadCompressedData => f.write_str("corrupt compressed data"),
         }
     }
 }
@@ -219,8 +226,14 @@ pub enum HandshakeError {
     HeadersTooLarge,
     /// The response's `Sec-WebSocket-Accept` does not match our key.
     BadAccept,
-    /// The server chose a subprotocol or extension the client did not offer.
+    /// The server chose a subprotocol or extension the client did not offer, or answered the
+    /// client's permessage-deflate offer with a parameter it may not send (a larger window than
+    /// offered, `client_max_window_bits` when the client did not offer it) or without one it had
+    /// to send (`server_no_context_takeover` or `server_max_window_bits` the client asked for).
     UnexpectedNegotiation,
+    /// A `Sec-WebSocket-Extensions` answer the client cannot read: malformed, an unknown or
+    /// repeated permessage-deflate parameter, or a window size outside 8..=15.
+    BadExtension,
     /// The connection closed before the handshake completed.
     Eof,
     /// The request's `Origin` is not allowed (answered with 403).
@@ -256,6 +269,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::HeadersTooLarge => "headers too large",
             HandshakeError::BadAccept => "sec-websocket-accept does not match",
             HandshakeError::UnexpectedNegotiation => "server chose something not offered",
+            HandshakeError::BadExtension => "malformed sec-websocket-extensions answer",
             HandshakeError::Eof => "connection closed during handshake",
             HandshakeError::Timeout => "handshake timed out",
             HandshakeError::OriginRefused => "origin not allowed",

@@ -281,6 +281,11 @@ impl ClientBuilder {
                 self.protocols.join(", "),
             ));
         }
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = &self.config.deflate {
+            let offer = crate::proto::deflate::offer(deflate);
+            extra.push(("Sec-WebSocket-Extensions".to_owned(), offer));
+        }
         let request = handshake::client_request(&url.host_header(), &url.target, &key, &extra);
         stream.set_write_timeout(Some(left(deadline)?))?;
         stream.write_all(&request)?;
@@ -302,13 +307,42 @@ impl ClientBuilder {
                 body,
             })));
         }
-        let protocol = handshake::check_response(&head, &key, &self.protocols)?;
+        let offered_extensions = cfg!(feature = "deflate") && self.deflate_config().is_some();
+        let protocol = handshake::check_response(&head, &key, &self.protocols, offered_extensions)?;
+        #[cfg(feature = "deflate")]
+        let deflate = match self.deflate_config() {
+            Some(config) => {
+                let answer = head
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+                    .map(|(_, v)| v.as_str());
+                crate::proto::deflate::check_answer(answer, config)?.map(|p| (p, config))
+            }
+            None => None,
+        };
         stream.set_write_timeout(None)?;
         stream.set_read_timeout(None)?;
         let mut ws =
             WebSocket::from_stream(stream, Role::Client, self.config.clone(), &buf[used..]);
         ws.set_protocol(protocol);
+        #[cfg(feature = "deflate")]
+        if let Some((params, config)) = deflate {
+            ws.set_deflate(params, config);
+        }
         Ok(ws)
+    }
+}
+
+impl ClientBuilder {
+    #[cfg(feature = "deflate")]
+    fn deflate_config(&self) -> Option<&crate::DeflateConfig> {
+        self.config.deflate.as_ref()
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn deflate_config(&self) -> Option<&()> {
+        None
     }
 }
 

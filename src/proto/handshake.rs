@@ -385,11 +385,14 @@ fn parse_any_response(
 }
 
 /// Checks a `101` response against the key and subprotocols we sent (RFC 6455 4.1, the client's
-/// checks); returns the subprotocol the server chose, if any.
+/// checks); returns the subprotocol the server chose, if any. With `extensions_offered` false,
+/// any `Sec-WebSocket-Extensions` in the answer fails the handshake; with it true, checking the
+/// answer is the extension's business (`proto::deflate::check_answer`).
 pub fn check_response(
     head: &ResponseHead,
     key: &str,
     offered: &[String],
+    extensions_offered: bool,
 ) -> Result<Option<String>, HandshakeError> {
     if !has_token(&head.headers, "upgrade", "websocket") {
         return Err(HandshakeError::NotUpgrade);
@@ -401,8 +404,8 @@ pub fn check_response(
         return Err(HandshakeError::BadAccept);
     }
     // RFC 6455 4.1: an extension or subprotocol the client did not ask for MUST fail the
-    // connection. This client offers no extension.
-    if head.header("sec-websocket-extensions").is_some() {
+    // connection.
+    if !extensions_offered && head.header("sec-websocket-extensions").is_some() {
         return Err(HandshakeError::UnexpectedNegotiation);
     }
     let mut chosen = head
@@ -543,9 +546,9 @@ mod tests {
         }
         let (head, n) = parse_response(&resp, 16).unwrap().unwrap();
         assert_eq!((head.status, n), (101, resp.len()));
-        assert_eq!(check_response(&head, &key, &[]), Ok(None));
+        assert_eq!(check_response(&head, &key, &[], false), Ok(None));
         assert_eq!(
-            check_response(&head, &generate_key(), &[]),
+            check_response(&head, &generate_key(), &[], false),
             Err(HandshakeError::BadAccept)
         );
     }
@@ -615,7 +618,7 @@ mod tests {
         ];
         for (raw, offered, want) in rows {
             let (head, _) = parse_response(raw.as_bytes(), 16).unwrap().unwrap();
-            assert_eq!(check_response(&head, key, offered), want, "{raw}");
+            assert_eq!(check_response(&head, key, offered, false), want, "{raw}");
         }
     }
 

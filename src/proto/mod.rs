@@ -2,6 +2,10 @@
 //! socket, a thread or a clock, so every rule can be tested by feeding bytes.
 
 pub mod close;
+#[cfg(feature = "deflate")]
+pub mod compress;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod mask;

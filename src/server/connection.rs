@@ -290,10 +290,12 @@ fn upgrade(
     if let Some(p) = &protocol {
         extra.push(("Sec-WebSocket-Protocol".into(), p.clone()));
     }
+    let deflate = negotiate_deflate(&request, config, &mut extra);
     stream.set_write_timeout(Some(config.handshake_timeout))?;
     stream.write_all(&handshake::response_101(&accept_key, &extra))?;
     stream.flush()?;
     let mut ws = WebSocket::from_stream(stream, Role::Server, config.clone(), leftover);
+    deflate.install(&mut ws, config);
     ws.set_request(request);
     ws.set_server_parts(protocol, data, Arc::clone(going_away));
     Ok(ws)
@@ -359,12 +361,56 @@ pub fn accept_with<S: Transport>(mut stream: S, config: Config) -> Result<WebSoc
             return Err(h.into());
         }
     };
+    let mut extra = Vec::new();
+    let deflate = negotiate_deflate(&request, &config, &mut extra);
     stream.set_write_timeout(Some(config.handshake_timeout))?;
-    stream.write_all(&handshake::response_101(&accept, &[]))?;
+    stream.write_all(&handshake::response_101(&accept, &extra))?;
     stream.flush()?;
-    let mut ws = WebSocket::from_stream(stream, Role::Server, config, &buf[used..]);
+    let mut ws = WebSocket::from_stream(stream, Role::Server, config.clone(), &buf[used..]);
+    deflate.install(&mut ws, &config);
     ws.set_request(request);
     Ok(ws)
+}
+
+/// What the server agreed about compression, to install once the socket exists.
+struct Agreed(#[cfg(feature = "deflate")] Option<crate::DeflateParams>);
+
+impl Agreed {
+    fn install<S: Transport>(self, ws: &mut WebSocket<S>, config: &Config) {
+        #[cfg(feature = "deflate")]
+        if let (Some(params), Some(deflate)) = (self.0, &config.deflate) {
+            ws.set_deflate(params, deflate);
+        }
+        let _ = (ws, config);
+    }
+}
+
+/// With compression configured, answers the first acceptable permessage-deflate offer of the
+/// request (adding the answer to `extra`); otherwise, or if none is acceptable, declines by
+/// saying nothing.
+fn negotiate_deflate(
+    request: &Request,
+    config: &Config,
+    extra: &mut Vec<(String, String)>,
+) -> Agreed {
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = &config.deflate {
+        let offers = request
+            .headers()
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|(_, v)| v.as_str());
+        if let Some((params, answer)) = crate::proto::deflate::accept_offer(offers, deflate) {
+            extra.push(("Sec-WebSocket-Extensions".into(), answer));
+            return Agreed(Some(params));
+        }
+        return Agreed(None);
+    }
+    let _ = (request, config, extra);
+    Agreed(
+        #[cfg(feature = "deflate")]
+        None,
+    )
 }
 
 /// Reads one request head within `deadline` and the header limits of `config`.

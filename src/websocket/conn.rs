@@ -30,8 +30,15 @@ pub(crate) trait Link {
     type Read: Transport + ?Sized;
     /// The stream to read from.
     fn read_half(&mut self) -> &mut Self::Read;
-    /// Writes one whole frame. A failure closes the connection for every half.
-    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()>;
+    /// Writes one whole frame; `compress` lets a data message be compressed (when
+    /// permessage-deflate was negotiated). A failure closes the connection for every half.
+    fn write_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        compress: bool,
+    ) -> Result<()>;
     /// Claims the right to send the one close frame; false if it already went out.
     fn begin_close(&mut self) -> bool;
     /// Whether a close frame went out (from any half).
@@ -55,6 +62,9 @@ pub(crate) struct Info {
     /// Set by a server that is shutting down; it then shuts the socket's reading side to wake a
     /// blocked receive, which answers with 1001.
     pub going_away: Option<Arc<AtomicBool>>,
+    /// The permessage-deflate parameters agreed in the handshake.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::DeflateParams>,
 }
 
 impl Info {
@@ -66,6 +76,8 @@ impl Info {
             protocol: None,
             data: None,
             going_away: None,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }
@@ -337,7 +349,7 @@ impl<L: Link> Conn<L> {
     }
 
     fn write(&mut self, opcode: OpCode, payload: &[u8]) -> Result<()> {
-        let result = self.link.write_frame(opcode, true, payload);
+        let result = self.link.write_frame(opcode, true, payload, false);
         if result.is_err() {
             self.state = State::Closed;
         }
@@ -448,11 +460,17 @@ impl<L: Link> Conn<L> {
     }
 
     /// Sends a data or control frame from the user, refusing once closing has begun.
-    pub fn send_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+    pub fn send_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        compress: bool,
+    ) -> Result<()> {
         if self.state() != State::Open {
             return Err(Error::Closed);
         }
-        let result = self.link.write_frame(opcode, fin, payload);
+        let result = self.link.write_frame(opcode, fin, payload, compress);
         if result.is_err() {
             self.state = State::Closed;
         }

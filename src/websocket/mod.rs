@@ -122,7 +122,13 @@ impl<S: Transport> Link for Owned<S> {
         self.stream()
     }
 
-    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+    fn write_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        compress: bool,
+    ) -> Result<()> {
         if self.closed {
             return Err(Error::Closed);
         }
@@ -132,7 +138,7 @@ impl<S: Transport> Link for Owned<S> {
         if nonblocking {
             stream.set_nonblocking(false)?;
         }
-        let result = sender.write_frame(stream, opcode, fin, payload);
+        let result = sender.write_data(stream, opcode, fin, payload, compress);
         if nonblocking {
             stream.set_nonblocking(true)?;
         }
@@ -216,6 +222,34 @@ impl<S: Transport> WebSocket<S> {
 
     pub(crate) fn set_protocol(&mut self, protocol: Option<String>) {
         self.conn.info.protocol = protocol;
+    }
+
+    /// Turns on permessage-deflate as agreed in the handshake.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn set_deflate(
+        &mut self,
+        params: crate::DeflateParams,
+        config: &crate::DeflateConfig,
+    ) {
+        let rx = &mut self.conn.rx;
+        rx.set_inflate(params.peer_window_bits, params.peer_no_context_takeover);
+        self.conn.link.sender.set_deflate(&params, config);
+        self.conn.info.deflate = Some(params);
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake, or `None` when messages go
+    /// uncompressed both ways (not configured, not offered, or declined by the peer).
+    ///
+    /// ```no_run
+    /// use syncws::{Client, Config, DeflateConfig};
+    /// let config = Config::default().deflate(Some(DeflateConfig::default()));
+    /// let ws = Client::builder().config(config).connect("ws://127.0.0.1:9001/")?;
+    /// println!("compressed: {}", ws.compression().is_some());
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn compression(&self) -> Option<crate::DeflateParams> {
+        self.conn.info.deflate
     }
 
     pub(crate) fn set_server_parts(
@@ -353,12 +387,28 @@ impl<S: Transport> WebSocket<S> {
     /// Sends a text or binary message in one frame: `&str`/`String` as text, `&[u8]`/`Vec<u8>`
     /// as binary, a [`Message`] as what it is. Large payloads are not copied, and the caller's
     /// buffer is never modified.
+    ///
+    /// With permessage-deflate negotiated (feature `deflate`, see `compression`), messages of
+    /// at least the threshold are compressed; see [`WebSocket::send_uncompressed`] to skip that.
     pub fn send<M: ToMessage>(&mut self, msg: M) -> Result<()> {
         let msg = msg.to_message();
-        self.conn.send_frame(opcode_of(&msg), true, msg.bytes())
+        self.conn
+            .send_frame(opcode_of(&msg), true, msg.bytes(), true)
+    }
+
+    /// Like [`WebSocket::send`], but never compresses this message: for data that is already
+    /// compressed (images, archives) or must not share a compression context with secrets
+    /// (compression can reveal secrets mixed with attacker-chosen text, as in CRIME/BREACH).
+    /// Without compression negotiated it is `send`.
+    pub fn send_uncompressed<M: ToMessage>(&mut self, msg: M) -> Result<()> {
+        let msg = msg.to_message();
+        self.conn
+            .send_frame(opcode_of(&msg), true, msg.bytes(), false)
     }
 
     /// Sends one message as several frames, one per item; the first item decides text or binary.
+    /// With compression negotiated, the message is compressed whatever its pieces' sizes, each
+    /// frame decodable as it arrives.
     ///
     /// An empty iterator sends nothing. An item of the other kind is refused with
     /// [`Error::InvalidInput`]; as part of the message is already out, the connection is then
@@ -369,7 +419,9 @@ impl<S: Transport> WebSocket<S> {
         I::Item: ToMessage,
     {
         let conn = &mut self.conn;
-        let result = fragment_opcodes(fragments, |op, fin, bytes| conn.send_frame(op, fin, bytes));
+        let result = fragment_opcodes(fragments, |op, fin, bytes| {
+            conn.send_frame(op, fin, bytes, true)
+        });
         if let Err(Error::InvalidInput(_)) = result {
             let _ = self.conn.close(CloseCode::INTERNAL_ERROR, "");
         }
@@ -379,13 +431,13 @@ impl<S: Transport> WebSocket<S> {
     /// Sends a ping with up to 125 bytes of payload. The pong is consumed by `recv`.
     pub fn ping(&mut self, payload: &[u8]) -> Result<()> {
         check_control(payload)?;
-        self.conn.send_frame(OpCode::Ping, true, payload)
+        self.conn.send_frame(OpCode::Ping, true, payload, false)
     }
 
     /// Sends an unsolicited pong with up to 125 bytes of payload (a one-way heartbeat).
     pub fn pong(&mut self, payload: &[u8]) -> Result<()> {
         check_control(payload)?;
-        self.conn.send_frame(OpCode::Pong, true, payload)
+        self.conn.send_frame(OpCode::Pong, true, payload, false)
     }
 
     /// Closes the connection: sends a close frame with `code` and `reason`, then waits up to the
@@ -427,7 +479,12 @@ impl<S: Split + 'static> WebSocket<S> {
             return Err(Error::Closed);
         }
         let stream = self.conn.link.stream.take().expect("checked above");
-        let info = Info::new(self.conn.info.id, self.conn.info.peer);
+        #[allow(unused_mut)]
+        let mut info = Info::new(self.conn.info.id, self.conn.info.peer);
+        #[cfg(feature = "deflate")]
+        {
+            info.deflate = self.conn.info.deflate;
+        }
         let empty = Config::default().read_buffer_size(0);
         let husk = Owned {
             stream: None,

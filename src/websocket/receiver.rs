@@ -15,6 +15,9 @@ use crate::proto::frame::{FrameHeader, OpCode};
 use crate::proto::mask::{apply_mask, extend_masked};
 use crate::proto::utf8::Utf8Validator;
 
+#[cfg(feature = "deflate")]
+use crate::proto::compress::{Decompressor, InflateError};
+
 /// Largest piece of a text payload read directly into a message: text is validated after each
 /// read, so invalid UTF-8 fails the message as soon as it arrives.
 const TEXT_CHUNK: usize = 64 << 10;
@@ -73,6 +76,22 @@ pub(crate) struct Receiver {
     control_len: usize,
     /// Bytes read from the stream so far, so the heartbeat knows when the peer was last heard.
     received: u64,
+    /// permessage-deflate, when negotiated; `None` keeps the plain path free of it.
+    #[cfg(feature = "deflate")]
+    inflate: Option<Box<Inflate>>,
+}
+
+/// The receive side of permessage-deflate.
+#[cfg(feature = "deflate")]
+#[derive(Debug)]
+struct Inflate {
+    decompressor: Decompressor,
+    /// The message in progress is compressed (its first frame had RSV1).
+    active: bool,
+    /// Compressed payload bytes of the message so far.
+    wire: usize,
+    /// Unmasked compressed bytes waiting to be inflated (one read's worth at most).
+    input: Vec<u8>,
 }
 
 impl Receiver {
@@ -91,7 +110,46 @@ impl Receiver {
             control: [0; 125],
             control_len: 0,
             received: 0,
+            #[cfg(feature = "deflate")]
+            inflate: None,
         }
+    }
+
+    /// Turns on permessage-deflate for received messages.
+    #[cfg(feature = "deflate")]
+    pub fn set_inflate(&mut self, peer_window_bits: u8, peer_no_context_takeover: bool) {
+        self.inflate = Some(Box::new(Inflate {
+            decompressor: Decompressor::new(peer_window_bits, peer_no_context_takeover),
+            active: false,
+            wire: 0,
+            input: Vec::new(),
+        }));
+    }
+
+    /// Whether the message in progress is compressed.
+    #[cfg(feature = "deflate")]
+    fn inflating(&self) -> bool {
+        self.inflate.as_ref().is_some_and(|i| i.active)
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn inflating(&self) -> bool {
+        false
+    }
+
+    /// Checks the RSV bits of a frame that has some set; true if it starts a compressed message.
+    fn check_rsv(&self, h: &FrameHeader) -> Result<bool, ProtocolError> {
+        // RFC 7692 6: RSV1 marks the first frame of a compressed message, and only that frame;
+        // RFC 6455 5.2: any other RSV bit MUST fail the connection.
+        #[cfg(feature = "deflate")]
+        if h.rsv == 0b100
+            && self.inflate.is_some()
+            && matches!(h.opcode, OpCode::Text | OpCode::Binary)
+        {
+            return Ok(true);
+        }
+        let _ = h;
+        Err(ProtocolError::ReservedBits)
     }
 
     /// Bytes read from the stream so far.
@@ -128,9 +186,7 @@ impl Receiver {
     /// Checks a new frame header against the message in progress and the limits.
     fn start_frame(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
         // RFC 6455 5.2: RSV bits MUST be 0 unless an extension defines them.
-        if h.rsv != 0 {
-            return Err(ProtocolError::ReservedBits);
-        }
+        let compressed = h.rsv != 0 && self.check_rsv(&h)?;
         // RFC 6455 5.1: a server MUST close on an unmasked frame, a client on a masked one.
         match (self.server, h.mask.is_some()) {
             (true, false) => return Err(ProtocolError::UnmaskedFrame),
@@ -154,17 +210,28 @@ impl Receiver {
                     self.message = Some(opcode == OpCode::Text);
                     self.fragments = 0;
                     self.utf8.reset();
+                    #[cfg(feature = "deflate")]
+                    if let Some(inflate) = self.inflate.as_deref_mut() {
+                        inflate.active = compressed;
+                        inflate.wire = 0;
+                    }
                 }
             }
-            if self.buf.len() + len > self.max_message {
-                return Err(ProtocolError::MessageTooLarge);
-            }
+            let _ = compressed;
             self.fragments += 1;
             if self.fragments > self.max_fragments {
                 return Err(ProtocolError::TooManyFragments);
             }
-            // One allocation for a single-frame message; the checks above bound it.
-            self.buf.reserve(len);
+            if self.inflating() {
+                #[cfg(feature = "deflate")]
+                self.start_compressed_frame(len)?;
+            } else {
+                if self.buf.len() + len > self.max_message {
+                    return Err(ProtocolError::MessageTooLarge);
+                }
+                // One allocation for a single-frame message; the checks above bound it.
+                self.buf.reserve(len);
+            }
         }
         self.frame = Some(FrameProgress {
             opcode: h.opcode,
@@ -186,6 +253,10 @@ impl Receiver {
             return Ok(None);
         };
         let control = f.opcode.is_control();
+        #[cfg(feature = "deflate")]
+        if !control && self.inflating() {
+            return self.read_compressed(stream, f);
+        }
         while f.done < f.len {
             let want = f.len - f.done;
             let avail = self.rbuf.data().len();
@@ -300,6 +371,119 @@ impl Receiver {
     pub fn swap_message(&mut self, out: &mut Vec<u8>) {
         std::mem::swap(&mut self.buf, out);
         self.buf.clear();
+    }
+}
+
+/// The compressed path: payload bytes are unmasked into a small buffer and inflated into the
+/// message as they arrive, so the limits and UTF-8 apply to the inflated bytes, piece by piece.
+#[cfg(feature = "deflate")]
+impl Receiver {
+    /// The size checks for a frame of a compressed message: its compressed bytes are bounded
+    /// (empty deflate blocks inflate to nothing, yet cost time), its inflated bytes are checked
+    /// while inflating.
+    fn start_compressed_frame(&mut self, len: usize) -> Result<(), ProtocolError> {
+        let inflate = self.inflate.as_deref_mut().expect("inflating");
+        // Deflate grows incompressible data by well under 1/8 (stored blocks, sync flushes).
+        let bound = self.max_message.saturating_add(self.max_message / 8 + 1024);
+        inflate.wire = inflate.wire.saturating_add(len);
+        if inflate.wire > bound {
+            return Err(ProtocolError::MessageTooLarge);
+        }
+        Ok(())
+    }
+
+    fn read_compressed<R: Transport + ?Sized>(
+        &mut self,
+        stream: &mut R,
+        mut f: FrameProgress,
+    ) -> Result<Option<Event>, Fault> {
+        while f.done < f.len {
+            let want = f.len - f.done;
+            let avail = self.rbuf.data().len();
+            let inflate = self.inflate.as_deref_mut().expect("inflating");
+            let input = &mut inflate.input;
+            input.clear();
+            let io_result = if avail > 0 {
+                let take = want.min(avail);
+                let piece = &self.rbuf.data()[..take];
+                match f.mask {
+                    Some(key) => extend_masked(input, piece, key, f.done),
+                    None => input.extend_from_slice(piece),
+                }
+                self.rbuf.consume(take);
+                Ok(())
+            } else if want >= self.rbuf.capacity() {
+                // A large frame: read it in pieces past the read buffer, each inflated at once.
+                input.resize(want.min(TEXT_CHUNK), 0);
+                let r = stream.read(input);
+                input.truncate(*r.as_ref().unwrap_or(&0));
+                if let Some(key) = f.mask {
+                    apply_mask(input, key, f.done);
+                }
+                self.received += input.len() as u64;
+                match r {
+                    Ok(0) => Err(Fault::Io(eof())),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(Fault::Io(e)),
+                }
+            } else {
+                fill(&mut self.rbuf, stream).map(|n| self.received += n as u64)
+            };
+            f.done += input.len();
+            let inflated = self.inflate_input();
+            if let Err(e) = inflated {
+                return Err(e.into());
+            }
+            if let Err(e) = io_result {
+                self.frame = Some(f);
+                return Err(e);
+            }
+        }
+        self.frame = None;
+        if !f.fin {
+            return Ok(None);
+        }
+        let inflate = self.inflate.as_deref_mut().expect("inflating");
+        let start = self.buf.len();
+        let finished = inflate.decompressor.finish(&mut self.buf, self.max_message);
+        inflate.active = false;
+        self.check_inflated(finished, start)?;
+        Ok(Some(Event::Message(self.finish_message()?)))
+    }
+
+    /// Inflates the pending input into the message and validates what came out.
+    fn inflate_input(&mut self) -> Result<(), ProtocolError> {
+        let inflate = self.inflate.as_deref_mut().expect("inflating");
+        if inflate.input.is_empty() {
+            return Ok(());
+        }
+        let start = self.buf.len();
+        let result = inflate
+            .decompressor
+            .inflate(&inflate.input, &mut self.buf, self.max_message);
+        self.check_inflated(result, start)
+    }
+
+    /// Maps an inflate result to the RFC's errors and checks the new text for UTF-8.
+    fn check_inflated(
+        &mut self,
+        result: Result<(), InflateError>,
+        start: usize,
+    ) -> Result<(), ProtocolError> {
+        let failed = match result {
+            Ok(()) if self.message == Some(true) && self.utf8.feed(&self.buf[start..]).is_err() => {
+                ProtocolError::InvalidUtf8
+            }
+            Ok(()) => return Ok(()),
+            Err(InflateError::TooLarge) => ProtocolError::MessageTooLarge,
+            Err(InflateError::Corrupt) => ProtocolError::BadCompressedData,
+        };
+        // The connection is failed; drop what the bad message grew.
+        if let Some(inflate) = self.inflate.as_deref_mut() {
+            inflate.decompressor.reset();
+        }
+        self.buf = Vec::new();
+        Err(failed)
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::io::{self, IoSlice, Write};
 
+#[cfg(feature = "deflate")]
+use crate::proto::compress::Compressor;
 use crate::proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::proto::mask::mask_copy;
 
@@ -11,11 +13,28 @@ const COPY_LIMIT: usize = 16 << 10;
 /// A client masks large payloads in pieces of this size, so its write buffer stays small.
 const MASK_CHUNK: usize = 64 << 10;
 
+/// Compressed output buffers larger than this are freed after the frame instead of kept.
+#[cfg(feature = "deflate")]
+const KEEP_OUT: usize = 64 << 10;
+
 /// The sending half of a connection's state.
 pub(crate) struct Sender {
     client: bool,
     wbuf: Vec<u8>,
     keys: MaskKeys,
+    /// permessage-deflate, when negotiated; `None` keeps the plain path free of it.
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<Deflate>>,
+}
+
+/// The send side of permessage-deflate.
+#[cfg(feature = "deflate")]
+struct Deflate {
+    compressor: Compressor,
+    threshold: usize,
+    /// The message being sent is compressed (decided on its first frame).
+    in_message: bool,
+    out: Vec<u8>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -32,10 +51,79 @@ impl Sender {
             client,
             wbuf: Vec::new(),
             keys: MaskKeys::new(),
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 
-    /// Writes one frame and flushes it. The payload is never modified.
+    /// Turns on permessage-deflate for the data frames sent from now on.
+    #[cfg(feature = "deflate")]
+    pub fn set_deflate(&mut self, params: &crate::DeflateParams, config: &crate::DeflateConfig) {
+        self.deflate = Some(Box::new(Deflate {
+            compressor: Compressor::new(
+                params.window_bits,
+                config.level,
+                params.no_context_takeover,
+            ),
+            threshold: config.threshold,
+            in_message: false,
+            out: Vec::new(),
+        }));
+    }
+
+    /// Writes one frame of a message, or a control frame, and flushes it. With
+    /// permessage-deflate negotiated, a message is compressed if its first frame asks for it
+    /// (`compress`) and is at least the threshold long (or not final); its continuation frames
+    /// follow that decision whatever they ask.
+    pub fn write_data<W: Write + ?Sized>(
+        &mut self,
+        w: &mut W,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        compress: bool,
+    ) -> io::Result<()> {
+        #[cfg(feature = "deflate")]
+        if let Some(d) = self.deflate.as_deref_mut() {
+            let first = match opcode {
+                OpCode::Text | OpCode::Binary => {
+                    d.in_message = compress && (!fin || payload.len() >= d.threshold);
+                    true
+                }
+                OpCode::Continuation => false,
+                _ => return self.write_frame(w, opcode, fin, payload),
+            };
+            if d.in_message {
+                return self.write_compressed(w, opcode, fin, payload, first);
+            }
+        }
+        let _ = compress;
+        self.write_frame(w, opcode, fin, payload)
+    }
+
+    /// Compresses one frame's payload and writes it; RFC 7692 6: RSV1 on the first frame only.
+    #[cfg(feature = "deflate")]
+    fn write_compressed<W: Write + ?Sized>(
+        &mut self,
+        w: &mut W,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        first: bool,
+    ) -> io::Result<()> {
+        let d = self.deflate.as_deref_mut().expect("compressing");
+        let mut out = std::mem::take(&mut d.out);
+        out.clear();
+        let result = d.compressor.compress(payload, fin, &mut out);
+        let rsv = if first { 0b100 } else { 0 };
+        let result = result.and_then(|()| self.write_raw(w, opcode, fin, rsv, &out));
+        if out.capacity() <= KEEP_OUT {
+            self.deflate.as_deref_mut().expect("compressing").out = out;
+        }
+        result
+    }
+
+    /// Writes one uncompressed frame and flushes it. The payload is never modified.
     pub fn write_frame<W: Write + ?Sized>(
         &mut self,
         w: &mut W,
@@ -43,10 +131,21 @@ impl Sender {
         fin: bool,
         payload: &[u8],
     ) -> io::Result<()> {
+        self.write_raw(w, opcode, fin, 0, payload)
+    }
+
+    fn write_raw<W: Write + ?Sized>(
+        &mut self,
+        w: &mut W,
+        opcode: OpCode,
+        fin: bool,
+        rsv: u8,
+        payload: &[u8],
+    ) -> io::Result<()> {
         let mask = self.client.then(|| self.keys.next());
         let header = FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             len: payload.len() as u64,

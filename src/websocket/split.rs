@@ -127,22 +127,31 @@ impl<W: Transport> Shared<W> {
 
     /// Writes one frame under the lock. A failed write may have cut a frame in half, so it ends
     /// the connection for everyone and wakes the reader.
-    fn write_frame(&self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+    fn write_frame(&self, opcode: OpCode, fin: bool, payload: &[u8], compress: bool) -> Result<()> {
         let mut out = self.lock();
-        self.write_locked(&mut out, opcode, fin, payload)
+        self.write_locked(&mut out, opcode, fin, payload, compress)
     }
 
-    fn write_locked(&self, out: &mut Out<W>, op: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+    fn write_locked(
+        &self,
+        out: &mut Out<W>,
+        op: OpCode,
+        fin: bool,
+        payload: &[u8],
+        compress: bool,
+    ) -> Result<()> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
         let Out { stream, sender } = out;
-        sender.write_frame(stream, op, fin, payload).map_err(|e| {
-            log::debug!("ws#{} write failed: {e}", self.id);
-            let _ = stream.shutdown_both();
-            self.set_closed();
-            Error::Io(e)
-        })
+        sender
+            .write_data(stream, op, fin, payload, compress)
+            .map_err(|e| {
+                log::debug!("ws#{} write failed: {e}", self.id);
+                let _ = stream.shutdown_both();
+                self.set_closed();
+                Error::Io(e)
+            })
     }
 }
 
@@ -169,8 +178,16 @@ impl<S: Split> Link for ReadEnd<S> {
         &mut self.stream
     }
 
-    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
-        self.writer.shared.write_frame(opcode, fin, payload)
+    fn write_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        compress: bool,
+    ) -> Result<()> {
+        self.writer
+            .shared
+            .write_frame(opcode, fin, payload, compress)
     }
 
     fn begin_close(&mut self) -> bool {
@@ -272,6 +289,13 @@ impl<S: Split> Reader<S> {
         self.conn.info.protocol.as_deref()
     }
 
+    /// The permessage-deflate parameters agreed in the handshake; see
+    /// [`WebSocket::compression`](crate::WebSocket::compression).
+    #[cfg(feature = "deflate")]
+    pub fn compression(&self) -> Option<crate::DeflateParams> {
+        self.conn.info.deflate
+    }
+
     /// Server side: the value the gatekeeper attached, if it has type `T`.
     pub fn data<T: std::any::Any>(&self) -> Option<&T> {
         self.conn.info.data.as_deref()?.downcast_ref()
@@ -293,10 +317,19 @@ impl<S: Split> Iterator for Reader<S> {
 impl<S: Split> Writer<S> {
     /// Sends a whole message in one frame; see [`WebSocket::send`](crate::WebSocket::send).
     pub fn send<M: ToMessage>(&self, msg: M) -> Result<()> {
-        let msg = msg.to_message();
+        self.send_message(msg.to_message(), true)
+    }
+
+    /// Sends a whole message in one frame, never compressed; see
+    /// [`WebSocket::send_uncompressed`](crate::WebSocket::send_uncompressed).
+    pub fn send_uncompressed<M: ToMessage>(&self, msg: M) -> Result<()> {
+        self.send_message(msg.to_message(), false)
+    }
+
+    fn send_message(&self, msg: crate::MessageRef<'_>, compress: bool) -> Result<()> {
         self.send_checked(|shared, out| {
             let opcode = super::opcode_of(&msg);
-            shared.write_locked(out, opcode, true, msg.bytes())
+            shared.write_locked(out, opcode, true, msg.bytes(), compress)
         })
     }
 
@@ -309,7 +342,7 @@ impl<S: Split> Writer<S> {
     {
         self.send_checked(|shared, out| {
             fragment_opcodes(fragments, |op, fin, bytes| {
-                shared.write_locked(out, op, fin, bytes)
+                shared.write_locked(out, op, fin, bytes, true)
             })
         })
     }
@@ -326,7 +359,7 @@ impl<S: Split> Writer<S> {
 
     fn control(&self, opcode: OpCode, payload: &[u8]) -> Result<()> {
         super::check_control(payload)?;
-        self.send_checked(|shared, out| shared.write_locked(out, opcode, true, payload))
+        self.send_checked(|shared, out| shared.write_locked(out, opcode, true, payload, false))
     }
 
     fn send_checked<F>(&self, f: F) -> Result<()>
@@ -353,7 +386,7 @@ impl<S: Split> Writer<S> {
         }
         if !shared.close_sent.swap(true, Ordering::SeqCst) {
             let payload = close::encode(Some(code), reason);
-            shared.write_frame(OpCode::Close, true, payload.as_bytes())?;
+            shared.write_frame(OpCode::Close, true, payload.as_bytes(), false)?;
         }
         // Lock order: never take `out` while holding `closed` (writers take `out`, then `closed`).
         let waited = {

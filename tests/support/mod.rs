@@ -270,10 +270,27 @@ impl RawConn {
 
     /// Like [`RawConn::connect`], sending `extra` in the same write as the upgrade request.
     pub fn connect_with(addr: SocketAddr, extra: &[u8]) -> RawConn {
+        RawConn::upgrade(addr, "", extra).0
+    }
+
+    /// Upgrades with extra request header lines (each ending in CRLF); returns the connection
+    /// and the server's `101` head, e.g. to read its `Sec-WebSocket-Extensions`.
+    pub fn connect_with_headers(addr: SocketAddr, headers: &str) -> (RawConn, String) {
+        RawConn::upgrade(addr, headers, b"")
+    }
+
+    fn upgrade(addr: SocketAddr, headers: &str, extra: &[u8]) -> (RawConn, String) {
         let mut stream = TcpStream::connect(addr).unwrap();
         guard(&stream);
         stream.set_nodelay(true).unwrap();
-        let mut request = upgrade_request("/").into_bytes();
+        let request = upgrade_request("/");
+        let mut request = request
+            .strip_suffix("\r\n")
+            .expect("ends with a blank line")
+            .to_owned()
+            .into_bytes();
+        request.extend_from_slice(headers.as_bytes());
+        request.extend_from_slice(b"\r\n");
         request.extend_from_slice(extra);
         stream.write_all(&request).unwrap();
         let mut buf = Vec::new();
@@ -283,11 +300,12 @@ impl RawConn {
             head_header(&head, "sec-websocket-accept"),
             Some(SAMPLE_ACCEPT)
         );
-        RawConn {
+        let conn = RawConn {
             stream,
             buf,
             expect_masked: false,
-        }
+        };
+        (conn, head)
     }
 
     pub fn send(&mut self, frame: &Frame) {
@@ -424,6 +442,16 @@ where
     F: FnOnce(RawConn) -> T + Send + 'static,
     T: Send + 'static,
 {
+    raw_server_with_headers(String::new(), f)
+}
+
+/// Like [`raw_server`], adding `headers` (lines ending in CRLF) to the `101`, e.g. an
+/// extension answer.
+pub fn raw_server_with_headers<F, T>(headers: String, f: F) -> (SocketAddr, JoinHandle<T>)
+where
+    F: FnOnce(RawConn) -> T + Send + 'static,
+    T: Send + 'static,
+{
     raw_http_server(move |mut stream, head| {
         assert!(head.starts_with("GET "), "{head}");
         let key = head_header(&head, "sec-websocket-key").expect("no key");
@@ -431,7 +459,7 @@ where
         let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
         let response = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {accept}\r\n\r\n"
+             Sec-WebSocket-Accept: {accept}\r\n{headers}\r\n"
         );
         stream.write_all(response.as_bytes()).unwrap();
         f(RawConn {

@@ -1,0 +1,455 @@
+//! The permessage-deflate codec (RFC 7692 7.2): a message's payload is compressed with a sync
+//! flush and its trailing `00 00 ff ff` stripped; on receive the tail is put back and the
+//! payload inflated in bounded steps, so a small message that inflates to gigabytes is refused
+//! before memory grows. Bytes in, bytes out.
+//!
+//! Both halves are created on first use and, without context takeover, freed after every
+//! message, so an idle connection holds no compression state it does not need.
+
+use std::io;
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+/// What a sync flush ends with; RFC 7692 7.2.1 removes it from the wire, 7.2.2 restores it.
+pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// The most the decompressor's output buffer grows by in one step.
+const OUT_STEP: usize = 64 << 10;
+
+/// zlib cannot compress with a 256-byte window; a 512-byte one never refers further back than
+/// 250 bytes (the window minus the 262-byte lookahead), so its output suits an 8-bit peer too.
+fn zlib_bits(bits: u8) -> u8 {
+    bits.clamp(9, 15)
+}
+
+/// Compresses the messages one endpoint sends.
+#[derive(Debug)]
+pub struct Compressor {
+    level: u32,
+    window_bits: u8,
+    no_context_takeover: bool,
+    state: Option<Compress>,
+}
+
+impl Compressor {
+    /// A compressor with an LZ77 window of 2^`window_bits` (8..=15) bytes at `level` (0..=9).
+    /// `no_context_takeover`: every message on its own, the state freed after each.
+    pub fn new(window_bits: u8, level: u32, no_context_takeover: bool) -> Self {
+        Compressor {
+            level: level.min(9),
+            window_bits: zlib_bits(window_bits),
+            no_context_takeover,
+            state: None,
+        }
+    }
+
+    /// Whether compression state is held right now (it is created by the first message).
+    pub fn holds_state(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Compresses `input`, one frame's worth of a message, appending to `out`.
+    ///
+    /// Every piece ends with a sync flush, so the peer can inflate each frame as it arrives. On
+    /// the message's last piece (`fin`) the trailing `00 00 ff ff` is removed.
+    pub fn compress(&mut self, mut input: &[u8], fin: bool, out: &mut Vec<u8>) -> io::Result<()> {
+        let (level, bits) = (self.level, self.window_bits);
+        let z = self.state.get_or_insert_with(|| {
+            Compress::new_with_window_bits(Compression::new(level), false, bits)
+        });
+        let start = out.len();
+        loop {
+            if out.capacity() - out.len() < 64 {
+                out.reserve(input.len() / 2 + 256);
+            }
+            let before = z.total_in();
+            z.compress_vec(input, out, FlushCompress::Sync)
+                .map_err(io::Error::other)?;
+            input = &input[(z.total_in() - before) as usize..];
+            // zlib's rule: the flush is complete once it returns with room left in the output.
+            if input.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+        }
+        if fin {
+            if out.len() >= start + TAIL.len() && out.ends_with(&TAIL) {
+                out.truncate(out.len() - TAIL.len());
+            } else if out.len() == start {
+                // Nothing to flush (an empty piece right after a flush): the receiver's restored
+                // tail still needs a block header in front of it. RFC 7692 7.2.3.6: one 0x00
+                // byte, the header of an empty stored block on a byte boundary.
+                out.push(0x00);
+            }
+            if self.no_context_takeover {
+                self.state = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a compressed message could not be inflated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflateError {
+    /// The inflated message would exceed its size limit.
+    TooLarge,
+    /// Not valid deflate data, or data after a final block.
+    Corrupt,
+}
+
+/// Inflates the messages one endpoint receives.
+#[derive(Debug)]
+pub struct Decompressor {
+    window_bits: u8,
+    no_context_takeover: bool,
+    state: Option<Decompress>,
+    /// The peer ended its deflate stream (a block with BFINAL set) within this message.
+    ended: bool,
+    /// Compressed bytes of this message so far, and the last four of them.
+    seen: usize,
+    last: [u8; 4],
+}
+
+impl Decompressor {
+    /// A decompressor for a peer that compresses with a window of at most 2^`window_bits` bytes.
+    /// `no_context_takeover`: the peer compresses every message on its own, so the state is
+    /// freed after each.
+    pub fn new(window_bits: u8, no_context_takeover: bool) -> Self {
+        Decompressor {
+            // A larger window than the peer's is harmless; zlib's smallest is 9 bits.
+            window_bits: zlib_bits(window_bits),
+            no_context_takeover,
+            state: None,
+            ended: false,
+            seen: 0,
+            last: [0; 4],
+        }
+    }
+
+    /// Whether decompression state is held right now.
+    pub fn holds_state(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Inflates `input`, the next piece of a message's payload, appending to `out`, which holds
+    /// the message so far. `out` never grows beyond `max + 1` bytes: once the message would be
+    /// larger than `max`, inflating stops with [`InflateError::TooLarge`].
+    pub fn inflate(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), InflateError> {
+        self.seen += input.len();
+        for &b in input.iter().rev().take(4).rev() {
+            self.last = [self.last[1], self.last[2], self.last[3], b];
+        }
+        self.run(input, out, max)
+    }
+
+    fn run(&mut self, mut input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
+        let bits = self.window_bits;
+        let z = self
+            .state
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
+        loop {
+            if self.ended {
+                // Only the restored tail may follow a final block.
+                return match input {
+                    [] => Ok(()),
+                    _ => Err(InflateError::Corrupt),
+                };
+            }
+            if out.len() == out.capacity() {
+                if out.len() > max {
+                    return Err(InflateError::TooLarge);
+                }
+                // Grow geometrically, but never past one byte over the limit.
+                let target = out
+                    .capacity()
+                    .saturating_mul(2)
+                    .max(out.len() + OUT_STEP)
+                    .min(max.saturating_add(1));
+                out.reserve_exact(target - out.len());
+            }
+            let (in_before, out_before) = (z.total_in(), out.len());
+            let status = z
+                .decompress_vec(input, out, FlushDecompress::None)
+                .map_err(|_| InflateError::Corrupt)?;
+            let used = (z.total_in() - in_before) as usize;
+            input = &input[used..];
+            if out.len() > max {
+                return Err(InflateError::TooLarge);
+            }
+            match status {
+                Status::StreamEnd => self.ended = true,
+                // Out of input with room to spare: everything so far is out.
+                _ if input.is_empty() && out.len() < out.capacity() => return Ok(()),
+                _ if used == 0 && out.len() == out_before && out.len() < out.capacity() => {
+                    return Err(InflateError::Corrupt);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The message's last frame has arrived: inflates the restored tail, then forgets the
+    /// message's context if the peer does not keep it (or ended its stream).
+    ///
+    /// The tail completes the sender's last flush. A message that is empty, or already ends with
+    /// a whole `00 00 ff ff` (a sender that flushed a piece and then sent an empty last frame),
+    /// has nothing to complete: the stream is at a block boundary, and the tail would start a
+    /// block that never ends.
+    pub fn finish(&mut self, out: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
+        let complete = self.ended || self.seen == 0 || (self.seen >= 4 && self.last == TAIL);
+        let result = if complete {
+            Ok(())
+        } else {
+            self.run(&TAIL, out, max)
+        };
+        if self.no_context_takeover || self.ended {
+            self.state = None;
+        }
+        self.ended = false;
+        self.seen = 0;
+        result
+    }
+
+    /// Drops whatever a failed message left behind.
+    pub fn reset(&mut self) {
+        self.state = None;
+        self.ended = false;
+        self.seen = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize) -> Vec<u8> {
+        let words = [
+            "alpha",
+            "beta",
+            "gamma",
+            "{\"id\":",
+            "\"name\":",
+            "true",
+            "17",
+            "é€",
+        ];
+        let mut out = Vec::with_capacity(n + 8);
+        let mut x = 7u32;
+        while out.len() < n {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            out.extend_from_slice(words[(x >> 16) as usize % words.len()].as_bytes());
+            out.push(b' ');
+        }
+        out.truncate(n);
+        out
+    }
+
+    /// Compresses `pieces` as one message (one frame each) and returns the frames' payloads.
+    fn compress_message(c: &mut Compressor, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
+        pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut out = Vec::new();
+                c.compress(p, i + 1 == pieces.len(), &mut out).unwrap();
+                out
+            })
+            .collect()
+    }
+
+    fn inflate_message(
+        d: &mut Decompressor,
+        frames: &[Vec<u8>],
+        max: usize,
+    ) -> Result<Vec<u8>, InflateError> {
+        let mut out = Vec::new();
+        for f in frames {
+            d.inflate(f, &mut out, max)?;
+        }
+        d.finish(&mut out, max)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn round_trips_with_and_without_context_takeover() {
+        for (bits, level, nct) in [
+            (15, 6, false),
+            (15, 1, true),
+            (9, 9, false),
+            (8, 0, false),
+            (12, 6, true),
+        ] {
+            let mut c = Compressor::new(bits, level, nct);
+            let mut d = Decompressor::new(bits, nct);
+            for size in [0usize, 1, 100, 5000, 70_000, 300_000] {
+                let msg = sample(size);
+                let frames = compress_message(&mut c, &[&msg]);
+                assert!(!frames[0].ends_with(&TAIL) || size == 0, "tail stripped");
+                let got = inflate_message(&mut d, &frames, usize::MAX).unwrap();
+                assert!(
+                    got == msg,
+                    "bits {bits} level {level} nct {nct} size {size}"
+                );
+                assert_eq!(c.holds_state(), !nct);
+                assert_eq!(d.holds_state(), !nct);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_pieces_leave_the_stream_usable() {
+        // Empty messages, and empty last pieces right after a flushed piece, then more messages:
+        // every message must leave the decompressor at a block boundary.
+        let mut c = Compressor::new(15, 6, false);
+        let mut d = Decompressor::new(15, false);
+        assert_eq!(compress_message(&mut c, &[b""]), vec![vec![0x00]]);
+        assert_eq!(compress_message(&mut c, &[b""]), vec![vec![0x00]]);
+        let messages: &[&[&[u8]]] = &[
+            &[b""],
+            &[b"ab", b"cd", b""],
+            &[b"", b""],
+            &[b"", b"x"],
+            &[b"hello"],
+            &[b"ab", b"", b"", b"cd"],
+            &[b""],
+            &[b"the end"],
+        ];
+        for pieces in messages {
+            let frames = compress_message(&mut c, pieces);
+            let got = inflate_message(&mut d, &frames, 100).unwrap();
+            assert_eq!(got, pieces.concat(), "{pieces:?} as {frames:x?}");
+        }
+    }
+
+    #[test]
+    fn empty_payloads_and_whole_flushes_from_other_senders_are_understood() {
+        // Another sender may send an empty payload for an empty message, or flush every piece
+        // and end with an empty frame; the stream must stay usable either way.
+        let mut z = Compress::new_with_window_bits(Compression::new(6), false, 15);
+        let mut piece = |input: &[u8]| {
+            let mut out = Vec::with_capacity(1024);
+            z.compress_vec(input, &mut out, FlushCompress::Sync)
+                .unwrap();
+            out
+        };
+        let mut d = Decompressor::new(15, false);
+        let messages: Vec<(Vec<Vec<u8>>, &[u8])> = vec![
+            (vec![vec![]], b""),
+            (vec![piece(b"abc"), vec![]], b"abc"),
+            (vec![vec![]], b""),
+            (vec![piece(b"de"), piece(b"f"), vec![]], b"def"),
+            (
+                vec![{
+                    let mut p = piece(b"ghi");
+                    p.truncate(p.len() - 4);
+                    p
+                }],
+                b"ghi",
+            ),
+        ];
+        for (frames, want) in messages {
+            assert_eq!(
+                inflate_message(&mut d, &frames, 100).as_deref(),
+                Ok(want),
+                "{frames:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn context_takeover_makes_repeats_cheap() {
+        let msg = sample(2000);
+        let mut keep = Compressor::new(15, 6, false);
+        let mut forget = Compressor::new(15, 6, true);
+        let first = compress_message(&mut keep, &[&msg])[0].len();
+        let again = compress_message(&mut keep, &[&msg])[0].len();
+        let fresh = compress_message(&mut forget, &[&msg]);
+        let fresh_again = compress_message(&mut forget, &[&msg]);
+        assert!(again * 10 < first, "{again} vs {first}");
+        assert_eq!(fresh, fresh_again);
+    }
+
+    #[test]
+    fn fragmented_message_inflates_across_every_split_point() {
+        let msg = sample(3000);
+        let mut c = Compressor::new(15, 6, false);
+        let frames = compress_message(&mut c, &[&msg[..1000], &msg[1000..1001], &msg[1001..]]);
+        let wire: Vec<u8> = frames.concat();
+        for cut in 0..=wire.len() {
+            let mut d = Decompressor::new(15, false);
+            let got = inflate_message(
+                &mut d,
+                &[wire[..cut].to_vec(), wire[cut..].to_vec()],
+                1 << 20,
+            );
+            assert_eq!(got.as_deref(), Ok(&msg[..]), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn bomb_stops_at_the_limit_without_growing_past_it() {
+        let zeros = vec![0u8; 10 << 20];
+        let mut c = Compressor::new(15, 9, false);
+        let frames = compress_message(&mut c, &[&zeros]);
+        assert!(frames[0].len() < 20 << 10, "{}", frames[0].len());
+        let max = 1 << 20;
+        let mut d = Decompressor::new(15, false);
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        for piece in frames[0].chunks(1000) {
+            result = d.inflate(piece, &mut out, max);
+            assert!(out.capacity() <= max + 1, "capacity {}", out.capacity());
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(InflateError::TooLarge));
+        // exactly at the limit is fine
+        let exact = vec![7u8; max];
+        let frames = compress_message(&mut c, &[&exact]);
+        let mut d = Decompressor::new(15, false);
+        assert_eq!(
+            inflate_message(&mut d, &frames, max).map(|v| v.len()),
+            Ok(max)
+        );
+    }
+
+    #[test]
+    fn garbage_and_data_after_a_final_block_are_corrupt() {
+        let mut d = Decompressor::new(15, false);
+        let mut out = Vec::new();
+        // BTYPE 11 is reserved
+        assert_eq!(
+            d.inflate(&[0xff, 0xff, 0xff], &mut out, 100),
+            Err(InflateError::Corrupt)
+        );
+        // a final empty stored block, then more
+        let mut d = Decompressor::new(15, false);
+        let final_block = [0x01, 0x00, 0x00, 0xff, 0xff];
+        assert_eq!(
+            inflate_message(&mut d, &[final_block.to_vec()], 100),
+            Ok(vec![])
+        );
+        let mut with_more = final_block.to_vec();
+        with_more.push(0x00);
+        assert_eq!(
+            inflate_message(&mut d, &[with_more], 100),
+            Err(InflateError::Corrupt)
+        );
+    }
+
+    #[test]
+    fn window_of_8_bits_is_served_by_9() {
+        // zlib refuses 8 bits for raw deflate; 9 bits keeps distances within 250 bytes.
+        let msg = sample(50_000);
+        let mut c = Compressor::new(8, 9, false);
+        let frames = compress_message(&mut c, &[&msg]);
+        let mut d = Decompressor::new(8, false);
+        assert_eq!(inflate_message(&mut d, &frames, usize::MAX), Ok(msg));
+    }
+}
