@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(frame_server frame_client handshake_request handshake_response utf8)
+TARGETS=(frame_server frame_client frame_deflate handshake_request handshake_response utf8 inflate)
 seconds=60
 if [ "${1:-}" = "--smoke" ]; then
     seconds=10
@@ -52,7 +52,7 @@ build() {
         exit 1
     fi
 }
-if [ ${#TARGETS[@]} -eq 5 ]; then
+if [ ${#TARGETS[@]} -eq 7 ]; then
     build
 else
     # cargo fuzz builds one target or all of them.

@@ -11,6 +11,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use syncws::proto::compress::Compressor;
 use syncws::proto::handshake::{accept_key, client_request, http_response, response_101};
 use syncws_fuzz::{MASK, encode_input, frame, raw_frame};
 
@@ -62,7 +63,169 @@ fn main() {
             total += write(&root, "utf8", &format!("{name}.{how}"), &input);
         }
     }
+    for (name, input) in inflate_samples() {
+        total += write(&root, "inflate", name, &input);
+    }
+    for (name, wire) in deflate_frame_samples() {
+        // with context takeover, without, and with a 9-bit window; whole and in odd chunks
+        let variants = [
+            ("whole", encode_input(0x00, &[], &wire)),
+            ("chunks", encode_input(0x20, &[3, 0, 1, 200], &wire)),
+            ("no_takeover", encode_input(0x40, &[], &wire)),
+            (
+                "small_window_small_limits",
+                encode_input(0x98, &[5, 0], &wire),
+            ),
+        ];
+        for (how, input) in variants {
+            total += write(&root, "frame_deflate", &format!("{name}.{how}"), &input);
+        }
+    }
     println!("seed corpora written to {}: {total} bytes", root.display());
+}
+
+/// Text that compresses well, as a chat or JSON API would send.
+fn json_text(n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while out.len() < n {
+        out.extend_from_slice(
+            format!("{{\"id\":{i},\"user\":\"é{}\",\"ok\":true}},", i % 7).as_bytes(),
+        );
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+/// One message compressed with syncws's compressor in the given pieces (the frames' payloads).
+fn compressed(bits: u8, no_takeover: bool, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
+    let mut c = Compressor::new(bits, 6, no_takeover);
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut out = Vec::new();
+            c.compress(p, i + 1 == pieces.len(), &mut out).unwrap();
+            out
+        })
+        .collect()
+}
+
+/// `inflate` inputs: compressed payloads (valid, a bomb, truncated, garbage) and plain text
+/// for the round trip, with various windows, levels, limits and piece lengths.
+fn inflate_samples() -> Vec<(&'static str, Vec<u8>)> {
+    let input = |flags: u8, bits: u8, level: u8, pieces: &[u8], payload: &[u8]| {
+        let mut v = vec![
+            (flags & !0x07) | pieces.len() as u8,
+            (bits - 8) | (level << 3),
+        ];
+        v.extend_from_slice(pieces);
+        v.extend_from_slice(payload);
+        v
+    };
+    let text = json_text(2000);
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let whole = compressed(15, false, &[&text]).concat();
+    let small = compressed(9, false, &[&text]).concat();
+    let bomb = compressed(15, false, &[&vec![0u8; 200_000]]).concat();
+    vec![
+        ("rfc7692_hello", input(0, 15, 6, &[], &hello)),
+        ("rfc7692_hello_bytewise", input(0, 15, 6, &[1], &hello)),
+        ("json_whole", input(0, 15, 6, &[], &whole)),
+        ("json_pieces", input(0x10, 15, 1, &[17, 0, 250], &whole)),
+        ("json_9bit_window", input(0, 9, 9, &[100], &small)),
+        (
+            "json_truncated",
+            input(0, 15, 6, &[], &whole[..whole.len() / 2]),
+        ),
+        ("bomb_small_limit", input(0x08, 15, 6, &[64], &bomb)),
+        ("bomb_1mib_limit", input(0, 15, 6, &[], &bomb)),
+        ("garbage", input(0, 12, 3, &[2], b"\xff\xfe\x00\x01zlib?")),
+        (
+            "plain_text_roundtrip",
+            input(0x10, 8, 0, &[5, 1, 0], b"hello hello hello"),
+        ),
+        ("empty", input(0, 15, 6, &[], b"")),
+    ]
+}
+
+/// What a client that agreed to permessage-deflate sends after its upgrade request.
+fn deflate_frame_samples() -> Vec<(&'static str, Vec<u8>)> {
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let text = json_text(600);
+    let parts = compressed(15, false, &[&text[..200], &text[200..]]);
+    let second = {
+        let mut c = Compressor::new(15, 6, false);
+        let mut a = Vec::new();
+        c.compress(&text, true, &mut a).unwrap();
+        let mut b = Vec::new();
+        c.compress(&text, true, &mut b).unwrap();
+        [a, b]
+    };
+    let bomb = compressed(15, false, &[&vec![b'a'; 100_000]]).concat();
+    let close = frame(CLOSE, true, &close_payload(1000, b""), true);
+    vec![
+        (
+            "rfc7692_hello_then_close",
+            [raw_frame(0xC1, &hello, true), close.clone()].concat(),
+        ),
+        (
+            "fragmented_compressed_with_ping",
+            [
+                raw_frame(0x41, &parts[0], true),
+                frame(PING, true, b"ping", true),
+                frame(CONT, true, &parts[1], true),
+                close.clone(),
+            ]
+            .concat(),
+        ),
+        (
+            "context_takeover_two_messages",
+            [
+                raw_frame(0xC1, &second[0], true),
+                raw_frame(0xC1, &second[1], true),
+                frame(TEXT, true, b"plain", true),
+                close.clone(),
+            ]
+            .concat(),
+        ),
+        (
+            "bomb",
+            [raw_frame(0xC2, &bomb, true), close.clone()].concat(),
+        ),
+        (
+            "rsv1_on_continuation",
+            [
+                raw_frame(0x41, &hello[..3], true),
+                raw_frame(0xC0, &hello[3..], true),
+            ]
+            .concat(),
+        ),
+        ("rsv1_on_ping", raw_frame(0xC9, b"x", true)),
+        ("corrupt", raw_frame(0xC1, &[0xff, 0xff, 0xff], true)),
+        (
+            "invalid_utf8_inside",
+            raw_frame(
+                0xC1,
+                &compressed(15, false, &[b"a\xc0\xafb"]).concat(),
+                true,
+            ),
+        ),
+        (
+            "pong_and_binary",
+            [
+                frame(PONG, true, b"", true),
+                raw_frame(
+                    0xC2,
+                    &compressed(15, false, &[&[0u8, 1, 2, 3]]).concat(),
+                    true,
+                ),
+                close,
+            ]
+            .concat(),
+        ),
+    ]
 }
 
 fn write(root: &Path, target: &str, name: &str, bytes: &[u8]) -> usize {
@@ -240,6 +403,15 @@ fn request_samples() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("rfc6455_example", rfc.as_bytes().to_vec()),
         (
+            "deflate_offers",
+            swap(
+                "Sec-WebSocket-Version: 13\r\n",
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: x-webkit-deflate-frame, \
+                 permessage-deflate; client_max_window_bits; server_max_window_bits=10, \
+                 permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n",
+            ),
+        ),
+        (
             "client_request_with_headers",
             client_request(
                 "localhost:9001",
@@ -321,6 +493,17 @@ fn response_samples() -> Vec<(&'static str, Vec<u8>)> {
         (
             "extension_unasked",
             with("Sec-WebSocket-Extensions: permessage-deflate"),
+        ),
+        (
+            "deflate_answer_params",
+            with(
+                "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+                 client_max_window_bits=10; server_max_window_bits=12",
+            ),
+        ),
+        (
+            "deflate_answer_twice",
+            with("Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate"),
         ),
         (
             "wrong_accept",

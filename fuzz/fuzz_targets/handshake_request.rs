@@ -1,8 +1,11 @@
 //! The server's side of the opening handshake: `parse_request` on arbitrary bytes, then
-//! `check_request` and the request's accessors on whatever parsed.
+//! `check_request`, the request's accessors and the permessage-deflate negotiation on whatever
+//! parsed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use syncws::DeflateConfig;
+use syncws::proto::deflate::{accept_offer, parse_extensions};
 use syncws::proto::handshake::{accept_key, check_request, is_upgrade, parse_request};
 
 fuzz_target!(|data: &[u8]| {
@@ -54,6 +57,21 @@ fuzz_target!(|data: &[u8]| {
             let key = req.header("sec-websocket-key").expect("a key was checked");
             assert_eq!(accept, accept_key(key.as_bytes()));
             assert_eq!(accept.len(), 28, "base64 of a SHA-1");
+
+            // permessage-deflate: whatever the server agrees to, its answer is one well-formed
+            // extension and both windows are in range.
+            let offers = req
+                .headers()
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .map(|(_, v)| v.as_str());
+            let config = DeflateConfig::default();
+            if let Some((agreed, answer)) = accept_offer(offers, &config) {
+                let parsed = parse_extensions([answer.as_str()]).expect("our answer parses");
+                assert_eq!(parsed.len(), 1, "{answer}");
+                assert!((8..=15).contains(&agreed.window_bits), "{agreed:?}");
+                assert!((8..=15).contains(&agreed.peer_window_bits), "{agreed:?}");
+            }
         }
     }
 });

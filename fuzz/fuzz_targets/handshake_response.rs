@@ -3,6 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use syncws::DeflateConfig;
+use syncws::proto::deflate::check_answer;
 use syncws::proto::handshake::{accept_key, check_response, parse_proxy_response, parse_response};
 
 /// The sample key of RFC 6455 1.3; the seeds carry its accept value.
@@ -39,16 +41,33 @@ fuzz_target!(|data: &[u8]| {
             Ok(Some((head.clone(), n)))
         );
 
-        if let Ok(chosen) = check_response(&head, KEY, &offered) {
+        let plain = check_response(&head, KEY, &offered, false);
+        if let Ok(chosen) = &plain {
             let expected = accept_key(KEY.as_bytes());
             assert_eq!(head.header("sec-websocket-accept"), Some(expected.as_str()));
             if let Some(p) = chosen {
-                assert!(offered.contains(&p), "chose {p:?}, not offered");
+                assert!(offered.contains(p), "chose {p:?}, not offered");
             }
+            // No extension offered: an answer naming one fails the handshake.
+            assert_eq!(head.header("sec-websocket-extensions"), None);
         }
         // Offering nothing, the server may choose nothing.
-        if let Ok(chosen) = check_response(&head, KEY, &[]) {
+        if let Ok(chosen) = check_response(&head, KEY, &[], false) {
             assert_eq!(chosen, None);
+        }
+        // With compression offered, the extension answer is checked on its own; whatever it
+        // agrees to stays within what was offered.
+        if check_response(&head, KEY, &offered, true).is_ok() {
+            let values = head
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .map(|(_, v)| v.as_str());
+            let config = DeflateConfig::default().peer_window_bits(12);
+            if let Ok(Some(agreed)) = check_answer(values, &config) {
+                assert!((8..=15).contains(&agreed.window_bits), "{agreed:?}");
+                assert!((8..=12).contains(&agreed.peer_window_bits), "{agreed:?}");
+            }
         }
     }
     // A proxy answer on its own: no panic, and it stays within the input.

@@ -18,6 +18,8 @@ use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::rc::Rc;
 
+use flate2::{Decompress, FlushDecompress, Status};
+use syncws::proto::compress::{Compressor, Decompressor, InflateError, TAIL};
 use syncws::proto::frame::{FrameHeader, OpCode};
 use syncws::{CloseCode, Config, Error, Message, MessageKind, Role, Transport, WebSocket};
 
@@ -33,6 +35,8 @@ pub struct ChunkedStream {
     chunks: Vec<u8>,
     next_chunk: usize,
     injected: usize,
+    /// Reads before this input position are not chunked (a handshake in front of the frames).
+    chunk_from: usize,
     written: Rc<RefCell<Vec<u8>>>,
 }
 
@@ -45,6 +49,7 @@ impl ChunkedStream {
             chunks: chunks.to_vec(),
             next_chunk: 0,
             injected: 0,
+            chunk_from: 0,
             written,
         }
     }
@@ -53,7 +58,9 @@ impl ChunkedStream {
 impl Read for ChunkedStream {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let mut limit = usize::MAX;
-        if !self.chunks.is_empty() {
+        if self.pos < self.chunk_from {
+            limit = self.chunk_from - self.pos;
+        } else if !self.chunks.is_empty() {
             let size = self.chunks[self.next_chunk % self.chunks.len()];
             self.next_chunk += 1;
             if size == 0 && self.injected < MAX_INJECTED_ERRORS {
@@ -165,8 +172,22 @@ pub fn receive_all(
 ) -> Transcript {
     let written = Rc::new(RefCell::new(Vec::new()));
     let stream = ChunkedStream::new(wire, chunks, written.clone());
-    let mut ws = WebSocket::from_stream(stream, role, config.clone(), &[]);
-    let limit = config.max_message_size;
+    let ws = WebSocket::from_stream(stream, role, config.clone(), &[]);
+    drain(ws, role, into_first, alternate, wire.len(), &written, 0)
+}
+
+/// Receives from `ws` until the connection ends (see [`receive_all`]); `skip` bytes at the start
+/// of what it wrote (a handshake answer) are not frames.
+fn drain(
+    mut ws: WebSocket<ChunkedStream>,
+    role: Role,
+    into_first: bool,
+    alternate: bool,
+    wire_len: usize,
+    written: &Rc<RefCell<Vec<u8>>>,
+    skip: usize,
+) -> Transcript {
+    let limit = ws.config().max_message_size;
     let mut messages = Vec::new();
     let mut buf = Vec::new();
     let mut use_into = into_first;
@@ -201,10 +222,7 @@ pub fn receive_all(
             Ok(Some((text, bytes))) => {
                 assert!(bytes.len() <= limit, "{} > limit {limit}", bytes.len());
                 messages.push((text, bytes));
-                assert!(
-                    messages.len() <= wire.len() / 2,
-                    "more messages than frames"
-                );
+                assert!(messages.len() <= wire_len / 2, "more messages than frames");
             }
             Ok(None) => {
                 let frame = ws.close_frame().expect("Ok(None) only after a close frame");
@@ -226,7 +244,7 @@ pub fn receive_all(
     }
     let peer_close = ws.close_frame().map(|f| f.code);
     drop(ws);
-    let replies = decode_replies(role, &written.borrow());
+    let replies = decode_replies(role, &written.borrow()[skip..]);
     Transcript {
         messages,
         end,
@@ -339,6 +357,234 @@ pub fn fuzz_frames(role: Role, data: &[u8]) {
     assert_eq!(split, whole, "split and whole input differ");
 }
 
+/// The upgrade request in front of every `frame_deflate` input: it offers permessage-deflate,
+/// with `client_no_context_takeover` when `no_takeover`, and a 9-bit client window when `small`.
+pub fn deflate_request(no_takeover: bool, small: bool) -> Vec<u8> {
+    let mut offer = String::from("permessage-deflate");
+    if no_takeover {
+        offer.push_str("; client_no_context_takeover");
+    }
+    if small {
+        offer.push_str("; client_max_window_bits=9");
+    }
+    format!(
+        "GET / HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: {offer}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Like [`receive_all`] for a server that accepted a permessage-deflate offer: the wire starts
+/// with [`deflate_request`], and the frames may be compressed.
+pub fn receive_all_deflate(
+    config: &Config,
+    request: &[u8],
+    chunks: &[u8],
+    into_first: bool,
+    alternate: bool,
+    wire: &[u8],
+) -> Transcript {
+    let written = Rc::new(RefCell::new(Vec::new()));
+    let mut input = request.to_vec();
+    input.extend_from_slice(wire);
+    // The handshake is read whole; the chunking applies to the frames behind it.
+    let mut stream = ChunkedStream::new(&input, &[], written.clone());
+    stream.chunks = chunks.to_vec();
+    stream.chunk_from = request.len();
+    let config = config
+        .clone()
+        .deflate(Some(syncws::DeflateConfig::default()));
+    let ws = syncws::accept_with(stream, config).expect("the upgrade request is accepted");
+    assert!(ws.compression().is_some(), "permessage-deflate agreed");
+    let head = written.borrow().len();
+    let answer = String::from_utf8_lossy(&written.borrow()[..head]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+    assert!(answer.contains("permessage-deflate"), "{answer}");
+    drain(
+        ws,
+        Role::Server,
+        into_first,
+        alternate,
+        wire.len(),
+        &written,
+        head,
+    )
+}
+
+/// The `frame_deflate` check: as [`fuzz_frames`] in the server role, with compression agreed.
+/// Bit 6 of the flags byte asks for `client_no_context_takeover`, bit 7 for a 9-bit window.
+pub fn fuzz_frames_deflate(data: &[u8]) {
+    let Some(setup) = decode_input(data) else {
+        return;
+    };
+    let request = deflate_request(data[0] & 0x40 != 0, data[0] & 0x80 != 0);
+    let split = receive_all_deflate(
+        &setup.config,
+        &request,
+        setup.chunks,
+        setup.into_first,
+        true,
+        setup.wire,
+    );
+    check_replies(&split);
+    let whole = receive_all_deflate(&setup.config, &request, &[], false, false, setup.wire);
+    assert_eq!(split, whole, "split and whole input differ");
+}
+
+/// The settings the first bytes of an `inflate` input select.
+///
+/// ```text
+/// byte 0      bits 0-2  n, the number of piece-length bytes that follow (0..=7)
+///             bit 3     a limit of 300 bytes per message, else 1 MiB
+///             bit 4     no context takeover
+/// byte 1      bits 0-2  window bits - 8 (8..=15); bits 3-7 the compression level (mod 10)
+/// bytes 2..   n piece lengths (0 is an empty piece), used in turn to cut the payload
+/// the rest    the payload
+/// ```
+#[derive(Debug, Clone)]
+pub struct InflateSetup<'a> {
+    /// Piece lengths.
+    pub pieces: &'a [u8],
+    /// Inflated size limit.
+    pub max: usize,
+    /// No context takeover.
+    pub no_takeover: bool,
+    /// LZ77 window bits (8..=15).
+    pub bits: u8,
+    /// Compression level (0..=9).
+    pub level: u32,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+/// Splits an `inflate` input into settings and payload.
+pub fn decode_inflate_input(data: &[u8]) -> Option<InflateSetup<'_>> {
+    let [flags, setting, rest @ ..] = data else {
+        return None;
+    };
+    let n = usize::from(flags & 0x07);
+    if rest.len() < n {
+        return None;
+    }
+    let (pieces, payload) = rest.split_at(n);
+    Some(InflateSetup {
+        pieces,
+        max: if flags & 0x08 != 0 { 300 } else { 1 << 20 },
+        no_takeover: flags & 0x10 != 0,
+        bits: 8 + (setting & 0x07),
+        level: u32::from(setting >> 3) % 10,
+        payload,
+    })
+}
+
+/// Cuts `data` into pieces of the given lengths, used in turn; the last piece takes the rest.
+pub fn cut<'a>(data: &'a [u8], lengths: &[u8]) -> Vec<&'a [u8]> {
+    if lengths.is_empty() {
+        return vec![data];
+    }
+    let mut pieces = Vec::new();
+    let mut rest = data;
+    for &n in lengths.iter().cycle() {
+        if rest.is_empty() || pieces.len() >= 4096 {
+            break;
+        }
+        let (piece, tail) = rest.split_at(usize::from(n).min(rest.len()));
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces.push(rest);
+    pieces
+}
+
+/// Inflates one message given as `pieces` (a fresh decompressor), checking that the output
+/// never grows past `max + 1` bytes.
+pub fn inflate_message(
+    bits: u8,
+    no_takeover: bool,
+    pieces: &[&[u8]],
+    max: usize,
+) -> Result<Vec<u8>, InflateError> {
+    let mut d = Decompressor::new(bits, no_takeover);
+    let mut out = Vec::new();
+    for piece in pieces {
+        let r = d.inflate(piece, &mut out, max);
+        assert!(out.capacity() <= max + 1, "{} > {max} + 1", out.capacity());
+        r?;
+    }
+    let r = d.finish(&mut out, max);
+    assert!(out.capacity() <= max + 1, "{} > {max} + 1", out.capacity());
+    r?;
+    assert!(out.len() <= max);
+    Ok(out)
+}
+
+/// A plain one-shot inflate of one message per RFC 7692 7.2.2, for comparison: `None` if the
+/// data is corrupt, inflates to more than `max` bytes, or goes on after a final block.
+pub fn reference_inflate(payload: &[u8], bits: u8, max: usize) -> Option<Vec<u8>> {
+    let mut input = payload.to_vec();
+    // A payload that already ends with a whole flush (or is empty) is complete as it is.
+    if !(payload.is_empty() || payload.ends_with(&TAIL)) {
+        input.extend_from_slice(&TAIL);
+    }
+    let mut z = Decompress::new_with_window_bits(false, bits.clamp(9, 15));
+    let mut out = Vec::with_capacity(max + 1);
+    let mut pos = 0;
+    loop {
+        let (in_before, out_before) = (z.total_in(), out.len());
+        let status = z
+            .decompress_vec(&input[pos..], &mut out, FlushDecompress::None)
+            .ok()?;
+        pos += (z.total_in() - in_before) as usize;
+        if out.len() > max {
+            return None;
+        }
+        match status {
+            Status::StreamEnd => {
+                return (pos == payload.len() || pos == input.len()).then_some(out);
+            }
+            _ if pos == input.len() => return Some(out),
+            _ if pos == in_before as usize && out.len() == out_before => return None,
+            _ => {}
+        }
+    }
+}
+
+/// The `inflate` check. The payload as compressed data: inflated whole and in pieces, the same
+/// outcome, and the same as [`reference_inflate`]; never more memory than the limit. Then the
+/// payload as a message: compressed in pieces (as frames) and inflated back, twice on one pair
+/// of codec states so context takeover is exercised.
+pub fn fuzz_inflate(data: &[u8]) {
+    let Some(s) = decode_inflate_input(data) else {
+        return;
+    };
+    let whole = inflate_message(s.bits, s.no_takeover, &[s.payload], s.max);
+    let pieces = cut(s.payload, s.pieces);
+    let split = inflate_message(s.bits, s.no_takeover, &pieces, s.max);
+    assert_eq!(whole, split, "whole and split inflate differ");
+    match reference_inflate(s.payload, s.bits, s.max) {
+        Some(out) => assert_eq!(whole, Ok(out), "differs from a one-shot inflate"),
+        None => assert!(whole.is_err(), "accepted what a one-shot inflate refuses"),
+    }
+
+    let mut c = Compressor::new(s.bits, s.level, s.no_takeover);
+    let mut d = Decompressor::new(s.bits, s.no_takeover);
+    let max = s.payload.len();
+    for message in [s.payload, &s.payload[..s.payload.len() / 2]] {
+        let mut out = Vec::new();
+        let parts = cut(message, s.pieces);
+        for (i, part) in parts.iter().enumerate() {
+            let mut frame = Vec::new();
+            c.compress(part, i + 1 == parts.len(), &mut frame)
+                .expect("compression does not fail");
+            d.inflate(&frame, &mut out, max)
+                .expect("own output inflates");
+        }
+        d.finish(&mut out, max).expect("own output inflates");
+        assert!(out == message, "round trip changed the message");
+    }
+}
+
 /// The harness itself, on inputs whose outcome is known (`cargo test --manifest-path
 /// fuzz/Cargo.toml`).
 #[cfg(test)]
@@ -399,5 +645,84 @@ mod tests {
         assert_eq!(eof.messages.len(), 1);
         assert!(eof.end.contains("without a close frame"), "{}", eof.end);
         assert!(eof.replies.is_empty());
+    }
+
+    /// RFC 7692 7.2.3.1: "Hello" compressed, without the tail.
+    const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
+    #[test]
+    fn inflate_known_payloads() {
+        assert_eq!(
+            inflate_message(15, false, &[&HELLO], 100),
+            Ok(b"Hello".to_vec())
+        );
+        assert_eq!(reference_inflate(&HELLO, 15, 100), Some(b"Hello".to_vec()));
+        let split: Vec<&[u8]> = cut(&HELLO, &[1, 0, 3]);
+        assert_eq!(split.concat(), HELLO);
+        assert_eq!(
+            inflate_message(15, false, &split, 100),
+            Ok(b"Hello".to_vec())
+        );
+        assert_eq!(
+            inflate_message(15, false, &[&HELLO], 4),
+            Err(InflateError::TooLarge)
+        );
+        assert_eq!(reference_inflate(&HELLO, 15, 4), None);
+        assert_eq!(
+            inflate_message(15, false, &[&[0xff, 0xff, 0xff]], 100),
+            Err(InflateError::Corrupt)
+        );
+        // A bomb: a megabyte of zeros in about a kilobyte stops one byte over the limit.
+        let mut c = Compressor::new(15, 9, false);
+        let mut bomb = Vec::new();
+        c.compress(&vec![0; 1 << 20], true, &mut bomb).unwrap();
+        assert!(bomb.len() < 2048, "{}", bomb.len());
+        assert_eq!(
+            inflate_message(15, false, &[&bomb], 1000),
+            Err(InflateError::TooLarge)
+        );
+        let mut input = vec![0x09, 0x0f | (6 << 3), 200];
+        input.extend_from_slice(&bomb);
+        fuzz_inflate(&input);
+        fuzz_inflate(&[0x02, 0x07, 1, 2, b'a', b'b', b'c']);
+    }
+
+    #[test]
+    fn compressed_frames_reach_the_handler_as_messages() {
+        let config = decode_input(&[0]).unwrap().config;
+        let request = deflate_request(false, false);
+        let wire = [
+            raw_frame(0xC1, &HELLO, true),       // compressed text, RSV1
+            frame(0x9, true, b"p", true),        // ping
+            raw_frame(0x41, &HELLO[..3], true),  // compressed, first fragment
+            frame(0x0, true, &HELLO[3..], true), // its continuation (no RSV1)
+            frame(0x1, true, b"plain", true),    // uncompressed
+            frame(0x8, true, &[0x03, 0xE8], true),
+        ]
+        .concat();
+        for chunks in [&[][..], &[1], &[0, 3, 0, 250]] {
+            let t = receive_all_deflate(&config, &request, chunks, true, true, &wire);
+            check_replies(&t);
+            let hello = (true, b"Hello".to_vec());
+            assert_eq!(
+                t.messages,
+                vec![hello.clone(), hello, (true, b"plain".to_vec())]
+            );
+            assert_eq!(t.end, "closed 1000 \"\"");
+        }
+        // RSV1 on a continuation frame is a protocol error (1002); corrupt data is 1007.
+        let bad_rsv = [
+            raw_frame(0x41, &HELLO[..3], true),
+            raw_frame(0xC0, &HELLO[3..], true),
+        ]
+        .concat();
+        let t = receive_all_deflate(&config, &request, &[], false, false, &bad_rsv);
+        check_replies(&t);
+        assert_eq!(t.replies.last().unwrap().1[..2], [0x03, 0xEA]);
+        let corrupt = raw_frame(0xC1, &[0xff, 0xff, 0xff], true);
+        let t = receive_all_deflate(&config, &request, &[], false, false, &corrupt);
+        check_replies(&t);
+        assert_eq!(t.replies.last().unwrap().1[..2], [0x03, 0xEF]);
+        fuzz_frames_deflate(&encode_input(0xC0, &[2, 0], &wire));
     }
 }
