@@ -464,16 +464,20 @@ impl Receiver {
         self.check_inflated(result, start)
     }
 
-    /// Maps an inflate result to the RFC's errors and checks the new text for UTF-8.
+    /// Checks the new text for UTF-8 and maps an inflate result to the RFC's errors.
+    ///
+    /// What inflated before a failure is checked too, so the first violation in the inflated
+    /// stream decides the close code: bad UTF-8 followed by corrupt data or a bomb is 1007
+    /// however the frame was cut into reads (a whole frame inflates in one call, a trickled
+    /// one in many).
     fn check_inflated(
         &mut self,
         result: Result<(), InflateError>,
         start: usize,
     ) -> Result<(), ProtocolError> {
+        let bad_text = self.message == Some(true) && self.utf8.feed(&self.buf[start..]).is_err();
         let failed = match result {
-            Ok(()) if self.message == Some(true) && self.utf8.feed(&self.buf[start..]).is_err() => {
-                ProtocolError::InvalidUtf8
-            }
+            _ if bad_text => ProtocolError::InvalidUtf8,
             Ok(()) => return Ok(()),
             Err(InflateError::TooLarge) => ProtocolError::MessageTooLarge,
             Err(InflateError::Corrupt) => ProtocolError::BadCompressedData,
