@@ -528,9 +528,13 @@ pub fn reference_inflate(payload: &[u8], bits: u8, max: usize) -> Option<Vec<u8>
         input.extend_from_slice(&TAIL);
     }
     let mut z = Decompress::new_with_window_bits(false, bits.clamp(9, 15));
-    let mut out = Vec::with_capacity(max + 1);
+    let mut out = Vec::new();
     let mut pos = 0;
     loop {
+        if out.len() == out.capacity() {
+            let room = out.capacity().max(4096).min(max + 1 - out.len());
+            out.reserve_exact(room);
+        }
         let (in_before, out_before) = (z.total_in(), out.len());
         let status = z
             .decompress_vec(&input[pos..], &mut out, FlushDecompress::None)
