@@ -173,14 +173,16 @@ impl Decompressor {
                 out.reserve_exact(target - out.len());
             }
             let (in_before, out_before) = (z.total_in(), out.len());
-            let status = z
-                .decompress_vec(input, out, FlushDecompress::None)
-                .map_err(|_| InflateError::Corrupt)?;
-            let used = (z.total_in() - in_before) as usize;
-            input = &input[used..];
+            let result = z.decompress_vec(input, out, FlushDecompress::None);
+            // The limit first: zlib may fill the output and then, in the same call, reach
+            // corrupt input further on; fed in smaller pieces it would have stopped at the
+            // limit. Either way the limit was crossed first.
             if out.len() > max {
                 return Err(InflateError::TooLarge);
             }
+            let status = result.map_err(|_| InflateError::Corrupt)?;
+            let used = (z.total_in() - in_before) as usize;
+            input = &input[used..];
             match status {
                 Status::StreamEnd => self.ended = true,
                 // Out of input with room to spare: everything so far is out.
@@ -298,6 +300,38 @@ mod tests {
                 assert_eq!(c.holds_state(), !nct);
                 assert_eq!(d.holds_state(), !nct);
             }
+        }
+    }
+
+    #[test]
+    fn the_limit_wins_over_corruption_found_in_the_same_call() {
+        // 301 bytes of text, then a stored block with bad lengths: with a limit of 300 the
+        // output crosses it before the bad block, however the input is cut. (Whole, zlib fills
+        // the output exactly and reads on to the bad block in the same call.)
+        let text: Vec<u8> = (0..301u32).map(|i| b'a' + (i * 7 % 26) as u8).collect();
+        let mut c = Compressor::new(15, 6, false);
+        let mut z = Vec::new();
+        c.compress(&text, false, &mut z).unwrap();
+        z.extend_from_slice(&[0x00, 0x12, 0x34, 0x56, 0x78]);
+        for step in [z.len(), 1, 7] {
+            let mut d = Decompressor::new(15, false);
+            let mut out = Vec::new();
+            let mut result = Ok(());
+            for piece in z.chunks(step) {
+                result = d.inflate(piece, &mut out, 300);
+                if result.is_err() {
+                    break;
+                }
+            }
+            assert_eq!(result, Err(InflateError::TooLarge), "pieces of {step}");
+            let mut d = Decompressor::new(15, false);
+            let mut out = Vec::new();
+            let result = z.chunks(step).try_for_each(|p| d.inflate(p, &mut out, 500));
+            assert_eq!(
+                result,
+                Err(InflateError::Corrupt),
+                "pieces of {step}, limit 500"
+            );
         }
     }
 
