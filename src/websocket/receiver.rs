@@ -22,11 +22,6 @@ use crate::proto::compress::{Decompressor, InflateError};
 /// read, so invalid UTF-8 fails the message as soon as it arrives.
 const TEXT_CHUNK: usize = 64 << 10;
 
-/// Largest piece of a masked binary payload read directly into a message before it is unmasked:
-/// small enough that the bytes are still in the CPU cache when the mask is applied (one pass
-/// over a 16 MiB message from memory would cost as much as the copy out of the kernel).
-const UNMASK_CHUNK: usize = 256 << 10;
-
 /// One complete thing the peer sent.
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -333,8 +328,6 @@ impl Receiver {
             let r = stream.read(&mut self.buf[start..]);
             self.buf.truncate(start + *r.as_ref().unwrap_or(&0));
             r
-        } else if mask.is_some() {
-            stream.read_to_vec(&mut self.buf, want.min(UNMASK_CHUNK))
         } else {
             stream.read_to_vec(&mut self.buf, want)
         };
