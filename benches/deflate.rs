@@ -127,17 +127,9 @@ fn config_of(key: &str) -> Config {
 // Process setup
 // ---------------------------------------------------------------------------------------------
 
-/// Pins the calling thread (and the threads it spawns later) to one CPU.
-fn pin_to(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; the pointer and size describe it exactly.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("warning: could not pin to CPU {cpu}");
-        }
-    }
-}
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::pin_to;
 
 /// The CPU servers run on: the last one, counted before this process pins itself.
 fn last_cpu() -> usize {

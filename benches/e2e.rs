@@ -80,17 +80,9 @@ use counting::count_allocs;
 // Process setup: CPU pinning, file limit
 // ---------------------------------------------------------------------------------------------
 
-/// Pins the calling thread (and the threads it spawns later) to one CPU.
-fn pin_to(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; the pointer and size describe it exactly.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            eprintln!("warning: could not pin to CPU {cpu}");
-        }
-    }
-}
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::pin_to;
 
 /// Raises the soft limit on open files to the hard limit; returns the new soft limit.
 fn raise_nofile() -> u64 {

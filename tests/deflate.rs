@@ -55,22 +55,6 @@ fn inflate_with(d: &mut Decompressor, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// JSON-like text that compresses well.
-fn json_like(n: usize) -> String {
-    let mut s = String::new();
-    let mut i = 0;
-    while s.len() < n {
-        s.push_str(&format!(
-            "{{\"id\":{i},\"user\":\"user{}\",\"active\":{},\"tags\":[\"a\",\"b\"]}},",
-            i % 17,
-            i % 3 == 0
-        ));
-        i += 1;
-    }
-    s.truncate(n);
-    s
-}
-
 /// Words in a pseudo-random order: compresses to about half, so a repeat that refers back to
 /// it is much smaller than the first copy.
 fn varied_text(n: usize) -> String {

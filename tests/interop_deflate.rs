@@ -8,12 +8,15 @@
 
 #![cfg(feature = "deflate")]
 
+mod support;
+
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use support::json_like;
 use syncws::{Client, CloseCode, Config, DeflateConfig, Message, Transport, Url};
 
 /// A TCP stream that counts the bytes it reads and writes.
@@ -55,21 +58,6 @@ impl Transport for Counted {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.tcp.shutdown(std::net::Shutdown::Write)
     }
-}
-
-fn json_like(n: usize) -> String {
-    let mut s = String::new();
-    let mut i = 0;
-    while s.len() < n {
-        s.push_str(&format!(
-            "{{\"id\":{i},\"user\":\"user{}\",\"active\":{},\"tags\":[\"a\",\"b\"]}},",
-            i % 17,
-            i % 3 == 0
-        ));
-        i += 1;
-    }
-    s.truncate(n);
-    s
 }
 
 fn messages() -> Vec<Message> {

@@ -7,6 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use syncws::proto::utf8::Utf8Validator;
+use syncws_fuzz::cut;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
@@ -14,27 +15,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let n = usize::from(flags & 0x0F).min(rest.len());
     let (lengths, text) = rest.split_at(n);
-    check(text, &pieces(text, lengths));
-    check(text, &pieces(text, &[1]));
+    check(text, &cut(text, lengths));
+    check(text, &cut(text, &[1]));
 });
-
-/// Cuts `text` into pieces with the given lengths, in turn.
-fn pieces<'a>(text: &'a [u8], lengths: &[u8]) -> Vec<&'a [u8]> {
-    if lengths.iter().all(|&l| l == 0) {
-        return vec![text];
-    }
-    let mut out = Vec::new();
-    let mut rest = text;
-    for &len in lengths.iter().cycle() {
-        let (piece, tail) = rest.split_at(usize::from(len).min(rest.len()));
-        out.push(piece);
-        rest = tail;
-        if rest.is_empty() {
-            break;
-        }
-    }
-    out
-}
 
 /// The validator's contract (src/proto/utf8.rs): `feed` fails as soon as the bytes so far cannot
 /// be the prefix of valid UTF-8, i.e. exactly at the piece holding the first byte that makes the

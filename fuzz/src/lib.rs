@@ -389,8 +389,7 @@ pub fn receive_all_deflate(
     let mut input = request.to_vec();
     input.extend_from_slice(wire);
     // The handshake is read whole; the chunking applies to the frames behind it.
-    let mut stream = ChunkedStream::new(&input, &[], written.clone());
-    stream.chunks = chunks.to_vec();
+    let mut stream = ChunkedStream::new(&input, chunks, written.clone());
     stream.chunk_from = request.len();
     let config = config
         .clone()

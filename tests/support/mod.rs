@@ -493,3 +493,19 @@ pub fn text_of_len(n: usize) -> String {
 pub fn bytes_of_len(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i ^ (i >> 8) ^ (i >> 16)) as u8).collect()
 }
+
+/// JSON-like text that compresses well (for the compression tests).
+pub fn json_like(n: usize) -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    while s.len() < n {
+        s.push_str(&format!(
+            "{{\"id\":{i},\"user\":\"user{}\",\"active\":{},\"tags\":[\"a\",\"b\"]}},",
+            i % 17,
+            i % 3 == 0
+        ));
+        i += 1;
+    }
+    s.truncate(n);
+    s
+}
