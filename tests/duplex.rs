@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
@@ -446,15 +447,58 @@ fn heartbeat_config() -> Config {
         .close_timeout(Duration::from_secs(1))
 }
 
+/// A client's TCP stream that notes when each write began and the first byte written, so the
+/// time between two frames is measured by the thread that sent them (a peer's reading thread
+/// may wake late on a busy machine and would see them closer together than they were sent).
+struct Timed {
+    tcp: std::net::TcpStream,
+    writes: Arc<std::sync::Mutex<Vec<(Instant, u8)>>>,
+}
+
+impl std::io::Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.read(buf)
+    }
+}
+
+impl std::io::Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(&first) = buf.first() {
+            self.writes.lock().unwrap().push((Instant::now(), first));
+        }
+        self.tcp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl syncws::Transport for Timed {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.tcp.set_read_timeout(timeout)
+    }
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.tcp.set_write_timeout(timeout)
+    }
+    fn shutdown_write(&mut self) -> std::io::Result<()> {
+        self.tcp.shutdown(std::net::Shutdown::Write)
+    }
+}
+
 #[test]
 fn client_heartbeat_gives_up_on_a_peer_that_never_answers_pings() {
-    let (addr, server) = raw_server(|mut conn| {
-        let ping = conn.read_frame();
-        let ping_at = Instant::now();
-        let close = conn.read_frame();
-        (ping, close, ping_at.elapsed())
-    });
-    let mut ws = connect(addr, heartbeat_config());
+    let (addr, server) = raw_server(|mut conn| (conn.read_frame(), conn.read_frame()));
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.write_all(upgrade_request("/").as_bytes()).unwrap();
+    let mut leftover = Vec::new();
+    let head = read_head(&mut tcp, &mut leftover);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let timed = Timed {
+        tcp,
+        writes: Arc::clone(&writes),
+    };
+    let mut ws = WebSocket::from_stream(timed, syncws::Role::Client, heartbeat_config(), &leftover);
     let started = Instant::now();
     let r = ws.recv();
     let took = started.elapsed();
@@ -470,10 +514,19 @@ fn client_heartbeat_gives_up_on_a_peer_that_never_answers_pings() {
     assert_eq!(ws.state(), State::Closed);
     assert!(matches!(ws.send("x"), Err(Error::Closed)));
 
-    let (ping, close, between) = server.join().unwrap();
+    let (ping, close) = server.join().unwrap();
     assert_eq!(ping.opcode, PING, "{ping:?}");
     assert_eq!(close.opcode, CLOSE, "{close:?}");
     assert_eq!(close.close_code(), Some(1011));
+    let writes = writes.lock().unwrap().clone();
+    let sent = |opcode: u8| {
+        writes
+            .iter()
+            .find(|(_, first)| first & 0x0f == opcode)
+            .map(|(at, _)| *at)
+            .unwrap_or_else(|| panic!("no frame {opcode:#x} written: {writes:?}"))
+    };
+    let between = sent(CLOSE).duration_since(sent(PING));
     assert!(
         between >= PONG_TIMEOUT - Duration::from_millis(50),
         "{between:?}"
