@@ -99,6 +99,12 @@ impl From<ProtocolError> for Error {
     }
 }
 
+impl From<InputError> for Error {
+    fn from(e: InputError) -> Self {
+        Error::InvalidInput(e)
+    }
+}
+
 impl From<HandshakeError> for Error {
     fn from(e: HandshakeError) -> Self {
         Error::Handshake(e)
@@ -253,6 +259,17 @@ pub enum HandshakeError {
     /// The HTTP proxy answered `CONNECT` with this status instead of 200 (407: it wants
     /// credentials).
     ProxyRefused(u16),
+    /// An HTTP/1.1 request without `Host` (answered with 400).
+    MissingHost,
+    /// A request with more than one `Host`, `Origin`, `Sec-WebSocket-Key` or
+    /// `Sec-WebSocket-Version` (answered with 400).
+    DuplicateHeader,
+    /// A `Content-Length` that is not plain digits, copies of it that differ, or one beside
+    /// `Transfer-Encoding` (answered with 400: the request could be read two ways).
+    BadContentLength,
+    /// An upgrade request that announces a body (answered with 400: its bytes would be read as
+    /// frames).
+    UpgradeWithBody,
 }
 
 impl fmt::Display for HandshakeError {
@@ -277,6 +294,12 @@ impl fmt::Display for HandshakeError {
             HandshakeError::TooManyRedirects => "too many redirects",
             HandshakeError::InsecureRedirect => "refused a redirect from wss to ws",
             HandshakeError::BadRedirect => "redirect without a usable location",
+            HandshakeError::MissingHost => "http/1.1 request without host",
+            HandshakeError::DuplicateHeader => {
+                "host, origin, sec-websocket-key or sec-websocket-version sent twice"
+            }
+            HandshakeError::BadContentLength => "ambiguous or malformed content-length",
+            HandshakeError::UpgradeWithBody => "upgrade request with a body",
             HandshakeError::ProxyRefused(status) => {
                 return write!(f, "proxy answered {status} to connect");
             }
@@ -309,6 +332,20 @@ pub enum InputError {
     ControlTooLong,
     /// A fragmented message mixed text and binary fragments.
     MixedFragments,
+    /// A header name that is not an HTTP token (RFC 9110 5.1): empty, or with spaces,
+    /// separators such as `:`, control or non-ASCII characters.
+    HeaderName,
+    /// A header value with CR, LF, NUL or another control character (RFC 9110 5.5), which could
+    /// forge further headers or a second response.
+    HeaderValue,
+    /// A header the library writes itself and that may not be set or contradicted: for
+    /// responses `Content-Length`, `Transfer-Encoding` and `Connection` (other than `close` or
+    /// `keep-alive`); for a `101` also `Upgrade` and the `Sec-WebSocket-*` answers; for a
+    /// client's request `Host`, `Upgrade`, `Connection` and the `Sec-WebSocket-*` fields (use
+    /// [`ClientBuilder::protocol`](crate::ClientBuilder::protocol) for subprotocols).
+    ReservedHeader,
+    /// The same header given twice where one copy is allowed (a client's `Origin`).
+    DuplicateHeader,
 }
 
 impl fmt::Display for InputError {
@@ -318,6 +355,10 @@ impl fmt::Display for InputError {
             InputError::CloseReasonTooLong => "close reason longer than 123 bytes",
             InputError::ControlTooLong => "control payload longer than 125 bytes",
             InputError::MixedFragments => "fragments mix text and binary",
+            InputError::HeaderName => "header name is not an http token",
+            InputError::HeaderValue => "header value contains a control character (cr, lf, nul)",
+            InputError::ReservedHeader => "header is written by the library and may not be set",
+            InputError::DuplicateHeader => "header may be given only once",
         })
     }
 }

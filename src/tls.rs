@@ -27,7 +27,7 @@ use std::time::Instant;
 use native_tls::{HandshakeError as NativeHandshakeError, TlsStream};
 
 use crate::error::{Error, Result, TlsError, TlsErrorKind};
-use crate::io::TcpRef;
+use crate::io::{PhaseDeadline, Stream, TcpRef};
 
 /// A server's TLS identity (certificate chain and private key), ready to accept connections.
 /// Give it to [`Server::tls`](crate::Server::tls).
@@ -113,11 +113,21 @@ impl ServerTls {
         }
     }
 
-    /// Runs the server side of the TLS handshake, all of it before `deadline`.
-    pub(crate) fn accept(&self, tcp: Arc<TcpStream>, deadline: Instant) -> Result<Tls> {
+    /// Runs the server side of the TLS handshake, all of it before `deadline` (every socket
+    /// read and write inside it is armed with the time left). The stream keeps that deadline
+    /// for the HTTP handshake that follows.
+    pub(crate) fn accept(&self, tcp: Arc<TcpStream>, deadline: Instant) -> Result<Stream> {
         set_deadline(&tcp, deadline)?;
-        let started = self.acceptor.accept(TcpRef(Arc::clone(&tcp)));
-        finish(started, &tcp, deadline)
+        let phase = PhaseDeadline::new(Some(deadline));
+        let started = self.acceptor.accept(TcpRef {
+            tcp: Arc::clone(&tcp),
+            deadline: phase.clone(),
+        });
+        Ok(Stream::tls(
+            Arc::clone(&tcp),
+            finish(started, &tcp, deadline)?,
+            phase,
+        ))
     }
 }
 
@@ -164,18 +174,30 @@ impl ClientTls {
     }
 
     /// Runs the client side of the TLS handshake for `host` (sent as SNI and checked against
-    /// the certificate), all of it before `deadline`.
+    /// the certificate), all of it before `deadline`, which the stream keeps for the HTTP
+    /// handshake that follows.
     pub(crate) fn connect(
         &self,
         host: &str,
         tcp: Arc<TcpStream>,
         deadline: Instant,
-    ) -> Result<Tls> {
+    ) -> Result<Stream> {
         set_deadline(&tcp, deadline)?;
         // An IPv6 literal is checked against the certificate without its brackets.
         let name = host.trim_start_matches('[').trim_end_matches(']');
-        let started = self.connector.connect(name, TcpRef(Arc::clone(&tcp)));
-        finish(started, &tcp, deadline)
+        let phase = PhaseDeadline::new(Some(deadline));
+        let started = self.connector.connect(
+            name,
+            TcpRef {
+                tcp: Arc::clone(&tcp),
+                deadline: phase.clone(),
+            },
+        );
+        Ok(Stream::tls(
+            Arc::clone(&tcp),
+            finish(started, &tcp, deadline)?,
+            phase,
+        ))
     }
 }
 

@@ -168,7 +168,11 @@ fn http_1_0_closes_unless_keep_alive_is_asked_for() {
     let mut c = Http::connect(handle.local_addr());
     for _ in 0..2 {
         let r = c.exchange("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-        assert_eq!((r.status, r.header("connection")), (200, None));
+        // RFC 9112 9.3: an HTTP/1.0 client learns that the connection persists only if told.
+        assert_eq!(
+            (r.status, r.header("connection")),
+            (200, Some("keep-alive"))
+        );
     }
     handle.shutdown();
 }

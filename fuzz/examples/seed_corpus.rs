@@ -12,7 +12,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use syncws::proto::compress::Compressor;
-use syncws::proto::handshake::{accept_key, client_request, http_response, response_101};
+use syncws::proto::handshake::{accept_key, client_request, response_101};
+use syncws::proto::http::{Persist, response};
 use syncws_fuzz::{MASK, encode_input, frame, raw_frame};
 
 const TEXT: u8 = 0x1;
@@ -417,12 +418,13 @@ fn request_samples() -> Vec<(&'static str, Vec<u8>)> {
                 "localhost:9001",
                 "/chat?room=1",
                 KEY,
+                &[extra("Sec-WebSocket-Protocol", "chat.v2, chat.v1")],
                 &[
                     extra("Origin", "https://app.example"),
                     extra("Cookie", "session=abc"),
-                    extra("Sec-WebSocket-Protocol", "chat.v2, chat.v1"),
                 ],
-            ),
+            )
+            .expect("valid fields"),
         ),
         (
             "query_percent_escapes",
@@ -470,7 +472,7 @@ fn request_samples() -> Vec<(&'static str, Vec<u8>)> {
 
 fn response_samples() -> Vec<(&'static str, Vec<u8>)> {
     let accept = accept_key(KEY.as_bytes());
-    let good = response_101(&accept, &[]);
+    let good = response_101(&accept, None, None, &[]).expect("valid");
     let good_str = String::from_utf8(good.clone()).expect("ascii");
     let with = |header: &str| {
         good_str
@@ -532,7 +534,7 @@ fn response_samples() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "bad_request_400_with_body",
-            http_response(400, &[], b"no websocket here\n", false),
+            response(400, &[], b"no websocket here\n", Persist::Close).expect("valid"),
         ),
         ("bare_lf", good_str.replace("\r\n", "\n").into_bytes()),
         ("truncated", good[..good.len() - 2].to_vec()),

@@ -1,12 +1,13 @@
-//! The server's side of the opening handshake: `parse_request` on arbitrary bytes, then
-//! `check_request`, the request's accessors and the permessage-deflate negotiation on whatever
-//! parsed.
+//! The server's side of the opening handshake: `parse_request` on arbitrary bytes, then the
+//! HTTP request rules (framing, duplicates, `Expect`), `check_request`, the request's accessors
+//! and the permessage-deflate negotiation on whatever parsed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use syncws::DeflateConfig;
 use syncws::proto::deflate::{accept_offer, parse_extensions};
 use syncws::proto::handshake::{accept_key, check_request, is_upgrade, parse_request};
+use syncws::proto::http::{self, Framing};
 
 fuzz_target!(|data: &[u8]| {
     // The default `Config::max_headers`, and a small limit so that TooManyHeaders is reached.
@@ -50,8 +51,34 @@ fuzz_target!(|data: &[u8]| {
         );
         assert!(req.http_minor_version() <= 1);
 
+        // The HTTP rules: one meaning or a refusal.
+        let count = |name: &str| {
+            req.headers()
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .count()
+        };
+        let framing = http::check_request(&req);
+        if let Ok(framing) = framing {
+            assert!(count("host") <= 1 && count("origin") <= 1);
+            assert!(count("host") == 1 || req.http_minor_version() == 0);
+            let length = req.header("content-length");
+            match framing {
+                Framing::None => assert!(length.is_none() && count("transfer-encoding") == 0),
+                Framing::Length(n) => {
+                    assert_eq!(count("transfer-encoding"), 0);
+                    let first = length.expect("a length was read");
+                    let first = first.split(',').next().unwrap_or("").trim();
+                    assert_eq!(first.parse::<u64>().ok(), Some(n), "{first:?}");
+                }
+                Framing::Encoded => assert!(length.is_none()),
+            }
+        }
+        let _ = http::expectation(&req);
+
         if let Ok(accept) = check_request(&req) {
             assert!(is_upgrade(&req));
+            assert!(matches!(framing, Ok(Framing::None | Framing::Length(0))));
             assert_eq!(req.method(), "GET");
             assert_eq!(req.http_minor_version(), 1);
             let key = req.header("sec-websocket-key").expect("a key was checked");

@@ -97,6 +97,11 @@ impl ClientBuilder {
 
     /// Adds a header to the upgrade request, e.g. `Authorization` or `Cookie` (both are dropped
     /// when a redirect leads to another origin).
+    ///
+    /// `connect` refuses, before sending anything, a name that is not an HTTP token, a value
+    /// with CR, LF, NUL or other control characters, a field the library writes itself (`Host`,
+    /// `Upgrade`, `Connection`, `Sec-WebSocket-*`, `Content-Length`, `Transfer-Encoding`) and a
+    /// second `Origin`, with [`Error::InvalidInput`].
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
@@ -157,6 +162,7 @@ impl ClientBuilder {
     /// other than `101` (or a redirect) is returned as [`Error::Http`] with its status and body.
     pub fn connect(&self, url: &str) -> Result<WebSocket> {
         let mut url = Url::parse(url)?;
+        self.check_fields()?;
         let mut headers = self.headers.clone();
         let has_auth = |h: &[(String, String)]| {
             h.iter()
@@ -240,8 +246,7 @@ impl ClientBuilder {
             Some(tls) => tls.clone(),
             None => crate::tls::ClientTls::system()?,
         };
-        let session = tls.connect(&url.host, std::sync::Arc::clone(&tcp), deadline)?;
-        Ok(Stream::tls(tcp, session))
+        tls.connect(&url.host, tcp, deadline)
     }
 
     #[cfg(not(feature = "tls"))]
@@ -258,6 +263,7 @@ impl ClientBuilder {
     /// Runs the client side of the opening handshake over an already connected stream (no
     /// redirects are followed).
     pub fn handshake<S: Transport>(&self, stream: S, url: &Url) -> Result<WebSocket<S>> {
+        self.check_fields()?;
         let mut headers = self.headers.clone();
         if let Some(auth) = url.basic_auth() {
             headers.push(("Authorization".to_owned(), auth));
@@ -266,6 +272,20 @@ impl ClientBuilder {
         self.handshake_with(stream, url, &headers, deadline)
     }
 
+    /// The caller's header fields and subprotocols, checked before anything is sent: valid names
+    /// and values, none the library writes itself, one `Origin` at most.
+    fn check_fields(&self) -> Result<()> {
+        handshake::check_client_fields(&self.headers)?;
+        for p in &self.protocols {
+            // RFC 6455 4.1: each subprotocol is a token.
+            if p.is_empty() || crate::proto::http::check_field(p, "").is_err() {
+                return Err(crate::error::InputError::HeaderValue.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The opening handshake over `stream`, all of it before `deadline`.
     fn handshake_with<S: Transport>(
         &self,
         mut stream: S,
@@ -273,10 +293,13 @@ impl ClientBuilder {
         headers: &[(String, String)],
         deadline: Instant,
     ) -> Result<WebSocket<S>> {
+        // One total deadline for the HTTP exchange (and the TLS handshake before it), held by
+        // every socket call in it.
+        stream.set_deadline(Some(deadline));
         let key = handshake::generate_key();
-        let mut extra = headers.to_vec();
+        let mut own = Vec::new();
         if !self.protocols.is_empty() {
-            extra.push((
+            own.push((
                 "Sec-WebSocket-Protocol".to_owned(),
                 self.protocols.join(", "),
             ));
@@ -284,12 +307,11 @@ impl ClientBuilder {
         #[cfg(feature = "deflate")]
         if let Some(deflate) = &self.config.deflate {
             let offer = crate::proto::deflate::offer(deflate);
-            extra.push(("Sec-WebSocket-Extensions".to_owned(), offer));
+            own.push(("Sec-WebSocket-Extensions".to_owned(), offer));
         }
-        let request = handshake::client_request(&url.host_header(), &url.target, &key, &extra);
-        stream.set_write_timeout(Some(left(deadline)?))?;
-        stream.write_all(&request)?;
-        stream.flush()?;
+        let request =
+            handshake::client_request(&url.host_header(), &url.target, &key, &own, headers)?;
+        crate::io::write_all_by(&mut stream, &request, deadline)?;
         let mut buf = Vec::new();
         let max_headers = self.config.max_headers;
         let (head, used) = read_head(
@@ -321,6 +343,7 @@ impl ClientBuilder {
             }
             None => None,
         };
+        stream.set_deadline(None);
         stream.set_write_timeout(None)?;
         stream.set_read_timeout(None)?;
         let mut ws =

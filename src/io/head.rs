@@ -75,6 +75,30 @@ pub(crate) fn read_to_len<S: Transport + ?Sized>(
     true
 }
 
+/// Writes all of `bytes` before `deadline`: each write gets only the time left, so a peer that
+/// reads a little at a time cannot stretch it (each partial write would restart a plain socket
+/// timeout).
+pub(crate) fn write_all_by<S: Transport + ?Sized>(
+    stream: &mut S,
+    mut bytes: &[u8],
+    deadline: Instant,
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    stream.flush()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,8 @@ mod head;
 mod stream;
 
 pub(crate) use buffer::ReadBuf;
-pub(crate) use head::{read_head, read_to_len};
-#[cfg(feature = "tls")]
-pub(crate) use stream::TcpRef;
+pub(crate) use head::{read_head, read_to_len, write_all_by};
 pub(crate) use stream::drain_until;
+#[cfg(feature = "tls")]
+pub(crate) use stream::{PhaseDeadline, TcpRef};
 pub use stream::{Split, Stream, Transport};

@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What a connection needs from its byte stream beyond `Read + Write`: timeouts, a half-close and
@@ -22,6 +22,16 @@ pub trait Transport: Read + Write {
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let _ = timeout;
         Ok(())
+    }
+
+    /// Bounds every read and write from now on by `deadline` (`None` lifts it), for the phases
+    /// that have one total deadline: the opening handshake, an HTTP exchange. The default does
+    /// nothing, which suits streams whose `read` and `write` calls each come back within the
+    /// socket timeouts the connection sets before every call; a stream that makes several
+    /// socket calls per `read` (TLS reading a record) implements it so a peer that trickles
+    /// bytes cannot stretch the phase.
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        let _ = deadline;
     }
 
     /// Appends bytes to `buf` until `limit` have arrived, the stream ends, or a read fails; bytes
@@ -140,6 +150,48 @@ pub struct Stream {
     tls: Option<TlsHandle>,
     read_timeout: Option<Option<Duration>>,
     write_timeout: Option<Option<Duration>>,
+    /// While set, the total deadline of a phase (handshake, an HTTP request, a response):
+    /// every read and write on the socket, including those the TLS session makes inside one
+    /// record, gets only the time left.
+    deadline: PhaseDeadline,
+}
+
+/// The deadline of the phase a connection is in, shared by a [`Stream`] and the socket view its
+/// TLS session reads and writes through, so a peer that trickles bytes cannot stretch a phase
+/// past it: each socket read or write is armed with the time left.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PhaseDeadline(Arc<Mutex<Option<Instant>>>);
+
+impl PhaseDeadline {
+    /// A cell set to `deadline`.
+    #[cfg(feature = "tls")]
+    pub(crate) fn new(deadline: Option<Instant>) -> Self {
+        PhaseDeadline(Arc::new(Mutex::new(deadline)))
+    }
+
+    fn get(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, deadline: Option<Instant>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
+    }
+
+    /// Arms the socket's read or write timeout with the time left, if a deadline is set; past
+    /// it, fails as a socket timeout does.
+    fn arm(&self, tcp: &TcpStream, write: bool) -> io::Result<()> {
+        let Some(deadline) = self.get() else {
+            return Ok(());
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, "deadline passed"));
+        }
+        match write {
+            false => tcp.set_read_timeout(Some(left)),
+            true => tcp.set_write_timeout(Some(left)),
+        }
+    }
 }
 
 #[cfg(feature = "tls")]
@@ -166,13 +218,20 @@ impl Stream {
             tls: None,
             read_timeout: None,
             write_timeout: None,
+            deadline: PhaseDeadline::default(),
         }
     }
 
-    /// A TLS session over `tcp` (the same socket the session writes to).
+    /// A TLS session over `tcp` (the same socket the session writes to), whose socket view
+    /// shares `deadline`.
     #[cfg(feature = "tls")]
-    pub(crate) fn tls(tcp: Arc<TcpStream>, session: crate::tls::Tls) -> Self {
+    pub(crate) fn tls(
+        tcp: Arc<TcpStream>,
+        session: crate::tls::Tls,
+        deadline: PhaseDeadline,
+    ) -> Self {
         let mut stream = Stream::plain(tcp);
+        stream.deadline = deadline;
         stream.tls = Some(TlsHandle {
             session: Arc::new(std::sync::Mutex::new(session)),
             split_reader: false,
@@ -260,6 +319,7 @@ impl Read for Stream {
         if let Some(tls) = &mut self.tls {
             return tls.read(&self.tcp, buf);
         }
+        self.deadline.arm(&self.tcp, false)?;
         (&*self.tcp).read(buf)
     }
 }
@@ -270,6 +330,7 @@ impl Write for Stream {
         if let Some(tls) = &self.tls {
             return tls.lock().write(buf);
         }
+        self.deadline.arm(&self.tcp, true)?;
         (&*self.tcp).write(buf)
     }
 
@@ -278,6 +339,7 @@ impl Write for Stream {
         if let Some(tls) = &mut self.tls {
             return tls.write_vectored(bufs);
         }
+        self.deadline.arm(&self.tcp, true)?;
         (&*self.tcp).write_vectored(bufs)
     }
 
@@ -291,6 +353,15 @@ impl Write for Stream {
 }
 
 impl Transport for Stream {
+    /// While a deadline is set, each socket call is armed with the time left, so the total
+    /// holds against a peer that trickles bytes, inside a TLS record too.
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline.set(deadline);
+        // The socket's timeouts were changed underneath the cache.
+        self.read_timeout = None;
+        self.write_timeout = None;
+    }
+
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         if self.read_timeout != Some(timeout) {
             self.tcp.set_read_timeout(timeout)?;
@@ -353,27 +424,34 @@ impl Split for Stream {
             }),
             read_timeout: self.read_timeout,
             write_timeout: self.write_timeout,
+            deadline: self.deadline.clone(),
         };
         Ok((reader, self))
     }
 }
 
-/// A shared TCP socket as a byte stream for the TLS session.
+/// A shared TCP socket as a byte stream for the TLS session, under the phase deadline of the
+/// [`Stream`] it belongs to.
 #[cfg(feature = "tls")]
 #[derive(Debug)]
-pub(crate) struct TcpRef(pub(crate) Arc<TcpStream>);
+pub(crate) struct TcpRef {
+    pub(crate) tcp: Arc<TcpStream>,
+    pub(crate) deadline: PhaseDeadline,
+}
 
 #[cfg(feature = "tls")]
 impl Read for TcpRef {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buf)
+        self.deadline.arm(&self.tcp, false)?;
+        (&*self.tcp).read(buf)
     }
 }
 
 #[cfg(feature = "tls")]
 impl Write for TcpRef {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.0).write(buf)
+        self.deadline.arm(&self.tcp, true)?;
+        (&*self.tcp).write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -4,7 +4,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::error::HandshakeError;
+use crate::error::{HandshakeError, InputError};
+use crate::proto::http::{self, Framing};
 
 /// The GUID every accept key is derived with (RFC 6455 1.3).
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -221,10 +222,16 @@ pub fn is_upgrade(req: &Request) -> bool {
     has_token(&req.headers, "upgrade", "websocket")
 }
 
-/// Checks an upgrade request as RFC 6455 4.2.1 requires and returns the accept key to answer with.
+/// Checks an upgrade request as RFC 6455 4.2.1 requires (after the HTTP rules of
+/// [`http::check_request`]) and returns the accept key to answer with.
 pub fn check_request(req: &Request) -> Result<String, HandshakeError> {
     if !is_upgrade(req) {
         return Err(HandshakeError::NotUpgrade);
+    }
+    match http::check_request(req)? {
+        Framing::None | Framing::Length(0) => {}
+        // Bytes after the head are frames; a body would be read as frames.
+        Framing::Length(_) | Framing::Encoded => return Err(HandshakeError::UpgradeWithBody),
     }
     // RFC 6455 4.2.1: "An HTTP/1.1 or higher GET request".
     if req.method != "GET" {
@@ -258,71 +265,29 @@ pub fn accept_key(key: &[u8]) -> String {
     BASE64.encode(sha.digest().bytes())
 }
 
-/// The `101 Switching Protocols` answer, with optional extra headers.
-pub fn response_101(accept: &str, extra: &[(String, String)]) -> Vec<u8> {
+/// The `101 Switching Protocols` answer: the subprotocol and extension answer that were agreed,
+/// then `extra` fields (a gatekeeper's), which are checked and may not include the names the
+/// library writes ([`http::UPGRADE_OWNED`]).
+pub fn response_101(
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    extra: &[(String, String)],
+) -> Result<Vec<u8>, InputError> {
     let mut out = Vec::with_capacity(160);
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n");
-    out.extend_from_slice(b"Connection: Upgrade\r\nSec-WebSocket-Accept: ");
-    out.extend_from_slice(accept.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    write_headers(&mut out, extra);
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// A complete HTTP/1.1 response with a body and `Content-Length`, e.g. a 400 for a bad upgrade.
-pub fn http_response(
-    status: u16,
-    headers: &[(String, String)],
-    body: &[u8],
-    keep_alive: bool,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128 + body.len());
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
-    write_headers(&mut out, headers);
-    out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
+    out.extend_from_slice(b"Connection: Upgrade\r\n");
+    let mut agreed = vec![("Sec-WebSocket-Accept".to_owned(), accept.to_owned())];
+    if let Some(p) = protocol {
+        agreed.push(("Sec-WebSocket-Protocol".to_owned(), p.to_owned()));
     }
+    if let Some(e) = extensions {
+        agreed.push(("Sec-WebSocket-Extensions".to_owned(), e.to_owned()));
+    }
+    http::write_fields(&mut out, &agreed, &[])?;
+    http::write_fields(&mut out, extra, http::UPGRADE_OWNED)?;
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
-    out
-}
-
-fn write_headers(out: &mut Vec<u8>, headers: &[(String, String)]) {
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// The usual reason phrase of a status code.
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        101 => "Switching Protocols",
-        200 => "OK",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
+    Ok(out)
 }
 
 /// A fresh `Sec-WebSocket-Key`: base64 of 16 bytes from the operating system's random source.
@@ -332,16 +297,49 @@ pub fn generate_key() -> String {
     BASE64.encode(raw)
 }
 
-/// The client's upgrade request.
-pub fn client_request(host: &str, target: &str, key: &str, extra: &[(String, String)]) -> Vec<u8> {
+/// The client's upgrade request: `library` holds the fields the client itself adds (offered
+/// subprotocols and extensions, credentials from the URL), `extra` the user's, which are checked
+/// and may not include the names in [`http::REQUEST_OWNED`] nor a second `Origin`.
+pub fn client_request(
+    host: &str,
+    target: &str,
+    key: &str,
+    library: &[(String, String)],
+    extra: &[(String, String)],
+) -> Result<Vec<u8>, InputError> {
+    // The target goes on the request line: no spaces or controls (a URL parser makes sure,
+    // this makes sure whoever called).
+    if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(InputError::HeaderValue);
+    }
+    http::check_field("Host", host)?;
+    check_client_fields(extra)?;
     let mut out = Vec::with_capacity(200);
     out.extend_from_slice(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n").as_bytes());
     out.extend_from_slice(b"Upgrade: websocket\r\nConnection: Upgrade\r\n");
-    out.extend_from_slice(format!("Sec-WebSocket-Key: {key}\r\n").as_bytes());
-    out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\n");
-    write_headers(&mut out, extra);
+    let mut own = vec![
+        ("Sec-WebSocket-Key".to_owned(), key.to_owned()),
+        ("Sec-WebSocket-Version".to_owned(), "13".to_owned()),
+    ];
+    own.extend_from_slice(library);
+    http::write_fields(&mut out, &own, &[])?;
+    http::write_fields(&mut out, extra, http::REQUEST_OWNED)?;
     out.extend_from_slice(b"\r\n");
-    out
+    Ok(out)
+}
+
+/// The checks on a client's own header fields, to run before connecting: valid names and
+/// values, none the library writes, `Origin` at most once (a server refuses two).
+pub fn check_client_fields(extra: &[(String, String)]) -> Result<(), InputError> {
+    http::check_fields(extra, http::REQUEST_OWNED)?;
+    let origins = extra
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("origin"))
+        .count();
+    if origins > 1 {
+        return Err(InputError::DuplicateHeader);
+    }
+    Ok(())
 }
 
 /// Parses a response head from the start of `buf`, like [`parse_request`]. A WebSocket answer
@@ -510,10 +508,96 @@ mod tests {
                 swap("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
                 Err(HandshakeError::BadKey),
             ),
+            (
+                swap("Host: server.example.com\r\n", ""),
+                Err(HandshakeError::MissingHost),
+            ),
+            (
+                swap(
+                    "Sec-WebSocket-Version: 13",
+                    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 8",
+                ),
+                Err(HandshakeError::DuplicateHeader),
+            ),
+            (
+                swap(
+                    "Origin: http://example.com",
+                    "Origin: http://example.com\r\nOrigin: http://evil.example",
+                ),
+                Err(HandshakeError::DuplicateHeader),
+            ),
+            (
+                swap(
+                    "Sec-WebSocket-Version: 13",
+                    "Sec-WebSocket-Version: 13\r\nContent-Length: 0",
+                ),
+                Ok(()),
+            ),
+            (
+                swap(
+                    "Sec-WebSocket-Version: 13",
+                    "Sec-WebSocket-Version: 13\r\nContent-Length: 6",
+                ),
+                Err(HandshakeError::UpgradeWithBody),
+            ),
+            (
+                swap(
+                    "Sec-WebSocket-Version: 13",
+                    "Sec-WebSocket-Version: 13\r\nTransfer-Encoding: chunked",
+                ),
+                Err(HandshakeError::UpgradeWithBody),
+            ),
         ];
         for (raw, want) in rows {
             assert_eq!(check(&raw).map(|_| ()), want, "{raw}");
         }
+    }
+
+    #[test]
+    fn written_heads_refuse_forged_fields() {
+        let key = generate_key();
+        let forged = [("X-A".to_owned(), "b\r\nSet-Cookie: s=1".to_owned())];
+        assert_eq!(
+            client_request("h", "/", &key, &[], &forged),
+            Err(InputError::HeaderValue)
+        );
+        assert_eq!(
+            client_request("h", "/a b", &key, &[], &[]),
+            Err(InputError::HeaderValue)
+        );
+        assert_eq!(
+            client_request("h\r\nX: y", "/", &key, &[], &[]),
+            Err(InputError::HeaderValue)
+        );
+        let own = [("Sec-WebSocket-Key".to_owned(), "x".to_owned())];
+        assert_eq!(
+            client_request("h", "/", &key, &[], &own),
+            Err(InputError::ReservedHeader)
+        );
+        let origins = [
+            ("Origin".to_owned(), "http://a".to_owned()),
+            ("origin".to_owned(), "http://b".to_owned()),
+        ];
+        assert_eq!(
+            client_request("h", "/", &key, &[], &origins),
+            Err(InputError::DuplicateHeader)
+        );
+        assert_eq!(
+            response_101("a", None, None, &forged),
+            Err(InputError::HeaderValue)
+        );
+        let answer = [("Sec-WebSocket-Accept".to_owned(), "x".to_owned())];
+        assert_eq!(
+            response_101("a", None, None, &answer),
+            Err(InputError::ReservedHeader)
+        );
+        let ok = response_101("a", Some("chat"), Some("permessage-deflate"), &[]).unwrap();
+        let ok = String::from_utf8(ok).unwrap();
+        assert!(ok.contains("Sec-WebSocket-Protocol: chat\r\n"), "{ok}");
+        assert!(
+            ok.contains("Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+            "{ok}"
+        );
     }
 
     #[test]
@@ -535,12 +619,12 @@ mod tests {
         let key = generate_key();
         assert_eq!(BASE64.decode(&key).unwrap().len(), 16);
         assert_ne!(key, generate_key());
-        let req = client_request("h:1", "/p?q", &key, &[("X-A".into(), "b".into())]);
+        let req = client_request("h:1", "/p?q", &key, &[], &[("X-A".into(), "b".into())]).unwrap();
         let (parsed, n) = parse_request(&req, 16).unwrap().unwrap();
         assert_eq!(n, req.len());
         assert_eq!(parsed.header("x-a"), Some("b"));
         let accept = check_request(&parsed).unwrap();
-        let resp = response_101(&accept, &[]);
+        let resp = response_101(&accept, None, None, &[]).unwrap();
         for cut in 0..resp.len() {
             assert_eq!(parse_response(&resp[..cut], 16), Ok(None));
         }
@@ -638,12 +722,13 @@ mod tests {
 
     #[test]
     fn http_response_has_length_and_close() {
-        let r = http_response(
+        let r = http::response(
             426,
             &[("Sec-WebSocket-Version".into(), "13".into())],
             b"hi",
-            false,
-        );
+            http::Persist::Close,
+        )
+        .unwrap();
         let text = String::from_utf8(r).unwrap();
         assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
         assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));

@@ -8,5 +8,6 @@ pub mod compress;
 pub mod deflate;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 pub mod mask;
 pub mod utf8;

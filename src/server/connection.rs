@@ -1,7 +1,6 @@
 //! One connection's thread: HTTP requests until an upgrade, the checks before the `101`, the
 //! handler, and the close.
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -14,13 +13,18 @@ use super::limits::PerIp;
 use super::{BoxError, ConnectionError, HandlerResult, Options};
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result};
-use crate::io::{Stream, Transport, drain_until, read_head};
+use crate::io::{Stream, Transport, drain_until, read_head, write_all_by};
 use crate::message::CloseCode;
 use crate::proto::handshake::{self, Request};
+use crate::proto::http::{self as rules, Framing, Persist};
 use crate::websocket::{Role, WebSocket};
 
 /// Most plain HTTP requests served on one keep-alive connection.
 const MAX_REQUESTS: usize = 1000;
+
+/// How long past its deadline a refused or timed-out client may take to receive our answer
+/// (a 408 is written after the deadline by definition).
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run<F>(
@@ -51,21 +55,28 @@ pub(crate) fn run<F>(
             log::debug!("conn#{id}: error queue full, error only logged");
         }
     };
-    let Some(mut stream) = open_stream(tcp, config, opts, id, socket_peer) else {
+    // TLS and the first request share one handshake deadline; each later request of a
+    // keep-alive connection gets its own.
+    let first_deadline = Instant::now() + config.handshake_timeout;
+    let Some(mut stream) = open_stream(tcp, first_deadline, opts, id, socket_peer) else {
         return;
     };
     let mut buf = Vec::new();
-    for _ in 0..MAX_REQUESTS {
-        let deadline = Instant::now() + config.handshake_timeout;
+    for n in 0..MAX_REQUESTS {
+        let deadline = match n {
+            0 => first_deadline,
+            _ => Instant::now() + config.handshake_timeout,
+        };
+        stream.set_deadline(Some(deadline));
         let (mut request, used) = match read_request(&mut stream, &mut buf, deadline, config) {
             Ok(head) => head,
             Err(e) => {
                 if going_away.load(Ordering::SeqCst) {
-                    refuse_shutting_down(&mut stream, config, opts);
+                    refuse_shutting_down(&mut stream, deadline, config, opts);
                 } else if let Error::Handshake(h) = e {
                     // A client that went away between requests is no error worth reporting.
                     if h != HandshakeError::Eof || !buf.is_empty() {
-                        reject(&mut stream, config, h);
+                        reject(&mut stream, deadline, config, h);
                         log::debug!("conn#{id} from {peer}: bad request: {h}");
                         report(peer, e.into());
                     }
@@ -83,7 +94,7 @@ pub(crate) fn run<F>(
                 log::debug!("refusing {peer} (via {socket_peer}): {refusal:?}");
                 let busy = Response::text(429, "too many connections from your address\n")
                     .header("Retry-After", &opts.retry_after.to_string());
-                send_response(&mut stream, config, &busy);
+                send_response(&mut stream, deadline, config, &busy);
                 return;
             }
             _counted = Some(Counted {
@@ -93,25 +104,50 @@ pub(crate) fn run<F>(
         }
         request.set_peer(Some(peer));
         if going_away.load(Ordering::SeqCst) {
-            refuse_shutting_down(&mut stream, config, opts);
+            refuse_shutting_down(&mut stream, deadline, config, opts);
             return;
         }
+        // One request, one meaning: whatever could be read two ways is refused before anyone
+        // acts on it.
+        let framing = match rules::check_request(&request) {
+            Ok(framing) => framing,
+            Err(h) => {
+                log::debug!("conn#{id} from {peer}: bad request: {h}");
+                reject(&mut stream, deadline, config, h);
+                report(peer, Error::from(h).into());
+                return;
+            }
+        };
         if !handshake::is_upgrade(&request) {
             match &opts.http {
                 Some(http) => {
-                    if !serve_http(&mut stream, &mut request, &mut buf, deadline, opts, &**http) {
+                    let exchange = Exchange {
+                        framing,
+                        deadline,
+                        opts,
+                        config,
+                    };
+                    if !serve_http(&mut stream, &mut request, &mut buf, &exchange, &**http) {
                         return;
                     }
                     continue;
                 }
                 None => {
-                    reject(&mut stream, config, HandshakeError::NotUpgrade);
+                    reject(&mut stream, deadline, config, HandshakeError::NotUpgrade);
                     return;
                 }
             }
         }
         let leftover = std::mem::take(&mut buf);
-        match upgrade(stream, request, &leftover, opts, config, &going_away) {
+        match upgrade(
+            stream,
+            request,
+            &leftover,
+            deadline,
+            opts,
+            config,
+            &going_away,
+        ) {
             Ok(mut ws) => {
                 ws.set_peer(Some(peer));
                 run_handler(&mut ws, peer, handler, &|e| report(peer, e));
@@ -174,16 +210,15 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
 /// completed within the handshake timeout.
 fn open_stream(
     tcp: Arc<TcpStream>,
-    config: &Config,
+    deadline: Instant,
     opts: &Options,
     id: u64,
     peer: SocketAddr,
 ) -> Option<Stream> {
     #[cfg(feature = "tls")]
     if let Some(tls) = &opts.tls {
-        let deadline = Instant::now() + config.handshake_timeout;
         return match tls.accept(Arc::clone(&tcp), deadline) {
-            Ok(session) => Some(Stream::tls(tcp, session)),
+            Ok(stream) => Some(stream),
             Err(e) => {
                 log::debug!("conn#{id} from {peer}: tls handshake failed: {e}");
                 let _ = tcp.shutdown(std::net::Shutdown::Both);
@@ -191,8 +226,17 @@ fn open_stream(
             }
         };
     }
-    let _ = (config, opts, id, peer);
+    let _ = (deadline, opts, id, peer);
     Some(Stream::plain(tcp))
+}
+
+/// What one plain HTTP exchange needs besides the request.
+struct Exchange<'a> {
+    framing: Framing,
+    /// The request's deadline: head and body.
+    deadline: Instant,
+    opts: &'a Options,
+    config: &'a Config,
 }
 
 /// Answers one plain HTTP request with the user's handler; true if the connection stays open.
@@ -200,13 +244,18 @@ fn serve_http(
     stream: &mut Stream,
     request: &mut Request,
     buf: &mut Vec<u8>,
-    deadline: Instant,
-    opts: &Options,
+    exchange: &Exchange<'_>,
     http: &super::HttpHandler,
 ) -> bool {
+    let Exchange {
+        framing,
+        deadline,
+        opts,
+        config,
+    } = *exchange;
     // A body that was not read leaves the connection out of step: answer, then close.
-    let (response, body_read) = match http::read_body(stream, request, buf, deadline, opts.max_body)
-    {
+    let body = http::read_body(stream, request, framing, buf, deadline, opts.max_body);
+    let (response, body_read) = match body {
         Ok(()) => {
             let answer = catch_unwind(AssertUnwindSafe(|| http(request))).unwrap_or_else(|_| {
                 log::error!(
@@ -221,18 +270,25 @@ fn serve_http(
         Err(BodyError::Io) => return false,
         Err(BodyError::TooLarge) => (Response::text(413, "request body too large\n"), false),
         Err(BodyError::Unsupported) => (Response::text(501, "chunked bodies unsupported\n"), false),
-        Err(BodyError::Malformed) => (Response::text(400, "bad content-length\n"), false),
+        Err(BodyError::Expectation) => (Response::text(417, "unsupported expectation\n"), false),
     };
-    let keep_alive = body_read && response.keeps_alive(request);
-    let bytes = response.to_bytes(keep_alive, request.method() == "HEAD");
-    let written = stream.write_all(&bytes).and_then(|()| stream.flush());
-    if written.is_err() {
+    let persist = match body_read {
+        true => response.persist(request),
+        false => Persist::Close,
+    };
+    let (bytes, persist) = response.to_bytes_or_500(persist, request.method() == "HEAD");
+    // Every response is written under a deadline: a client that pipelines requests and never
+    // reads would otherwise hold this thread forever.
+    let write_by = Instant::now() + config.write_timeout.unwrap_or(config.handshake_timeout);
+    stream.set_deadline(Some(write_by));
+    if write_all_by(stream, &bytes, write_by).is_err() {
         return false;
     }
-    if !keep_alive {
+    if persist == Persist::Close {
         linger(stream, Duration::from_millis(500));
+        return false;
     }
-    keep_alive
+    true
 }
 
 /// The checks before the `101`, then the `101` itself.
@@ -240,6 +296,7 @@ fn upgrade(
     mut stream: Stream,
     request: Request,
     leftover: &[u8],
+    deadline: Instant,
     opts: &Options,
     config: &Config,
     going_away: &Arc<AtomicBool>,
@@ -247,13 +304,13 @@ fn upgrade(
     let accept_key = match handshake::check_request(&request) {
         Ok(key) => key,
         Err(h) => {
-            reject(&mut stream, config, h);
+            reject(&mut stream, deadline, config, h);
             return Err(h.into());
         }
     };
     if !gate::origin_allowed(&request, opts.allowed_origins.as_deref(), opts.is_tls()) {
         log::debug!("origin {:?} refused", request.origin());
-        send_response(&mut stream, config, &Response::forbidden());
+        send_response(&mut stream, deadline, config, &Response::forbidden());
         return Err(HandshakeError::OriginRefused.into());
     }
     let accepted = match &opts.gatekeeper {
@@ -261,23 +318,20 @@ fn upgrade(
         Some(gatekeeper) => match catch_unwind(AssertUnwindSafe(|| gatekeeper(&request))) {
             Ok(Ok(accepted)) => accepted,
             Ok(Err(response)) => {
-                send_response(&mut stream, config, &response);
+                send_response(&mut stream, deadline, config, &response);
                 return Err(HandshakeError::Refused.into());
             }
             Err(_) => {
                 log::error!("gatekeeper panicked");
-                send_response(
-                    &mut stream,
-                    config,
-                    &Response::text(500, "internal error\n"),
-                );
+                let error = Response::text(500, "internal error\n");
+                send_response(&mut stream, deadline, config, &error);
                 return Err(HandshakeError::Refused.into());
             }
         },
     };
     let Accept {
         protocol,
-        headers: mut extra,
+        headers: extra,
         data,
     } = accepted;
     let protocol = match (&opts.select_protocol, protocol) {
@@ -287,13 +341,10 @@ fn upgrade(
         }
         (_, chosen) => gate::choose_protocol(&request, chosen, &opts.protocols),
     };
-    if let Some(p) = &protocol {
-        extra.push(("Sec-WebSocket-Protocol".into(), p.clone()));
-    }
-    let deflate = negotiate_deflate(&request, config, &mut extra);
-    stream.set_write_timeout(Some(config.handshake_timeout))?;
-    stream.write_all(&handshake::response_101(&accept_key, &extra))?;
-    stream.flush()?;
+    let (deflate, answer) = negotiate_deflate(&request, config);
+    let agreed = (protocol.as_deref(), answer.as_deref());
+    answer_101(&mut stream, &accept_key, agreed, &extra, deadline, config)?;
+    stream.set_deadline(None);
     let mut ws = WebSocket::from_stream(stream, Role::Server, config.clone(), leftover);
     deflate.install(&mut ws, config);
     ws.set_request(request);
@@ -343,13 +394,14 @@ pub fn accept<S: Transport>(stream: S) -> Result<WebSocket<S>> {
 /// Like [`accept`], with a config.
 pub fn accept_with<S: Transport>(mut stream: S, config: Config) -> Result<WebSocket<S>> {
     let deadline = Instant::now() + config.handshake_timeout;
+    stream.set_deadline(Some(deadline));
     let mut buf = Vec::new();
     let head = read_request(&mut stream, &mut buf, deadline, &config);
     let (request, used) = match head {
         Ok(head) => head,
         Err(e) => {
             if let Error::Handshake(h) = e {
-                reject(&mut stream, &config, h);
+                reject(&mut stream, deadline, &config, h);
             }
             return Err(e);
         }
@@ -357,15 +409,20 @@ pub fn accept_with<S: Transport>(mut stream: S, config: Config) -> Result<WebSoc
     let accept = match handshake::check_request(&request) {
         Ok(accept) => accept,
         Err(h) => {
-            reject(&mut stream, &config, h);
+            reject(&mut stream, deadline, &config, h);
             return Err(h.into());
         }
     };
-    let mut extra = Vec::new();
-    let deflate = negotiate_deflate(&request, &config, &mut extra);
-    stream.set_write_timeout(Some(config.handshake_timeout))?;
-    stream.write_all(&handshake::response_101(&accept, &extra))?;
-    stream.flush()?;
+    let (deflate, answer) = negotiate_deflate(&request, &config);
+    answer_101(
+        &mut stream,
+        &accept,
+        (None, answer.as_deref()),
+        &[],
+        deadline,
+        &config,
+    )?;
+    stream.set_deadline(None);
     let mut ws = WebSocket::from_stream(stream, Role::Server, config.clone(), &buf[used..]);
     deflate.install(&mut ws, &config);
     ws.set_request(request);
@@ -385,14 +442,32 @@ impl Agreed {
     }
 }
 
-/// With compression configured, answers the first acceptable permessage-deflate offer of the
-/// request (adding the answer to `extra`); otherwise, or if none is acceptable, declines by
-/// saying nothing.
-fn negotiate_deflate(
-    request: &Request,
+/// Writes the `101` with what was agreed (subprotocol, extension answer) and the gatekeeper's
+/// `extra` fields, before `deadline`. A field that may not be sent fails the handshake with a
+/// 500 (the mistake is the server's code, logged at error level), never reaching the wire.
+fn answer_101<S: Transport>(
+    stream: &mut S,
+    accept: &str,
+    (protocol, extensions): (Option<&str>, Option<&str>),
+    extra: &[(String, String)],
+    deadline: Instant,
     config: &Config,
-    extra: &mut Vec<(String, String)>,
-) -> Agreed {
+) -> Result<()> {
+    match handshake::response_101(accept, protocol, extensions, extra) {
+        Ok(bytes) => Ok(write_all_by(stream, &bytes, deadline)?),
+        Err(e) => {
+            log::error!("the gatekeeper's 101 was not sent, 500 instead: {e}");
+            let error = Response::text(500, "internal server error\n");
+            send_response(stream, deadline, config, &error);
+            Err(e.into())
+        }
+    }
+}
+
+/// With compression configured, answers the first acceptable permessage-deflate offer of the
+/// request (what was agreed, and the answer for the `101`); otherwise, or if none is
+/// acceptable, declines by saying nothing.
+fn negotiate_deflate(request: &Request, config: &Config) -> (Agreed, Option<String>) {
     #[cfg(feature = "deflate")]
     if let Some(deflate) = &config.deflate {
         let offers = request
@@ -401,16 +476,16 @@ fn negotiate_deflate(
             .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
             .map(|(_, v)| v.as_str());
         if let Some((params, answer)) = crate::proto::deflate::accept_offer(offers, deflate) {
-            extra.push(("Sec-WebSocket-Extensions".into(), answer));
-            return Agreed(Some(params));
+            return (Agreed(Some(params)), Some(answer));
         }
-        return Agreed(None);
+        return (Agreed(None), None);
     }
-    let _ = (request, config, extra);
-    Agreed(
+    let _ = (request, config);
+    let declined = Agreed(
         #[cfg(feature = "deflate")]
         None,
-    )
+    );
+    (declined, None)
 }
 
 /// Reads one request head within `deadline` and the header limits of `config`.
@@ -427,7 +502,7 @@ fn read_request<S: Transport>(
 }
 
 /// Answers a failed handshake with the status RFC 6455 and HTTP ask for, then closes.
-fn reject<S: Transport>(stream: &mut S, config: &Config, error: HandshakeError) {
+fn reject<S: Transport>(stream: &mut S, deadline: Instant, config: &Config, error: HandshakeError) {
     let response = match error {
         HandshakeError::TooManyHeaders | HandshakeError::HeadersTooLarge => Response::new(431),
         // RFC 6455 4.2.2: a version we do not speak gets 426 and the versions we do.
@@ -439,20 +514,35 @@ fn reject<S: Transport>(stream: &mut S, config: &Config, error: HandshakeError) 
         HandshakeError::Eof => return,
         _ => Response::new(400),
     };
-    send_response(stream, config, &response.body(format!("{error}\n")));
+    send_response(
+        stream,
+        deadline,
+        config,
+        &response.body(format!("{error}\n")),
+    );
 }
 
-fn refuse_shutting_down(stream: &mut Stream, config: &Config, opts: &Options) {
+fn refuse_shutting_down(stream: &mut Stream, deadline: Instant, config: &Config, opts: &Options) {
     let retry = opts.retry_after.to_string();
     let response = Response::text(503, "server shutting down\n").header("Retry-After", &retry);
-    send_response(stream, config, &response);
+    send_response(stream, deadline, config, &response);
 }
 
-/// Sends a final response and closes the connection gracefully.
-fn send_response<S: Transport>(stream: &mut S, config: &Config, response: &Response) {
-    let _ = stream.set_write_timeout(Some(config.handshake_timeout));
-    let _ = stream.write_all(&response.to_bytes(false, false));
-    let _ = stream.flush();
+/// Sends a final response within the request's deadline (at least [`ANSWER_GRACE`] from now,
+/// so a 408 can still be said) and closes the connection gracefully.
+fn send_response<S: Transport>(
+    stream: &mut S,
+    deadline: Instant,
+    config: &Config,
+    response: &Response,
+) {
+    let by = deadline.max(Instant::now() + ANSWER_GRACE);
+    stream.set_deadline(Some(by));
+    let _ = write_all_by(
+        stream,
+        &response.to_bytes_or_500(Persist::Close, false).0,
+        by,
+    );
     linger(stream, Duration::from_millis(500).min(config.close_timeout));
 }
 

@@ -1,6 +1,7 @@
 //! Deciding who may open a WebSocket: the gatekeeper's answer, the origin policy and the choice
 //! of subprotocol. All of it runs before the `101` goes out.
 
+use crate::error::InputError;
 use std::any::Any;
 use std::fmt;
 
@@ -37,10 +38,33 @@ impl Accept {
         self
     }
 
-    /// Add a header to the `101` response.
+    /// Add a header to the `101` response, e.g. `Set-Cookie`.
+    ///
+    /// The name must be an HTTP token and the value free of control characters (CR, LF, NUL…);
+    /// `Upgrade`, `Connection`, `Content-Length`, `Transfer-Encoding` and the
+    /// `Sec-WebSocket-*` answers are the library's (choose a subprotocol with
+    /// [`protocol`](Self::protocol)). An `Accept` that breaks these rules is never sent: the
+    /// server logs the mistake at error level and answers `500`. Use
+    /// [`try_header`](Self::try_header) to learn of it here.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
+    }
+
+    /// Like [`header`](Self::header), but says at once why a header may not be sent.
+    ///
+    /// ```
+    /// use syncws::{Accept, InputError};
+    /// assert!(Accept::new().try_header("Set-Cookie", "s=1").is_ok());
+    /// let forged = Accept::new().try_header("X-User", "bob\r\nSet-Cookie: admin=1");
+    /// assert_eq!(forged.unwrap_err(), InputError::HeaderValue);
+    /// ```
+    pub fn try_header(self, name: &str, value: &str) -> Result<Self, InputError> {
+        crate::proto::http::check_fields(
+            &[(name.to_owned(), value.to_owned())],
+            crate::proto::http::UPGRADE_OWNED,
+        )?;
+        Ok(self.header(name, value))
     }
 
     /// Attach a value to the connection, read back with

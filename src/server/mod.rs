@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::proto::handshake::{self, Request};
+use crate::proto::handshake::Request;
 use crate::websocket::WebSocket;
 
 pub use connection::{accept, accept_with};
@@ -489,8 +489,10 @@ fn admit<F>(
     }
     let retry = opts.retry_after.to_string();
     let busy = |status: u16, why: &str| {
-        let headers = [("Retry-After".to_owned(), retry.clone())];
-        handshake::http_response(status, &headers, format!("{why}\n").as_bytes(), false)
+        Response::text(status, why)
+            .header("Retry-After", &retry)
+            .to_bytes_or_500(crate::proto::http::Persist::Close, false)
+            .0
     };
     if shared.life().conns.len() >= opts.max_connections {
         log::debug!(
