@@ -22,7 +22,8 @@ use std::time::Duration;
 pub struct Config {
     /// Largest payload of a single frame, in bytes. Larger frames fail the connection with 1009.
     /// Defaults to 64 MiB, the same as `max_message_size`, so that a peer may send any acceptable
-    /// message in one frame; lower it to bound the memory a single frame header can ask for.
+    /// message in one frame. The length a header announces is only checked against this limit,
+    /// never reserved: the message's buffer grows as payload bytes arrive.
     pub max_frame_size: usize,
     /// Largest message (sum of its fragments), in bytes. Larger messages fail the connection with
     /// 1009. Defaults to 64 MiB: big enough for file transfers, small enough that a few hostile

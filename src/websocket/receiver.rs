@@ -22,6 +22,11 @@ use crate::proto::compress::{Decompressor, InflateError};
 /// read, so invalid UTF-8 fails the message as soon as it arrives.
 const TEXT_CHUNK: usize = 64 << 10;
 
+/// The smallest step by which a binary message's buffer grows for a direct read. Later steps
+/// double with the buffer, so its capacity stays within twice the bytes received plus one step,
+/// whatever a frame header announces.
+const GROW_STEP: usize = 64 << 10;
+
 /// One complete thing the peer sent.
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -225,13 +230,11 @@ impl Receiver {
             if self.inflating() {
                 #[cfg(feature = "deflate")]
                 self.start_compressed_frame(len)?;
-            } else {
-                if self.buf.len() + len > self.max_message {
-                    return Err(ProtocolError::MessageTooLarge);
-                }
-                // One allocation for a single-frame message; the checks above bound it.
-                self.buf.reserve(len);
+            } else if self.buf.len() + len > self.max_message {
+                return Err(ProtocolError::MessageTooLarge);
             }
+            // Nothing is reserved from the announced length: a header is 2 to 14 bytes, and a
+            // peer may never send the payload. The buffer grows as the bytes arrive.
         }
         self.frame = Some(FrameProgress {
             opcode: h.opcode,
@@ -321,15 +324,15 @@ impl Receiver {
         offset: usize,
     ) -> Result<(), Fault> {
         let start = self.buf.len();
+        let room = self.make_room(want);
         let result = if self.message == Some(true) {
             // Text: one read at a time so each piece is validated as soon as it arrives.
-            let chunk = want.min(TEXT_CHUNK);
-            self.buf.resize(start + chunk, 0);
+            self.buf.resize(start + room.min(TEXT_CHUNK), 0);
             let r = stream.read(&mut self.buf[start..]);
             self.buf.truncate(start + *r.as_ref().unwrap_or(&0));
             r
         } else {
-            stream.read_to_vec(&mut self.buf, want)
+            stream.read_to_vec(&mut self.buf, room)
         };
         if let Some(key) = mask {
             apply_mask(&mut self.buf[start..], key, offset);
@@ -341,6 +344,19 @@ impl Receiver {
             Err(e) if self.buf.len() > start && is_timeout_kind(e.kind()) => Ok(()),
             Err(e) => Err(Fault::Io(e)),
         }
+    }
+
+    /// How many of the `want` payload bytes to read straight into the message buffer now. The
+    /// buffer grows only once it is full, exactly, by its own size (at least [`GROW_STEP`], at
+    /// most `want`): memory follows the bytes that arrived, never the length a header announced,
+    /// and a large message still costs only a few reallocations.
+    fn make_room(&mut self, want: usize) -> usize {
+        let spare = self.buf.capacity() - self.buf.len();
+        if spare == 0 {
+            self.buf
+                .reserve_exact(want.min(self.buf.capacity().max(GROW_STEP)));
+        }
+        want.min(self.buf.capacity() - self.buf.len())
     }
 
     /// Ends the message in progress, checking that text did not stop inside a code point.
@@ -506,4 +522,89 @@ pub(crate) fn eof() -> io::Error {
         io::ErrorKind::UnexpectedEof,
         "connection closed without a close frame",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::MAX_HEADER_LEN;
+
+    /// Serves its bytes in reads of at most `piece`, then times out (a peer that went quiet).
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        piece: usize,
+    }
+
+    impl io::Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(self.piece).min(self.data.len() - self.at);
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            out[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl io::Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Trickle {}
+
+    /// The header of a masked frame announcing `len` bytes, followed by `sent` payload bytes.
+    fn announcing(opcode: OpCode, len: u64, sent: usize) -> Vec<u8> {
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: Some([1, 2, 3, 4]),
+            len,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        let mut wire = head[..n].to_vec();
+        wire.resize(n + sent, b'a');
+        wire
+    }
+
+    #[test]
+    fn message_buffer_grows_with_the_bytes_that_arrived() {
+        let announced = 64u64 << 20;
+        for opcode in [OpCode::Binary, OpCode::Text] {
+            for sent in [0, 1, 300, 9000, GROW_STEP + 1, 1 << 20, 3 << 20] {
+                for piece in [7, 8 << 10, 1 << 20] {
+                    if piece * 1000 < sent {
+                        continue;
+                    }
+                    let mut rx = Receiver::new(true, &Config::default(), b"");
+                    let mut stream = Trickle {
+                        data: announcing(opcode, announced, sent),
+                        at: 0,
+                        piece,
+                    };
+                    // Every byte is taken, then the quiet peer times the receive out.
+                    while stream.at < stream.data.len() {
+                        match rx.next_event(&mut stream) {
+                            Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    let (len, cap) = (rx.buf.len(), rx.buf.capacity());
+                    assert!(len <= sent, "{opcode:?} sent {sent}: {len} buffered");
+                    assert!(
+                        cap <= 2 * sent + GROW_STEP,
+                        "{opcode:?} sent {sent} in pieces of {piece}: capacity {cap}"
+                    );
+                }
+            }
+        }
+    }
 }
