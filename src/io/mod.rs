@@ -2,10 +2,12 @@
 //! It knows `std::io`, never what a message is.
 
 mod buffer;
+mod deadline;
 mod head;
 mod stream;
 
 pub(crate) use buffer::ReadBuf;
+pub(crate) use deadline::Deadline;
 pub(crate) use head::{read_head, read_to_len};
 #[cfg(feature = "tls")]
 pub(crate) use stream::TcpRef;
