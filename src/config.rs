@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::websocket::MemoryBudget;
+
 /// Limits and timeouts for one WebSocket connection.
 ///
 /// A plain struct with public fields and chainable setters; start from [`Config::default`]:
@@ -67,6 +69,15 @@ pub struct Config {
     /// receive with [`Error::HeartbeatTimeout`](crate::Error::HeartbeatTimeout). Defaults to 20
     /// seconds: generous for slow links, yet a dead peer frees its thread within 50 seconds.
     pub pong_timeout: Duration,
+    /// A byte budget that this connection's incoming messages (their assembly and inflation)
+    /// share with other connections given the same [`MemoryBudget`]: a buffer that would grow
+    /// past it fails the connection with 1013 (try again later). `max_message_size` bounds one
+    /// message; this bounds them all together. Defaults to `None` (no shared budget) for a
+    /// socket built from this `Config`; a [`Server`](crate::Server) gives all its connections
+    /// one budget of its own ([`Server::max_message_memory`](crate::Server::max_message_memory))
+    /// unless this is set, in which case this one is used (e.g. to share a budget between
+    /// several servers).
+    pub memory_budget: Option<MemoryBudget>,
     /// permessage-deflate compression (RFC 7692), offered by a client and accepted by a server
     /// when set. Defaults to `None`: no compression, and nothing of it on the send or receive
     /// path. Compression trades CPU and memory per connection (about 420 KiB of heap once a
@@ -90,6 +101,7 @@ impl Default for Config {
             write_timeout: Some(Duration::from_secs(30)),
             ping_interval: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(20),
+            memory_budget: None,
             #[cfg(feature = "deflate")]
             deflate: None,
         }
@@ -160,6 +172,12 @@ impl Config {
     /// Sets [`Config::pong_timeout`].
     pub fn pong_timeout(mut self, timeout: Duration) -> Self {
         self.pong_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::memory_budget`].
+    pub fn memory_budget(mut self, budget: Option<MemoryBudget>) -> Self {
+        self.memory_budget = budget;
         self
     }
 

@@ -20,10 +20,12 @@
 //! ```
 //!
 //! Files: `receiver` turns bytes into messages and control frames (the RFC's receive rules),
+//! charging what their buffers hold to a `budget` shared with other connections, if given one;
 //! `sender` writes frames, `conn` holds the rules that tie them together (pong replies, the
 //! closing handshake, deadlines, heartbeat) once for both the whole socket here and the reader
 //! of a `split` one.
 
+mod budget;
 mod conn;
 mod receiver;
 mod sender;
@@ -44,6 +46,7 @@ use crate::proto::handshake::Request;
 use conn::{Conn, Info, Link};
 use sender::Sender;
 
+pub use budget::MemoryBudget;
 pub use split::{Reader, Writer};
 
 /// Which end of the connection this is.

@@ -7,6 +7,7 @@
 
 use std::io;
 
+use super::budget::Account;
 use crate::config::Config;
 use crate::error::{ProtocolError, is_timeout_kind};
 use crate::io::{ReadBuf, Transport};
@@ -76,6 +77,8 @@ pub(crate) struct Receiver {
     message: Option<bool>,
     fragments: usize,
     buf: Vec<u8>,
+    /// What `buf`'s growth has charged to the shared memory budget, if there is one.
+    account: Account,
     utf8: Utf8Validator,
     control: [u8; 125],
     control_len: usize,
@@ -111,6 +114,7 @@ impl Receiver {
             message: None,
             fragments: 0,
             buf: Vec::new(),
+            account: Account::new(config.memory_budget.clone()),
             utf8: Utf8Validator::new(),
             control: [0; 125],
             control_len: 0,
@@ -167,8 +171,25 @@ impl Receiver {
         &self.control[..self.control_len]
     }
 
-    /// Reads until one whole message or control frame is complete.
+    /// Reads until one whole message or control frame is complete. A failure that ends the
+    /// connection frees the message in progress (and gives its bytes back to the budget); a
+    /// timeout keeps it for the next call.
     pub fn next_event<R: Transport + ?Sized>(&mut self, stream: &mut R) -> Result<Event, Fault> {
+        let result = self.next_event_or_fault(stream);
+        if let Err(fault) = &result {
+            let retry = matches!(fault, Fault::Io(e)
+                if is_timeout_kind(e.kind()) || e.kind() == io::ErrorKind::Interrupted);
+            if !retry {
+                self.drop_message();
+            }
+        }
+        result
+    }
+
+    fn next_event_or_fault<R: Transport + ?Sized>(
+        &mut self,
+        stream: &mut R,
+    ) -> Result<Event, Fault> {
         loop {
             if self.frame.is_none() {
                 match FrameHeader::parse(self.rbuf.data())? {
@@ -266,6 +287,9 @@ impl Receiver {
             let start = self.buf.len();
             let io_result = if avail > 0 {
                 let take = want.min(avail);
+                if !control {
+                    self.reserve(take, want, f.fin)?;
+                }
                 let piece = &self.rbuf.data()[..take];
                 if control {
                     let dst = &mut self.control[f.done..f.done + take];
@@ -283,7 +307,7 @@ impl Receiver {
                 self.rbuf.consume(take);
                 Ok(())
             } else if !control && want >= self.rbuf.capacity() {
-                self.read_direct(stream, want, f.mask, f.done)
+                self.read_direct(stream, want, f.fin, f.mask, f.done)
             } else {
                 fill(&mut self.rbuf, stream).map(|n| self.received += n as u64)
             };
@@ -320,11 +344,12 @@ impl Receiver {
         &mut self,
         stream: &mut R,
         want: usize,
+        last: bool,
         mask: Option<[u8; 4]>,
         offset: usize,
     ) -> Result<(), Fault> {
         let start = self.buf.len();
-        let room = self.make_room(want);
+        let room = self.make_room(want, last)?;
         let result = if self.message == Some(true) {
             // Text: one read at a time so each piece is validated as soon as it arrives.
             self.buf.resize(start + room.min(TEXT_CHUNK), 0);
@@ -346,17 +371,47 @@ impl Receiver {
         }
     }
 
-    /// How many of the `want` payload bytes to read straight into the message buffer now. The
-    /// buffer grows only once it is full, exactly, by its own size (at least [`GROW_STEP`], at
-    /// most `want`): memory follows the bytes that arrived, never the length a header announced,
-    /// and a large message still costs only a few reallocations.
-    fn make_room(&mut self, want: usize) -> usize {
-        let spare = self.buf.capacity() - self.buf.len();
-        if spare == 0 {
-            self.buf
-                .reserve_exact(want.min(self.buf.capacity().max(GROW_STEP)));
+    /// How many of the `want` payload bytes to read straight into the message buffer now: what
+    /// fits, after growing the buffer if it is full.
+    fn make_room(&mut self, want: usize, last: bool) -> Result<usize, ProtocolError> {
+        if self.buf.len() == self.buf.capacity() {
+            self.reserve(want.min(GROW_STEP), want, last)?;
         }
-        want.min(self.buf.capacity() - self.buf.len())
+        Ok(want.min(self.buf.capacity() - self.buf.len()))
+    }
+
+    /// Makes room for `extra` more bytes in the message buffer. When it must grow, it grows
+    /// exactly, by its own size (at least by `extra`), but in the message's last frame (`last`)
+    /// not past the `left` bytes the frame still brings, and never past the message limit.
+    /// Memory follows the bytes that arrived, never the length a header announced, and a large
+    /// message costs only a few reallocations. The growth is charged to the budget first.
+    fn reserve(&mut self, extra: usize, left: usize, last: bool) -> Result<(), ProtocolError> {
+        let (len, cap) = (self.buf.len(), self.buf.capacity());
+        if cap - len >= extra {
+            return Ok(());
+        }
+        let double = if last { cap.min(left) } else { cap };
+        let target = (len + extra.max(double))
+            .min(self.max_message)
+            .max(len + extra);
+        if !self.account.grow(cap, target) {
+            return Err(ProtocolError::OverMemoryBudget);
+        }
+        self.buf.reserve_exact(target - len);
+        // Should the allocator round up, the budget still sees the real capacity.
+        let real = self.buf.capacity();
+        if real > target {
+            self.account.force(target, real);
+        }
+        Ok(())
+    }
+
+    /// Frees the message in progress: the connection failed.
+    fn drop_message(&mut self) {
+        self.buf = Vec::new();
+        self.account.release();
+        self.message = None;
+        self.frame = None;
     }
 
     /// Ends the message in progress, checking that text did not stop inside a code point.
@@ -371,6 +426,7 @@ impl Receiver {
     /// The message just completed, as an owned `Message`; its buffer leaves with it.
     pub fn take_message(&mut self, text: bool) -> Message {
         let buf = std::mem::take(&mut self.buf);
+        self.account.release();
         if !text {
             return Message::Binary(buf);
         }
@@ -387,6 +443,8 @@ impl Receiver {
     pub fn swap_message(&mut self, out: &mut Vec<u8>) {
         std::mem::swap(&mut self.buf, out);
         self.buf.clear();
+        // The buffer given back was the caller's; it is not charged until it grows.
+        self.account.release();
     }
 }
 
@@ -461,7 +519,13 @@ impl Receiver {
         }
         let inflate = self.inflate.as_deref_mut().expect("inflating");
         let start = self.buf.len();
-        let finished = inflate.decompressor.finish(&mut self.buf, self.max_message);
+        let account = &mut self.account;
+        let finished =
+            inflate
+                .decompressor
+                .finish_with(&mut self.buf, self.max_message, &mut |from, to| {
+                    account.grow(from, to)
+                });
         inflate.active = false;
         self.check_inflated(finished, start)?;
         Ok(Some(Event::Message(self.finish_message()?)))
@@ -474,9 +538,13 @@ impl Receiver {
             return Ok(());
         }
         let start = self.buf.len();
-        let result = inflate
-            .decompressor
-            .inflate(&inflate.input, &mut self.buf, self.max_message);
+        let account = &mut self.account;
+        let result = inflate.decompressor.inflate_with(
+            &inflate.input,
+            &mut self.buf,
+            self.max_message,
+            &mut |from, to| account.grow(from, to),
+        );
         self.check_inflated(result, start)
     }
 
@@ -497,12 +565,13 @@ impl Receiver {
             Ok(()) => return Ok(()),
             Err(InflateError::TooLarge) => ProtocolError::MessageTooLarge,
             Err(InflateError::Corrupt) => ProtocolError::BadCompressedData,
+            Err(InflateError::Refused) => ProtocolError::OverMemoryBudget,
         };
         // The connection is failed; drop what the bad message grew.
         if let Some(inflate) = self.inflate.as_deref_mut() {
             inflate.decompressor.reset();
         }
-        self.buf = Vec::new();
+        self.drop_message();
         Err(failed)
     }
 }
