@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// past the budget fails with close code 1013 (try again later) and
 /// [`ProtocolError::OverMemoryBudget`](crate::ProtocolError::OverMemoryBudget); it never waits
 /// for budget while holding part of a message, so connections cannot deadlock on each other.
+/// What is charged is the capacity of the buffers a connection grew; the buffer a
+/// [`recv_into`](crate::WebSocket::recv_into) caller handed in is the caller's and is charged
+/// only for what it grows beyond its size.
 ///
 /// A [`Server`](crate::Server) creates one for all its connections
 /// ([`Server::max_message_memory`](crate::Server::max_message_memory)). Clones share the same
