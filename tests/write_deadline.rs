@@ -1,7 +1,8 @@
 //! `Config::write_timeout` is a total for one frame's write: against a peer that completed the
 //! handshake and then never reads, a 64 MiB send fails with a timeout after the write timeout,
 //! not later. Partial writes (the kernel grows its send buffer and takes a little more now and
-//! then) must not restart the clock. Client, split writer and server side, over loopback.
+//! then) must not restart the clock. Client, split writer and server side (plain and TLS), over
+//! loopback.
 
 mod support;
 
@@ -87,4 +88,40 @@ fn server_send_fails_within_the_write_timeout() {
         .expect("the handler reports its send");
     check("server", outcome);
     drop(conn);
+}
+
+/// Over TLS the bound holds too: the server's handler sends to a wss client that never reads.
+#[cfg(feature = "tls")]
+#[test]
+fn server_send_over_tls_fails_within_the_write_timeout() {
+    let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let tls = syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key"));
+    let (report, results) = mpsc::channel();
+    let server = syncws::Server::bind("127.0.0.1:0")
+        .unwrap()
+        .config(config())
+        .tls(tls.unwrap());
+    let addr = server.local_addr().unwrap();
+    std::thread::spawn(move || {
+        server.serve(move |ws| {
+            let big = vec![0u8; SIZE];
+            let _ = report.send(timed(|| ws.send(&big[..])));
+            Ok(())
+        })
+    });
+    let client_tls = syncws::ClientTls::builder()
+        .add_root_file(fixture("ca.pem"))
+        .build()
+        .unwrap();
+    // Connected, and never reads.
+    let ws = Client::builder()
+        .tls(client_tls)
+        .no_proxy()
+        .connect(&format!("wss://localhost:{}/", addr.port()))
+        .unwrap();
+    let outcome = results
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the handler reports its send");
+    check("server over TLS", outcome);
+    drop(ws);
 }
