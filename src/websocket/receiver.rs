@@ -23,9 +23,9 @@ use crate::proto::compress::{Decompressor, InflateError};
 /// read, so invalid UTF-8 fails the message as soon as it arrives.
 const TEXT_CHUNK: usize = 64 << 10;
 
-/// The smallest step by which a binary message's buffer grows for a direct read. Later steps
-/// double with the buffer, so its capacity stays within twice the bytes received plus one step,
-/// whatever a frame header announces.
+/// The smallest step by which a message's buffer grows for a direct read (a payload larger than
+/// the read buffer). Later steps double with the buffer, so its capacity stays within twice the
+/// bytes received plus one step, whatever a frame header announces.
 const GROW_STEP: usize = 64 << 10;
 
 /// One complete thing the peer sent.
@@ -675,5 +675,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn growth_is_charged_to_the_budget_and_given_back() {
+        let budget = crate::MemoryBudget::new(300 << 10);
+        let config = Config::default().memory_budget(Some(budget.clone()));
+        // A message within the budget: charged while it grows, given back when taken.
+        let mut rx = Receiver::new(true, &config, b"");
+        let mut stream = Trickle {
+            data: announcing(OpCode::Binary, 200 << 10, 200 << 10),
+            at: 0,
+            piece: 16 << 10,
+        };
+        let event = rx.next_event(&mut stream);
+        assert!(matches!(event, Ok(Event::Message(false))), "{event:?}");
+        assert_eq!(budget.used(), rx.buf.capacity());
+        assert_eq!(rx.take_message(false).len(), 200 << 10);
+        assert_eq!(budget.used(), 0);
+        // One past it: refused, and nothing stays charged.
+        let mut stream = Trickle {
+            data: announcing(OpCode::Binary, 1 << 20, 1 << 20),
+            at: 0,
+            piece: 16 << 10,
+        };
+        let event = rx.next_event(&mut stream);
+        assert!(
+            matches!(event, Err(Fault::Protocol(ProtocolError::OverMemoryBudget))),
+            "{event:?}"
+        );
+        assert_eq!(budget.used(), 0);
+        // A message cut off by a timeout keeps its charge until the receiver is dropped.
+        let mut rx = Receiver::new(true, &config, b"");
+        let mut stream = Trickle {
+            data: announcing(OpCode::Text, 1 << 20, 100 << 10),
+            at: 0,
+            piece: 16 << 10,
+        };
+        while stream.at < stream.data.len() {
+            match rx.next_event(&mut stream) {
+                Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(budget.used() >= 100 << 10);
+        drop(rx);
+        assert_eq!(budget.used(), 0);
     }
 }
