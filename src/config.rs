@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::websocket::MemoryBudget;
+
 /// Limits and timeouts for one WebSocket connection.
 ///
 /// A plain struct with public fields and chainable setters; start from [`Config::default`]:
@@ -22,7 +24,8 @@ use std::time::Duration;
 pub struct Config {
     /// Largest payload of a single frame, in bytes. Larger frames fail the connection with 1009.
     /// Defaults to 64 MiB, the same as `max_message_size`, so that a peer may send any acceptable
-    /// message in one frame; lower it to bound the memory a single frame header can ask for.
+    /// message in one frame. The length a header announces is only checked against this limit,
+    /// never reserved: the message's buffer grows as payload bytes arrive.
     pub max_frame_size: usize,
     /// Largest message (sum of its fragments), in bytes. Larger messages fail the connection with
     /// 1009. Defaults to 64 MiB: big enough for file transfers, small enough that a few hostile
@@ -49,9 +52,14 @@ pub struct Config {
     /// Most header lines in an HTTP request or response head. More are answered with 431.
     /// Defaults to 64.
     pub max_headers: usize,
-    /// How long one `write` may make no progress before the send fails and the connection is
-    /// closed (a frame cut in half cannot be continued). `None` waits forever. Defaults to 30
-    /// seconds: a peer that stops reading cannot hold a sending thread longer than that.
+    /// How long writing one frame may take in total: a message sent with `send`, one piece of
+    /// `send_fragmented`, a ping, a pong, an automatic reply, a close frame. The time counts from
+    /// when the frame's write began, and partial writes do not restart it: a send to a peer that
+    /// reads slowly or not at all fails within `write_timeout` plus one system call (over TLS,
+    /// plus the socket writes of the one record in progress) with a timeout error, and the
+    /// connection is closed (a frame cut in half cannot be continued). Waiting for another
+    /// thread's send on a split connection does not count. `None` waits forever. Defaults to
+    /// 30 seconds: a peer that stops reading cannot hold a sending thread longer than that.
     pub write_timeout: Option<Duration>,
     /// After this long without receiving anything, a thread waiting in `recv` sends a ping.
     /// `None` turns the heartbeat off. Defaults to 30 seconds, below the 60-second idle timeout
@@ -61,6 +69,15 @@ pub struct Config {
     /// receive with [`Error::HeartbeatTimeout`](crate::Error::HeartbeatTimeout). Defaults to 20
     /// seconds: generous for slow links, yet a dead peer frees its thread within 50 seconds.
     pub pong_timeout: Duration,
+    /// A byte budget that this connection's incoming messages (their assembly and inflation)
+    /// share with other connections given the same [`MemoryBudget`]: a buffer that would grow
+    /// past it fails the connection with 1013 (try again later). `max_message_size` bounds one
+    /// message; this bounds them all together. Defaults to `None` (no shared budget) for a
+    /// socket built from this `Config`; a [`Server`](crate::Server) gives all its connections
+    /// one budget of its own ([`Server::max_message_memory`](crate::Server::max_message_memory))
+    /// unless this is set, in which case this one is used (e.g. to share a budget between
+    /// several servers).
+    pub memory_budget: Option<MemoryBudget>,
     /// permessage-deflate compression (RFC 7692), offered by a client and accepted by a server
     /// when set. Defaults to `None`: no compression, and nothing of it on the send or receive
     /// path. Compression trades CPU and memory per connection (about 420 KiB of heap once a
@@ -84,6 +101,7 @@ impl Default for Config {
             write_timeout: Some(Duration::from_secs(30)),
             ping_interval: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(20),
+            memory_budget: None,
             #[cfg(feature = "deflate")]
             deflate: None,
         }
@@ -154,6 +172,12 @@ impl Config {
     /// Sets [`Config::pong_timeout`].
     pub fn pong_timeout(mut self, timeout: Duration) -> Self {
         self.pong_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::memory_budget`].
+    pub fn memory_budget(mut self, budget: Option<MemoryBudget>) -> Self {
+        self.memory_budget = budget;
         self
     }
 

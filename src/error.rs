@@ -19,8 +19,9 @@ pub enum Error {
     /// A connection that ended without a close frame (RFC 6455 code 1006, "abnormal closure") shows
     /// up here with kind [`io::ErrorKind::UnexpectedEof`].
     Io(io::Error),
-    /// The peer broke RFC 6455. The connection has been failed: a close frame with
-    /// [`ProtocolError::close_code`] was sent and the TCP connection closed.
+    /// The peer broke RFC 6455 or went past one of this endpoint's limits (sizes, the memory
+    /// budget). The connection has been failed: a close frame with [`ProtocolError::close_code`]
+    /// was sent and the TCP connection closed.
     Protocol(ProtocolError),
     /// The opening handshake failed: the peer is not speaking WebSocket, or refused us.
     Handshake(HandshakeError),
@@ -123,7 +124,8 @@ impl From<UrlError> for Error {
     }
 }
 
-/// A violation of RFC 6455 by the peer; each maps to the close code the RFC asks for.
+/// A violation of RFC 6455 by the peer, or a limit it went past; each maps to the close code the
+/// RFC asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProtocolError {
@@ -161,13 +163,19 @@ pub enum ProtocolError {
     /// A compressed message (permessage-deflate) did not inflate: corrupt deflate data, or data
     /// after a final block.
     BadCompressedData,
+    /// Not the peer's mistake but ours to refuse: the message's buffer would have grown past the
+    /// [`MemoryBudget`](crate::MemoryBudget) this connection shares with others (a server's
+    /// [`max_message_memory`](crate::Server::max_message_memory)). Closed with 1013, try again
+    /// later.
+    OverMemoryBudget,
 }
 
 impl ProtocolError {
     /// The close code sent to the peer for this violation: 1007 for bad UTF-8, 1009 for sizes,
-    /// 1002 for everything else.
+    /// 1013 for a spent memory budget, 1002 for everything else.
     pub fn close_code(&self) -> CloseCode {
         match self {
+            ProtocolError::OverMemoryBudget => CloseCode::TRY_AGAIN_LATER,
             ProtocolError::InvalidUtf8 | ProtocolError::BadCompressedData => {
                 CloseCode::INVALID_DATA
             }
@@ -202,6 +210,9 @@ impl fmt::Display for ProtocolError {
             ProtocolError::MessageTooLarge => f.write_str("message too large"),
             ProtocolError::TooManyFragments => f.write_str("too many fragments"),
             ProtocolError::BadCompressedData => f.write_str("corrupt compressed data"),
+            ProtocolError::OverMemoryBudget => {
+                f.write_str("memory budget for incoming messages spent")
+            }
         }
     }
 }
@@ -468,6 +479,7 @@ mod tests {
         assert_eq!(ProtocolError::TooManyFragments.close_code().0, 1009);
         assert_eq!(ProtocolError::ReservedBits.close_code().0, 1002);
         assert_eq!(ProtocolError::UnmaskedFrame.close_code().0, 1002);
+        assert_eq!(ProtocolError::OverMemoryBudget.close_code().0, 1013);
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub use server::{
 };
 #[cfg(feature = "tls")]
 pub use tls::{ClientTls, ClientTlsBuilder, ServerTls};
-pub use websocket::{Reader, Role, State, WebSocket, Writer};
+pub use websocket::{MemoryBudget, Reader, Role, State, WebSocket, Writer};
 
 /// The README's examples, compiled as doc tests so they cannot rot. They use every feature, so
 /// they run with `--all-features` (as CI does).

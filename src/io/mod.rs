@@ -2,10 +2,12 @@
 //! It knows `std::io`, never what a message is.
 
 mod buffer;
+mod deadline;
 mod head;
 mod stream;
 
 pub(crate) use buffer::ReadBuf;
+pub(crate) use deadline::Deadline;
 pub(crate) use head::{read_head, read_to_len, write_all_by};
 pub(crate) use stream::drain_until;
 #[cfg(feature = "tls")]

@@ -95,6 +95,8 @@ pub enum InflateError {
     TooLarge,
     /// Not valid deflate data, or data after a final block.
     Corrupt,
+    /// The caller's `grow` refused to let the output grow (see [`Decompressor::inflate_with`]).
+    Refused,
 }
 
 /// Inflates the messages one endpoint receives.
@@ -140,14 +142,33 @@ impl Decompressor {
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<(), InflateError> {
+        self.inflate_with(input, out, max, &mut |_, _| true)
+    }
+
+    /// Like [`Decompressor::inflate`], asking `grow(from, to)` before `out`'s capacity grows
+    /// from `from` to `to` bytes: false stops inflating with [`InflateError::Refused`] (what
+    /// inflated so far stays in `out`). The caller can charge the growth to a budget.
+    pub fn inflate_with(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+        grow: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<(), InflateError> {
         self.seen += input.len();
         for &b in input.iter().rev().take(4).rev() {
             self.last = [self.last[1], self.last[2], self.last[3], b];
         }
-        self.run(input, out, max)
+        self.run(input, out, max, grow)
     }
 
-    fn run(&mut self, mut input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
+    fn run(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+        grow: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<(), InflateError> {
         let bits = self.window_bits;
         let z = self
             .state
@@ -170,6 +191,9 @@ impl Decompressor {
                     .saturating_mul(2)
                     .max(out.len() + OUT_STEP)
                     .min(max.saturating_add(1));
+                if !grow(out.capacity(), target) {
+                    return Err(InflateError::Refused);
+                }
                 out.reserve_exact(target - out.len());
             }
             let (in_before, out_before) = (z.total_in(), out.len());
@@ -203,11 +227,22 @@ impl Decompressor {
     /// has nothing to complete: the stream is at a block boundary, and the tail would start a
     /// block that never ends.
     pub fn finish(&mut self, out: &mut Vec<u8>, max: usize) -> Result<(), InflateError> {
+        self.finish_with(out, max, &mut |_, _| true)
+    }
+
+    /// Like [`Decompressor::finish`], asking `grow` before `out` grows, as
+    /// [`Decompressor::inflate_with`] does.
+    pub fn finish_with(
+        &mut self,
+        out: &mut Vec<u8>,
+        max: usize,
+        grow: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<(), InflateError> {
         let complete = self.ended || self.seen == 0 || (self.seen >= 4 && self.last == TAIL);
         let result = if complete {
             Ok(())
         } else {
-            self.run(&TAIL, out, max)
+            self.run(&TAIL, out, max, grow)
         };
         if self.no_context_takeover || self.ended {
             self.state = None;
@@ -423,6 +458,38 @@ mod tests {
             );
             assert_eq!(got.as_deref(), Ok(&msg[..]), "cut {cut}");
         }
+    }
+
+    #[test]
+    fn grow_is_asked_before_every_growth_and_can_refuse() {
+        let msg = sample(1 << 20);
+        let mut c = Compressor::new(15, 6, false);
+        let frame = compress_message(&mut c, &[&msg]).remove(0);
+        // Allowed: every growth is seen, from the capacity out has to the one it gets.
+        let mut d = Decompressor::new(15, false);
+        let mut out = Vec::new();
+        let mut asked = Vec::new();
+        d.inflate_with(&frame, &mut out, 2 << 20, &mut |from, to| {
+            asked.push((from, to));
+            true
+        })
+        .unwrap();
+        d.finish_with(&mut out, 2 << 20, &mut |from, to| {
+            asked.push((from, to));
+            true
+        })
+        .unwrap();
+        assert_eq!(out, msg);
+        assert_eq!(asked.first().map(|a| a.0), Some(0));
+        assert_eq!(asked.last().map(|a| a.1), Some(out.capacity()));
+        assert!(asked.windows(2).all(|w| w[0].1 == w[1].0), "{asked:?}");
+        // Refused past 256 KiB: inflating stops there, out no larger.
+        let mut d = Decompressor::new(15, false);
+        let mut out = Vec::new();
+        let result = d.inflate_with(&frame, &mut out, 2 << 20, &mut |_, to| to <= 256 << 10);
+        assert_eq!(result, Err(InflateError::Refused));
+        assert!(out.capacity() <= 256 << 10, "{}", out.capacity());
+        assert_eq!(out[..], msg[..out.len()]);
     }
 
     #[test]

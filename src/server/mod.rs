@@ -75,6 +75,7 @@ pub(crate) struct Options {
     rate_limit: Option<(u32, Duration)>,
     stack_size: usize,
     max_body: usize,
+    max_message_memory: usize,
     retry_after: u32,
     shutdown_timeout: Duration,
     errors: Option<SyncSender<ConnectionError>>,
@@ -107,6 +108,7 @@ impl Default for Options {
             rate_limit: None,
             stack_size: 512 << 10,
             max_body: 1 << 20,
+            max_message_memory: 1 << 30,
             retry_after: 5,
             shutdown_timeout: Duration::from_secs(5),
             errors: None,
@@ -340,6 +342,20 @@ impl Server {
         self
     }
 
+    /// Most bytes that incoming messages may hold in all connections together, while they are
+    /// assembled and inflated, shared through one [`MemoryBudget`](crate::MemoryBudget): a
+    /// connection whose message would grow past it is closed with 1013 (try again later), the
+    /// others go on. `Config::max_message_size` bounds one message; this bounds their sum, so a
+    /// few dozen clients sending large (or small but highly compressed) messages cannot exhaust
+    /// the server's memory. A message handed to a handler no longer counts. Defaults to 1 GiB:
+    /// 16 messages of the default 64 MiB maximum at once, and far more of a typical size; set
+    /// it from the memory the server may use. A budget set in [`Server::config`]
+    /// ([`Config::memory_budget`]) is used instead, e.g. to share one between servers.
+    pub fn max_message_memory(mut self, bytes: usize) -> Self {
+        self.opts.max_message_memory = bytes;
+        self
+    }
+
     /// Largest body of a plain HTTP request; larger ones get `413`. Defaults to 1 MiB.
     pub fn max_body_size(mut self, bytes: usize) -> Self {
         self.opts.max_body = bytes;
@@ -442,6 +458,11 @@ impl Server {
             opts,
             shared,
         } = self;
+        let mut config = config;
+        if config.memory_budget.is_none() {
+            let budget = crate::MemoryBudget::new(opts.max_message_memory);
+            config.memory_budget = Some(budget);
+        }
         let config = Arc::new(config);
         let opts = Arc::new(opts);
         shared.life().accepting = true;

@@ -20,10 +20,12 @@
 //! ```
 //!
 //! Files: `receiver` turns bytes into messages and control frames (the RFC's receive rules),
+//! charging what their buffers hold to a `budget` shared with other connections, if given one;
 //! `sender` writes frames, `conn` holds the rules that tie them together (pong replies, the
 //! closing handshake, deadlines, heartbeat) once for both the whole socket here and the reader
 //! of a `split` one.
 
+mod budget;
 mod conn;
 mod receiver;
 mod sender;
@@ -44,6 +46,7 @@ use crate::proto::handshake::Request;
 use conn::{Conn, Info, Link};
 use sender::Sender;
 
+pub use budget::MemoryBudget;
 pub use split::{Reader, Writer};
 
 /// Which end of the connection this is.
@@ -181,7 +184,7 @@ impl<S: Transport> Drop for Owned<S> {
         if !self.closed && !self.close_sent {
             let payload = close::encode(Some(CloseCode::GOING_AWAY), "");
             let _ = stream.set_nonblocking(false);
-            let _ = stream.set_write_timeout(Some(self.close_timeout));
+            self.sender.set_write_timeout(Some(self.close_timeout));
             let _ = self
                 .sender
                 .write_frame(stream, OpCode::Close, true, payload.as_bytes());
@@ -194,13 +197,13 @@ impl<S: Transport> WebSocket<S> {
     /// Wraps a stream whose opening handshake has already happened.
     ///
     /// `leftover` holds bytes that arrived right behind the handshake; they are parsed first.
-    /// The stream's write timeout is set from [`Config::write_timeout`].
-    pub fn from_stream(mut stream: S, role: Role, config: Config, leftover: &[u8]) -> Self {
-        let _ = stream.set_write_timeout(config.write_timeout);
+    /// Every frame write sets the stream's write timeout to what is left of
+    /// [`Config::write_timeout`] when it needs another value than the one in force.
+    pub fn from_stream(stream: S, role: Role, config: Config, leftover: &[u8]) -> Self {
         let info = Info::new(next_id(), stream.peer_addr());
         let link = Owned {
             stream: Some(stream),
-            sender: Sender::new(role == Role::Client),
+            sender: Sender::new(role == Role::Client, config.write_timeout),
             close_sent: false,
             closed: false,
             nonblocking: false,
@@ -488,7 +491,7 @@ impl<S: Split + 'static> WebSocket<S> {
         let empty = Config::default().read_buffer_size(0);
         let husk = Owned {
             stream: None,
-            sender: Sender::new(false),
+            sender: Sender::new(false, None),
             close_sent: true,
             closed: true,
             nonblocking: false,
@@ -498,7 +501,7 @@ impl<S: Split + 'static> WebSocket<S> {
         let husk = Conn::new(husk, self.conn.role, empty, &[], info);
         let mut conn = std::mem::replace(&mut self.conn, husk);
         self.conn.config = conn.config.clone();
-        let sender = std::mem::replace(&mut conn.link.sender, Sender::new(false));
+        let sender = std::mem::replace(&mut conn.link.sender, Sender::new(false, None));
         let close_sent = conn.link.close_sent;
         let (reader, writer) = split::split(conn, stream, sender, close_sent)?;
         let closer = writer.clone();

@@ -7,6 +7,7 @@
 
 use std::io;
 
+use super::budget::Account;
 use crate::config::Config;
 use crate::error::{ProtocolError, is_timeout_kind};
 use crate::io::{ReadBuf, Transport};
@@ -21,6 +22,11 @@ use crate::proto::compress::{Decompressor, InflateError};
 /// Largest piece of a text payload read directly into a message: text is validated after each
 /// read, so invalid UTF-8 fails the message as soon as it arrives.
 const TEXT_CHUNK: usize = 64 << 10;
+
+/// The smallest step by which a message's buffer grows for a direct read (a payload larger than
+/// the read buffer). Later steps double with the buffer, so its capacity stays within twice the
+/// bytes received plus one step, whatever a frame header announces.
+const GROW_STEP: usize = 64 << 10;
 
 /// One complete thing the peer sent.
 #[derive(Debug)]
@@ -71,6 +77,8 @@ pub(crate) struct Receiver {
     message: Option<bool>,
     fragments: usize,
     buf: Vec<u8>,
+    /// What `buf`'s growth has charged to the shared memory budget, if there is one.
+    account: Account,
     utf8: Utf8Validator,
     control: [u8; 125],
     control_len: usize,
@@ -106,6 +114,7 @@ impl Receiver {
             message: None,
             fragments: 0,
             buf: Vec::new(),
+            account: Account::new(config.memory_budget.clone()),
             utf8: Utf8Validator::new(),
             control: [0; 125],
             control_len: 0,
@@ -162,8 +171,25 @@ impl Receiver {
         &self.control[..self.control_len]
     }
 
-    /// Reads until one whole message or control frame is complete.
+    /// Reads until one whole message or control frame is complete. A failure that ends the
+    /// connection frees the message in progress (and gives its bytes back to the budget); a
+    /// timeout keeps it for the next call.
     pub fn next_event<R: Transport + ?Sized>(&mut self, stream: &mut R) -> Result<Event, Fault> {
+        let result = self.next_event_or_fault(stream);
+        if let Err(fault) = &result {
+            let retry = matches!(fault, Fault::Io(e)
+                if is_timeout_kind(e.kind()) || e.kind() == io::ErrorKind::Interrupted);
+            if !retry {
+                self.drop_message();
+            }
+        }
+        result
+    }
+
+    fn next_event_or_fault<R: Transport + ?Sized>(
+        &mut self,
+        stream: &mut R,
+    ) -> Result<Event, Fault> {
         loop {
             if self.frame.is_none() {
                 match FrameHeader::parse(self.rbuf.data())? {
@@ -225,13 +251,11 @@ impl Receiver {
             if self.inflating() {
                 #[cfg(feature = "deflate")]
                 self.start_compressed_frame(len)?;
-            } else {
-                if self.buf.len() + len > self.max_message {
-                    return Err(ProtocolError::MessageTooLarge);
-                }
-                // One allocation for a single-frame message; the checks above bound it.
-                self.buf.reserve(len);
+            } else if self.buf.len() + len > self.max_message {
+                return Err(ProtocolError::MessageTooLarge);
             }
+            // Nothing is reserved from the announced length: a header is 2 to 14 bytes, and a
+            // peer may never send the payload. The buffer grows as the bytes arrive.
         }
         self.frame = Some(FrameProgress {
             opcode: h.opcode,
@@ -263,6 +287,9 @@ impl Receiver {
             let start = self.buf.len();
             let io_result = if avail > 0 {
                 let take = want.min(avail);
+                if !control {
+                    self.reserve(take, want, f.fin)?;
+                }
                 let piece = &self.rbuf.data()[..take];
                 if control {
                     let dst = &mut self.control[f.done..f.done + take];
@@ -280,7 +307,7 @@ impl Receiver {
                 self.rbuf.consume(take);
                 Ok(())
             } else if !control && want >= self.rbuf.capacity() {
-                self.read_direct(stream, want, f.mask, f.done)
+                self.read_direct(stream, want, f.fin, f.mask, f.done)
             } else {
                 fill(&mut self.rbuf, stream).map(|n| self.received += n as u64)
             };
@@ -317,19 +344,20 @@ impl Receiver {
         &mut self,
         stream: &mut R,
         want: usize,
+        last: bool,
         mask: Option<[u8; 4]>,
         offset: usize,
     ) -> Result<(), Fault> {
         let start = self.buf.len();
+        let room = self.make_room(want, last)?;
         let result = if self.message == Some(true) {
             // Text: one read at a time so each piece is validated as soon as it arrives.
-            let chunk = want.min(TEXT_CHUNK);
-            self.buf.resize(start + chunk, 0);
+            self.buf.resize(start + room.min(TEXT_CHUNK), 0);
             let r = stream.read(&mut self.buf[start..]);
             self.buf.truncate(start + *r.as_ref().unwrap_or(&0));
             r
         } else {
-            stream.read_to_vec(&mut self.buf, want)
+            stream.read_to_vec(&mut self.buf, room)
         };
         if let Some(key) = mask {
             apply_mask(&mut self.buf[start..], key, offset);
@@ -341,6 +369,49 @@ impl Receiver {
             Err(e) if self.buf.len() > start && is_timeout_kind(e.kind()) => Ok(()),
             Err(e) => Err(Fault::Io(e)),
         }
+    }
+
+    /// How many of the `want` payload bytes to read straight into the message buffer now: what
+    /// fits, after growing the buffer if it is full.
+    fn make_room(&mut self, want: usize, last: bool) -> Result<usize, ProtocolError> {
+        if self.buf.len() == self.buf.capacity() {
+            self.reserve(want.min(GROW_STEP), want, last)?;
+        }
+        Ok(want.min(self.buf.capacity() - self.buf.len()))
+    }
+
+    /// Makes room for `extra` more bytes in the message buffer. When it must grow, it grows
+    /// exactly, by its own size (at least by `extra`), but in the message's last frame (`last`)
+    /// not past the `left` bytes the frame still brings, and never past the message limit.
+    /// Memory follows the bytes that arrived, never the length a header announced, and a large
+    /// message costs only a few reallocations. The growth is charged to the budget first.
+    fn reserve(&mut self, extra: usize, left: usize, last: bool) -> Result<(), ProtocolError> {
+        let (len, cap) = (self.buf.len(), self.buf.capacity());
+        if cap - len >= extra {
+            return Ok(());
+        }
+        let double = if last { cap.min(left) } else { cap };
+        let target = (len + extra.max(double))
+            .min(self.max_message)
+            .max(len + extra);
+        if !self.account.grow(cap, target) {
+            return Err(ProtocolError::OverMemoryBudget);
+        }
+        self.buf.reserve_exact(target - len);
+        // Should the allocator round up, the budget still sees the real capacity.
+        let real = self.buf.capacity();
+        if real > target {
+            self.account.force(target, real);
+        }
+        Ok(())
+    }
+
+    /// Frees the message in progress: the connection failed.
+    fn drop_message(&mut self) {
+        self.buf = Vec::new();
+        self.account.release();
+        self.message = None;
+        self.frame = None;
     }
 
     /// Ends the message in progress, checking that text did not stop inside a code point.
@@ -355,6 +426,7 @@ impl Receiver {
     /// The message just completed, as an owned `Message`; its buffer leaves with it.
     pub fn take_message(&mut self, text: bool) -> Message {
         let buf = std::mem::take(&mut self.buf);
+        self.account.release();
         if !text {
             return Message::Binary(buf);
         }
@@ -371,6 +443,8 @@ impl Receiver {
     pub fn swap_message(&mut self, out: &mut Vec<u8>) {
         std::mem::swap(&mut self.buf, out);
         self.buf.clear();
+        // The buffer given back was the caller's; it is not charged until it grows.
+        self.account.release();
     }
 }
 
@@ -445,7 +519,13 @@ impl Receiver {
         }
         let inflate = self.inflate.as_deref_mut().expect("inflating");
         let start = self.buf.len();
-        let finished = inflate.decompressor.finish(&mut self.buf, self.max_message);
+        let account = &mut self.account;
+        let finished =
+            inflate
+                .decompressor
+                .finish_with(&mut self.buf, self.max_message, &mut |from, to| {
+                    account.grow(from, to)
+                });
         inflate.active = false;
         self.check_inflated(finished, start)?;
         Ok(Some(Event::Message(self.finish_message()?)))
@@ -458,9 +538,13 @@ impl Receiver {
             return Ok(());
         }
         let start = self.buf.len();
-        let result = inflate
-            .decompressor
-            .inflate(&inflate.input, &mut self.buf, self.max_message);
+        let account = &mut self.account;
+        let result = inflate.decompressor.inflate_with(
+            &inflate.input,
+            &mut self.buf,
+            self.max_message,
+            &mut |from, to| account.grow(from, to),
+        );
         self.check_inflated(result, start)
     }
 
@@ -481,12 +565,13 @@ impl Receiver {
             Ok(()) => return Ok(()),
             Err(InflateError::TooLarge) => ProtocolError::MessageTooLarge,
             Err(InflateError::Corrupt) => ProtocolError::BadCompressedData,
+            Err(InflateError::Refused) => ProtocolError::OverMemoryBudget,
         };
         // The connection is failed; drop what the bad message grew.
         if let Some(inflate) = self.inflate.as_deref_mut() {
             inflate.decompressor.reset();
         }
-        self.buf = Vec::new();
+        self.drop_message();
         Err(failed)
     }
 }
@@ -506,4 +591,135 @@ pub(crate) fn eof() -> io::Error {
         io::ErrorKind::UnexpectedEof,
         "connection closed without a close frame",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::MAX_HEADER_LEN;
+
+    /// Serves its bytes in reads of at most `piece`, then times out (a peer that went quiet).
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        piece: usize,
+    }
+
+    impl io::Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(self.piece).min(self.data.len() - self.at);
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            out[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl io::Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Trickle {}
+
+    /// The header of a masked frame announcing `len` bytes, followed by `sent` payload bytes.
+    fn announcing(opcode: OpCode, len: u64, sent: usize) -> Vec<u8> {
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: Some([1, 2, 3, 4]),
+            len,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        let mut wire = head[..n].to_vec();
+        wire.resize(n + sent, b'a');
+        wire
+    }
+
+    #[test]
+    fn message_buffer_grows_with_the_bytes_that_arrived() {
+        let announced = 64u64 << 20;
+        for opcode in [OpCode::Binary, OpCode::Text] {
+            for sent in [0, 1, 300, 9000, GROW_STEP + 1, 1 << 20, 3 << 20] {
+                for piece in [7, 8 << 10, 1 << 20] {
+                    if piece * 1000 < sent {
+                        continue;
+                    }
+                    let mut rx = Receiver::new(true, &Config::default(), b"");
+                    let mut stream = Trickle {
+                        data: announcing(opcode, announced, sent),
+                        at: 0,
+                        piece,
+                    };
+                    // Every byte is taken, then the quiet peer times the receive out.
+                    while stream.at < stream.data.len() {
+                        match rx.next_event(&mut stream) {
+                            Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    let (len, cap) = (rx.buf.len(), rx.buf.capacity());
+                    assert!(len <= sent, "{opcode:?} sent {sent}: {len} buffered");
+                    assert!(
+                        cap <= 2 * sent + GROW_STEP,
+                        "{opcode:?} sent {sent} in pieces of {piece}: capacity {cap}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn growth_is_charged_to_the_budget_and_given_back() {
+        let budget = crate::MemoryBudget::new(300 << 10);
+        let config = Config::default().memory_budget(Some(budget.clone()));
+        // A message within the budget: charged while it grows, given back when taken.
+        let mut rx = Receiver::new(true, &config, b"");
+        let mut stream = Trickle {
+            data: announcing(OpCode::Binary, 200 << 10, 200 << 10),
+            at: 0,
+            piece: 16 << 10,
+        };
+        let event = rx.next_event(&mut stream);
+        assert!(matches!(event, Ok(Event::Message(false))), "{event:?}");
+        assert_eq!(budget.used(), rx.buf.capacity());
+        assert_eq!(rx.take_message(false).len(), 200 << 10);
+        assert_eq!(budget.used(), 0);
+        // One past it: refused, and nothing stays charged.
+        let mut stream = Trickle {
+            data: announcing(OpCode::Binary, 1 << 20, 1 << 20),
+            at: 0,
+            piece: 16 << 10,
+        };
+        let event = rx.next_event(&mut stream);
+        assert!(
+            matches!(event, Err(Fault::Protocol(ProtocolError::OverMemoryBudget))),
+            "{event:?}"
+        );
+        assert_eq!(budget.used(), 0);
+        // A message cut off by a timeout keeps its charge until the receiver is dropped.
+        let mut rx = Receiver::new(true, &config, b"");
+        let mut stream = Trickle {
+            data: announcing(OpCode::Text, 1 << 20, 100 << 10),
+            at: 0,
+            piece: 16 << 10,
+        };
+        while stream.at < stream.data.len() {
+            match rx.next_event(&mut stream) {
+                Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(budget.used() >= 100 << 10);
+        drop(rx);
+        assert_eq!(budget.used(), 0);
+    }
 }

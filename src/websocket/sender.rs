@@ -1,7 +1,10 @@
-//! Frame writing: header and (for clients, masked) payload reach the kernel in one call.
+//! Frame writing: header and (for clients, masked) payload reach the kernel in one call, under
+//! one total deadline per frame.
 
 use std::io::{self, IoSlice, Write};
+use std::time::Duration;
 
+use crate::io::{Deadline, Transport};
 #[cfg(feature = "deflate")]
 use crate::proto::compress::Compressor;
 use crate::proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
@@ -22,6 +25,11 @@ pub(crate) struct Sender {
     client: bool,
     wbuf: Vec<u8>,
     keys: MaskKeys,
+    /// The total time one frame's write may take; `None` waits forever.
+    write_timeout: Option<Duration>,
+    /// The write timeout the stream has now, `None` if unknown. Set only when a frame needs
+    /// another value: a frame that went out in one call leaves it as it was.
+    armed: Option<Option<Duration>>,
     /// permessage-deflate, when negotiated; `None` keeps the plain path free of it.
     #[cfg(feature = "deflate")]
     deflate: Option<Box<Deflate>>,
@@ -46,14 +54,24 @@ impl std::fmt::Debug for Sender {
 }
 
 impl Sender {
-    pub fn new(client: bool) -> Self {
+    /// A sender whose every frame write finishes within `write_timeout` (plus the system call
+    /// in progress) or fails.
+    pub fn new(client: bool, write_timeout: Option<Duration>) -> Self {
         Sender {
             client,
             wbuf: Vec::new(),
             keys: MaskKeys::new(),
+            write_timeout,
+            armed: None,
             #[cfg(feature = "deflate")]
             deflate: None,
         }
+    }
+
+    /// Bounds the frames written from now on by `timeout` each (a dropped connection's last
+    /// close frame is bounded by the close timeout instead).
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.write_timeout = timeout;
     }
 
     /// Turns on permessage-deflate for the data frames sent from now on.
@@ -75,7 +93,7 @@ impl Sender {
     /// permessage-deflate negotiated, a message is compressed if its first frame asks for it
     /// (`compress`) and is at least the threshold long (or not final); its continuation frames
     /// follow that decision whatever they ask.
-    pub fn write_data<W: Write + ?Sized>(
+    pub fn write_data<W: Transport + ?Sized>(
         &mut self,
         w: &mut W,
         opcode: OpCode,
@@ -103,7 +121,7 @@ impl Sender {
 
     /// Compresses one frame's payload and writes it; RFC 7692 6: RSV1 on the first frame only.
     #[cfg(feature = "deflate")]
-    fn write_compressed<W: Write + ?Sized>(
+    fn write_compressed<W: Transport + ?Sized>(
         &mut self,
         w: &mut W,
         opcode: OpCode,
@@ -124,7 +142,7 @@ impl Sender {
     }
 
     /// Writes one uncompressed frame and flushes it. The payload is never modified.
-    pub fn write_frame<W: Write + ?Sized>(
+    pub fn write_frame<W: Transport + ?Sized>(
         &mut self,
         w: &mut W,
         opcode: OpCode,
@@ -134,7 +152,7 @@ impl Sender {
         self.write_raw(w, opcode, fin, 0, payload)
     }
 
-    fn write_raw<W: Write + ?Sized>(
+    fn write_raw<W: Transport + ?Sized>(
         &mut self,
         w: &mut W,
         opcode: OpCode,
@@ -153,6 +171,7 @@ impl Sender {
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode(&mut head);
         let head = &head[..head_len];
+        let w = &mut Timed::start(w, self.write_timeout, &mut self.armed)?;
         let result = match mask {
             None if payload.len() > COPY_LIMIT => write_all_vectored(w, head, payload),
             None => {
@@ -194,6 +213,70 @@ impl Sender {
             self.wbuf = Vec::new();
         }
         result.and_then(|()| w.flush())
+    }
+}
+
+/// A stream under one frame's write deadline. The first write runs under the full timeout (armed
+/// at the start, usually already in force); every later write of the same frame, which comes
+/// only after a partial write or between a client's masked pieces, runs under what is left. So
+/// a peer that reads a little now and then (or a kernel that grows its send buffer) cannot
+/// stretch a send past the timeout, each partial write restarting the socket's clock.
+struct Timed<'a, W: Transport + ?Sized> {
+    w: &'a mut W,
+    deadline: Deadline,
+    armed: &'a mut Option<Option<Duration>>,
+    wrote: bool,
+}
+
+impl<'a, W: Transport + ?Sized> Timed<'a, W> {
+    fn start(
+        w: &'a mut W,
+        timeout: Option<Duration>,
+        armed: &'a mut Option<Option<Duration>>,
+    ) -> io::Result<Self> {
+        let mut timed = Timed {
+            w,
+            deadline: Deadline::after(timeout),
+            armed,
+            wrote: false,
+        };
+        timed.arm(timeout)?;
+        Ok(timed)
+    }
+
+    /// Sets the stream's write timeout unless it is already in force.
+    fn arm(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if *self.armed != Some(timeout) {
+            *self.armed = None;
+            self.w.set_write_timeout(timeout)?;
+            *self.armed = Some(timeout);
+        }
+        Ok(())
+    }
+
+    fn before_write(&mut self) -> io::Result<()> {
+        if self.wrote {
+            let left = self.deadline.remaining()?;
+            self.arm(left)?;
+        }
+        self.wrote = true;
+        Ok(())
+    }
+}
+
+impl<W: Transport + ?Sized> Write for Timed<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.before_write()?;
+        self.w.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.before_write()?;
+        self.w.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
     }
 }
 
@@ -261,12 +344,20 @@ mod tests {
         }
     }
 
+    impl io::Read for Calls {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+    }
+
+    impl Transport for Calls {}
+
     #[test]
     fn small_and_large_frames_go_out_in_one_call_each() {
         for len in [0usize, 1, 125, 126, COPY_LIMIT, COPY_LIMIT + 1, 1 << 20] {
             let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let mut out = Calls::default();
-            Sender::new(false)
+            Sender::new(false, None)
                 .write_frame(&mut out, OpCode::Binary, true, &payload)
                 .unwrap();
             assert_eq!(out.0.len(), 1, "len {len}");
@@ -282,7 +373,7 @@ mod tests {
             let payload: Vec<u8> = (0..len).map(|i| (i * 3) as u8).collect();
             let copy = payload.clone();
             let mut out = Calls::default();
-            let mut sender = Sender::new(true);
+            let mut sender = Sender::new(true, None);
             sender
                 .write_frame(&mut out, OpCode::Text, false, &payload)
                 .unwrap();
@@ -296,6 +387,96 @@ mod tests {
             apply_mask(&mut body, h.mask.expect("masked"), 0);
             assert_eq!(body, payload);
         }
+    }
+
+    /// Takes at most `piece` bytes per write and records every write timeout set.
+    struct Dribble {
+        piece: usize,
+        written: usize,
+        timeouts: Vec<Option<Duration>>,
+    }
+
+    impl Write for Dribble {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let n = b.len().min(self.piece);
+            self.written += n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl io::Read for Dribble {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+    }
+
+    impl Transport for Dribble {
+        fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+            self.timeouts.push(timeout);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_get_what_is_left_and_whole_ones_cost_no_system_call() {
+        let minute = Duration::from_secs(60);
+        for client in [false, true] {
+            let mut w = Dribble {
+                piece: 1000,
+                written: 0,
+                timeouts: Vec::new(),
+            };
+            let mut sender = Sender::new(client, Some(minute));
+            // Small frames: armed once, then the timeout in force fits.
+            for _ in 0..3 {
+                sender
+                    .write_frame(&mut w, OpCode::Text, true, b"hi")
+                    .unwrap();
+            }
+            assert_eq!(w.timeouts, [Some(minute)], "client {client}");
+            // A frame in many partial writes: each later write gets only what is left.
+            w.timeouts.clear();
+            let big = vec![0u8; 10_000];
+            sender
+                .write_frame(&mut w, OpCode::Binary, true, &big)
+                .unwrap();
+            let rearmed = &w.timeouts[1..];
+            assert!(rearmed.len() >= 9, "client {client}: {:?}", w.timeouts);
+            assert!(rearmed.iter().all(|t| t.is_some_and(|t| t < minute)));
+            assert!(rearmed.windows(2).all(|p| p[1] <= p[0]), "{rearmed:?}");
+            // The next frame starts with the full timeout again, once.
+            w.timeouts.clear();
+            sender
+                .write_frame(&mut w, OpCode::Text, true, b"hi")
+                .unwrap();
+            sender
+                .write_frame(&mut w, OpCode::Text, true, b"hi")
+                .unwrap();
+            assert_eq!(w.timeouts, [Some(minute)], "client {client}");
+        }
+    }
+
+    #[test]
+    fn a_frame_fails_once_its_deadline_has_passed() {
+        let mut w = Dribble {
+            piece: 1000,
+            written: 0,
+            timeouts: Vec::new(),
+        };
+        let mut sender = Sender::new(false, Some(Duration::ZERO));
+        let err = sender
+            .write_frame(&mut w, OpCode::Binary, true, &[0u8; 5000])
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(w.written, 1000, "only the first write went out");
+        // No timeout at all: a frame takes as many writes as it needs.
+        let mut sender = Sender::new(false, None);
+        sender
+            .write_frame(&mut w, OpCode::Binary, true, &[0u8; 5000])
+            .unwrap();
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl<W: Transport> Drop for Shared<W> {
         let closed = *self.closed.get_mut().unwrap_or_else(|e| e.into_inner());
         if !closed && !*self.close_sent.get_mut() {
             let payload = close::encode(Some(CloseCode::GOING_AWAY), "");
-            let _ = out.stream.set_write_timeout(Some(self.close_timeout));
+            out.sender.set_write_timeout(Some(self.close_timeout));
             let _ =
                 out.sender
                     .write_frame(&mut out.stream, OpCode::Close, true, payload.as_bytes());
