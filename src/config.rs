@@ -43,8 +43,12 @@ pub struct Config {
     /// to finish the closing handshake. Defaults to 5 seconds; a dead peer cannot hold a thread
     /// longer than that.
     pub close_timeout: Duration,
-    /// Total time allowed for the opening handshake (reading the whole request or response), not
-    /// per read. Defaults to 10 seconds: slow mobile links finish, stalled peers are dropped.
+    /// Total time allowed for the opening handshake, not per read: the TLS handshake (for `wss`),
+    /// the whole request or response head and the `101`, every socket call in them armed with
+    /// the time left, so a peer that trickles bytes (inside a TLS record too) cannot stretch it.
+    /// A server also gives each later request of a keep-alive HTTP connection this long for its
+    /// head and body; an error answer (a 408 for a timed-out request) may take up to one second
+    /// past it. Defaults to 10 seconds: slow mobile links finish, stalled peers are dropped.
     pub handshake_timeout: Duration,
     /// Most bytes of HTTP request or response head (request line plus headers). Larger heads are
     /// answered with 431. Defaults to 16 KiB, above what browsers send with cookies.
