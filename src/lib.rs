@@ -57,8 +57,15 @@ mod broadcast;
 mod client;
 mod config;
 mod error;
-pub mod io;
+mod io;
 mod message;
+/// The sans-IO protocol core (frames, masking, UTF-8, handshake and HTTP rules, compression).
+///
+/// **Not part of the API and outside semver**: public only so the fuzz targets and benchmarks
+/// can drive the pure functions directly. Hidden from the docs rather than renamed to an
+/// `unstable` module because no user needs it: everything a user names is re-exported at the
+/// crate root.
+#[doc(hidden)]
 pub mod proto;
 mod server;
 #[cfg(feature = "tls")]
