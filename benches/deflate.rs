@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use syncws::proto::compress::{Compressor, Decompressor};
+use syncws::proto::deflate::{Compressor, Decompressor};
 use syncws::{Client, CloseCode, Config, DeflateConfig, Message, Transport, Url, WebSocket};
 
 const SERVE_ENV: &str = "SYNCWS_DEFLATE_SERVE";

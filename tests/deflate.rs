@@ -10,7 +10,7 @@ mod support;
 use std::net::SocketAddr;
 
 use support::*;
-use syncws::proto::compress::{Compressor, Decompressor};
+use syncws::proto::deflate::{Compressor, Decompressor};
 use syncws::{
     Client, CloseCode, Config, DeflateConfig, DeflateParams, Error, HandshakeError, Message,
     MessageKind, ProtocolError,

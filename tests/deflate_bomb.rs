@@ -12,7 +12,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use support::*;
-use syncws::proto::compress::Compressor;
+use syncws::proto::deflate::Compressor;
 use syncws::{Config, DeflateConfig};
 
 /// Tracks live heap bytes and their high-water mark.

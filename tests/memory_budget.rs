@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::*;
-use syncws::proto::compress::Compressor;
+use syncws::proto::deflate::Compressor;
 use syncws::{Client, Config, DeflateConfig, MemoryBudget, Message, Server};
 
 /// Tracks live heap bytes and their high-water mark.

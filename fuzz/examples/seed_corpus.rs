@@ -11,7 +11,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use syncws::proto::compress::Compressor;
+use syncws::proto::deflate::Compressor;
 use syncws::proto::handshake::{accept_key, client_request, response_101};
 use syncws::proto::http::{Persist, response};
 use syncws_fuzz::{MASK, encode_input, frame, raw_frame};

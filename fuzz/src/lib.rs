@@ -19,7 +19,7 @@ use std::io::{self, Read, Write};
 use std::rc::Rc;
 
 use flate2::{Decompress, FlushDecompress, Status};
-use syncws::proto::compress::{Compressor, Decompressor, InflateError, TAIL};
+use syncws::proto::deflate::{Compressor, Decompressor, InflateError, TAIL};
 use syncws::proto::frame::{FrameHeader, OpCode};
 use syncws::{CloseCode, Config, Error, Message, MessageKind, Role, Transport, WebSocket};
 

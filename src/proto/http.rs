@@ -36,7 +36,7 @@ pub const REQUEST_OWNED: &[&str] = &[
 ];
 
 /// Whether `b` may appear in a token (RFC 9110 5.6.2 `tchar`).
-fn is_tchar(b: u8) -> bool {
+pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -3,9 +3,8 @@
 
 pub mod close;
 #[cfg(feature = "deflate")]
-pub mod compress;
-#[cfg(feature = "deflate")]
 pub mod deflate;
+pub mod extensions;
 pub mod frame;
 pub mod handshake;
 pub mod http;

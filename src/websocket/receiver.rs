@@ -17,7 +17,7 @@ use crate::proto::mask::{apply_mask, extend_masked};
 use crate::proto::utf8::Utf8Validator;
 
 #[cfg(feature = "deflate")]
-use crate::proto::compress::{Decompressor, InflateError};
+use crate::proto::deflate::{Decompressor, InflateError};
 
 /// Largest piece of a text payload read directly into a message: text is validated after each
 /// read, so invalid UTF-8 fails the message as soon as it arrives.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::io::{Deadline, Transport};
 #[cfg(feature = "deflate")]
-use crate::proto::compress::Compressor;
+use crate::proto::deflate::Compressor;
 use crate::proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::proto::mask::mask_copy;
 

@@ -1,6 +1,6 @@
 //! permessage-deflate negotiation (RFC 7692 section 7.1): read `Sec-WebSocket-Extensions`, let a
 //! server pick the first acceptable offer and write its answer, let a client write its offer and
-//! check the answer. Strings in, strings out; the compression itself is in `proto::compress`.
+//! check the answer. Strings in, strings out; the compression itself is in `codec.rs` beside this file.
 //!
 //! ```text
 //!   client                                   server
@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 
 use crate::config::DeflateConfig;
 use crate::error::HandshakeError;
+use crate::proto::extensions::{Extension, parse_extensions};
 
 /// The extension's registered name.
 pub const NAME: &str = "permessage-deflate";
@@ -33,139 +34,6 @@ pub struct DeflateParams {
     pub peer_window_bits: u8,
     /// The peer compresses every message on its own, so nothing is kept between messages.
     pub peer_no_context_takeover: bool,
-}
-
-/// One element of an extension list: a name and its parameters, quoted values unquoted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Extension {
-    /// The extension's name, e.g. `permessage-deflate`.
-    pub name: String,
-    /// Parameters in order, with their values if they have one.
-    pub params: Vec<(String, Option<String>)>,
-}
-
-/// The `Sec-WebSocket-Extensions` value(s) do not follow the grammar of RFC 6455 section 9.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyntaxError;
-
-/// Parses every value of a `Sec-WebSocket-Extensions` header (several header lines make one
-/// list) into extensions, in order. Empty list elements are skipped, as HTTP lists allow.
-///
-/// ```text
-/// extension-list  = 1#extension
-/// extension       = token *( ";" extension-param )
-/// extension-param = token [ "=" ( token / quoted-string ) ]
-/// ```
-pub fn parse_extensions<'a, I>(values: I) -> Result<Vec<Extension>, SyntaxError>
-where
-    I: IntoIterator<Item = &'a str>,
-{
-    let mut out = Vec::new();
-    for value in values {
-        let mut p = Parser {
-            s: value.as_bytes(),
-            at: 0,
-        };
-        loop {
-            p.skip_space();
-            if p.eat(b',') {
-                continue;
-            }
-            if p.done() {
-                break;
-            }
-            let name = p.token()?;
-            let mut params = Vec::new();
-            loop {
-                p.skip_space();
-                if !p.eat(b';') {
-                    break;
-                }
-                p.skip_space();
-                let param = p.token()?;
-                p.skip_space();
-                let value = if p.eat(b'=') {
-                    p.skip_space();
-                    Some(p.value()?)
-                } else {
-                    None
-                };
-                params.push((param, value));
-            }
-            out.push(Extension { name, params });
-            p.skip_space();
-            if !p.done() && !p.eat(b',') {
-                return Err(SyntaxError);
-            }
-        }
-    }
-    Ok(out)
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    at: usize,
-}
-
-impl Parser<'_> {
-    fn done(&self) -> bool {
-        self.at == self.s.len()
-    }
-
-    fn skip_space(&mut self) {
-        while self.at < self.s.len() && matches!(self.s[self.at], b' ' | b'\t') {
-            self.at += 1;
-        }
-    }
-
-    fn eat(&mut self, byte: u8) -> bool {
-        let hit = self.s.get(self.at) == Some(&byte);
-        self.at += usize::from(hit);
-        hit
-    }
-
-    fn token(&mut self) -> Result<String, SyntaxError> {
-        let start = self.at;
-        while self.at < self.s.len() && is_tchar(self.s[self.at]) {
-            self.at += 1;
-        }
-        if self.at == start {
-            return Err(SyntaxError);
-        }
-        Ok(String::from_utf8_lossy(&self.s[start..self.at]).into_owned())
-    }
-
-    /// A token or a quoted string; RFC 6455 9.1: a quoted value must be a token once unquoted.
-    fn value(&mut self) -> Result<String, SyntaxError> {
-        if !self.eat(b'"') {
-            return self.token();
-        }
-        let mut v = Vec::new();
-        loop {
-            match self.s.get(self.at) {
-                None => return Err(SyntaxError),
-                Some(b'"') => break,
-                Some(b'\\') => {
-                    v.push(*self.s.get(self.at + 1).ok_or(SyntaxError)?);
-                    self.at += 2;
-                }
-                Some(&b) => {
-                    v.push(b);
-                    self.at += 1;
-                }
-            }
-        }
-        self.at += 1;
-        if v.is_empty() || !v.iter().all(|&b| is_tchar(b)) {
-            return Err(SyntaxError);
-        }
-        Ok(String::from_utf8_lossy(&v).into_owned())
-    }
-}
-
-/// RFC 7230 3.2.6 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The four parameters of RFC 7692 7.1 as one offer or answer carries them.
@@ -380,62 +248,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ext(name: &str, params: &[(&str, Option<&str>)]) -> Extension {
-        Extension {
-            name: name.to_owned(),
-            params: params
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), v.map(str::to_owned)))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn extension_lists_parse() {
-        let pmd = |p: &[(&str, Option<&str>)]| ext(NAME, p);
-        type Row<'a> = (Vec<&'a str>, Result<Vec<Extension>, SyntaxError>);
-        let rows: Vec<Row<'_>> = vec![
-            (vec![], Ok(vec![])),
-            (vec![""], Ok(vec![])),
-            (vec!["permessage-deflate"], Ok(vec![pmd(&[])])),
-            (
-                vec!["permessage-deflate; client_max_window_bits"],
-                Ok(vec![pmd(&[("client_max_window_bits", None)])]),
-            ),
-            (
-                vec!["permessage-deflate ;server_max_window_bits = 10 ; x"],
-                Ok(vec![pmd(&[
-                    ("server_max_window_bits", Some("10")),
-                    ("x", None),
-                ])]),
-            ),
-            (
-                vec!["permessage-deflate; server_max_window_bits=\"10\""],
-                Ok(vec![pmd(&[("server_max_window_bits", Some("10"))])]),
-            ),
-            (
-                vec!["foo, permessage-deflate", "bar;a=b"],
-                Ok(vec![
-                    ext("foo", &[]),
-                    pmd(&[]),
-                    ext("bar", &[("a", Some("b"))]),
-                ]),
-            ),
-            (vec![" , permessage-deflate ,"], Ok(vec![pmd(&[])])),
-            (vec!["permessage-deflate;"], Err(SyntaxError)),
-            (vec!["permessage-deflate; a="], Err(SyntaxError)),
-            (vec!["permessage-deflate; a=\"\""], Err(SyntaxError)),
-            (vec!["permessage-deflate; a=\"1 0\""], Err(SyntaxError)),
-            (vec!["permessage-deflate; a=\"10"], Err(SyntaxError)),
-            (vec!["permessage deflate"], Err(SyntaxError)),
-            (vec!["; a"], Err(SyntaxError)),
-            (vec!["permessage-deflate; a=1=2"], Err(SyntaxError)),
-        ];
-        for (values, want) in rows {
-            assert_eq!(parse_extensions(values.iter().copied()), want, "{values:?}");
-        }
-    }
 
     fn params(value: &str) -> Result<Params, ParamError> {
         let exts = parse_extensions([value]).expect("syntax");

@@ -1,0 +1,8 @@
+//! permessage-deflate (RFC 7692): the negotiation of its parameters in the handshake, then the
+//! codec that compresses and inflates message payloads under those parameters.
+
+mod codec;
+mod negotiation;
+
+pub use codec::*;
+pub use negotiation::*;
