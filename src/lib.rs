@@ -85,7 +85,7 @@ pub use io::{Split, Stream, Transport};
 pub use message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
 #[cfg(feature = "deflate")]
 pub use proto::deflate::DeflateParams;
-pub use proto::handshake::Request;
+pub use proto::head::Request;
 pub use server::{
     Accept, BoxError, ConnectionError, HandlerResult, Response, Server, ServerHandle, accept,
     accept_with,

@@ -7,7 +7,8 @@ use libfuzzer_sys::fuzz_target;
 use syncws::DeflateConfig;
 use syncws::proto::deflate::accept_offer;
 use syncws::proto::extensions::parse_extensions;
-use syncws::proto::handshake::{accept_key, check_request, is_upgrade, parse_request};
+use syncws::proto::handshake::{accept_key, check_request, is_upgrade};
+use syncws::proto::head::parse_request;
 use syncws::proto::http::{self, Framing};
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,8 @@
 use libfuzzer_sys::fuzz_target;
 use syncws::DeflateConfig;
 use syncws::proto::deflate::check_answer;
-use syncws::proto::handshake::{accept_key, check_response, parse_proxy_response, parse_response};
+use syncws::proto::handshake::{accept_key, check_response};
+use syncws::proto::head::{parse_proxy_response, parse_response};
 
 /// The sample key of RFC 6455 1.3; the seeds carry its accept value.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";

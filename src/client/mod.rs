@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, HttpResponse, Result};
 use crate::io::{Stream, Transport, read_head, read_to_len};
-use crate::proto::handshake;
+use crate::proto::{handshake, head};
 use crate::websocket::{Role, WebSocket};
 use proxy::{Proxy, ProxySetting};
 
@@ -319,7 +319,7 @@ impl ClientBuilder {
             &mut buf,
             deadline,
             self.config.max_header_bytes,
-            |b| handshake::parse_response(b, max_headers),
+            |b| head::parse_response(b, max_headers),
         )?;
         if head.status != 101 {
             let body = read_body(&mut stream, &head, buf.split_off(used), deadline);
@@ -403,7 +403,7 @@ fn tunnel(
     let mut buf = Vec::new();
     let max_headers = config.max_headers;
     let (head, used) = read_head(tcp, &mut buf, deadline, config.max_header_bytes, |b| {
-        handshake::parse_proxy_response(b, max_headers)
+        head::parse_proxy_response(b, max_headers)
     })?;
     if !(200..300).contains(&head.status) {
         return Err(HandshakeError::ProxyRefused(head.status).into());
@@ -438,7 +438,7 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
 /// closes; at most 64 KiB and never past the handshake deadline.
 fn read_body<S: Transport>(
     stream: &mut S,
-    head: &handshake::ResponseHead,
+    head: &head::ResponseHead,
     mut body: Vec<u8>,
     deadline: Instant,
 ) -> Vec<u8> {

@@ -137,7 +137,7 @@ mod tests {
             let mut s = Pieces(raw.clone(), size);
             let mut buf = Vec::new();
             let (req, n) = read_head(&mut s, &mut buf, later(), 1000, |b| {
-                crate::proto::handshake::parse_request(b, 8)
+                crate::proto::head::parse_request(b, 8)
             })
             .unwrap();
             assert_eq!(req.path(), "/");
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn limits_eof_and_deadline() {
-        let parse = |b: &[u8]| crate::proto::handshake::parse_request(b, 8);
+        let parse = |b: &[u8]| crate::proto::head::parse_request(b, 8);
         let mut s = Pieces(vec![b'a'; 5000], 100);
         let e = read_head(&mut s, &mut Vec::new(), later(), 1000, parse).unwrap_err();
         assert!(

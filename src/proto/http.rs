@@ -6,7 +6,7 @@
 //! value with CR, LF or NUL can never reach the wire (RFC 9110 5.1, 5.5), whoever built it.
 
 use crate::error::{HandshakeError, InputError};
-use crate::proto::handshake::Request;
+use crate::proto::head::Request;
 
 /// Fields a plain response may not carry from a handler: the server frames the message.
 pub const RESPONSE_OWNED: &[&str] = &["content-length", "transfer-encoding", "connection"];
@@ -266,7 +266,7 @@ pub fn expectation(req: &Request) -> Expect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::handshake::parse_request;
+    use crate::proto::head::parse_request;
 
     fn req(head: &str) -> Request {
         parse_request(head.as_bytes(), 16).unwrap().unwrap().0
@@ -447,5 +447,22 @@ mod tests {
             expectation(&req("GET / HTTP/1.1\r\nHost: h\r\n\r\n")),
             Expect::Nothing
         );
+    }
+
+    #[test]
+    fn http_response_has_length_and_close() {
+        let r = response(
+            426,
+            &[("Sec-WebSocket-Version".into(), "13".into())],
+            b"hi",
+            Persist::Close,
+        )
+        .unwrap();
+        let text = String::from_utf8(r).unwrap();
+        assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+        assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
+        assert!(text.contains("Content-Length: 2\r\n"));
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.ends_with("\r\n\r\nhi"));
     }
 }

@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result};
 use crate::io::{Stream, Transport, drain_until, read_head, write_all_by};
 use crate::message::CloseCode;
-use crate::proto::handshake::{self, Request};
+use crate::proto::handshake;
+use crate::proto::head::{self, Request};
 use crate::proto::http::{self as rules, Framing, Persist};
 use crate::websocket::{Role, WebSocket};
 
@@ -497,7 +498,7 @@ fn read_request<S: Transport>(
 ) -> Result<(Request, usize)> {
     let max_headers = config.max_headers;
     read_head(stream, buf, deadline, config.max_header_bytes, |b| {
-        handshake::parse_request(b, max_headers)
+        head::parse_request(b, max_headers)
     })
 }
 

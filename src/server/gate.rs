@@ -5,7 +5,7 @@ use crate::error::InputError;
 use std::any::Any;
 use std::fmt;
 
-use crate::proto::handshake::Request;
+use crate::proto::head::Request;
 
 /// A gatekeeper's "yes", with what to add to the handshake.
 ///
@@ -165,7 +165,7 @@ pub(crate) fn choose_protocol(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::handshake::parse_request;
+    use crate::proto::head::parse_request;
 
     fn req(headers: &str) -> Request {
         let raw = format!("GET / HTTP/1.1\r\n{headers}\r\n");

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use crate::error::InputError;
 use crate::io::{Transport, read_to_len};
-use crate::proto::handshake::{self, Request};
+use crate::proto::head::{Request, has_token};
 use crate::proto::http::{self as rules, Framing, Persist};
 
 /// An HTTP response: from the HTTP handler, or a gatekeeper's rejection.
@@ -98,7 +98,7 @@ impl Response {
 
     /// Whether the handler asked to close the connection after this response.
     fn says_close(&self) -> bool {
-        handshake::header_has_token(&self.headers, "connection", "close")
+        has_token(&self.headers, "connection", "close")
     }
 
     /// The bytes on the wire, with `Content-Length` and the `Connection` field `persist` asks

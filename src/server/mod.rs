@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::proto::handshake::Request;
+use crate::proto::head::Request;
 use crate::websocket::WebSocket;
 
 pub use connection::{accept, accept_with};

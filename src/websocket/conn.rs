@@ -18,7 +18,7 @@ use crate::io::{Transport, drain_until};
 use crate::message::{CloseCode, CloseFrame, Message, MessageKind};
 use crate::proto::close;
 use crate::proto::frame::OpCode;
-use crate::proto::handshake::Request;
+use crate::proto::head::Request;
 
 /// How long a server reads stray bytes after a completed closing handshake before it drops the
 /// socket; with nothing unread, dropping cannot cause a reset that loses our close frame.

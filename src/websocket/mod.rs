@@ -42,7 +42,7 @@ use crate::io::{Split, Stream, Transport};
 use crate::message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
 use crate::proto::close;
 use crate::proto::frame::OpCode;
-use crate::proto::handshake::Request;
+use crate::proto::head::Request;
 use conn::{Conn, Info, Link};
 use sender::Sender;
 

@@ -1,0 +1,283 @@
+//! HTTP heads as they arrive: a request (method, target, headers, peer, body) or a response,
+//! parsed from the start of a byte slice as complete-or-partial. No I/O; the rules on top are in
+//! `http.rs` (HTTP) and `handshake.rs` (RFC 6455).
+
+use crate::error::HandshakeError;
+
+/// An HTTP request head as the server received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    method: String,
+    target: String,
+    version: u8,
+    headers: Vec<(String, String)>,
+    peer: Option<std::net::SocketAddr>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    /// The method, e.g. `GET`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request target as sent, path and query: `/chat?room=1`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The path without the query: `/chat`.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The query without the `?`, if there is one: `room=1`.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    /// Every header, in the order received.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The `Origin` header, which browsers send and other clients usually do not.
+    pub fn origin(&self) -> Option<&str> {
+        self.header("origin")
+    }
+
+    /// The HTTP minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub fn http_minor_version(&self) -> u8 {
+        self.version
+    }
+
+    /// The address the request came from (server side).
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.peer
+    }
+
+    /// The request body (plain HTTP requests with `Content-Length`; empty otherwise).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The subprotocols the client offered in `Sec-WebSocket-Protocol`, in its order.
+    pub fn protocols(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+
+    /// The first value of query parameter `name`, percent-decoded: for `/chat?token=a%20b`,
+    /// `query_param("token")` is `Some("a b")`.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+
+    pub(crate) fn set_peer(&mut self, peer: Option<std::net::SocketAddr>) {
+        self.peer = peer;
+    }
+
+    pub(crate) fn set_body(&mut self, body: Vec<u8>) {
+        self.body = body;
+    }
+
+    /// Whether the client asked to keep the connection open after this request.
+    pub(crate) fn wants_keep_alive(&self) -> bool {
+        if has_token(&self.headers, "connection", "close") {
+            return false;
+        }
+        // HTTP/1.1 keeps connections open by default, HTTP/1.0 only on request.
+        self.version == 1 || has_token(&self.headers, "connection", "keep-alive")
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (as space); invalid escapes stay as they are.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push((hi * 16 + lo) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An HTTP response head as the client received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: u16,
+    /// The headers in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ResponseHead {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether any `name` header lists `token` in its comma-separated value (case-insensitive).
+pub(crate) fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).trim().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn map_parse_error(e: httparse::Error) -> HandshakeError {
+    match e {
+        httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders,
+        _ => HandshakeError::MalformedHttp,
+    }
+}
+
+/// Parses a request head from the start of `buf`: `Ok(None)` if it is not complete yet, else the
+/// request and the number of bytes it took (the rest belongs to what follows).
+pub fn parse_request(
+    buf: &[u8],
+    max_headers: usize,
+) -> Result<Option<(Request, usize)>, HandshakeError> {
+    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut req = httparse::Request::new(&mut storage);
+    match req.parse(buf).map_err(map_parse_error)? {
+        httparse::Status::Partial => Ok(None),
+        httparse::Status::Complete(n) => Ok(Some((
+            Request {
+                method: req.method.unwrap_or_default().to_owned(),
+                target: req.path.unwrap_or_default().to_owned(),
+                version: req.version.unwrap_or(0),
+                headers: owned_headers(req.headers),
+                peer: None,
+                body: Vec::new(),
+            },
+            n,
+        ))),
+    }
+}
+
+/// Parses a response head from the start of `buf`, like [`parse_request`]. A WebSocket answer
+/// must be HTTP/1.1.
+pub fn parse_response(
+    buf: &[u8],
+    max_headers: usize,
+) -> Result<Option<(ResponseHead, usize)>, HandshakeError> {
+    parse_any_response(buf, max_headers, true)
+}
+
+/// Parses an HTTP proxy's answer to `CONNECT`: HTTP/1.0 is fine there (tinyproxy and others
+/// answer in it).
+pub fn parse_proxy_response(
+    buf: &[u8],
+    max_headers: usize,
+) -> Result<Option<(ResponseHead, usize)>, HandshakeError> {
+    parse_any_response(buf, max_headers, false)
+}
+
+fn parse_any_response(
+    buf: &[u8],
+    max_headers: usize,
+    need_11: bool,
+) -> Result<Option<(ResponseHead, usize)>, HandshakeError> {
+    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut res = httparse::Response::new(&mut storage);
+    match res.parse(buf).map_err(map_parse_error)? {
+        httparse::Status::Partial => Ok(None),
+        httparse::Status::Complete(n) => {
+            if need_11 && res.version != Some(1) {
+                return Err(HandshakeError::NotHttp11);
+            }
+            let head = ResponseHead {
+                status: res.code.unwrap_or(0),
+                headers: owned_headers(res.headers),
+            };
+            Ok(Some((head, n)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "GET /chat?x=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Origin: http://example.com\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn too_many_headers_and_garbage() {
+        let many: String = (0..20).map(|i| format!("X-{i}: y\r\n")).collect();
+        let raw = GOOD.replace("\r\n\r\n", &format!("\r\n{many}\r\n"));
+        assert_eq!(
+            parse_request(raw.as_bytes(), 16),
+            Err(HandshakeError::TooManyHeaders)
+        );
+        assert_eq!(
+            parse_request(b"\x16\x03\x01\x02\x00\x01\x00", 16),
+            Err(HandshakeError::MalformedHttp)
+        );
+    }
+
+    #[test]
+    fn query_params_and_protocols() {
+        let raw = "GET /c?token=a%20b&x=1+2&bad=%zz&empty HTTP/1.1\r\nSec-WebSocket-Protocol: chat, v2\r\n\
+            Sec-WebSocket-Protocol: v3\r\n\r\n";
+        let (req, _) = parse_request(raw.as_bytes(), 8).unwrap().unwrap();
+        assert_eq!(req.query_param("token").as_deref(), Some("a b"));
+        assert_eq!(req.query_param("x").as_deref(), Some("1 2"));
+        assert_eq!(req.query_param("bad").as_deref(), Some("%zz"));
+        assert_eq!(req.query_param("empty").as_deref(), Some(""));
+        assert_eq!(req.query_param("missing"), None);
+        assert_eq!(req.protocols(), vec!["chat", "v2", "v3"]);
+        assert!(req.wants_keep_alive());
+    }
+}
