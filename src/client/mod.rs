@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, HandshakeError, HttpResponse, Result};
 use crate::io::{Stream, Transport, read_head, read_to_len};
 use crate::proto::{handshake, head};
-use crate::websocket::{Role, WebSocket};
+use crate::websocket::{Opening, Role, WebSocket};
 use proxy::{Proxy, ProxySetting};
 
 pub use url::Url;
@@ -339,20 +339,20 @@ impl ClientBuilder {
                     .iter()
                     .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
                     .map(|(_, v)| v.as_str());
-                crate::proto::deflate::check_answer(answer, config)?.map(|p| (p, config))
+                crate::proto::deflate::check_answer(answer, config)?
             }
             None => None,
         };
         stream.set_deadline(None);
         stream.set_write_timeout(None)?;
         stream.set_read_timeout(None)?;
-        let mut ws =
-            WebSocket::from_stream(stream, Role::Client, self.config.clone(), &buf[used..]);
-        ws.set_protocol(protocol);
+        let mut opening = Opening::new(Role::Client);
+        opening.protocol = protocol;
         #[cfg(feature = "deflate")]
-        if let Some((params, config)) = deflate {
-            ws.set_deflate(params, config);
+        {
+            opening.deflate = deflate;
         }
+        let ws = WebSocket::open(stream, opening, self.config.clone(), &buf[used..]);
         Ok(ws)
     }
 }

@@ -4,7 +4,6 @@
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::gate::{self, Accept};
@@ -18,7 +17,7 @@ use crate::message::CloseCode;
 use crate::proto::handshake;
 use crate::proto::head::{self, Request};
 use crate::proto::http::{self as rules, Framing, Persist};
-use crate::websocket::{Role, WebSocket};
+use crate::websocket::{CloseRequest, Opening, Role, WebSocket};
 
 /// Most plain HTTP requests served on one keep-alive connection.
 const MAX_REQUESTS: usize = 1000;
@@ -33,7 +32,7 @@ pub(crate) fn run<F>(
     socket_peer: SocketAddr,
     id: u64,
     per_ip: &PerIp,
-    going_away: Arc<AtomicBool>,
+    close_request: CloseRequest,
     opts: &Options,
     config: &Config,
     handler: &F,
@@ -72,7 +71,7 @@ pub(crate) fn run<F>(
         let (mut request, used) = match read_request(&mut stream, &mut buf, deadline, config) {
             Ok(head) => head,
             Err(e) => {
-                if going_away.load(Ordering::SeqCst) {
+                if close_request.is_requested() {
                     refuse_shutting_down(&mut stream, deadline, config, opts);
                 } else if let Error::Handshake(h) = e {
                     // A client that went away between requests is no error worth reporting.
@@ -104,7 +103,7 @@ pub(crate) fn run<F>(
             });
         }
         request.set_peer(Some(peer));
-        if going_away.load(Ordering::SeqCst) {
+        if close_request.is_requested() {
             refuse_shutting_down(&mut stream, deadline, config, opts);
             return;
         }
@@ -147,10 +146,9 @@ pub(crate) fn run<F>(
             deadline,
             opts,
             config,
-            &going_away,
+            &close_request,
         ) {
             Ok(mut ws) => {
-                ws.set_peer(Some(peer));
                 run_handler(&mut ws, peer, handler, &|e| report(peer, e));
             }
             Err(e) => {
@@ -300,7 +298,7 @@ fn upgrade(
     deadline: Instant,
     opts: &Options,
     config: &Config,
-    going_away: &Arc<AtomicBool>,
+    close_request: &CloseRequest,
 ) -> Result<WebSocket> {
     let accept_key = match handshake::check_request(&request) {
         Ok(key) => key,
@@ -342,15 +340,49 @@ fn upgrade(
         }
         (_, chosen) => gate::choose_protocol(&request, chosen, &opts.protocols),
     };
-    let (deflate, answer) = negotiate_deflate(&request, config);
-    let agreed = (protocol.as_deref(), answer.as_deref());
-    answer_101(&mut stream, &accept_key, agreed, &extra, deadline, config)?;
+    let mut opening = Opening::new(Role::Server);
+    opening.peer = request.peer_addr();
+    opening.request = Some(request);
+    opening.protocol = protocol;
+    opening.data = data;
+    opening.close_request = Some(close_request.clone());
+    open_socket(
+        stream,
+        opening,
+        &accept_key,
+        &extra,
+        leftover,
+        deadline,
+        config,
+    )
+}
+
+/// The last step of every server handshake (the server's and [`accept_with`]'s): agree on
+/// compression, write the `101`, and build the socket whole from what was agreed.
+fn open_socket<S: Transport>(
+    mut stream: S,
+    #[allow(unused_mut)] mut opening: Opening,
+    accept: &str,
+    extra: &[(String, String)],
+    leftover: &[u8],
+    deadline: Instant,
+    config: &Config,
+) -> Result<WebSocket<S>> {
+    let request = opening
+        .request
+        .as_ref()
+        .expect("a server socket has its request");
+    let (deflate, answer) = negotiate_deflate(request, config);
+    let agreed = (opening.protocol.as_deref(), answer.as_deref());
+    answer_101(&mut stream, accept, agreed, extra, deadline, config)?;
     stream.set_deadline(None);
-    let mut ws = WebSocket::from_stream(stream, Role::Server, config.clone(), leftover);
-    deflate.install(&mut ws, config);
-    ws.set_request(request);
-    ws.set_server_parts(protocol, data, Arc::clone(going_away));
-    Ok(ws)
+    #[cfg(feature = "deflate")]
+    {
+        opening.deflate = deflate;
+    }
+    #[cfg(not(feature = "deflate"))]
+    let () = deflate;
+    Ok(WebSocket::open(stream, opening, config.clone(), leftover))
 }
 
 fn run_handler<F, R>(ws: &mut WebSocket, peer: SocketAddr, handler: &F, report: &R)
@@ -414,34 +446,24 @@ pub fn accept_with<S: Transport>(mut stream: S, config: Config) -> Result<WebSoc
             return Err(h.into());
         }
     };
-    let (deflate, answer) = negotiate_deflate(&request, &config);
-    answer_101(
-        &mut stream,
+    let mut opening = Opening::new(Role::Server);
+    opening.request = Some(request);
+    open_socket(
+        stream,
+        opening,
         &accept,
-        (None, answer.as_deref()),
         &[],
+        &buf[used..],
         deadline,
         &config,
-    )?;
-    stream.set_deadline(None);
-    let mut ws = WebSocket::from_stream(stream, Role::Server, config.clone(), &buf[used..]);
-    deflate.install(&mut ws, &config);
-    ws.set_request(request);
-    Ok(ws)
+    )
 }
 
-/// What the server agreed about compression, to install once the socket exists.
-struct Agreed(#[cfg(feature = "deflate")] Option<crate::DeflateParams>);
-
-impl Agreed {
-    fn install<S: Transport>(self, ws: &mut WebSocket<S>, config: &Config) {
-        #[cfg(feature = "deflate")]
-        if let (Some(params), Some(deflate)) = (self.0, &config.deflate) {
-            ws.set_deflate(params, deflate);
-        }
-        let _ = (ws, config);
-    }
-}
+/// What the server agreed about compression.
+#[cfg(feature = "deflate")]
+type Agreed = Option<crate::DeflateParams>;
+#[cfg(not(feature = "deflate"))]
+type Agreed = ();
 
 /// Writes the `101` with what was agreed (subprotocol, extension answer) and the gatekeeper's
 /// `extra` fields, before `deadline`. A field that may not be sent fails the handshake with a
@@ -477,16 +499,12 @@ fn negotiate_deflate(request: &Request, config: &Config) -> (Agreed, Option<Stri
             .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
             .map(|(_, v)| v.as_str());
         if let Some((params, answer)) = crate::proto::deflate::accept_offer(offers, deflate) {
-            return (Agreed(Some(params)), Some(answer));
+            return (Some(params), Some(answer));
         }
-        return (Agreed(None), None);
+        return (None, None);
     }
     let _ = (request, config);
-    let declined = Agreed(
-        #[cfg(feature = "deflate")]
-        None,
-    );
-    (declined, None)
+    (Agreed::default(), None)
 }
 
 /// Reads one request head within `deadline` and the header limits of `config`.

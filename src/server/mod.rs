@@ -31,8 +31,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::message::CloseCode;
 use crate::proto::head::Request;
-use crate::websocket::WebSocket;
+use crate::websocket::{CloseRequest, WebSocket};
 
 pub use connection::{accept, accept_with};
 pub use gate::Accept;
@@ -170,7 +171,8 @@ struct Life {
 struct Entry {
     /// The connection's own socket (shared, not duplicated), to shut it down from here.
     socket: Arc<TcpStream>,
-    going_away: Arc<AtomicBool>,
+    /// How shutdown asks the connection's socket (or handshake) to close.
+    close_request: CloseRequest,
 }
 
 impl Shared {
@@ -535,12 +537,12 @@ fn admit<F>(
         return;
     }
     let id = crate::websocket::next_id();
-    let going_away = Arc::new(AtomicBool::new(false));
+    let close_request = CloseRequest::default();
     let _ = tcp.set_nodelay(true);
     let tcp = Arc::new(tcp);
     let entry = Entry {
         socket: Arc::clone(&tcp),
-        going_away: Arc::clone(&going_away),
+        close_request: close_request.clone(),
     };
     shared.life().conns.insert(id, entry);
     let guard = Registered {
@@ -555,7 +557,16 @@ fn admit<F>(
         .spawn(move || {
             let guard = guard;
             let per_ip = &guard.shared.per_ip;
-            connection::run(tcp, peer, id, per_ip, going_away, &opts, &config, &*handler);
+            connection::run(
+                tcp,
+                peer,
+                id,
+                per_ip,
+                close_request,
+                &opts,
+                &config,
+                &*handler,
+            );
         });
     if let Err(e) = spawned {
         // The closure (and with it the guard and the socket) is dropped: the entry is removed.
@@ -618,7 +629,7 @@ impl ServerHandle {
         let _ = TcpStream::connect_timeout(&wake_addr(shared.addr), Duration::from_secs(1));
         let mut life = shared.life();
         for entry in life.conns.values() {
-            entry.going_away.store(true, Ordering::SeqCst);
+            entry.close_request.request(CloseCode::GOING_AWAY, "");
             // Wakes a thread blocked reading: a WebSocket answers 1001, a handshake 503.
             let _ = entry.socket.shutdown(Shutdown::Read);
         }

@@ -6,10 +6,9 @@
 use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::opening::CloseRequest;
 use super::receiver::{Event, Fault, Receiver};
 use super::{Role, State};
 use crate::config::Config;
@@ -59,9 +58,9 @@ pub(crate) struct Info {
     pub protocol: Option<String>,
     /// What the server's gatekeeper attached (e.g. the authenticated user).
     pub data: Option<Box<dyn Any + Send + Sync>>,
-    /// Set by a server that is shutting down; it then shuts the socket's reading side to wake a
-    /// blocked receive, which answers with 1001.
-    pub going_away: Option<Arc<AtomicBool>>,
+    /// How the socket's owner asks it to close: the owner then shuts the reading side, and the
+    /// receive that wakes up closes with the code asked for.
+    pub close_request: Option<CloseRequest>,
     /// The permessage-deflate parameters agreed in the handshake.
     #[cfg(feature = "deflate")]
     pub deflate: Option<crate::DeflateParams>,
@@ -75,7 +74,7 @@ impl Info {
             request: None,
             protocol: None,
             data: None,
-            going_away: None,
+            close_request: None,
             #[cfg(feature = "deflate")]
             deflate: None,
         }
@@ -261,10 +260,11 @@ impl<L: Link> Conn<L> {
                     }
                 }
                 Err(Fault::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(Fault::Io(_)) if self.server_going_away() => {
-                    // The server is shutting down and shut our reading side: say so with 1001.
-                    log::debug!("ws#{} closing: server shutting down", self.info.id);
-                    let _ = self.say_goodbye(Some(CloseCode::GOING_AWAY), "");
+                Err(Fault::Io(_)) if self.close_requested().is_some() => {
+                    // Our owner asked for a close and shut our reading side to wake us.
+                    let (code, reason) = self.close_requested().expect("checked above");
+                    log::debug!("ws#{} closing with {code} as its owner asked", self.info.id);
+                    let _ = self.say_goodbye(Some(code), &reason);
                     self.link.shutdown_write();
                     self.state = State::Closed;
                     self.link.set_closed();
@@ -284,11 +284,8 @@ impl<L: Link> Conn<L> {
         }
     }
 
-    fn server_going_away(&self) -> bool {
-        self.info
-            .going_away
-            .as_ref()
-            .is_some_and(|g| g.load(Ordering::SeqCst))
+    fn close_requested(&self) -> Option<(CloseCode, String)> {
+        self.info.close_request.as_ref()?.requested()
     }
 
     /// Acts on whichever clocks ran out; returns the next time one will.

@@ -27,6 +27,7 @@
 
 mod budget;
 mod conn;
+mod opening;
 mod receiver;
 mod sender;
 mod split;
@@ -47,6 +48,7 @@ use conn::{Conn, Info, Link};
 use sender::Sender;
 
 pub use budget::MemoryBudget;
+pub(crate) use opening::{CloseRequest, Opening};
 pub use split::{Reader, Writer};
 
 /// Which end of the connection this is.
@@ -200,44 +202,52 @@ impl<S: Transport> WebSocket<S> {
     /// Every frame write sets the stream's write timeout to what is left of
     /// [`Config::write_timeout`] when it needs another value than the one in force.
     pub fn from_stream(stream: S, role: Role, config: Config, leftover: &[u8]) -> Self {
-        let info = Info::new(next_id(), stream.peer_addr());
+        WebSocket::open(stream, Opening::new(role), config, leftover)
+    }
+
+    /// Builds a socket whole from what its opening handshake agreed.
+    pub(crate) fn open(stream: S, opening: Opening, config: Config, leftover: &[u8]) -> Self {
+        let Opening {
+            role,
+            request,
+            peer,
+            protocol,
+            data,
+            #[cfg(feature = "deflate")]
+            deflate,
+            close_request,
+        } = opening;
+        let mut info = Info::new(next_id(), peer.or_else(|| stream.peer_addr()));
+        info.request = request.map(Box::new);
+        info.protocol = protocol;
+        info.data = data;
+        info.close_request = close_request;
+        #[allow(unused_mut)]
+        let mut sender = Sender::new(role == Role::Client, config.write_timeout);
+        #[cfg(feature = "deflate")]
+        let deflate = deflate.zip(config.deflate.clone());
+        #[cfg(feature = "deflate")]
+        if let Some((params, settings)) = &deflate {
+            sender.set_deflate(params, settings);
+            info.deflate = Some(*params);
+        }
         let link = Owned {
             stream: Some(stream),
-            sender: Sender::new(role == Role::Client, config.write_timeout),
+            sender,
             close_sent: false,
             closed: false,
             nonblocking: false,
             close_timeout: config.close_timeout,
             split_closer: None,
         };
-        WebSocket {
-            conn: Conn::new(link, role, config, leftover, info),
+        #[allow(unused_mut)]
+        let mut conn = Conn::new(link, role, config, leftover, info);
+        #[cfg(feature = "deflate")]
+        if let Some((params, _)) = deflate {
+            conn.rx
+                .set_inflate(params.peer_window_bits, params.peer_no_context_takeover);
         }
-    }
-
-    pub(crate) fn set_request(&mut self, request: Request) {
-        self.conn.info.request = Some(Box::new(request));
-    }
-
-    pub(crate) fn set_peer(&mut self, peer: Option<SocketAddr>) {
-        self.conn.info.peer = peer;
-    }
-
-    pub(crate) fn set_protocol(&mut self, protocol: Option<String>) {
-        self.conn.info.protocol = protocol;
-    }
-
-    /// Turns on permessage-deflate as agreed in the handshake.
-    #[cfg(feature = "deflate")]
-    pub(crate) fn set_deflate(
-        &mut self,
-        params: crate::DeflateParams,
-        config: &crate::DeflateConfig,
-    ) {
-        let rx = &mut self.conn.rx;
-        rx.set_inflate(params.peer_window_bits, params.peer_no_context_takeover);
-        self.conn.link.sender.set_deflate(&params, config);
-        self.conn.info.deflate = Some(params);
+        WebSocket { conn }
     }
 
     /// The permessage-deflate parameters agreed in the handshake, or `None` when messages go
@@ -253,17 +263,6 @@ impl<S: Transport> WebSocket<S> {
     #[cfg(feature = "deflate")]
     pub fn compression(&self) -> Option<crate::DeflateParams> {
         self.conn.info.deflate
-    }
-
-    pub(crate) fn set_server_parts(
-        &mut self,
-        protocol: Option<String>,
-        data: Option<Box<dyn std::any::Any + Send + Sync>>,
-        going_away: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ) {
-        self.conn.info.protocol = protocol;
-        self.conn.info.data = data;
-        self.conn.info.going_away = Some(going_away);
     }
 
     /// Server side: the value the gatekeeper attached with
