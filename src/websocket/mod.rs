@@ -25,6 +25,7 @@
 //! closing handshake, deadlines, heartbeat) once for both the whole socket here and the reader
 //! of a `split` one.
 
+mod accessors;
 mod budget;
 mod conn;
 mod opening;
@@ -33,17 +34,15 @@ mod sender;
 mod split;
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, InputError, Result};
 use crate::io::{Split, Stream, Transport};
-use crate::message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
+use crate::message::{CloseCode, Message, MessageKind, MessageRef, ToMessage};
 use crate::proto::close;
 use crate::proto::frame::OpCode;
-use crate::proto::head::Request;
 use conn::{Conn, Info, Link};
 use sender::Sender;
 
@@ -250,87 +249,7 @@ impl<S: Transport> WebSocket<S> {
         WebSocket { conn }
     }
 
-    /// The permessage-deflate parameters agreed in the handshake, or `None` when messages go
-    /// uncompressed both ways (not configured, not offered, or declined by the peer).
-    ///
-    /// ```no_run
-    /// use syncws::{Client, Config, DeflateConfig};
-    /// let config = Config::default().deflate(Some(DeflateConfig::default()));
-    /// let ws = Client::builder().config(config).connect("ws://127.0.0.1:9001/")?;
-    /// println!("compressed: {}", ws.compression().is_some());
-    /// # Ok::<(), syncws::Error>(())
-    /// ```
-    #[cfg(feature = "deflate")]
-    pub fn compression(&self) -> Option<crate::DeflateParams> {
-        self.conn.info.deflate
-    }
-
-    /// Server side: the value the gatekeeper attached with
-    /// [`Accept::data`](crate::Accept::data), if it has type `T`.
-    pub fn data<T: std::any::Any>(&self) -> Option<&T> {
-        self.conn.info.data.as_deref()?.downcast_ref()
-    }
-
-    /// Server or client.
-    pub fn role(&self) -> Role {
-        self.conn.role
-    }
-
-    /// Open, closing or closed.
-    pub fn state(&self) -> State {
-        self.conn.state()
-    }
-
-    /// The connection's id, as used in log lines.
-    pub fn id(&self) -> u64 {
-        self.conn.info.id
-    }
-
-    /// The peer's address, if the stream has one.
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.conn.info.peer
-    }
-
-    /// Server side: the upgrade request the client sent.
-    pub fn request(&self) -> Option<&Request> {
-        self.conn.info.request.as_deref()
-    }
-
-    /// Server side: the request path without the query, e.g. `/chat`.
-    pub fn path(&self) -> Option<&str> {
-        self.request().map(Request::path)
-    }
-
-    /// Server side: the request header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.request().and_then(|r| r.header(name))
-    }
-
-    /// Server side: the `Origin` the client sent, if any.
-    pub fn origin(&self) -> Option<&str> {
-        self.request().and_then(Request::origin)
-    }
-
-    /// The subprotocol agreed in the handshake, if any.
-    pub fn protocol(&self) -> Option<&str> {
-        self.conn.info.protocol.as_deref()
-    }
-
-    /// The peer's close frame, once the peer has sent one.
-    pub fn close_frame(&self) -> Option<&CloseFrame> {
-        self.conn.peer_close.as_ref()
-    }
-
-    /// Round-trip time of the last heartbeat ping the peer answered
-    /// (see [`Config::ping_interval`]).
-    pub fn rtt(&self) -> Option<Duration> {
-        self.conn.rtt()
-    }
-
-    /// The configuration this connection runs with.
-    pub fn config(&self) -> &Config {
-        &self.conn.config
-    }
+    accessors::connection_accessors!();
 
     /// The stream underneath, e.g. to read socket options.
     pub fn get_ref(&self) -> &S {

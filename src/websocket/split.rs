@@ -20,17 +20,16 @@
 //! stream behind a lock that the reader takes only once bytes are waiting (see `io::Split`).
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Link};
 use super::sender::Sender;
-use super::{Role, State, fragment_opcodes};
+use super::{State, fragment_opcodes};
 use crate::error::{Error, Result};
 use crate::io::{Split, Transport};
-use crate::message::{CloseCode, CloseFrame, Message, ToMessage};
+use crate::message::{CloseCode, Message, ToMessage};
 use crate::proto::close;
 use crate::proto::frame::OpCode;
 
@@ -249,57 +248,7 @@ impl<S: Split> Reader<S> {
         self.conn.link.writer.clone()
     }
 
-    /// Open, closing or closed, as any half last saw it.
-    pub fn state(&self) -> State {
-        self.conn.state()
-    }
-
-    /// The peer's close frame, once received.
-    pub fn close_frame(&self) -> Option<&CloseFrame> {
-        self.conn.peer_close.as_ref()
-    }
-
-    /// Round-trip time of the last heartbeat ping the peer answered.
-    pub fn rtt(&self) -> Option<Duration> {
-        self.conn.rtt()
-    }
-
-    /// Server or client.
-    pub fn role(&self) -> Role {
-        self.conn.role
-    }
-
-    /// The connection id used in logs.
-    pub fn id(&self) -> u64 {
-        self.conn.info.id
-    }
-
-    /// The peer's address.
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.conn.info.peer
-    }
-
-    /// Server side: the upgrade request the client sent.
-    pub fn request(&self) -> Option<&crate::Request> {
-        self.conn.info.request.as_deref()
-    }
-
-    /// The subprotocol agreed in the handshake, if any.
-    pub fn protocol(&self) -> Option<&str> {
-        self.conn.info.protocol.as_deref()
-    }
-
-    /// The permessage-deflate parameters agreed in the handshake; see
-    /// [`WebSocket::compression`](crate::WebSocket::compression).
-    #[cfg(feature = "deflate")]
-    pub fn compression(&self) -> Option<crate::DeflateParams> {
-        self.conn.info.deflate
-    }
-
-    /// Server side: the value the gatekeeper attached, if it has type `T`.
-    pub fn data<T: std::any::Any>(&self) -> Option<&T> {
-        self.conn.info.data.as_deref()?.downcast_ref()
-    }
+    super::accessors::connection_accessors!();
 }
 
 impl<S: Split> Iterator for Reader<S> {
