@@ -16,14 +16,20 @@
 //!            |  +----------------------------------------+
 //!            |    ^
 //!            +----+ violation: send 1002/1007/1009; no pong in time: 1011; end TCP
+//!                   close requested by the owner (e.g. server shutdown): its code; end TCP
 //!                   socket error or end-of-stream: nothing can be sent
 //! ```
+//!
+//! A socket is built in one step from an `Opening` (`opening`): what the handshake agreed
+//! (role, request, peer, subprotocol, compression, gatekeeper data) and the `CloseRequest` by
+//! which its owner may ask it to close. Nothing patches it afterwards, and nothing here knows
+//! who the owner is.
 //!
 //! Files: `receiver` turns bytes into messages and control frames (the RFC's receive rules),
 //! charging what their buffers hold to a `budget` shared with other connections, if given one;
 //! `sender` writes frames, `conn` holds the rules that tie them together (pong replies, the
 //! closing handshake, deadlines, heartbeat) once for both the whole socket here and the reader
-//! of a `split` one.
+//! of a `split` one; `accessors` what both tell about the connection.
 
 mod accessors;
 mod budget;
