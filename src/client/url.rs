@@ -2,6 +2,7 @@
 //! path and query; no fragment.
 
 use crate::error::UrlError;
+use crate::proto::head::percent_decode;
 
 /// A parsed `ws://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,35 +182,15 @@ pub(crate) fn basic_auth(userinfo: &str) -> String {
     use base64::Engine;
     let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
     let plain = [
-        percent_decode(user),
+        percent_decode(user, false),
         b":".to_vec(),
-        percent_decode(password),
+        percent_decode(password, false),
     ]
     .concat();
     format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(plain)
     )
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

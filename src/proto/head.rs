@@ -82,7 +82,8 @@ impl Request {
     pub fn query_param(&self, name: &str) -> Option<String> {
         self.query()?.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k) == name).then(|| percent_decode(v))
+            let text = |s: &str| String::from_utf8_lossy(&percent_decode(s, true)).into_owned();
+            (text(k) == name).then(|| text(v))
         })
     }
 
@@ -104,30 +105,31 @@ impl Request {
     }
 }
 
-/// Decodes `%XX` escapes and `+` (as space); invalid escapes stay as they are.
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes (invalid ones stay as they are). With `plus_as_space`, `+` is a space,
+/// as in query strings (`application/x-www-form-urlencoded`); without, itself, as in a URL's
+/// user info.
+pub fn percent_decode(s: &str, plus_as_space: bool) -> Vec<u8> {
     let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push((hi * 16 + lo) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
-                }
+        match (
+            bytes[i],
+            bytes.get(i + 1).and_then(|&b| hex(b)),
+            bytes.get(i + 2).and_then(|&b| hex(b)),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
             }
-            b'+' => out.push(b' '),
-            b => out.push(b),
+            (b'+', _, _) if plus_as_space => out.push(b' '),
+            (b, _, _) => out.push(b),
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// An HTTP response head as the client received it.
