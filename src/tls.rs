@@ -279,12 +279,11 @@ impl ClientTlsBuilder {
 pub(crate) type Tls = TlsStream<TcpRef>;
 
 fn set_deadline(tcp: &TcpStream, deadline: Instant) -> Result<()> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(Error::Handshake(crate::HandshakeError::Timeout));
-    }
-    tcp.set_read_timeout(Some(left))?;
-    tcp.set_write_timeout(Some(left))?;
+    let left = crate::io::Deadline::at(deadline)
+        .remaining()
+        .map_err(|_| Error::Handshake(crate::HandshakeError::Timeout))?;
+    tcp.set_read_timeout(left)?;
+    tcp.set_write_timeout(left)?;
     Ok(())
 }
 

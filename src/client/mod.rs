@@ -3,7 +3,7 @@
 mod proxy;
 mod url;
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -381,15 +381,6 @@ fn redirect_location(err: &Error) -> Option<&str> {
     }
 }
 
-/// The time left before `deadline`, or a handshake timeout.
-fn left(deadline: Instant) -> Result<Duration> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(HandshakeError::Timeout.into());
-    }
-    Ok(left)
-}
-
 /// Asks the proxy for a tunnel to `url`'s host and port; on `200` the socket is the tunnel.
 fn tunnel(
     tcp: &mut TcpStream,
@@ -398,8 +389,7 @@ fn tunnel(
     deadline: Instant,
     config: &Config,
 ) -> Result<()> {
-    tcp.set_write_timeout(Some(left(deadline)?))?;
-    tcp.write_all(&proxy.connect_request(url))?;
+    crate::io::write_all_by(tcp, &proxy.connect_request(url), deadline)?;
     let mut buf = Vec::new();
     let max_headers = config.max_headers;
     let (head, used) = read_head(tcp, &mut buf, deadline, config.max_header_bytes, |b| {

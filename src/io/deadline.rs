@@ -4,6 +4,8 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use crate::io::Transport;
+
 /// A point in time by which an operation must finish, or none (wait forever).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Deadline(Option<Instant>);
@@ -12,6 +14,21 @@ impl Deadline {
     /// The deadline `timeout` from now; `None` never passes.
     pub fn after(timeout: Option<Duration>) -> Self {
         Deadline(timeout.map(|t| Instant::now() + t))
+    }
+
+    /// The deadline at `instant`.
+    pub fn at(instant: Instant) -> Self {
+        Deadline(Some(instant))
+    }
+
+    /// Sets `stream`'s read timeout to the time left; an error once nothing is left.
+    pub fn arm_read<S: Transport + ?Sized>(&self, stream: &mut S) -> io::Result<()> {
+        stream.set_read_timeout(self.remaining()?)
+    }
+
+    /// Sets `stream`'s write timeout to the time left; an error once nothing is left.
+    pub fn arm_write<S: Transport + ?Sized>(&self, stream: &mut S) -> io::Result<()> {
+        stream.set_write_timeout(self.remaining()?)
     }
 
     /// The time left, as a socket timeout: `Ok(None)` waits forever, an error once nothing is
@@ -25,7 +42,7 @@ impl Deadline {
         if left.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "write timed out (the write timeout is a total for the frame)",
+                "timed out (the deadline is a total, not per system call)",
             ));
         }
         Ok(Some(left.max(Duration::from_millis(1))))

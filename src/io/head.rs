@@ -4,7 +4,7 @@ use std::io;
 use std::time::Instant;
 
 use crate::error::{Error, HandshakeError, is_timeout_kind};
-use crate::io::Transport;
+use crate::io::{Deadline, Transport};
 
 /// Reads into `buf` until `parse` finds a complete head, returning it and its length; bytes past
 /// the head stay in `buf` for whoever speaks next.
@@ -33,11 +33,10 @@ where
         if buf.len() >= max_bytes {
             return Err(HandshakeError::HeadersTooLarge.into());
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(HandshakeError::Timeout.into());
+        match Deadline::at(deadline).arm_read(stream) {
+            Err(e) if is_timeout_kind(e.kind()) => return Err(HandshakeError::Timeout.into()),
+            other => other?,
         }
-        stream.set_read_timeout(Some(left))?;
         // Never read past the limit by more than one chunk.
         let room = (max_bytes - buf.len()).min(chunk.len());
         match stream.read(&mut chunk[..room]) {
@@ -61,8 +60,7 @@ pub(crate) fn read_to_len<S: Transport + ?Sized>(
 ) -> bool {
     let mut chunk = [0u8; 4096];
     while buf.len() < len {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+        if Deadline::at(deadline).arm_read(stream).is_err() {
             return false;
         }
         match stream.read(&mut chunk) {
@@ -84,11 +82,7 @@ pub(crate) fn write_all_by<S: Transport + ?Sized>(
     deadline: Instant,
 ) -> io::Result<()> {
     while !bytes.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        stream.set_write_timeout(Some(left))?;
+        Deadline::at(deadline).arm_write(stream)?;
         match stream.write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],

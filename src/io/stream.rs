@@ -3,6 +3,8 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
+
+use crate::io::Deadline;
 use std::time::{Duration, Instant};
 
 /// What a connection needs from its byte stream beyond `Read + Write`: timeouts, a half-close and
@@ -117,8 +119,7 @@ impl Split for TcpStream {
 pub(crate) fn drain_until<S: Transport + ?Sized>(stream: &mut S, deadline: Instant) {
     let mut sink = [0u8; 1024];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+        if Deadline::at(deadline).arm_read(stream).is_err() {
             return;
         }
         match stream.read(&mut sink) {
@@ -183,13 +184,14 @@ impl PhaseDeadline {
         let Some(deadline) = self.get() else {
             return Ok(());
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::WouldBlock, "deadline passed"));
-        }
+        // WouldBlock, as an expired socket timeout reports it (the TLS library then stops
+        // where it is instead of failing the session).
+        let left = Deadline::at(deadline)
+            .remaining()
+            .map_err(|e| io::Error::new(io::ErrorKind::WouldBlock, e))?;
         match write {
-            false => tcp.set_read_timeout(Some(left)),
-            true => tcp.set_write_timeout(Some(left)),
+            false => tcp.set_read_timeout(left),
+            true => tcp.set_write_timeout(left),
         }
     }
 }
