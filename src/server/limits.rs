@@ -10,7 +10,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -160,7 +161,8 @@ fn check(
 /// Answers a connection with `response` without giving it a thread: the response is small and
 /// the socket fresh, so the write does not block. The socket then lingers in one shared thread,
 /// which reads and discards what the client sent for up to a second, so the answer is not lost
-/// to a TCP reset caused by unread request bytes.
+/// to a TCP reset caused by unread request bytes. At most [`linger_capacity`] sockets linger at
+/// once (each holds a file descriptor); beyond that a socket is closed at once.
 pub(crate) fn reject_fast(mut tcp: TcpStream, response: &[u8]) {
     let _ = tcp.set_write_timeout(Some(Duration::from_millis(200)));
     let _ = tcp.write_all(response);
@@ -177,10 +179,167 @@ pub(crate) fn reject_fast(mut tcp: TcpStream, response: &[u8]) {
         }
         Mutex::new(tx)
     });
+    if LINGERING.fetch_add(1, Ordering::SeqCst) >= linger_capacity() {
+        LINGERING.fetch_sub(1, Ordering::SeqCst);
+        log::debug!("lingering-close queue full; closing a rejected socket at once");
+        return;
+    }
     let tx = reaper.lock().unwrap_or_else(|e| e.into_inner());
-    if let Err(TrySendError::Full(_)) = tx.try_send(tcp) {
+    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(tcp) {
+        LINGERING.fetch_sub(1, Ordering::SeqCst);
         log::debug!("lingering-close queue full; closing a rejected socket at once");
     }
+}
+
+/// Sockets handed to the lingering-close thread and not yet closed by it.
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many rejected sockets may linger at once: an eighth of the file descriptor limit,
+/// between 8 and 1,024.
+fn linger_capacity() -> usize {
+    static CAPACITY: OnceLock<usize> = OnceLock::new();
+    *CAPACITY.get_or_init(|| linger_capacity_for(fd_soft_limit().unwrap_or(u64::MAX)))
+}
+
+fn linger_capacity_for(fd_limit: u64) -> usize {
+    (fd_limit / 8).clamp(8, 1024) as usize
+}
+
+/// File descriptors kept free besides the connections and the lingering sockets: the
+/// listener, standard streams, log files and whatever else the program opens.
+const FD_MARGIN: u64 = 32;
+
+/// The default for `max_connections`: what fits in the process's soft limit on open files
+/// (`soft - linger_capacity - soft / 8 - 32`, at least 1 and at most 10,000), or 10,000 where
+/// the limit cannot be read.
+pub(crate) fn default_max_connections() -> usize {
+    fd_soft_limit().map_or(10_000, max_connections_for)
+}
+
+fn max_connections_for(fd_limit: u64) -> usize {
+    let reserve = linger_capacity_for(fd_limit) as u64 + fd_limit / 8 + FD_MARGIN;
+    fd_limit.saturating_sub(reserve).clamp(1, 10_000) as usize
+}
+
+/// The soft limit on open files ("Max open files" in `/proc/self/limits`); `None` where that
+/// file does not exist or says "unlimited".
+fn fd_soft_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_fd_soft_limit(&limits)
+}
+
+fn parse_fd_soft_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Whether `accept` failed for want of file descriptors (EMFILE or ENFILE, the same numbers on
+/// Linux, macOS and the BSDs).
+pub(crate) fn out_of_fds(e: &std::io::Error) -> bool {
+    cfg!(unix) && matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+/// What the accept loop does when `accept` fails: back off instead of spinning, and warn once
+/// per run of failures (running out of file descriptors fails every accept until a connection
+/// ends, and a warning per failure would flood the log).
+///
+/// Out of descriptors, the clients already in the listen backlog would wait there unanswered;
+/// so one descriptor is held in reserve (`/dev/null`), given up to accept one of them and answer
+/// it `503`, and taken again once a descriptor is free.
+#[derive(Debug)]
+pub(crate) struct AcceptFailures {
+    /// Failures since the last accepted connection.
+    run: u64,
+    last_warning: Option<Instant>,
+    spare: Option<std::fs::File>,
+}
+
+impl Default for AcceptFailures {
+    fn default() -> Self {
+        AcceptFailures {
+            run: 0,
+            last_warning: None,
+            spare: spare_fd(),
+        }
+    }
+}
+
+fn spare_fd() -> Option<std::fs::File> {
+    if cfg!(unix) {
+        std::fs::File::open("/dev/null").ok()
+    } else {
+        None
+    }
+}
+
+impl AcceptFailures {
+    /// At most one warning per this long, however often the failures stop and start again.
+    const WARN_EVERY: Duration = Duration::from_secs(60);
+
+    pub(crate) fn accepted(&mut self) {
+        if self.run > 0 {
+            log::info!("accepting again after {} failed accepts", self.run);
+            self.run = 0;
+        }
+        if self.spare.is_none() {
+            self.spare = spare_fd();
+        }
+    }
+
+    pub(crate) fn failed(
+        &mut self,
+        e: &std::io::Error,
+        listener: &TcpListener,
+        addr: SocketAddr,
+        busy: &[u8],
+    ) {
+        self.run += 1;
+        let due = self
+            .last_warning
+            .is_none_or(|at| at.elapsed() >= Self::WARN_EVERY);
+        if self.run == 1 && due {
+            self.last_warning = Some(Instant::now());
+            if out_of_fds(e) {
+                log::warn!(
+                    "{addr}: cannot accept, out of file descriptors ({e}); answering 503 until \
+                     connections end: raise `ulimit -n` or lower max_connections"
+                );
+            } else {
+                log::warn!("{addr}: accept failed: {e}");
+            }
+        } else {
+            log::debug!("{addr}: accept failed: {e}");
+        }
+        if out_of_fds(e) && self.spare.take().is_some() {
+            if let Ok((tcp, _)) = listener.accept() {
+                refuse_now(tcp, busy);
+            }
+            self.spare = spare_fd();
+            if self.spare.is_some() {
+                return;
+            }
+        }
+        // The next accept would fail the same way until a connection ends.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Answers `tcp` and closes it at once (there is no descriptor to spare for lingering): the
+/// request bytes that have already arrived are read first, so that closing does not reset the
+/// connection and destroy the answer.
+fn refuse_now(mut tcp: TcpStream, response: &[u8]) {
+    let mut sink = [0u8; 4096];
+    if tcp.set_nonblocking(true).is_ok() {
+        while matches!(tcp.read(&mut sink), Ok(n) if n > 0) {}
+    }
+    let _ = tcp.set_nonblocking(false);
+    let _ = tcp.set_write_timeout(Some(Duration::from_millis(200)));
+    let _ = tcp.write_all(response);
+    let _ = tcp.shutdown(Shutdown::Write);
 }
 
 fn linger(rx: mpsc::Receiver<TcpStream>) {
@@ -196,13 +355,15 @@ fn linger(rx: mpsc::Receiver<TcpStream>) {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         };
-        if let Some(s) = next
-            && s.set_nonblocking(true).is_ok()
-        {
-            sockets.push((s, Instant::now() + Duration::from_secs(1)));
+        if let Some(s) = next {
+            if s.set_nonblocking(true).is_ok() {
+                sockets.push((s, Instant::now() + Duration::from_secs(1)));
+            } else {
+                LINGERING.fetch_sub(1, Ordering::SeqCst);
+            }
         }
         sockets.retain_mut(|(s, until)| {
-            loop {
+            let keep = loop {
                 match s.read(&mut sink) {
                     Ok(0) => break false,
                     Ok(_) => {}
@@ -210,7 +371,11 @@ fn linger(rx: mpsc::Receiver<TcpStream>) {
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(_) => break false,
                 }
+            };
+            if !keep {
+                LINGERING.fetch_sub(1, Ordering::SeqCst);
             }
+            keep
         });
     }
 }
@@ -326,5 +491,31 @@ mod tests {
         std::thread::sleep(window);
         churn(&per, 10_000, 1_000, rate);
         assert!(per.len() <= 1_000 + SWEEP, "{} peers kept", per.len());
+    }
+
+    #[test]
+    fn connections_fit_in_the_fd_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63492                63492                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_fd_soft_limit(limits), Some(1024));
+        assert_eq!(
+            parse_fd_soft_limit("Max open files            unlimited            unlimited   files"),
+            None
+        );
+        assert_eq!(parse_fd_soft_limit(""), None);
+        let rows = [
+            (256, 160),
+            (1024, 736),
+            (4096, 3040),
+            (1 << 20, 10_000),
+            (16, 1),
+            (0, 1),
+        ];
+        for (fds, want) in rows {
+            assert_eq!(max_connections_for(fds), want, "{fds} fds");
+            let used = want as u64 + linger_capacity_for(fds) as u64 + FD_MARGIN;
+            assert!(fds < 64 || used <= fds, "{fds} fds: {used} used");
+        }
     }
 }

@@ -102,7 +102,7 @@ impl Default for Options {
             protocols: Vec::new(),
             select_protocol: None,
             peer_filter: None,
-            max_connections: 10_000,
+            max_connections: limits::default_max_connections(),
             max_per_ip: None,
             rate_limit: None,
             stack_size: 512 << 10,
@@ -278,7 +278,16 @@ impl Server {
     }
 
     /// Most live connections (handshakes included); more get `503` with `Retry-After`.
-    /// Defaults to 10,000.
+    ///
+    /// Each connection holds a file descriptor, and a limit above what the process may open
+    /// turns the `503` into clients waiting unanswered in the listen backlog. So this defaults
+    /// to what fits in the process's soft limit on open files (`ulimit -n`, read from
+    /// `/proc/self/limits` when the server is bound): that limit minus room for the sockets of
+    /// refused clients lingering until their answer is read (an eighth of it, between 8 and
+    /// 1,024), minus another eighth and 32 more for the listener and the program's own files;
+    /// at most 10,000, and 10,000 where the limit cannot be read. With `ulimit -n 1024` that is
+    /// 736. Raise the file limit rather than this where more clients must be served; a handler
+    /// that opens files needs a lower value or a higher file limit.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.opts.max_connections = max;
         self
@@ -446,14 +455,16 @@ impl Server {
         let opts = Arc::new(opts);
         shared.life().accepting = true;
         log::info!("listening on {}", shared.addr);
+        let mut fds = limits::AcceptFailures::default();
         while !shared.stopping() {
             let (tcp, peer) = match listener.accept() {
-                Ok(conn) => conn,
+                Ok(conn) => {
+                    fds.accepted();
+                    conn
+                }
                 Err(e) => {
                     if !shared.stopping() {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        log::warn!("accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(20));
+                        fds.failed(&e, &listener, shared.addr, &busy_503(&opts));
                     }
                     continue;
                 }
@@ -468,6 +479,12 @@ impl Server {
         shared.changed.notify_all();
         log::info!("stopped accepting on {}", shared.addr);
     }
+}
+
+/// The answer to a client the server has no room for.
+fn busy_503(opts: &Options) -> Vec<u8> {
+    let headers = [("Retry-After".to_owned(), opts.retry_after.to_string())];
+    handshake::http_response(503, &headers, b"server at capacity\n", false)
 }
 
 /// Applies the accept-time limits to a new connection and starts its thread.
