@@ -496,3 +496,74 @@ fn heartbeat_and_shutdown_work_over_tls() {
     assert_eq!(got.unwrap(), None);
     assert_eq!(code, Some(CloseCode::GOING_AWAY));
 }
+
+/// A wss server with `setup` applied, echoing.
+fn wss_server_with(setup: impl FnOnce(Server) -> Server) -> SocketAddr {
+    let server = Server::bind("127.0.0.1:0")
+        .unwrap()
+        .tls(server_tls("server.pem", "server.key"));
+    let server = setup(server);
+    let addr = server.local_addr().unwrap();
+    thread::spawn(move || server.serve(echo));
+    addr
+}
+
+fn http_status(result: syncws::Result<WebSocket>) -> syncws::HttpResponse {
+    match result {
+        Err(Error::Http(response)) => *response,
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected an HTTP refusal, connected"),
+    }
+}
+
+fn retry_after(response: &syncws::HttpResponse) -> Option<&str> {
+    response
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Refusals at accept time (over capacity, over the rate) reach a wss client as HTTP answers
+/// after a TLS handshake, not as a TLS failure (they used to be written in plain text).
+#[test]
+fn accept_time_refusals_are_readable_over_tls() {
+    let full = wss_server_with(|s| s.max_connections(1));
+    let url = wss_url("localhost", full, "/");
+    let mut first = trusting_client().connect(&url).unwrap();
+    let refused = http_status(trusting_client().connect(&url));
+    assert_eq!(refused.status, 503);
+    assert!(retry_after(&refused).is_some(), "{refused:?}");
+    first.send("still here").unwrap();
+    assert_eq!(first.recv().unwrap(), Some(Message::from("still here")));
+
+    let limited = wss_server_with(|s| s.rate_limit(1, Duration::from_secs(600)));
+    let url = wss_url("localhost", limited, "/");
+    drop(trusting_client().connect(&url).unwrap());
+    let refused = http_status(trusting_client().connect(&url));
+    assert_eq!(refused.status, 429);
+    assert!(retry_after(&refused).is_some(), "{refused:?}");
+}
+
+/// Refused clients that never start their TLS handshake do not hold up the accept loop: the
+/// handshake of a refusal runs outside it, so a client admitted meanwhile is served at once.
+#[test]
+fn silent_refused_clients_do_not_stall_accepts() {
+    let addr = wss_server_with(|s| s.max_connections(1));
+    let url = wss_url("localhost", addr, "/");
+    let first = trusting_client().connect(&url).unwrap();
+    let silent: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    drop(first);
+    let started = Instant::now();
+    let mut ws = None;
+    while ws.is_none() && started.elapsed() < Duration::from_secs(10) {
+        ws = trusting_client().connect(&url).ok();
+    }
+    let took = started.elapsed();
+    let mut ws = ws.expect("served again once the first client left");
+    ws.send("in").unwrap();
+    assert_eq!(ws.recv().unwrap(), Some(Message::from("in")));
+    // Each silent client may hold a refusal thread for 2 s; the accept loop did not wait.
+    assert!(took < Duration::from_millis(1500), "served after {took:?}");
+    drop(silent);
+}

@@ -191,6 +191,93 @@ pub(crate) fn reject_fast(mut tcp: TcpStream, response: &[u8]) {
     }
 }
 
+/// Like [`reject_fast`], for a server that speaks TLS: a plain-text answer would reach a `wss://`
+/// client as a failed TLS handshake, so the answer goes out after one.
+///
+/// That handshake needs the client's cooperation and could take the whole handshake timeout,
+/// so it never runs on the accept thread: the socket goes to one of [`TLS_REFUSERS`] small
+/// shared threads, which give each client [`TLS_REFUSAL_TIME`] for handshake, answer and
+/// lingering close. A client that does not finish in time is dropped; so are connections that
+/// find the queue full (a flood of them is not worth more threads), and those count against
+/// the same descriptor budget as lingering sockets.
+#[cfg(feature = "tls")]
+pub(crate) fn reject_tls(tcp: TcpStream, tls: &crate::tls::ServerTls, response: &[u8]) {
+    type Job = (TcpStream, crate::tls::ServerTls, Vec<u8>);
+    static QUEUE: OnceLock<Option<Mutex<SyncSender<Job>>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::sync_channel::<Job>(64);
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        let mut started = 0;
+        for n in 0..TLS_REFUSERS {
+            let rx = std::sync::Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("syncws-tls-refuse-{n}"))
+                .stack_size(256 << 10)
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((tcp, tls, response)) = job else {
+                            return;
+                        };
+                        refuse_over_tls(tcp, &tls, &response);
+                        LINGERING.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => log::error!("cannot start a TLS refusal thread: {e}"),
+            }
+        }
+        (started > 0).then(|| Mutex::new(tx))
+    });
+    let Some(queue) = queue else { return };
+    if LINGERING.fetch_add(1, Ordering::SeqCst) >= linger_capacity() {
+        LINGERING.fetch_sub(1, Ordering::SeqCst);
+        log::debug!("refusal budget spent; closing a rejected TLS connection at once");
+        return;
+    }
+    let tx = queue.lock().unwrap_or_else(|e| e.into_inner());
+    if tx.try_send((tcp, tls.clone(), response.to_vec())).is_err() {
+        LINGERING.fetch_sub(1, Ordering::SeqCst);
+        log::debug!("TLS refusal queue full; closing a rejected TLS connection at once");
+    }
+}
+
+/// Threads answering refused TLS connections.
+#[cfg(feature = "tls")]
+const TLS_REFUSERS: usize = 2;
+
+/// How long a refused TLS client gets for its handshake, reading the answer and closing.
+#[cfg(feature = "tls")]
+const TLS_REFUSAL_TIME: Duration = Duration::from_secs(2);
+
+#[cfg(feature = "tls")]
+fn refuse_over_tls(tcp: TcpStream, tls: &crate::tls::ServerTls, response: &[u8]) {
+    use crate::io::Transport;
+    let deadline = Instant::now() + TLS_REFUSAL_TIME;
+    let tcp = std::sync::Arc::new(tcp);
+    let session = match tls.accept(std::sync::Arc::clone(&tcp), deadline) {
+        Ok(session) => session,
+        Err(e) => {
+            log::debug!("refused TLS client: handshake failed: {e}");
+            return;
+        }
+    };
+    let mut stream = crate::io::Stream::tls(tcp, session);
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+        return;
+    }
+    if stream
+        .write_all(response)
+        .and_then(|()| stream.flush())
+        .is_ok()
+    {
+        let _ = stream.shutdown_write();
+        crate::io::drain_until(&mut stream, deadline);
+    }
+}
+
 /// Sockets handed to the lingering-close thread and not yet closed by it.
 static LINGERING: AtomicUsize = AtomicUsize::new(0);
 

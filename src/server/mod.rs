@@ -297,6 +297,13 @@ impl Server {
     /// handshake, run in the connection's thread under the handshake timeout. A client that does
     /// not speak TLS fails only its own connection.
     ///
+    /// Connections refused before they get a thread (over [`max_connections`](Self::max_connections),
+    /// the per-IP limit or the rate limit) get their `503` or `429` after a TLS handshake too, so
+    /// a `wss://` client reads the status instead of failing its handshake. Those handshakes run
+    /// in two shared background threads, each client given 2 seconds, so a refused client that
+    /// stalls never holds up the accept loop; when more refusals wait than that keeps up with,
+    /// the extra connections are closed without an answer.
+    ///
     /// ```no_run
     /// let tls = syncws::ServerTls::from_pem_files("cert.pem", "key.pem")?;
     /// syncws::Server::bind("0.0.0.0:8443")?.tls(tls).serve(|ws| {
@@ -487,6 +494,18 @@ fn busy_503(opts: &Options) -> Vec<u8> {
     handshake::http_response(503, &headers, b"server at capacity\n", false)
 }
 
+/// Answers a connection refused at accept time without giving it a thread of its own; over
+/// TLS after a TLS handshake, so that a `wss://` client can read why.
+fn reject(tcp: TcpStream, opts: &Options, response: &[u8]) {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &opts.tls {
+        limits::reject_tls(tcp, tls, response);
+        return;
+    }
+    let _ = opts;
+    limits::reject_fast(tcp, response);
+}
+
 /// Applies the accept-time limits to a new connection and starts its thread.
 fn admit<F>(
     tcp: TcpStream,
@@ -514,7 +533,7 @@ fn admit<F>(
             "refusing {peer}: {} connections already",
             opts.max_connections
         );
-        limits::reject_fast(tcp, &busy(503, "server at capacity"));
+        reject(tcp, opts, &busy(503, "server at capacity"));
         return;
     }
     // A trusted proxy's clients are counted once their request names them.
@@ -525,7 +544,11 @@ fn admit<F>(
             .admit(peer.ip(), opts.max_per_ip, opts.rate_limit)
     {
         log::debug!("refusing {peer}: {refusal:?}");
-        limits::reject_fast(tcp, &busy(429, "too many connections from your address"));
+        reject(
+            tcp,
+            opts,
+            &busy(429, "too many connections from your address"),
+        );
         return;
     }
     let id = crate::websocket::next_id();
