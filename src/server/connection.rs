@@ -96,6 +96,16 @@ pub(crate) fn run<F>(
             refuse_shutting_down(&mut stream, config, opts);
             return;
         }
+        if !opts.trusted_proxies.contains(&socket_peer.ip())
+            && !gate::host_allowed(&request, opts.allowed_hosts.as_deref(), opts.loopback_bound)
+        {
+            log::debug!(
+                "conn#{id} from {peer}: host {:?} refused",
+                request.header("host")
+            );
+            send_response(&mut stream, config, &gate::host_refused(&request));
+            return;
+        }
         if !handshake::is_upgrade(&request) {
             match &opts.http {
                 Some(http) => {

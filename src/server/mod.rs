@@ -67,6 +67,10 @@ pub(crate) struct Options {
     http: Option<Arc<HttpHandler>>,
     gatekeeper: Option<Arc<Gatekeeper>>,
     allowed_origins: Option<Vec<String>>,
+    allowed_hosts: Option<Vec<String>>,
+    /// Whether the listener is on a loopback address (then only loopback `Host` names pass by
+    /// default).
+    loopback_bound: bool,
     protocols: Vec<String>,
     select_protocol: Option<Arc<ProtocolSelector>>,
     peer_filter: Option<Arc<PeerFilter>>,
@@ -99,6 +103,8 @@ impl Default for Options {
             http: None,
             gatekeeper: None,
             allowed_origins: None,
+            allowed_hosts: None,
+            loopback_bound: false,
             protocols: Vec::new(),
             select_protocol: None,
             peer_filter: None,
@@ -193,10 +199,14 @@ impl Server {
             per_ip: limits::PerIp::default(),
             accept_thread: Mutex::new(None),
         });
+        let opts = Options {
+            loopback_bound: shared.addr.ip().is_loopback(),
+            ..Options::default()
+        };
         Ok(Server {
             listener,
             config: Config::default(),
-            opts: Options::default(),
+            opts,
             shared,
         })
     }
@@ -243,6 +253,32 @@ impl Server {
         T: Into<String>,
     {
         self.opts.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The host names this server answers to, e.g. `["app.example.com"]`, compared with the
+    /// request's `Host` without its port and case-insensitively; other requests, WebSocket or
+    /// plain HTTP, get `403` saying why.
+    ///
+    /// This stops DNS rebinding: a page on an attacker's name that then resolves to your
+    /// address is same-origin with itself, so its requests pass the origin policy (their
+    /// `Origin` and `Host` agree), and only `Host` shows that the browser believes it talks to
+    /// another site. Plain HTTP requests are checked too, since a rebound page can read them
+    /// just as well.
+    ///
+    /// Defaults to the loopback names (`localhost`, 127.0.0.0/8, `[::1]`, any port) for a server
+    /// bound to a loopback address, the set-up that rebinding attacks aim at (development
+    /// servers, local tools), and to any name otherwise: a public server's name is not known to
+    /// it, and a server on `0.0.0.0` reachable as 127.0.0.1 should set this list. A list given
+    /// here replaces the default (add `localhost` to it to keep local access). Requests from
+    /// [`trusted_proxies`](Self::trusted_proxies) are not checked: the proxy forwards the
+    /// public name, and checks it itself (nginx's `server_name`).
+    pub fn allowed_hosts<I, T>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.opts.allowed_hosts = Some(hosts.into_iter().map(Into::into).collect());
         self
     }
 
