@@ -6,7 +6,10 @@
 //! moment; every admission then looks at no more than [`SWEEP`] items at the front of the queue
 //! and forgets the peers whose rate window has passed since they went idle. An entry with live
 //! connections never expires. So admission costs O(1) however many peers the table holds, and
-//! the table holds the peers with live connections plus those seen within one rate window.
+//! the table holds the peers with live connections plus those seen within one rate window, and
+//! at most [`MAX_IDLE_PEERS`] idle ones: beyond that the longest idle are forgotten before their
+//! window ends (their rate count starts again), so a scan from millions of addresses cannot
+//! grow it without bound.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
@@ -21,14 +24,36 @@ use std::time::{Duration, Instant};
 /// entries that are still within their window.
 const SWEEP: usize = 4;
 
+/// Most idle peers (and expiry-queue items) kept for their rate window: about 64 bytes each.
+const MAX_IDLE_PEERS: usize = 1 << 18;
+
 /// Live connections and recent connection attempts of each peer address.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PerIp {
     table: Mutex<Table>,
 }
 
+impl Default for PerIp {
+    fn default() -> Self {
+        PerIp::with_cap(MAX_IDLE_PEERS)
+    }
+}
+
+impl PerIp {
+    fn with_cap(max_idle: usize) -> Self {
+        PerIp {
+            table: Mutex::new(Table {
+                max_idle,
+                ..Table::default()
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Table {
+    /// Beyond this many expiry-queue items, the oldest go before their window has passed.
+    max_idle: usize,
     map: HashMap<IpAddr, IpState>,
     /// Peers that went idle, oldest first: (peer, when, the entry's `idle_seq` then).
     idle: VecDeque<(IpAddr, Instant, u64)>,
@@ -72,7 +97,7 @@ impl Table {
                 return;
             };
             // The queue is in time order: if this one is within its window, so is the rest.
-            if now.duration_since(since) < window {
+            if now.duration_since(since) < window && self.idle.len() <= self.max_idle {
                 return;
             }
             self.idle.pop_front();
@@ -80,8 +105,8 @@ impl Table {
             {
                 self.visited += 1;
             }
-            // Idle since `since`, so its window (started no later) has passed too. A stale item
-            // (the peer came back) or a peer with live connections stays.
+            // Idle since `since`, so its window (started no later) has passed too, or the table
+            // is full. A stale item (the peer came back) or a peer with live connections stays.
             if let Some(state) = self.map.get(&ip)
                 && state.idle_seq == seq
                 && state.live == 0
@@ -384,6 +409,11 @@ impl AcceptFailures {
         addr: SocketAddr,
         busy: &[u8],
     ) {
+        if e.kind() == ErrorKind::ConnectionAborted {
+            // The client gave up while in the backlog: its business, and the next one is fine.
+            log::debug!("{addr}: accept failed: {e}");
+            return;
+        }
         self.run += 1;
         let due = self
             .last_warning
@@ -604,5 +634,24 @@ mod tests {
             let used = want as u64 + linger_capacity_for(fds) as u64 + FD_MARGIN;
             assert!(fds < 64 || used <= fds, "{fds} fds: {used} used");
         }
+    }
+
+    #[test]
+    fn idle_peers_beyond_the_cap_are_forgotten_early() {
+        let per = PerIp::with_cap(1_000);
+        let held = addr(1 << 20);
+        assert_eq!(per.admit(held, Some(1), None), Ok(()));
+        let rate = Some((1, Duration::from_secs(600)));
+        let most = churn(&per, 0, 10_000, rate);
+        assert!(
+            most <= SWEEP as u64,
+            "one admission looked at {most} entries"
+        );
+        // Idle peers within their window, capped; the live one is never forgotten.
+        assert!(per.len() <= 1_000 + 2, "{} peers kept", per.len());
+        assert_eq!(per.admit(held, Some(1), None), Err(Refusal::TooManyLive));
+        // The most recent peers are still counted; the oldest were forgotten.
+        assert_eq!(per.admit(addr(9_999), None, rate), Err(Refusal::TooFast));
+        assert_eq!(per.admit(addr(0), None, rate), Ok(()));
     }
 }
