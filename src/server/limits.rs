@@ -361,7 +361,8 @@ pub(crate) fn out_of_fds(e: &std::io::Error) -> bool {
 ///
 /// Out of descriptors, the clients already in the listen backlog would wait there unanswered;
 /// so one descriptor is held in reserve (`/dev/null`), given up to accept one of them and answer
-/// it `503`, and taken again once a descriptor is free.
+/// it `503` (or, over TLS, where there is no room for a handshake, close it), and taken again
+/// once a descriptor is free.
 #[derive(Debug)]
 pub(crate) struct AcceptFailures {
     /// Failures since the last accepted connection.
@@ -407,7 +408,7 @@ impl AcceptFailures {
         e: &std::io::Error,
         listener: &TcpListener,
         addr: SocketAddr,
-        busy: &[u8],
+        busy: Option<&[u8]>,
     ) {
         if e.kind() == ErrorKind::ConnectionAborted {
             // The client gave up while in the backlog: its business, and the next one is fine.
@@ -433,7 +434,10 @@ impl AcceptFailures {
         }
         if out_of_fds(e) && self.spare.take().is_some() {
             if let Ok((tcp, _)) = listener.accept() {
-                refuse_now(tcp, busy);
+                match busy {
+                    Some(busy) => refuse_now(tcp, busy),
+                    None => drop(tcp),
+                }
             }
             self.spare = spare_fd();
             if self.spare.is_some() {

@@ -258,21 +258,21 @@ impl Server {
 
     /// The host names this server answers to, e.g. `["app.example.com"]`, compared with the
     /// request's `Host` without its port and case-insensitively; other requests, WebSocket or
-    /// plain HTTP, get `403` saying why.
+    /// plain HTTP, get `403` saying why. A list given here replaces the default (add
+    /// `localhost` to it to keep local access). Requests from
+    /// [`trusted_proxies`](Self::trusted_proxies) are not checked: the proxy forwards the public
+    /// name, and checks it itself (nginx's `server_name`).
     ///
     /// This stops DNS rebinding: a page on an attacker's name that then resolves to your
     /// address is same-origin with itself, so its requests pass the origin policy (their
     /// `Origin` and `Host` agree), and only `Host` shows that the browser believes it talks to
-    /// another site. Plain HTTP requests are checked too, since a rebound page can read them
-    /// just as well.
+    /// another site. Plain HTTP requests are checked too, since a rebound page can read their
+    /// answers just as well.
     ///
     /// Defaults to the loopback names (`localhost`, 127.0.0.0/8, `[::1]`, any port) for a server
-    /// bound to a loopback address, the set-up that rebinding attacks aim at (development
-    /// servers, local tools), and to any name otherwise: a public server's name is not known to
-    /// it, and a server on `0.0.0.0` reachable as 127.0.0.1 should set this list. A list given
-    /// here replaces the default (add `localhost` to it to keep local access). Requests from
-    /// [`trusted_proxies`](Self::trusted_proxies) are not checked: the proxy forwards the
-    /// public name, and checks it itself (nginx's `server_name`).
+    /// bound to a loopback address, the set-up rebinding attacks aim at (development servers,
+    /// local tools), and to any name otherwise, since a public server cannot know the names it
+    /// is reached by; a server on `0.0.0.0` that is also reachable as 127.0.0.1 should set this.
     pub fn allowed_hosts<I, T>(mut self, hosts: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -316,14 +316,16 @@ impl Server {
     /// Most live connections (handshakes included); more get `503` with `Retry-After`.
     ///
     /// Each connection holds a file descriptor, and a limit above what the process may open
-    /// turns the `503` into clients waiting unanswered in the listen backlog. So this defaults
-    /// to what fits in the process's soft limit on open files (`ulimit -n`, read from
-    /// `/proc/self/limits` when the server is bound): that limit minus room for the sockets of
+    /// turns the `503` into clients waiting unanswered in the listen backlog while `accept`
+    /// fails. Raise the file limit rather than this where more clients must be served; a
+    /// handler that opens files of its own needs a lower value or a higher file limit.
+    ///
+    /// Defaults to what fits in the process's soft limit on open files (`ulimit -n`, read from
+    /// `/proc/self/limits` when the server is bound): that limit, minus room for the sockets of
     /// refused clients lingering until their answer is read (an eighth of it, between 8 and
     /// 1,024), minus another eighth and 32 more for the listener and the program's own files;
     /// at most 10,000, and 10,000 where the limit cannot be read. With `ulimit -n 1024` that is
-    /// 736. Raise the file limit rather than this where more clients must be served; a handler
-    /// that opens files needs a lower value or a higher file limit.
+    /// 736.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.opts.max_connections = max;
         self
@@ -499,6 +501,9 @@ impl Server {
         shared.life().accepting = true;
         log::info!("listening on {}", shared.addr);
         let mut fds = limits::AcceptFailures::default();
+        // Out of descriptors, a plain-text answer is all there is room for; a TLS client could
+        // not read it, and is just closed.
+        let busy = (!opts.is_tls()).then(|| busy_503(&opts));
         while !shared.stopping() {
             let (tcp, peer) = match listener.accept() {
                 Ok(conn) => {
@@ -507,7 +512,7 @@ impl Server {
                 }
                 Err(e) => {
                     if !shared.stopping() {
-                        fds.failed(&e, &listener, shared.addr, &busy_503(&opts));
+                        fds.failed(&e, &listener, shared.addr, busy.as_deref());
                     }
                     continue;
                 }
