@@ -82,8 +82,9 @@ pub(crate) enum Refusal {
 impl Table {
     /// Queues `ip` as idle since `now`, superseding any earlier item of it.
     fn went_idle(&mut self, ip: IpAddr, now: Instant) {
-        let seq = self.next_seq;
+        // From 1: a new entry's `idle_seq` of 0 matches no item.
         self.next_seq += 1;
+        let seq = self.next_seq;
         if let Some(state) = self.map.get_mut(&ip) {
             state.idle_seq = seq;
             self.idle.push_back((ip, now, seq));
