@@ -61,22 +61,23 @@ fn a_handler_cannot_split_a_response_with_user_input() {
     let handle = reflecting_server();
     // `a%0d%0aSet-Cookie: admin=1%0d%0a%0d%0aHTTP/1.1 200 OK` decoded into a header value.
     let forged = "GET /?v=a%0d%0aSet-Cookie:%20admin=1%0d%0aContent-Length:%200%0d%0a%0d%0a\
-                  HTTP/1.1%20200%20OK HTTP/1.1\r\nHost: t\r\n\r\n";
+                  HTTP/1.1%20200%20OK HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let mut c = Http::connect(handle.local_addr());
     // A second request pipelined behind: a split response would answer it with forged bytes.
-    c.send(forged).send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.send(forged)
+        .send("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
     let r = c.response();
     assert_not_forged(&r);
     assert_eq!(c.end(PROMPTLY), End::Closed);
 
     for v in ["a%0ab", "a%0db", "a%00b"] {
         let mut c = Http::connect(handle.local_addr());
-        let r = c.exchange(format!("GET /?v={v} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        let r = c.exchange(format!("GET /?v={v} HTTP/1.1\r\nHost: localhost\r\n\r\n"));
         assert_not_forged(&r);
     }
     // A clean value goes through.
     let mut c = Http::connect(handle.local_addr());
-    let r = c.exchange("GET /?v=fine HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.exchange("GET /?v=fine HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!((r.status, r.header("x-echo")), (200, Some("fine")));
     handle.shutdown();
 }
@@ -97,13 +98,13 @@ fn bad_names_reserved_fields_and_the_public_field_are_refused_too() {
     }));
     for path in ["/name", "/space", "/length", "/chunked", "/field"] {
         let mut c = Http::connect(handle.local_addr());
-        let r = c.exchange(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        let r = c.exchange(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"));
         assert_not_forged(&r);
         assert_eq!(c.end(PROMPTLY), End::Closed, "{path}");
     }
     // The handler's own `Connection: close` is honoured, not refused.
     let mut c = Http::connect(handle.local_addr());
-    let r = c.exchange("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.exchange("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!((r.status, r.header("connection")), (200, Some("close")));
     handle.shutdown();
 }
@@ -188,7 +189,7 @@ fn the_client_refuses_forged_fields_before_connecting() {
 #[test]
 fn requests_that_could_be_read_two_ways_get_400() {
     let handle = reflecting_server();
-    let post = |extra: &str| format!("POST / HTTP/1.1\r\nHost: t\r\n{extra}\r\nhello");
+    let post = |extra: &str| format!("POST / HTTP/1.1\r\nHost: localhost\r\n{extra}\r\nhello");
     let rows: Vec<(&str, String)> = vec![
         (
             "two lengths",
@@ -248,7 +249,9 @@ fn expect_100_continue_is_answered_and_other_expectations_get_417() {
             .http(|req| Response::text(200, "").body(req.body().to_vec())),
     );
     let mut c = Http::connect(handle.local_addr());
-    c.send("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    c.send(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
     let interim = c.response();
     assert_eq!(interim.status, 100, "{interim:?}");
     c.send("hello");
@@ -258,13 +261,15 @@ fn expect_100_continue_is_answered_and_other_expectations_get_417() {
     // Too large: refused at once, no 100, so the client need not send the body.
     let mut c = Http::connect(handle.local_addr());
     let r = c.exchange(
-        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n",
     );
     assert_eq!(r.status, 413, "{r:?}");
     assert_eq!(c.end(PROMPTLY), End::Closed);
 
     let mut c = Http::connect(handle.local_addr());
-    let r = c.exchange("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nExpect: coffee\r\n\r\n");
+    let r = c.exchange(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nExpect: coffee\r\n\r\n",
+    );
     assert_eq!(r.status, 417, "{r:?}");
     handle.shutdown();
 }
@@ -274,15 +279,15 @@ fn error_statuses_carry_their_reason_phrases() {
     let handle = start(bind().max_body_size(10).http(|_| Response::text(200, "")));
     let rows = [
         (
-            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\n",
             "HTTP/1.1 413 Content Too Large\r\n",
         ),
         (
-            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             "HTTP/1.1 501 Not Implemented\r\n",
         ),
         (
-            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nExpect: x\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nExpect: x\r\n\r\n",
             "HTTP/1.1 417 Expectation Failed\r\n",
         ),
     ];
@@ -366,7 +371,7 @@ fn a_pipelining_client_that_never_reads_frees_its_thread_at_the_write_deadline()
     );
     let mut c = Http::connect(handle.local_addr());
     let requests: String = (0..64)
-        .map(|_| "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .map(|_| "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .collect();
     c.send(requests);
     // Never read: the server's writes stop once the socket buffers are full.

@@ -106,7 +106,7 @@ fn http_handler_sees_method_path_query_headers_peer_and_body() {
     let mut c = Http::connect(handle.local_addr());
     let me = c.stream.local_addr().unwrap();
 
-    let r = c.exchange("GET /info?q=a%20b&x=1 HTTP/1.1\r\nHost: t\r\nX-Test: yes\r\n\r\n");
+    let r = c.exchange("GET /info?q=a%20b&x=1 HTTP/1.1\r\nHost: localhost\r\nX-Test: yes\r\n\r\n");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-served-by"), Some("test"));
     assert_eq!(
@@ -119,7 +119,9 @@ fn http_handler_sees_method_path_query_headers_peer_and_body() {
     assert_eq!(r.header("content-length"), Some(&*want.len().to_string()));
 
     // Same connection: a POST whose body the handler reads.
-    let r = c.exchange("POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello=world");
+    let r = c.exchange(
+        "POST /form HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nhello=world",
+    );
     assert_eq!(r.status, 200);
     assert_eq!(
         r.text(),
@@ -132,26 +134,26 @@ fn http_handler_sees_method_path_query_headers_peer_and_body() {
 fn keep_alive_answers_several_requests_on_one_connection_until_close() {
     let handle = start(http_server());
     let mut c = Http::connect(handle.local_addr());
-    let page = c.exchange("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let page = c.exchange("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(page.status, 200);
     assert_eq!(page.header("connection"), None, "keep-alive is the default");
-    let icon = c.exchange("GET /favicon.ico HTTP/1.1\r\nHost: t\r\n\r\n");
+    let icon = c.exchange("GET /favicon.ico HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!((icon.status, icon.text().as_str()), (404, "not found\n"));
 
     // Two pipelined requests in one write are answered in order.
-    c.send("GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /favicon.ico HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.send("GET /a HTTP/1.1\r\nHost: localhost\r\n\r\nGET /favicon.ico HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert!(c.response().text().starts_with("GET /a "));
     assert_eq!(c.response().status, 404);
 
     // The client asks to close: answered, marked, and closed by the server.
-    let last = c.exchange("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let last = c.exchange("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert_eq!(last.status, 200);
     assert_eq!(last.header("connection"), Some("close"));
     assert_eq!(c.end(PROMPTLY), End::Closed);
 
     // The handler asks to close.
     let mut c = Http::connect(handle.local_addr());
-    let bye = c.exchange("GET /bye HTTP/1.1\r\nHost: t\r\n\r\n");
+    let bye = c.exchange("GET /bye HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!((bye.status, bye.header("connection")), (200, Some("close")));
     assert_eq!(c.end(PROMPTLY), End::Closed);
     handle.shutdown();
@@ -184,36 +186,36 @@ fn requests_the_server_cannot_serve_get_a_final_status_and_a_close() {
     let rows: Vec<(&str, String, u16)> = vec![
         (
             "chunked body",
-            "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+            "POST / HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
                 .into(),
             501,
         ),
         (
             "body over max_body_size",
             format!(
-                "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 17\r\n\r\n{}",
+                "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 17\r\n\r\n{}",
                 "b".repeat(17)
             ),
             413,
         ),
         (
             "huge announced body, none sent",
-            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 999999999\r\n\r\n".into(),
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 999999999\r\n\r\n".into(),
             413,
         ),
         (
             "bad content-length",
-            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: ten\r\n\r\n".into(),
+            "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: ten\r\n\r\n".into(),
             400,
         ),
         (
             "header too large",
-            format!("GET / HTTP/1.1\r\nHost: t\r\n{big_header}\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: localhost\r\n{big_header}\r\n"),
             431,
         ),
         (
             "too many headers",
-            format!("GET / HTTP/1.1\r\nHost: t\r\n{many_headers}\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: localhost\r\n{many_headers}\r\n"),
             431,
         ),
     ];
@@ -229,7 +231,7 @@ fn requests_the_server_cannot_serve_get_a_final_status_and_a_close() {
     // The limits are limits, not refusals: a body of exactly max_body_size is served.
     let mut c = Http::connect(handle.local_addr());
     let r = c.exchange(format!(
-        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 16\r\n\r\n{}",
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 16\r\n\r\n{}",
         "b".repeat(16)
     ));
     assert_eq!(r.status, 200);
@@ -241,7 +243,7 @@ fn requests_the_server_cannot_serve_get_a_final_status_and_a_close() {
 fn plain_get_without_http_handler_gets_426() {
     let handle = start(bind());
     let mut c = Http::connect(handle.local_addr());
-    let r = c.exchange("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.exchange("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(r.status, 426);
     assert_eq!(r.header("upgrade"), Some("websocket"));
     assert_eq!(c.end(PROMPTLY), End::Closed);
@@ -591,7 +593,7 @@ fn stalled_handshakes_neither_block_others_nor_outlive_their_deadline() {
     for _ in 0..FLOOD / 50 {
         for _ in 0..50 {
             let mut c = Http::connect(server.local_addr());
-            c.send("GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: web");
+            c.send("GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: web");
             stalled.push((c, Instant::now()));
         }
         assert!(wait_until(PROMPTLY, || server.connections() >= stalled.len()));
@@ -669,7 +671,7 @@ fn shutdown_closes_live_sockets_with_1001_and_refuses_handshakes_with_503() {
         ready_rx.recv_timeout(TIMEOUT).expect("clients connected");
     }
     let mut halfway = Http::connect(addr);
-    halfway.send("GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n");
+    halfway.send("GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n");
     assert!(wait_until(PROMPTLY, || handle.connections() == 4));
 
     let began = Instant::now();
@@ -749,7 +751,7 @@ fn on_error_gets_every_failure_without_stalling_connections() {
     let mut bad = Http::connect(server.local_addr());
     let bad_addr = bad.stream.local_addr().unwrap();
     let r = bad.exchange(
-        "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Version: 13\r\n\r\n",
     );
     assert_eq!(r.status, 400);
@@ -853,7 +855,7 @@ fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
     assert_eq!(first(again.as_mut().unwrap()), "Some(203.0.113.9:0)");
     // Plain HTTP sees the forwarded address too.
     let reply = Http::connect(addr)
-        .exchange("GET / HTTP/1.1\r\nHost: test\r\nX-Forwarded-For: 192.0.2.77\r\n\r\n");
+        .exchange("GET / HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 192.0.2.77\r\n\r\n");
     assert_eq!(reply.text(), "Some(192.0.2.77:0)");
     // From an address that is not a trusted proxy, the header is ignored.
     let untrusting = start("127.0.0.2");

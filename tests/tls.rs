@@ -496,3 +496,88 @@ fn heartbeat_and_shutdown_work_over_tls() {
     assert_eq!(got.unwrap(), None);
     assert_eq!(code, Some(CloseCode::GOING_AWAY));
 }
+
+/// A wss server with `setup` applied, echoing.
+fn wss_server_with(setup: impl FnOnce(Server) -> Server) -> SocketAddr {
+    let server = Server::bind("127.0.0.1:0")
+        .unwrap()
+        .tls(server_tls("server.pem", "server.key"));
+    let server = setup(server);
+    let addr = server.local_addr().unwrap();
+    thread::spawn(move || server.serve(echo));
+    addr
+}
+
+fn http_status(result: syncws::Result<WebSocket>) -> syncws::HttpResponse {
+    match result {
+        Err(Error::Http(response)) => *response,
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("expected an HTTP refusal, connected"),
+    }
+}
+
+fn retry_after(response: &syncws::HttpResponse) -> Option<&str> {
+    response
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Refusals at accept time (over capacity, over the rate) reach a wss client as HTTP answers
+/// after a TLS handshake, not as a TLS failure (they used to be written in plain text).
+#[test]
+fn accept_time_refusals_are_readable_over_tls() {
+    let full = wss_server_with(|s| s.max_connections(1));
+    let url = wss_url("localhost", full, "/");
+    let mut first = trusting_client().connect(&url).unwrap();
+    let refused = http_status(trusting_client().connect(&url));
+    assert_eq!(refused.status, 503);
+    assert!(retry_after(&refused).is_some(), "{refused:?}");
+    first.send("still here").unwrap();
+    assert_eq!(first.recv().unwrap(), Some(Message::from("still here")));
+
+    let limited = wss_server_with(|s| s.rate_limit(1, Duration::from_secs(600)));
+    let url = wss_url("localhost", limited, "/");
+    drop(trusting_client().connect(&url).unwrap());
+    let refused = http_status(trusting_client().connect(&url));
+    assert_eq!(refused.status, 429);
+    assert!(retry_after(&refused).is_some(), "{refused:?}");
+}
+
+/// Refused clients that never start their TLS handshake do not hold up the accept loop: the
+/// handshake of a refusal runs outside it, so a client admitted behind them is served at once.
+#[test]
+fn silent_refused_clients_do_not_stall_accepts() {
+    let server = Server::bind("127.0.0.1:0")
+        .unwrap()
+        .tls(server_tls("server.pem", "server.key"))
+        .max_connections(1)
+        .start(echo)
+        .unwrap();
+    let url = wss_url("localhost", server.local_addr(), "/");
+    let mut first = trusting_client().connect(&url).unwrap();
+    // Refused (the server is full); each may hold a refusal thread for 2 s, 8 s in all.
+    let silent: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(server.local_addr()).unwrap())
+        .collect();
+    first.close(CloseCode::NORMAL, "").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.connections() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first connection did not end"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    // Queued behind the silent ones: had the accept loop run their handshakes, it would
+    // reach this one after 8 s.
+    let started = Instant::now();
+    let mut ws = trusting_client().connect(&url).unwrap();
+    let took = started.elapsed();
+    ws.send("in").unwrap();
+    assert_eq!(ws.recv().unwrap(), Some(Message::from("in")));
+    assert!(took < Duration::from_secs(4), "served after {took:?}");
+    drop(silent);
+    server.shutdown();
+}

@@ -92,8 +92,8 @@ pub(crate) fn run<F>(
             _counted = None;
             if let Err(refusal) = per_ip.admit(peer.ip(), opts.max_per_ip, opts.rate_limit) {
                 log::debug!("refusing {peer} (via {socket_peer}): {refusal:?}");
-                let busy = Response::text(429, "too many connections from your address\n")
-                    .header("Retry-After", &opts.retry_after.to_string());
+                let why = "too many connections from your address";
+                let busy = Response::busy(429, why, opts.retry_after);
                 send_response(&mut stream, deadline, config, &busy);
                 return;
             }
@@ -118,6 +118,16 @@ pub(crate) fn run<F>(
                 return;
             }
         };
+        if !opts.trusted_proxies.contains(&socket_peer.ip())
+            && !gate::host_allowed(&request, opts.allowed_hosts.as_deref(), opts.loopback_bound)
+        {
+            log::debug!(
+                "conn#{id} from {peer}: host {:?} refused",
+                request.header("host")
+            );
+            send_response(&mut stream, deadline, config, &gate::host_refused(&request));
+            return;
+        }
         if !handshake::is_upgrade(&request) {
             match &opts.http {
                 Some(http) => {
@@ -542,8 +552,7 @@ fn reject<S: Transport>(stream: &mut S, deadline: Instant, config: &Config, erro
 }
 
 fn refuse_shutting_down(stream: &mut Stream, deadline: Instant, config: &Config, opts: &Options) {
-    let retry = opts.retry_after.to_string();
-    let response = Response::text(503, "server shutting down\n").header("Retry-After", &retry);
+    let response = Response::busy(503, "server shutting down", opts.retry_after);
     send_response(stream, deadline, config, &response);
 }
 

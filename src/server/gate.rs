@@ -5,6 +5,7 @@ use crate::error::InputError;
 use std::any::Any;
 use std::fmt;
 
+use super::http::Response;
 use crate::proto::head::Request;
 
 /// A gatekeeper's "yes", with what to add to the handshake.
@@ -118,6 +119,62 @@ pub(crate) fn origin_allowed(req: &Request, allowed: Option<&[String]>, tls: boo
         (Some((oh, op)), Some((hh, hp))) => oh.eq_ignore_ascii_case(hh) && op == hp,
         _ => false,
     }
+}
+
+/// Whether a request's `Host` names this server (DNS rebinding protection).
+///
+/// A page on an attacker's name that the attacker then points at 127.0.0.1 is same-origin with
+/// itself, so its requests carry matching `Origin` and `Host` and pass the origin policy; only
+/// `Host` tells that the browser thinks it is talking to another site. So a server listening on
+/// a loopback address answers only loopback names unless told other names (`allowed`), while
+/// any other server takes every name unless given a list. Requests without `Host` do not come
+/// from a browser and pass.
+pub(crate) fn host_allowed(
+    req: &Request,
+    allowed: Option<&[String]>,
+    loopback_bound: bool,
+) -> bool {
+    let Some(host) = req.header("host") else {
+        return true;
+    };
+    let Some((name, _)) = host_port(host.trim(), 0) else {
+        return false;
+    };
+    match allowed {
+        Some(list) => list.iter().any(|a| {
+            let a = a.trim();
+            let a = host_port(a, 0).map_or(a, |(n, _)| n);
+            a.eq_ignore_ascii_case(name)
+        }),
+        None => !loopback_bound || is_loopback_name(name),
+    }
+}
+
+/// `localhost`, an IPv4 address in 127.0.0.0/8 or `[::1]`.
+fn is_loopback_name(name: &str) -> bool {
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    }
+    name.parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The answer to a request refused by [`host_allowed`].
+pub(crate) fn host_refused(req: &Request) -> Response {
+    let host = req.header("host").unwrap_or("");
+    Response::text(
+        403,
+        format!(
+            "host {host:?} not allowed: this server answers only the names in \
+             Server::allowed_hosts (by default, on a loopback address: localhost, 127.0.0.0/8 \
+             and [::1]), which stops DNS rebinding\n"
+        ),
+    )
 }
 
 /// Splits `host[:port]` (IPv6 in brackets), filling in the default port.
@@ -249,5 +306,39 @@ mod tests {
         assert_eq!(choose_protocol(&r, Some("c".into()), &prefs), None);
         assert_eq!(choose_protocol(&req(""), None, &prefs), None);
         assert_eq!(choose_protocol(&r, None, &["z".to_string()]), None);
+    }
+
+    #[test]
+    fn host_matrix() {
+        let app = ["app.example".to_string(), "Other.example:8443".to_string()];
+        let rows: &[(&str, Option<&[String]>, bool, bool)] = &[
+            ("Host: localhost\r\n", None, true, true),
+            ("Host: LOCALHOST:8000\r\n", None, true, true),
+            ("Host: 127.0.0.1:9\r\n", None, true, true),
+            ("Host: 127.1.2.3\r\n", None, true, true),
+            ("Host: [::1]\r\n", None, true, true),
+            ("Host: [::1]:9000\r\n", None, true, true),
+            ("", None, true, true),
+            ("Host: attacker.example\r\n", None, true, false),
+            ("Host: attacker.example:9000\r\n", None, true, false),
+            ("Host: localhost.attacker.example\r\n", None, true, false),
+            ("Host: 127.0.0.1.nip.io\r\n", None, true, false),
+            ("Host: 128.0.0.1\r\n", None, true, false),
+            ("Host: [::2]\r\n", None, true, false),
+            ("Host: \r\n", None, true, false),
+            ("Host: attacker.example\r\n", None, false, true),
+            ("Host: app.example:9000\r\n", Some(&app), true, true),
+            ("Host: APP.example\r\n", Some(&app), false, true),
+            ("Host: other.example\r\n", Some(&app), true, true),
+            ("Host: localhost\r\n", Some(&app), true, false),
+            ("Host: attacker.example\r\n", Some(&app), false, false),
+        ];
+        for (headers, allowed, loopback, want) in rows {
+            let got = host_allowed(&req(headers), *allowed, *loopback);
+            assert_eq!(
+                got, *want,
+                "{headers:?} allowed={allowed:?} loopback={loopback}"
+            );
+        }
     }
 }

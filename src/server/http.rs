@@ -96,6 +96,12 @@ impl Response {
         self
     }
 
+    /// A refusal that says when to come back: `503` (full, shutting down) or `429` (too many
+    /// from one address), with `Retry-After`.
+    pub(crate) fn busy(status: u16, why: &str, retry_after: u32) -> Self {
+        Response::text(status, format!("{why}\n")).header("Retry-After", &retry_after.to_string())
+    }
+
     /// Whether the handler asked to close the connection after this response.
     fn says_close(&self) -> bool {
         has_token(&self.headers, "connection", "close")

@@ -68,6 +68,10 @@ pub(crate) struct Options {
     http: Option<Arc<HttpHandler>>,
     gatekeeper: Option<Arc<Gatekeeper>>,
     allowed_origins: Option<Vec<String>>,
+    allowed_hosts: Option<Vec<String>>,
+    /// Whether the listener is on a loopback address (then only loopback `Host` names pass by
+    /// default).
+    loopback_bound: bool,
     protocols: Vec<String>,
     select_protocol: Option<Arc<ProtocolSelector>>,
     peer_filter: Option<Arc<PeerFilter>>,
@@ -101,10 +105,12 @@ impl Default for Options {
             http: None,
             gatekeeper: None,
             allowed_origins: None,
+            allowed_hosts: None,
+            loopback_bound: false,
             protocols: Vec::new(),
             select_protocol: None,
             peer_filter: None,
-            max_connections: 10_000,
+            max_connections: limits::default_max_connections(),
             max_per_ip: None,
             rate_limit: None,
             stack_size: 512 << 10,
@@ -197,10 +203,14 @@ impl Server {
             per_ip: limits::PerIp::default(),
             accept_thread: Mutex::new(None),
         });
+        let opts = Options {
+            loopback_bound: shared.addr.ip().is_loopback(),
+            ..Options::default()
+        };
         Ok(Server {
             listener,
             config: Config::default(),
-            opts: Options::default(),
+            opts,
             shared,
         })
     }
@@ -250,6 +260,32 @@ impl Server {
         self
     }
 
+    /// The host names this server answers to, e.g. `["app.example.com"]`, compared with the
+    /// request's `Host` without its port and case-insensitively; other requests, WebSocket or
+    /// plain HTTP, get `403` saying why. A list given here replaces the default (add
+    /// `localhost` to it to keep local access). Requests from
+    /// [`trusted_proxies`](Self::trusted_proxies) are not checked: the proxy forwards the public
+    /// name, and checks it itself (nginx's `server_name`).
+    ///
+    /// This stops DNS rebinding: a page on an attacker's name that then resolves to your
+    /// address is same-origin with itself, so its requests pass the origin policy (their
+    /// `Origin` and `Host` agree), and only `Host` shows that the browser believes it talks to
+    /// another site. Plain HTTP requests are checked too, since a rebound page can read their
+    /// answers just as well.
+    ///
+    /// Defaults to the loopback names (`localhost`, 127.0.0.0/8, `[::1]`, any port) for a server
+    /// bound to a loopback address, the set-up rebinding attacks aim at (development servers,
+    /// local tools), and to any name otherwise, since a public server cannot know the names it
+    /// is reached by; a server on `0.0.0.0` that is also reachable as 127.0.0.1 should set this.
+    pub fn allowed_hosts<I, T>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.opts.allowed_hosts = Some(hosts.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// The subprotocols this server speaks, most preferred first; the first one the client
     /// offered is chosen (readable with [`WebSocket::protocol`]). Defaults to none.
     pub fn protocols<I, T>(mut self, protocols: I) -> Self
@@ -282,7 +318,18 @@ impl Server {
     }
 
     /// Most live connections (handshakes included); more get `503` with `Retry-After`.
-    /// Defaults to 10,000.
+    ///
+    /// Each connection holds a file descriptor, and a limit above what the process may open
+    /// turns the `503` into clients waiting unanswered in the listen backlog while `accept`
+    /// fails. Raise the file limit rather than this where more clients must be served; a
+    /// handler that opens files of its own needs a lower value or a higher file limit.
+    ///
+    /// Defaults to what fits in the process's soft limit on open files (`ulimit -n`, read from
+    /// `/proc/self/limits` when the server is bound): that limit, minus room for the sockets of
+    /// refused clients lingering until their answer is read (an eighth of it, between 8 and
+    /// 1,024), minus another eighth and 32 more for the listener and the program's own files;
+    /// at most 10,000, and 10,000 where the limit cannot be read. With `ulimit -n 1024` that is
+    /// 736.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.opts.max_connections = max;
         self
@@ -291,6 +338,13 @@ impl Server {
     /// Serves `wss://` (and `https://` for the HTTP handler): every connection starts with a TLS
     /// handshake, run in the connection's thread under the handshake timeout. A client that does
     /// not speak TLS fails only its own connection.
+    ///
+    /// Connections refused before they get a thread (over [`max_connections`](Self::max_connections),
+    /// the per-IP limit or the rate limit) get their `503` or `429` after a TLS handshake too, so
+    /// a `wss://` client reads the status instead of failing its handshake. Those handshakes run
+    /// in two shared background threads, each client given 2 seconds, so a refused client that
+    /// stalls never holds up the accept loop; when more refusals wait than that keeps up with,
+    /// the extra connections are closed without an answer.
     ///
     /// ```no_run
     /// let tls = syncws::ServerTls::from_pem_files("cert.pem", "key.pem")?;
@@ -469,14 +523,19 @@ impl Server {
         let opts = Arc::new(opts);
         shared.life().accepting = true;
         log::info!("listening on {}", shared.addr);
+        let mut fds = limits::AcceptFailures::default();
+        // Out of descriptors, a plain-text answer is all there is room for; a TLS client could
+        // not read it, and is just closed.
+        let busy = (!opts.is_tls()).then(|| busy_503(&opts));
         while !shared.stopping() {
             let (tcp, peer) = match listener.accept() {
-                Ok(conn) => conn,
+                Ok(conn) => {
+                    fds.accepted();
+                    conn
+                }
                 Err(e) => {
                     if !shared.stopping() {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        log::warn!("accept failed: {e}");
-                        std::thread::sleep(Duration::from_millis(20));
+                        fds.failed(&e, &listener, shared.addr, busy.as_deref());
                     }
                     continue;
                 }
@@ -491,6 +550,30 @@ impl Server {
         shared.changed.notify_all();
         log::info!("stopped accepting on {}", shared.addr);
     }
+}
+
+/// The answer to a client the server has no room for.
+fn busy_503(opts: &Options) -> Vec<u8> {
+    busy(503, "server at capacity", opts.retry_after)
+}
+
+/// The bytes of a refusal with `Retry-After` (see [`Response::busy`]).
+fn busy(status: u16, why: &str, retry_after: u32) -> Vec<u8> {
+    Response::busy(status, why, retry_after)
+        .to_bytes_or_500(crate::proto::http::Persist::Close, false)
+        .0
+}
+
+/// Answers a connection refused at accept time without giving it a thread of its own; over
+/// TLS after a TLS handshake, so that a `wss://` client can read why.
+fn reject(tcp: TcpStream, opts: &Options, response: &[u8]) {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &opts.tls {
+        limits::reject_tls(tcp, tls, response);
+        return;
+    }
+    let _ = opts;
+    limits::reject_fast(tcp, response);
 }
 
 /// Applies the accept-time limits to a new connection and starts its thread.
@@ -510,19 +593,13 @@ fn admit<F>(
         log::debug!("peer filter refused {peer}");
         return;
     }
-    let retry = opts.retry_after.to_string();
-    let busy = |status: u16, why: &str| {
-        Response::text(status, why)
-            .header("Retry-After", &retry)
-            .to_bytes_or_500(crate::proto::http::Persist::Close, false)
-            .0
-    };
+    let busy = |status: u16, why: &str| busy(status, why, opts.retry_after);
     if shared.life().conns.len() >= opts.max_connections {
         log::debug!(
             "refusing {peer}: {} connections already",
             opts.max_connections
         );
-        limits::reject_fast(tcp, &busy(503, "server at capacity"));
+        reject(tcp, opts, &busy(503, "server at capacity"));
         return;
     }
     // A trusted proxy's clients are counted once their request names them.
@@ -533,7 +610,11 @@ fn admit<F>(
             .admit(peer.ip(), opts.max_per_ip, opts.rate_limit)
     {
         log::debug!("refusing {peer}: {refusal:?}");
-        limits::reject_fast(tcp, &busy(429, "too many connections from your address"));
+        reject(
+            tcp,
+            opts,
+            &busy(429, "too many connections from your address"),
+        );
         return;
     }
     let id = crate::websocket::next_id();

@@ -213,7 +213,7 @@ pub fn upgrade(path: &str, extra: &str) -> String {
 
 /// Sends a plain GET for `path` on a new connection and reads the answer.
 pub fn get(addr: SocketAddr, path: &str) -> Reply {
-    Http::connect(addr).exchange(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))
+    Http::connect(addr).exchange(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"))
 }
 
 /// Polls `cond` until it holds or `within` passes; returns whether it held. For conditions no
