@@ -561,6 +561,10 @@ fn silent_refused_clients_do_not_stall_accepts() {
     let silent: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(server.local_addr()).unwrap())
         .collect();
+    // A client queued behind them is refused too: once it has its answer, the accept loop has
+    // taken (and refused) every silent one, so none can take the slot the first one frees.
+    let probe = http_status(trusting_client().connect(&url));
+    assert_eq!(probe.status, 503, "{probe:?}");
     first.close(CloseCode::NORMAL, "").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.connections() > 0 {
