@@ -14,39 +14,43 @@
 //!  shut every socket's reading side (blocked receives answer 1001, handshakes 503),
 //!  wait for the threads up to the shutdown timeout.
 //! ```
+//!
+//! Files: this one is the builder (`Server` and its setters, `serve`, `start`); `options` holds
+//! what the setters set; `accept` the accept loop, the accept-time limits and the registry of
+//! live connections; `limits` per-IP counts, rates and cheap refusals; `connection` one
+//! connection's thread; `http` plain responses and bodies; `gate` the origin and host policies
+//! and the gatekeeper's answer; `handle` the `ServerHandle` that stops it all.
 
+mod accept;
 mod connection;
 mod gate;
+mod handle;
 mod http;
 mod limits;
+mod options;
 
-use std::collections::HashMap;
-use std::net::ToSocketAddrs;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::message::CloseCode;
 use crate::proto::head::Request;
-use crate::websocket::{CloseRequest, WebSocket};
+use crate::websocket::WebSocket;
+use accept::{Life, Shared};
 
 pub use connection::{accept, accept_with};
 pub use gate::Accept;
+pub use handle::ServerHandle;
 pub use http::Response;
+use options::HttpHandler;
+pub(crate) use options::Options;
 
 /// What a connection handler returns: `Ok` closes the connection with 1000, an error with 1011.
 /// Any error type converts into it with `?`.
 pub type HandlerResult = std::result::Result<(), BoxError>;
-
-type HttpHandler = dyn Fn(&Request) -> Response + Send + Sync;
-type Gatekeeper = dyn Fn(&Request) -> std::result::Result<Accept, Response> + Send + Sync;
-type PeerFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
-type ProtocolSelector = dyn Fn(&[&str]) -> Option<String> + Send + Sync;
 
 /// A connection that ended with an error, as passed to [`Server::on_error`].
 #[derive(Debug)]
@@ -61,70 +65,6 @@ pub struct ConnectionError {
 
 /// A boxed error that can cross threads.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Server-wide options; every one is set through a [`Server`] method, which documents its
-/// default.
-pub(crate) struct Options {
-    http: Option<Arc<HttpHandler>>,
-    gatekeeper: Option<Arc<Gatekeeper>>,
-    allowed_origins: Option<Vec<String>>,
-    allowed_hosts: Option<Vec<String>>,
-    /// Whether the listener is on a loopback address (then only loopback `Host` names pass by
-    /// default).
-    loopback_bound: bool,
-    protocols: Vec<String>,
-    select_protocol: Option<Arc<ProtocolSelector>>,
-    peer_filter: Option<Arc<PeerFilter>>,
-    max_connections: usize,
-    max_per_ip: Option<usize>,
-    rate_limit: Option<(u32, Duration)>,
-    stack_size: usize,
-    max_body: usize,
-    max_message_memory: usize,
-    retry_after: u32,
-    shutdown_timeout: Duration,
-    errors: Option<SyncSender<ConnectionError>>,
-    #[cfg(feature = "tls")]
-    tls: Option<crate::tls::ServerTls>,
-    trusted_proxies: Vec<IpAddr>,
-}
-
-impl Options {
-    /// Whether connections speak TLS (`wss://`, `https://`).
-    pub(crate) fn is_tls(&self) -> bool {
-        #[cfg(feature = "tls")]
-        return self.tls.is_some();
-        #[cfg(not(feature = "tls"))]
-        false
-    }
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            http: None,
-            gatekeeper: None,
-            allowed_origins: None,
-            allowed_hosts: None,
-            loopback_bound: false,
-            protocols: Vec::new(),
-            select_protocol: None,
-            peer_filter: None,
-            max_connections: limits::default_max_connections(),
-            max_per_ip: None,
-            rate_limit: None,
-            stack_size: 512 << 10,
-            max_body: 1 << 20,
-            max_message_memory: 1 << 30,
-            retry_after: 5,
-            shutdown_timeout: Duration::from_secs(5),
-            errors: None,
-            #[cfg(feature = "tls")]
-            tls: None,
-            trusted_proxies: Vec::new(),
-        }
-    }
-}
 
 /// A WebSocket server: a listening socket, the configuration of its connections, and its
 /// server-wide options.
@@ -153,42 +93,6 @@ pub struct Server {
     config: Config,
     opts: Options,
     shared: Arc<Shared>,
-}
-
-/// State shared by the accept loop, the connection threads and every [`ServerHandle`].
-struct Shared {
-    addr: SocketAddr,
-    stopping: AtomicBool,
-    life: Mutex<Life>,
-    changed: Condvar,
-    per_ip: limits::PerIp,
-    accept_thread: Mutex<Option<JoinHandle<Result<()>>>>,
-}
-
-#[derive(Default)]
-struct Life {
-    conns: HashMap<u64, Entry>,
-    accepting: bool,
-    shut_down: bool,
-    /// Threads still running when the last shutdown gave up on them.
-    stragglers: usize,
-}
-
-struct Entry {
-    /// The connection's own socket (shared, not duplicated), to shut it down from here.
-    socket: Arc<TcpStream>,
-    /// How shutdown asks the connection's socket (or handshake) to close.
-    close_request: CloseRequest,
-}
-
-impl Shared {
-    fn life(&self) -> MutexGuard<'_, Life> {
-        self.life.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
 }
 
 impl Server {
@@ -467,7 +371,19 @@ impl Server {
         F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        self.accept_loop(Arc::new(handler));
+        let Server {
+            listener,
+            config,
+            opts,
+            shared: _,
+        } = self;
+        accept::accept_loop(
+            listener,
+            config,
+            opts,
+            Arc::clone(&shared),
+            Arc::new(handler),
+        );
         let mut life = shared.life();
         while !life.shut_down {
             life = shared.changed.wait(life).unwrap_or_else(|e| e.into_inner());
@@ -503,258 +419,6 @@ impl Server {
             .unwrap_or_else(|e| e.into_inner()) = Some(thread);
         Ok(handle)
     }
-
-    fn accept_loop<F>(self, handler: Arc<F>)
-    where
-        F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
-    {
-        let Server {
-            listener,
-            config,
-            opts,
-            shared,
-        } = self;
-        let mut config = config;
-        if config.memory_budget.is_none() {
-            let budget = crate::MemoryBudget::new(opts.max_message_memory);
-            config.memory_budget = Some(budget);
-        }
-        let config = Arc::new(config);
-        let opts = Arc::new(opts);
-        shared.life().accepting = true;
-        log::info!("listening on {}", shared.addr);
-        let mut fds = limits::AcceptFailures::default();
-        // Out of descriptors, a plain-text answer is all there is room for; a TLS client could
-        // not read it, and is just closed.
-        let busy = (!opts.is_tls()).then(|| busy_503(&opts));
-        while !shared.stopping() {
-            let (tcp, peer) = match listener.accept() {
-                Ok(conn) => {
-                    fds.accepted();
-                    conn
-                }
-                Err(e) => {
-                    if !shared.stopping() {
-                        fds.failed(&e, &listener, shared.addr, busy.as_deref());
-                    }
-                    continue;
-                }
-            };
-            if shared.stopping() {
-                break;
-            }
-            admit(tcp, peer, &shared, &opts, &config, &handler);
-        }
-        drop(listener);
-        shared.life().accepting = false;
-        shared.changed.notify_all();
-        log::info!("stopped accepting on {}", shared.addr);
-    }
-}
-
-/// The answer to a client the server has no room for.
-fn busy_503(opts: &Options) -> Vec<u8> {
-    busy(503, "server at capacity", opts.retry_after)
-}
-
-/// The bytes of a refusal with `Retry-After` (see [`Response::busy`]).
-fn busy(status: u16, why: &str, retry_after: u32) -> Vec<u8> {
-    Response::busy(status, why, retry_after)
-        .to_bytes_or_500(crate::proto::http::Persist::Close, false)
-        .0
-}
-
-/// Answers a connection refused at accept time without giving it a thread of its own; over
-/// TLS after a TLS handshake, so that a `wss://` client can read why.
-fn reject(tcp: TcpStream, opts: &Options, response: &[u8]) {
-    #[cfg(feature = "tls")]
-    if let Some(tls) = &opts.tls {
-        limits::reject_tls(tcp, tls, response);
-        return;
-    }
-    let _ = opts;
-    limits::reject_fast(tcp, response);
-}
-
-/// Applies the accept-time limits to a new connection and starts its thread.
-fn admit<F>(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    shared: &Arc<Shared>,
-    opts: &Arc<Options>,
-    config: &Arc<Config>,
-    handler: &Arc<F>,
-) where
-    F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
-{
-    if let Some(filter) = &opts.peer_filter
-        && !filter(peer)
-    {
-        log::debug!("peer filter refused {peer}");
-        return;
-    }
-    let busy = |status: u16, why: &str| busy(status, why, opts.retry_after);
-    if shared.life().conns.len() >= opts.max_connections {
-        log::debug!(
-            "refusing {peer}: {} connections already",
-            opts.max_connections
-        );
-        reject(tcp, opts, &busy(503, "server at capacity"));
-        return;
-    }
-    // A trusted proxy's clients are counted once their request names them.
-    let via_proxy = opts.trusted_proxies.contains(&peer.ip());
-    if !via_proxy
-        && let Err(refusal) = shared
-            .per_ip
-            .admit(peer.ip(), opts.max_per_ip, opts.rate_limit)
-    {
-        log::debug!("refusing {peer}: {refusal:?}");
-        reject(
-            tcp,
-            opts,
-            &busy(429, "too many connections from your address"),
-        );
-        return;
-    }
-    let id = crate::websocket::next_id();
-    let close_request = CloseRequest::default();
-    let _ = tcp.set_nodelay(true);
-    let tcp = Arc::new(tcp);
-    let entry = Entry {
-        socket: Arc::clone(&tcp),
-        close_request: close_request.clone(),
-    };
-    shared.life().conns.insert(id, entry);
-    let guard = Registered {
-        shared: Arc::clone(shared),
-        id,
-        ip: (!via_proxy).then(|| peer.ip()),
-    };
-    let (opts, config, handler) = (Arc::clone(opts), Arc::clone(config), Arc::clone(handler));
-    let spawned = std::thread::Builder::new()
-        .name(format!("syncws-{id}"))
-        .stack_size(opts.stack_size)
-        .spawn(move || {
-            let guard = guard;
-            let per_ip = &guard.shared.per_ip;
-            connection::run(
-                tcp,
-                peer,
-                id,
-                per_ip,
-                close_request,
-                &opts,
-                &config,
-                &*handler,
-            );
-        });
-    if let Err(e) = spawned {
-        // The closure (and with it the guard and the socket) is dropped: the entry is removed.
-        log::error!("cannot spawn a connection thread: {e}");
-    }
-}
-
-/// Removes a connection from the registry when its thread ends.
-struct Registered {
-    shared: Arc<Shared>,
-    id: u64,
-    /// The address counted per IP at accept time (none for a trusted proxy).
-    ip: Option<IpAddr>,
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        if let Some(ip) = self.ip {
-            self.shared.per_ip.release(ip);
-        }
-        self.shared.life().conns.remove(&self.id);
-        self.shared.changed.notify_all();
-    }
-}
-
-/// Watches and stops a running [`Server`] from any thread. Cheap to clone.
-#[derive(Clone)]
-pub struct ServerHandle {
-    shared: Arc<Shared>,
-    timeout: Duration,
-}
-
-impl ServerHandle {
-    /// The address the server listens on (the real port after binding port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.shared.addr
-    }
-
-    /// Live connections, handshakes in progress included.
-    pub fn connections(&self) -> usize {
-        self.shared.life().conns.len()
-    }
-
-    /// Stops the server: no new connections, handshakes in progress get 503, every open
-    /// WebSocket gets a close frame with 1001, and the connection threads get up to the shutdown
-    /// timeout to finish. Returns true if they all did; `serve` returns after this.
-    ///
-    /// A second call waits for the first one to finish.
-    pub fn shutdown(&self) -> bool {
-        let shared = &self.shared;
-        if shared.stopping.swap(true, Ordering::SeqCst) {
-            let mut life = shared.life();
-            while !life.shut_down {
-                life = shared.changed.wait(life).unwrap_or_else(|e| e.into_inner());
-            }
-            return life.stragglers == 0;
-        }
-        let deadline = Instant::now() + self.timeout;
-        // Wake the accept loop with a connection of our own.
-        let _ = TcpStream::connect_timeout(&wake_addr(shared.addr), Duration::from_secs(1));
-        let mut life = shared.life();
-        for entry in life.conns.values() {
-            entry.close_request.request(CloseCode::GOING_AWAY, "");
-            // Wakes a thread blocked reading: a WebSocket answers 1001, a handshake 503.
-            let _ = entry.socket.shutdown(Shutdown::Read);
-        }
-        while life.accepting || !life.conns.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            life = shared
-                .changed
-                .wait_timeout(life, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        let stragglers = life.conns.len();
-        for entry in life.conns.values() {
-            let _ = entry.socket.shutdown(Shutdown::Both);
-        }
-        if stragglers > 0 {
-            log::warn!("shutdown: {stragglers} connection threads still running");
-        }
-        life.stragglers = stragglers;
-        life.shut_down = true;
-        drop(life);
-        shared.changed.notify_all();
-        let thread = shared
-            .accept_thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
-        stragglers == 0
-    }
-}
-
-impl std::fmt::Debug for ServerHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle")
-            .field("addr", &self.shared.addr)
-            .field("connections", &self.connections())
-            .finish()
-    }
 }
 
 impl std::fmt::Debug for Server {
@@ -762,14 +426,5 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("addr", &self.shared.addr)
             .finish_non_exhaustive()
-    }
-}
-
-/// Where to connect to reach our own listener (a wildcard address is reached via loopback).
-fn wake_addr(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
-        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
-        _ => addr,
     }
 }

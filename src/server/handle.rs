@@ -1,0 +1,102 @@
+//! The handle that watches and stops a running server from any thread.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::accept::Shared;
+use crate::message::CloseCode;
+
+/// Watches and stops a running [`Server`] from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    pub(super) shared: Arc<Shared>,
+    pub(super) timeout: Duration,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (the real port after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Live connections, handshakes in progress included.
+    pub fn connections(&self) -> usize {
+        self.shared.life().conns.len()
+    }
+
+    /// Stops the server: no new connections, handshakes in progress get 503, every open
+    /// WebSocket gets a close frame with 1001, and the connection threads get up to the shutdown
+    /// timeout to finish. Returns true if they all did; `serve` returns after this.
+    ///
+    /// A second call waits for the first one to finish.
+    pub fn shutdown(&self) -> bool {
+        let shared = &self.shared;
+        if shared.stopping.swap(true, Ordering::SeqCst) {
+            let mut life = shared.life();
+            while !life.shut_down {
+                life = shared.changed.wait(life).unwrap_or_else(|e| e.into_inner());
+            }
+            return life.stragglers == 0;
+        }
+        let deadline = Instant::now() + self.timeout;
+        // Wake the accept loop with a connection of our own.
+        let _ = TcpStream::connect_timeout(&wake_addr(shared.addr), Duration::from_secs(1));
+        let mut life = shared.life();
+        for entry in life.conns.values() {
+            entry.close_request.request(CloseCode::GOING_AWAY, "");
+            // Wakes a thread blocked reading: a WebSocket answers 1001, a handshake 503.
+            let _ = entry.socket.shutdown(Shutdown::Read);
+        }
+        while life.accepting || !life.conns.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            life = shared
+                .changed
+                .wait_timeout(life, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let stragglers = life.conns.len();
+        for entry in life.conns.values() {
+            let _ = entry.socket.shutdown(Shutdown::Both);
+        }
+        if stragglers > 0 {
+            log::warn!("shutdown: {stragglers} connection threads still running");
+        }
+        life.stragglers = stragglers;
+        life.shut_down = true;
+        drop(life);
+        shared.changed.notify_all();
+        let thread = shared
+            .accept_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        stragglers == 0
+    }
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.shared.addr)
+            .field("connections", &self.connections())
+            .finish()
+    }
+}
+
+/// Where to connect to reach our own listener (a wildcard address is reached via loopback).
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}

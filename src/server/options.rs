@@ -1,0 +1,79 @@
+//! The server-wide options behind [`Server`](super::Server)'s setters, with their defaults.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use super::{Accept, ConnectionError, Response, limits};
+use crate::proto::head::Request;
+
+pub(super) type HttpHandler = dyn Fn(&Request) -> Response + Send + Sync;
+pub(super) type Gatekeeper =
+    dyn Fn(&Request) -> std::result::Result<Accept, Response> + Send + Sync;
+pub(super) type PeerFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
+pub(super) type ProtocolSelector = dyn Fn(&[&str]) -> Option<String> + Send + Sync;
+
+/// Server-wide options; every one is set through a [`Server`] method, which documents its
+/// default.
+pub(crate) struct Options {
+    pub(super) http: Option<Arc<HttpHandler>>,
+    pub(super) gatekeeper: Option<Arc<Gatekeeper>>,
+    pub(super) allowed_origins: Option<Vec<String>>,
+    pub(super) allowed_hosts: Option<Vec<String>>,
+    /// Whether the listener is on a loopback address (then only loopback `Host` names pass by
+    /// default).
+    pub(super) loopback_bound: bool,
+    pub(super) protocols: Vec<String>,
+    pub(super) select_protocol: Option<Arc<ProtocolSelector>>,
+    pub(super) peer_filter: Option<Arc<PeerFilter>>,
+    pub(super) max_connections: usize,
+    pub(super) max_per_ip: Option<usize>,
+    pub(super) rate_limit: Option<(u32, Duration)>,
+    pub(super) stack_size: usize,
+    pub(super) max_body: usize,
+    pub(super) max_message_memory: usize,
+    pub(super) retry_after: u32,
+    pub(super) shutdown_timeout: Duration,
+    pub(super) errors: Option<SyncSender<ConnectionError>>,
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<crate::tls::ServerTls>,
+    pub(super) trusted_proxies: Vec<IpAddr>,
+}
+
+impl Options {
+    /// Whether connections speak TLS (`wss://`, `https://`).
+    pub(crate) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            http: None,
+            gatekeeper: None,
+            allowed_origins: None,
+            allowed_hosts: None,
+            loopback_bound: false,
+            protocols: Vec::new(),
+            select_protocol: None,
+            peer_filter: None,
+            max_connections: limits::default_max_connections(),
+            max_per_ip: None,
+            rate_limit: None,
+            stack_size: 512 << 10,
+            max_body: 1 << 20,
+            max_message_memory: 1 << 30,
+            retry_after: 5,
+            shutdown_timeout: Duration::from_secs(5),
+            errors: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
