@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::accept::Shared;
 use crate::message::CloseCode;
 
-/// Watches and stops a running [`Server`] from any thread. Cheap to clone.
+/// Watches and stops a running [`Server`](super::Server) from any thread. Cheap to clone.
 #[derive(Clone)]
 pub struct ServerHandle {
     pub(super) shared: Arc<Shared>,

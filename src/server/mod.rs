@@ -28,6 +28,7 @@ mod handle;
 mod http;
 mod limits;
 mod options;
+mod upgrade;
 
 use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
@@ -41,12 +42,12 @@ use crate::proto::head::Request;
 use crate::websocket::WebSocket;
 use accept::{Life, Shared};
 
-pub use connection::{accept, accept_with};
 pub use gate::Accept;
 pub use handle::ServerHandle;
 pub use http::Response;
 use options::HttpHandler;
 pub(crate) use options::Options;
+pub use upgrade::{accept, accept_with};
 
 /// What a connection handler returns: `Ok` closes the connection with 1000, an error with 1011.
 /// Any error type converts into it with `?`.
