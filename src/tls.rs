@@ -117,17 +117,7 @@ impl ServerTls {
     /// read and write inside it is armed with the time left). The stream keeps that deadline
     /// for the HTTP handshake that follows.
     pub(crate) fn accept(&self, tcp: Arc<TcpStream>, deadline: Instant) -> Result<Stream> {
-        set_deadline(&tcp, deadline)?;
-        let phase = PhaseDeadline::new(Some(deadline));
-        let started = self.acceptor.accept(TcpRef {
-            tcp: Arc::clone(&tcp),
-            deadline: phase.clone(),
-        });
-        Ok(Stream::tls(
-            Arc::clone(&tcp),
-            finish(started, &tcp, deadline)?,
-            phase,
-        ))
+        handshake(tcp, deadline, |socket| self.acceptor.accept(socket))
     }
 }
 
@@ -182,22 +172,9 @@ impl ClientTls {
         tcp: Arc<TcpStream>,
         deadline: Instant,
     ) -> Result<Stream> {
-        set_deadline(&tcp, deadline)?;
         // An IPv6 literal is checked against the certificate without its brackets.
         let name = host.trim_start_matches('[').trim_end_matches(']');
-        let phase = PhaseDeadline::new(Some(deadline));
-        let started = self.connector.connect(
-            name,
-            TcpRef {
-                tcp: Arc::clone(&tcp),
-                deadline: phase.clone(),
-            },
-        );
-        Ok(Stream::tls(
-            Arc::clone(&tcp),
-            finish(started, &tcp, deadline)?,
-            phase,
-        ))
+        handshake(tcp, deadline, |socket| self.connector.connect(name, socket))
     }
 }
 
@@ -285,6 +262,22 @@ fn set_deadline(tcp: &TcpStream, deadline: Instant) -> Result<()> {
     tcp.set_read_timeout(left)?;
     tcp.set_write_timeout(left)?;
     Ok(())
+}
+
+/// Runs one side of a TLS handshake (`start` begins it on the socket view) before `deadline`,
+/// every socket call in it armed with the time left; the stream keeps the deadline.
+fn handshake<F>(tcp: Arc<TcpStream>, deadline: Instant, start: F) -> Result<Stream>
+where
+    F: FnOnce(TcpRef) -> std::result::Result<Tls, NativeHandshakeError<TcpRef>>,
+{
+    set_deadline(&tcp, deadline)?;
+    let phase = PhaseDeadline::new(Some(deadline));
+    let started = start(TcpRef {
+        tcp: Arc::clone(&tcp),
+        deadline: phase.clone(),
+    });
+    let session = finish(started, &tcp, deadline)?;
+    Ok(Stream::tls(tcp, session, phase))
 }
 
 /// Drives a handshake that stopped on a socket timeout until it completes or the deadline passes.

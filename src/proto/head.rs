@@ -250,10 +250,7 @@ fn parse_any_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const GOOD: &str = "GET /chat?x=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
-        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-        Origin: http://example.com\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    use crate::proto::handshake::tests::GOOD;
 
     #[test]
     fn too_many_headers_and_garbage() {
