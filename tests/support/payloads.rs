@@ -1,0 +1,39 @@
+//! Message payloads that make boundaries fall in awkward places.
+
+/// `n` bytes of valid UTF-8 mixing one- to four-byte characters, so chunk and buffer boundaries
+/// fall inside characters.
+pub fn text_of_len(n: usize) -> String {
+    let mut s = String::with_capacity(n);
+    let pattern = ['a', 'é', '€', '𝄞', ' ', 'z'];
+    for c in pattern.iter().cycle() {
+        if s.len() + c.len_utf8() > n {
+            break;
+        }
+        s.push(*c);
+    }
+    while s.len() < n {
+        s.push('.');
+    }
+    s
+}
+
+/// `n` bytes that are not a repeating short pattern.
+pub fn bytes_of_len(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i ^ (i >> 8) ^ (i >> 16)) as u8).collect()
+}
+
+/// JSON-like text that compresses well (for the compression tests).
+pub fn json_like(n: usize) -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    while s.len() < n {
+        s.push_str(&format!(
+            "{{\"id\":{i},\"user\":\"user{}\",\"active\":{},\"tags\":[\"a\",\"b\"]}},",
+            i % 17,
+            i % 3 == 0
+        ));
+        i += 1;
+    }
+    s.truncate(n);
+    s
+}
