@@ -18,10 +18,9 @@ mod support;
 
 use std::fs;
 use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -69,20 +68,10 @@ fn tinyproxy_binary() -> &'static str {
         })
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A tinyproxy process of this test, killed (and its directory removed) on drop.
+/// A tinyproxy process of this test (a [`Daemon`]: killed and its directory removed on drop).
 struct Tinyproxy {
-    child: Child,
+    daemon: Daemon,
     port: u16,
-    dir: PathBuf,
 }
 
 impl Tinyproxy {
@@ -97,73 +86,29 @@ impl Tinyproxy {
     }
 
     fn start_with(auth: Option<(&str, &str)>) -> Tinyproxy {
-        static STARTED: AtomicUsize = AtomicUsize::new(0);
         let binary = tinyproxy_binary();
-        let mut failures = Vec::new();
-        // The free port may be taken by someone else before tinyproxy binds it: try again.
-        for _ in 0..3 {
-            let n = STARTED.fetch_add(1, Ordering::Relaxed);
-            let dir =
-                std::env::temp_dir().join(format!("syncws-tinyproxy-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            let port = free_port();
-            // No `ConnectPort` lines: CONNECT is then allowed to every port.
-            let mut config = format!(
-                "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nLogLevel Info\n\
-                 LogFile \"{}\"\n",
-                dir.join("tinyproxy.log").display()
-            );
-            if let Some((user, password)) = auth {
-                config.push_str(&format!("BasicAuth {user} {password}\n"));
-            }
-            let config_path = dir.join("tinyproxy.conf");
-            fs::write(&config_path, config).unwrap();
-            let output = fs::File::create(dir.join("output.txt")).unwrap();
-            let child = Command::new(binary)
-                .arg("-d")
-                .arg("-c")
-                .arg(&config_path)
-                .stdin(Stdio::null())
-                .stdout(output.try_clone().unwrap())
-                .stderr(output)
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
-            let mut proxy = Tinyproxy { child, port, dir };
-            match proxy.wait_ready() {
-                Ok(()) => return proxy,
-                Err(why) => failures.push(why),
-            }
-        }
-        panic!("tinyproxy did not start:\n{}", failures.join("\n"));
-    }
-
-    /// Waits until tinyproxy says it accepts connections and its port does.
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + PROXY_START;
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Err(format!(
-                    "port {}: tinyproxy exited with {status}\n{}\n{}",
-                    self.port,
-                    self.output(),
-                    self.log()
-                ));
-            }
-            if self.log().contains("Accepting connections")
-                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-            {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        Err(format!(
-            "port {}: not accepting connections after {PROXY_START:?}\n{}\n{}",
-            self.port,
-            self.output(),
-            self.log()
-        ))
+        let daemon = Daemon::builder("tinyproxy")
+            .start_within(PROXY_START)
+            .show("tinyproxy.log")
+            .ready_when(|d| d.read("tinyproxy.log").contains("Accepting connections"))
+            .start(|dir, port| {
+                // No `ConnectPort` lines: CONNECT is then allowed to every port.
+                let mut config = format!(
+                    "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nLogLevel Info\n\
+                     LogFile \"{}\"\n",
+                    dir.join("tinyproxy.log").display()
+                );
+                if let Some((user, password)) = auth {
+                    config.push_str(&format!("BasicAuth {user} {password}\n"));
+                }
+                let config_path = dir.join("tinyproxy.conf");
+                fs::write(&config_path, config).unwrap();
+                let mut cmd = Command::new(binary);
+                cmd.arg("-d").arg("-c").arg(&config_path);
+                cmd
+            });
+        let port = daemon.port();
+        Tinyproxy { daemon, port }
     }
 
     /// `http://127.0.0.1:port`, with `userinfo@` when given.
@@ -175,11 +120,7 @@ impl Tinyproxy {
     }
 
     fn log(&self) -> String {
-        read_lossy(&self.dir.join("tinyproxy.log"))
-    }
-
-    fn output(&self) -> String {
-        read_lossy(&self.dir.join("output.txt"))
+        self.daemon.read("tinyproxy.log")
     }
 
     /// How many `CONNECT` requests for `port` (any host) tinyproxy logged, refused ones too.
@@ -204,29 +145,6 @@ impl Tinyproxy {
             .filter(|l| l.trim_end().ends_with(&target))
             .count()
     }
-}
-
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!(
-                "tinyproxy on port {} ({}):\n{}\n{}",
-                self.port,
-                self.dir.display(),
-                self.output(),
-                self.log()
-            );
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
 }
 
 // ------------------------------------------------------------------ servers and checks
