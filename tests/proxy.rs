@@ -167,6 +167,12 @@ fn ws_server() -> SocketAddr {
     serve(Config::default(), peer_echo)
 }
 
+/// Only the `wss` rows of [`ENV_CASES`] call this, and they need the `tls` feature.
+#[cfg(not(feature = "tls"))]
+fn wss_server() -> SocketAddr {
+    unreachable!("wss rows need the tls feature")
+}
+
 #[cfg(feature = "tls")]
 fn wss_server() -> SocketAddr {
     let tls =
@@ -479,142 +485,208 @@ fn env_child() {
     println!("SYNCWS_CHILD_DONE {route:?}");
 }
 
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_http_proxy() {
-    let proxy = Tinyproxy::start();
-    let addr = ws_server();
-    let url = proxy.url(None);
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("HTTP_PROXY", &url)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+/// Which server a row connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Ws,
+    /// Only with the `tls` feature.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Wss,
 }
 
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_lowercase_http_proxy() {
-    let proxy = Tinyproxy::start();
-    let addr = ws_server();
-    let url = proxy.url(None);
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("http_proxy", &url)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+/// Which tinyproxy a row's variables name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyKind {
+    /// Without authentication.
+    Open,
+    /// Wanting `user:secret`, which the row's URL carries.
+    Auth,
 }
 
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_no_proxy_address() {
-    let proxy = Tinyproxy::start();
-    let addr = ws_server();
-    let url = proxy.url(None);
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Direct,
-        &[("HTTP_PROXY", &url), ("NO_PROXY", "127.0.0.1")],
-    );
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Direct,
-        &[("HTTP_PROXY", &url), ("no_proxy", "example.com, 127.0.0.1")],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 0, "{}", proxy.log());
-    // The same proxy, without NO_PROXY, is used: the bypass above was NO_PROXY's doing.
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("HTTP_PROXY", &url), ("NO_PROXY", "example.com")],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+/// Which way a row's connection must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Proxy,
+    Direct,
 }
 
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_no_proxy_cidr_and_port() {
-    let proxy = Tinyproxy::start();
-    let addr = ws_server();
-    let url = proxy.url(None);
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Direct,
-        &[("HTTP_PROXY", &url), ("NO_PROXY", "127.0.0.0/8")],
-    );
-    let this_port = format!("127.0.0.1:{}", addr.port());
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Direct,
-        &[("HTTP_PROXY", &url), ("NO_PROXY", &this_port)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 0, "{}", proxy.log());
+/// One environment: the child gets `vars` (and no other proxy variable) and connects to the
+/// `scheme` server. In the values `{proxy}` stands for the proxy's URL, `{port}` for the
+/// server's port and `{other_port}` for another port.
+#[derive(Debug)]
+struct EnvCase {
+    name: &'static str,
+    scheme: Scheme,
+    proxy: ProxyKind,
+    vars: &'static [(&'static str, &'static str)],
+    via: Via,
+}
+
+const ENV_CASES: &[EnvCase] = &[
+    EnvCase {
+        name: "HTTP_PROXY",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}")],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "lowercase http_proxy",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("http_proxy", "{proxy}")],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "NO_PROXY with the address",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}"), ("NO_PROXY", "127.0.0.1")],
+        via: Via::Direct,
+    },
+    EnvCase {
+        name: "lowercase no_proxy, a list with the address",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[
+            ("HTTP_PROXY", "{proxy}"),
+            ("no_proxy", "example.com, 127.0.0.1"),
+        ],
+        via: Via::Direct,
+    },
+    // The same proxy, with a NO_PROXY that does not match, is used: the bypasses above were
+    // NO_PROXY's doing.
+    EnvCase {
+        name: "NO_PROXY with another host",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}"), ("NO_PROXY", "example.com")],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "NO_PROXY with the address's block",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}"), ("NO_PROXY", "127.0.0.0/8")],
+        via: Via::Direct,
+    },
+    EnvCase {
+        name: "NO_PROXY with the address and port",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}"), ("NO_PROXY", "127.0.0.1:{port}")],
+        via: Via::Direct,
+    },
     // Another block, and the same address on another port, do not exempt it.
-    let other_port = format!("127.0.0.1:{}", addr.port().wrapping_add(1).max(1));
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("HTTP_PROXY", &url), ("NO_PROXY", "10.0.0.0/8")],
-    );
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("HTTP_PROXY", &url), ("NO_PROXY", &other_port)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 2, "{}", proxy.log());
-}
+    EnvCase {
+        name: "NO_PROXY with another block",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}"), ("NO_PROXY", "10.0.0.0/8")],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "NO_PROXY with the address on another port",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[
+            ("HTTP_PROXY", "{proxy}"),
+            ("NO_PROXY", "127.0.0.1:{other_port}"),
+        ],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "HTTP_PROXY with credentials",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Auth,
+        vars: &[("HTTP_PROXY", "{proxy}")],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "ALL_PROXY",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("ALL_PROXY", "{proxy}")],
+        via: Via::Proxy,
+    },
+    // `wss` uses `HTTPS_PROXY`, not `HTTP_PROXY`.
+    #[cfg(feature = "tls")]
+    EnvCase {
+        name: "HTTP_PROXY is not for wss",
+        scheme: Scheme::Wss,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}")],
+        via: Via::Direct,
+    },
+    #[cfg(feature = "tls")]
+    EnvCase {
+        name: "HTTPS_PROXY for wss",
+        scheme: Scheme::Wss,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTPS_PROXY", "{proxy}")],
+        via: Via::Proxy,
+    },
+];
 
+/// Every row of [`ENV_CASES`] in a child of its own. A proxied row must show up in the proxy's
+/// log as one `CONNECT` for the server's port, a direct one not at all; through the
+/// authenticating proxy the tunnel must also have been opened (the credentials were taken).
 #[test]
 #[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_proxy_with_credentials() {
-    let proxy = Tinyproxy::with_auth("user", "secret");
-    let addr = ws_server();
-    let url = proxy.url(Some("user:secret"));
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("HTTP_PROXY", &url)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
-    assert_eq!(
-        proxy.upstream_connections(addr.port()),
-        1,
-        "{}",
-        proxy.log()
-    );
-}
-
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_all_proxy() {
-    let proxy = Tinyproxy::start();
-    let addr = ws_server();
-    let url = proxy.url(None);
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("ALL_PROXY", &url)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
-}
-
-/// `wss` uses `HTTPS_PROXY`, not `HTTP_PROXY`.
-#[cfg(feature = "tls")]
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_https_proxy_for_wss() {
-    let proxy = Tinyproxy::start();
-    let addr = wss_server();
-    let url = proxy.url(None);
-    let target = format!("wss://localhost:{}/", addr.port());
-    run_child(&target, Route::Direct, &[("HTTP_PROXY", &url)]);
-    assert_eq!(proxy.connect_requests(addr.port()), 0, "{}", proxy.log());
-    run_child(
-        &target,
-        Route::Proxied(proxy.port),
-        &[("HTTPS_PROXY", &url)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+fn env_proxy_variables() {
+    let open = Tinyproxy::start();
+    let auth = Tinyproxy::with_auth("user", "secret");
+    let ws = ws_server();
+    let mut wss = None;
+    for case in ENV_CASES {
+        let (proxy, proxy_url) = match case.proxy {
+            ProxyKind::Open => (&open, open.url(None)),
+            ProxyKind::Auth => (&auth, auth.url(Some("user:secret"))),
+        };
+        let (port, target) = match case.scheme {
+            Scheme::Ws => (ws.port(), ws_url(ws, "/")),
+            Scheme::Wss => {
+                let port = wss.get_or_insert_with(wss_server).port();
+                (port, format!("wss://localhost:{port}/"))
+            }
+        };
+        let other_port = port.wrapping_add(1).max(1).to_string();
+        let vars: Vec<(&str, String)> = case
+            .vars
+            .iter()
+            .map(|&(name, value)| {
+                let value = value
+                    .replace("{proxy}", &proxy_url)
+                    .replace("{other_port}", &other_port)
+                    .replace("{port}", &port.to_string());
+                (name, value)
+            })
+            .collect();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (requests, tunnels) = (
+            proxy.connect_requests(port),
+            proxy.upstream_connections(port),
+        );
+        let (route, more) = match case.via {
+            Via::Proxy => (Route::Proxied(proxy.port), 1),
+            Via::Direct => (Route::Direct, 0),
+        };
+        run_child(&target, route, &vars);
+        assert_eq!(
+            proxy.connect_requests(port),
+            requests + more,
+            "{}: CONNECT requests\n{}",
+            case.name,
+            proxy.log()
+        );
+        if case.proxy == ProxyKind::Auth {
+            assert_eq!(
+                proxy.upstream_connections(port),
+                tunnels + more,
+                "{}: tunnels\n{}",
+                case.name,
+                proxy.log()
+            );
+        }
+    }
 }
