@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::thread;
 
-use syncws::{Config, HandlerResult, Server, WebSocket};
+use syncws::{Client, Config, HandlerResult, Server, WebSocket};
 
 /// Starts a syncws server on 127.0.0.1:0 with `handler` and returns its address. The server
 /// thread is leaked; it dies with the test process.
@@ -37,4 +37,12 @@ pub fn echo_server_with(config: Config) -> SocketAddr {
 
 pub fn ws_url(addr: SocketAddr, path: &str) -> String {
     format!("ws://{addr}{path}")
+}
+
+/// A syncws client connected to `ws://addr/` with `config`.
+pub fn connect(addr: SocketAddr, config: Config) -> WebSocket {
+    Client::builder()
+        .config(config)
+        .connect(&ws_url(addr, "/"))
+        .unwrap()
 }
