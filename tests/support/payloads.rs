@@ -37,3 +37,17 @@ pub fn json_like(n: usize) -> String {
     s.truncate(n);
     s
 }
+
+/// `total` zero bytes compressed as one message, `piece` bytes at a time (each piece flushed,
+/// the tail stripped at the end), as a hostile peer would build it without holding it all.
+#[cfg(feature = "deflate")]
+pub fn zero_bomb(total: usize, piece: usize) -> Vec<u8> {
+    let zeros = vec![0u8; piece];
+    let mut c = syncws::proto::compress::Compressor::new(15, 9, true);
+    let mut out = Vec::new();
+    let pieces = total / piece;
+    for i in 0..pieces {
+        c.compress(&zeros, i + 1 == pieces, &mut out).unwrap();
+    }
+    out
+}
