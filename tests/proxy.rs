@@ -255,6 +255,32 @@ fn echo_and_close(ws: &mut WebSocket) {
     assert_eq!(ws.close_frame().map(|f| f.code), Some(CloseCode::NORMAL));
 }
 
+/// Checks that `ws` reaches the server on `server_port` through `proxy` ([`route`]), echoes and
+/// closes, and that the proxy has by now logged `requests` CONNECTs for that port and opened
+/// `tunnels` connections to it.
+fn proxied_echo(
+    ws: &mut WebSocket,
+    proxy: &Tinyproxy,
+    server_port: u16,
+    requests: usize,
+    tunnels: usize,
+) {
+    assert_eq!(route(ws, server_port), Route::Proxied(proxy.port));
+    echo_and_close(ws);
+    assert_eq!(
+        proxy.connect_requests(server_port),
+        requests,
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(
+        proxy.upstream_connections(server_port),
+        tunnels,
+        "{}",
+        proxy.log()
+    );
+}
+
 fn refused_status(result: syncws::Result<WebSocket>) -> u16 {
     match result {
         Err(Error::Handshake(HandshakeError::ProxyRefused(status))) => status,
@@ -274,15 +300,7 @@ fn ws_through_explicit_proxy() {
         .proxy(&proxy.url(None))
         .connect(&ws_url(addr, "/"))
         .unwrap();
-    assert_eq!(route(&mut ws, addr.port()), Route::Proxied(proxy.port));
-    echo_and_close(&mut ws);
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
-    assert_eq!(
-        proxy.upstream_connections(addr.port()),
-        1,
-        "{}",
-        proxy.log()
-    );
+    proxied_echo(&mut ws, &proxy, addr.port(), 1, 1);
 }
 
 #[cfg(feature = "tls")]
@@ -339,15 +357,7 @@ fn proxy_authentication() {
         .proxy(&proxy.url(Some("user:secret")))
         .connect(&url)
         .unwrap();
-    assert_eq!(route(&mut ws, addr.port()), Route::Proxied(proxy.port));
-    echo_and_close(&mut ws);
-    assert_eq!(proxy.connect_requests(addr.port()), 3, "{}", proxy.log());
-    assert_eq!(
-        proxy.upstream_connections(addr.port()),
-        1,
-        "{}",
-        proxy.log()
-    );
+    proxied_echo(&mut ws, &proxy, addr.port(), 3, 1);
 }
 
 /// Not ignored: needs no tinyproxy, only a port nobody listens on.

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::thread;
 
-use syncws::{Client, Config, HandlerResult, Server, WebSocket};
+use syncws::{Client, CloseCode, Config, HandlerResult, Message, Server, WebSocket};
 
 /// Starts a syncws server on 127.0.0.1:0 with `handler` and returns its address. The server
 /// thread is leaked; it dies with the test process.
@@ -45,4 +45,13 @@ pub fn connect(addr: SocketAddr, config: Config) -> WebSocket {
         .config(config)
         .connect(&ws_url(addr, "/"))
         .unwrap()
+}
+
+/// Checks that the echo server at `addr` serves a new client on `path`: `text` there and back,
+/// then a normal close.
+pub fn assert_echoes(addr: SocketAddr, path: &str, text: &str) {
+    let mut ws = Client::connect(&ws_url(addr, path)).unwrap();
+    ws.send(text).unwrap();
+    assert_eq!(ws.recv().unwrap(), Some(Message::Text(text.into())));
+    ws.close(CloseCode::NORMAL, "").unwrap();
 }
