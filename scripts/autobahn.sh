@@ -5,6 +5,7 @@
 #
 # Options:
 #   --install-only      only install wstest (if missing), then exit
+#                       (the same as bash scripts/autobahn_install.sh)
 #   --no-install        fail instead of installing wstest when it is missing
 #   --no-build          do not run cargo build (use the binaries as they are)
 #   --only server|client
@@ -48,46 +49,6 @@ cd "$ROOT"
 
 PY2=/usr/bin/python2.7
 AGENT=syncws
-
-# Python 2 packages for wstest, pinned (the full resolved set, so installs
-# are reproducible). autobahntestsuite 25.10.1 is the py2 release that pins
-# its own deps; these match those pins plus their transitive deps.
-PY2_PIP_BOOTSTRAP=(pip==20.3.4 setuptools==44.1.1 wheel==0.37.1)
-PY2_DEPS=(
-    autobahntestsuite==25.10.1
-    autobahn==0.10.9
-    Twisted==19.10.0
-    zope.interface==4.6.0
-    txaio==2.1.0
-    pyOpenSSL==19.1.0
-    cryptography==3.3.2
-    cffi==1.15.1
-    pycparser==2.21
-    service-identity==18.1.0
-    pyasn1==0.5.1
-    pyasn1-modules==0.3.0
-    attrs==21.4.0
-    Automat==22.10.0
-    constantly==15.1.0
-    hyperlink==21.0.0
-    incremental==16.10.1
-    PyHamcrest==1.10.1
-    idna==2.10
-    ipaddress==1.0.23
-    enum34==1.1.10
-    typing==3.10.0.0
-    six==1.16.0
-    klein==17.10.0
-    Werkzeug==1.0.1
-    Jinja2==2.11.3
-    MarkupSafe==1.1.1
-    unittest2==1.1.0
-    linecache2==1.0.0
-    traceback2==1.4.0
-    wsaccel==0.6.6
-    ujson==2.0.3
-    setuptools==44.0.0
-)
 
 INSTALL=auto      # auto | only | never
 BUILD=1
@@ -147,151 +108,22 @@ else
     SUMMARY_ARGS=()
 fi
 
-# ---------------------------------------------------------------------------
-# wstest installation
-# ---------------------------------------------------------------------------
-
-py2_user_bin() { "$PY2" -c 'import site; print(site.USER_BASE)' 2>/dev/null | sed 's|$|/bin|'; }
-
-wstest_path() {
-    local bin
-    bin="$(py2_user_bin)" || return 1
-    [ -n "$bin" ] && [ -x "$bin/wstest" ] || return 1
-    printf '%s/wstest\n' "$bin"
-}
-
-wstest_works() {
-    local w
-    w="$(wstest_path)" || return 1
-    "$w" --help >/dev/null 2>&1
-}
-
-py2_works() { [ -x "$PY2" ] && "$PY2" -c 'import sys; assert sys.version_info[:2] == (2, 7)' 2>/dev/null; }
-
-# Print the URI of the machine's main Debian archive (not the security one),
-# read from the apt sources at run time.
-debian_mirror_uri() {
-    local f uri=""
-    # deb822 files: take the URIs of a stanza whose Suites has a plain suite.
-    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        uri="$(awk '
-            function flush() {
-                if (uris != "" && suites != "" && suites !~ /-security/ && types ~ /(^|[ \t])deb([ \t]|$)/) {
-                    split(uris, u, /[ \t]+/); print u[1]; found = 1; exit
-                }
-                uris = ""; suites = ""; types = ""
-            }
-            /^[ \t]*$/ { flush(); next }
-            /^URIs:/ { sub(/^URIs:[ \t]*/, ""); uris = $0 }
-            /^Suites:/ { sub(/^Suites:[ \t]*/, ""); suites = $0 }
-            /^Types:/ { sub(/^Types:[ \t]*/, ""); types = $0 }
-            END { if (!found) flush() }
-        ' "$f")"
-        [ -n "$uri" ] && break
-    done
-    # Classic one-line format.
-    if [ -z "$uri" ]; then
-        for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-            [ -f "$f" ] || continue
-            case "$f" in */bullseye.list) continue ;; esac
-            uri="$(awk '
-                $1 == "deb" {
-                    i = 2
-                    if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-                    if ($(i + 1) !~ /-security/ && $i ~ /debian/) { print $i; exit }
-                }
-            ' "$f")"
-            [ -n "$uri" ] && break
-        done
-    fi
-    [ -n "$uri" ] || return 1
-    printf '%s\n' "${uri%/}"
-}
-
-# Write $2 to $1 only if the content differs. Returns 0 if it changed.
-write_if_changed() {
-    if [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; then
-        return 1
-    fi
-    printf '%s\n' "$2" >"$1"
-}
-
-install_python2() {
-    if py2_works; then
-        log "python2.7 already installed ($PY2)"
-        return
-    fi
-    [ "$(id -u)" = 0 ] || die "installing python2.7 needs root (apt-get)"
-    local uri keyring=""
-    uri="$(debian_mirror_uri)" || die "could not find a Debian mirror URI in the apt sources"
-    log "adding the bullseye suite from $uri"
-    [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] &&
-        keyring=" [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]"
-    write_if_changed /etc/apt/sources.list.d/bullseye.list \
-        "deb${keyring} ${uri} bullseye main" || true
-    write_if_changed /etc/apt/preferences.d/bullseye.pref \
-        "Package: *
-Pin: release n=bullseye
-Pin-Priority: 100" || true
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -t bullseye python2.7 python2.7-dev
-    py2_works || die "python2.7 still does not work after apt-get install"
-}
-
-install_py2_pip() {
-    if "$PY2" -m pip --version >/dev/null 2>&1; then
-        log "pip for python2.7 already installed"
-        return
-    fi
-    local tmp
-    tmp="$(mktemp -d)"
-    log "bootstrapping pip for python2.7"
-    python3 -m pip download --quiet --no-deps --only-binary=:all: \
-        --python-version 2.7 --implementation py --abi none --platform any \
-        -d "$tmp" "${PY2_PIP_BOOTSTRAP[@]}"
-    "$PY2" "$tmp"/pip-20.3.4-py2.py3-none-any.whl/pip install --user --no-warn-script-location \
-        "$tmp"/*.whl
-    rm -rf "$tmp"
-    "$PY2" -m pip --version >/dev/null 2>&1 || die "pip for python2.7 does not work"
-}
-
+# wstest installation lives in scripts/autobahn_install.sh (idempotent).
 install_wstest() {
-    if wstest_works; then
-        log "wstest already installed: $(wstest_path)"
-        return
+    if [ "$INSTALL" = never ]; then
+        bash "$ROOT/scripts/autobahn_install.sh" --check ||
+            die "wstest is not installed (run without --no-install)"
+    else
+        bash "$ROOT/scripts/autobahn_install.sh"
     fi
-    [ "$INSTALL" != never ] || die "wstest is not installed (run without --no-install)"
-    local t0=$SECONDS
-    install_python2
-    install_py2_pip
-    log "installing autobahntestsuite for python2.7"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 "$PY2" -m pip install --user --no-warn-script-location \
-        "${PY2_DEPS[@]}"
-    wstest_works || die "wstest was installed but does not run"
-    log "wstest installed in $((SECONDS - t0))s: $(wstest_path)"
 }
 
 # ---------------------------------------------------------------------------
 # Test run helpers
 # ---------------------------------------------------------------------------
 
-# wstest binds its listeners to all interfaces; this wrapper makes every
-# listener bind to 127.0.0.1 instead. (The embedded web server of the
-# fuzzingserver mode is disabled with -u 0.)
-write_wstest_wrapper() {
-    cat >"$1" <<'PY'
-import sys
-from autobahntestsuite import wstest
-from twisted.internet import reactor
-_listen_tcp = reactor.listenTCP
-def _loopback_listen_tcp(port, factory, backlog=50, interface=""):
-    return _listen_tcp(port, factory, backlog, interface or "127.0.0.1")
-reactor.listenTCP = _loopback_listen_tcp
-sys.argv[0] = "wstest"
-sys.exit(wstest.run())
-PY
-}
+# wstest with every listener on 127.0.0.1 (see the script).
+WSTEST=("$PY2" "$ROOT/scripts/autobahn_loopback.py")
 
 PIDS=()
 TMPDIR_RUN=""
@@ -328,13 +160,7 @@ run_waited() {
 }
 
 # A free TCP port on 127.0.0.1 (asked of the kernel).
-free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
+free_port() { python3 "$ROOT/scripts/free_port.py"; }
 
 # wait_port PORT PID: wait until 127.0.0.1:PORT accepts connections, while
 # process PID is still alive.
@@ -352,53 +178,11 @@ wait_port() {
 
 # make_spec TEMPLATE OUT URL OUTDIR: fill a spec template with the URL, the
 # report directory and the AUTOBAHN_CASES / AUTOBAHN_EXCLUDE_CASES overrides.
-make_spec() {
-    python3 - "$@" <<'PY'
-import json, os, sys
-template, out, url, outdir = sys.argv[1:5]
-with open(template) as f:
-    spec = json.load(f)
-if "servers" in spec:          # fuzzingclient spec
-    for server in spec["servers"]:
-        server["url"] = url
-else:                          # fuzzingserver spec
-    spec["url"] = url
-spec["outdir"] = outdir
-def patterns(name):
-    value = os.environ.get(name, "").strip()
-    return [p.strip() for p in value.split(",") if p.strip()] if value else None
-cases = patterns("AUTOBAHN_CASES")
-if cases is not None:
-    spec["cases"] = cases
-exclude = patterns("AUTOBAHN_EXCLUDE_CASES")
-if exclude is not None:
-    spec["exclude-cases"] = exclude
-with open(out, "w") as f:
-    json.dump(spec, f, indent=2)
-PY
-}
+make_spec() { python3 "$ROOT/scripts/autobahn_spec.py" "$@"; }
 
 # request_reports PORT: ask the fuzzingserver on 127.0.0.1:PORT to write its
-# reports (as the testee client does at the end), so that a client that
-# crashed or hung still leaves a report of the cases it ran.
-request_reports() {
-    python3 - "$1" "$AGENT" <<'PY'
-import base64, os, socket, sys
-port, agent = int(sys.argv[1]), sys.argv[2]
-key = base64.b64encode(os.urandom(16)).decode()
-s = socket.create_connection(("127.0.0.1", port), timeout=30)
-s.sendall((
-    "GET /updateReports?agent=%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (agent, port, key)
-).encode())
-try:
-    while s.recv(65536):   # the server closes the connection once reports are written
-        pass
-except ConnectionResetError:
-    pass
-PY
-}
+# reports, so that a client that crashed or hung still leaves a report.
+request_reports() { python3 "$ROOT/scripts/autobahn_reports.py" "$1" "$AGENT"; }
 
 # ---------------------------------------------------------------------------
 # The two test runs
@@ -430,7 +214,7 @@ run_server_tests() {
     wait_port "$port" "$pid" || die "testee server did not start (see $LOGS/testee-server.log)"
 
     log "server tests: wstest -m fuzzingclient"
-    run_waited timeout "$TIMEOUT_S" "$PY2" "$TMPDIR_RUN/wstest_loopback.py" -m fuzzingclient -s "$spec" \
+    run_waited timeout "$TIMEOUT_S" "${WSTEST[@]}" -m fuzzingclient -s "$spec" \
         >"$LOGS/wstest-fuzzingclient.log" 2>&1 || rc=$?
     [ "$rc" = 0 ] || run_error server "wstest fuzzingclient exited with status $rc (see $REPORTS_REL/logs/wstest-fuzzingclient.log)"
     stop_pid "$pid"
@@ -444,7 +228,7 @@ run_client_tests() {
     make_spec "autobahn/fuzzingserver$SPEC_SUFFIX.json" "$spec" "ws://127.0.0.1:$port" "$outdir"
 
     log "client tests: wstest -m fuzzingserver on 127.0.0.1:$port"
-    timeout "$((TIMEOUT_S + 30))" "$PY2" "$TMPDIR_RUN/wstest_loopback.py" -m fuzzingserver -u 0 -s "$spec" \
+    timeout "$((TIMEOUT_S + 30))" "${WSTEST[@]}" -m fuzzingserver -u 0 -s "$spec" \
         </dev/null >"$LOGS/wstest-fuzzingserver.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
@@ -476,7 +260,6 @@ main() {
     trap cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
-    write_wstest_wrapper "$TMPDIR_RUN/wstest_loopback.py"
 
     if [ "$BUILD" = 1 ]; then
         log "building the autobahn examples"

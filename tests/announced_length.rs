@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Frame, Len, upgrade_request};
+use support::{Frame, Len, echo, upgrade_request};
 use syncws::{Client, Message, Server};
 
 const CHILD_ENV: &str = "SYNCWS_ANNOUNCED_SERVE";
@@ -50,14 +50,7 @@ fn child_server() {
     set_limit(libc::RLIMIT_AS, Some(ADDRESS_SPACE));
     let server = Server::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
-    let handle = server
-        .start(|ws| {
-            while let Some(msg) = ws.recv()? {
-                ws.send(msg)?;
-            }
-            Ok(())
-        })
-        .unwrap();
+    let handle = server.start(echo).unwrap();
     println!("port {port}");
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);

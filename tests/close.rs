@@ -87,13 +87,7 @@ fn handler_panicking_closes_with_1011_and_the_server_keeps_serving() {
     assert_eq!(server_close_code(addr, "/panic"), CloseCode::INTERNAL_ERROR);
     assert_eq!(server_close_code(addr, "/panic"), CloseCode::INTERNAL_ERROR);
 
-    let mut ws = Client::connect(&ws_url(addr, "/echo")).unwrap();
-    ws.send("still serving").unwrap();
-    assert_eq!(
-        ws.recv().unwrap(),
-        Some(Message::Text("still serving".into()))
-    );
-    ws.close(CloseCode::NORMAL, "").unwrap();
+    assert_echoes(addr, "/echo", "still serving");
 }
 
 #[test]

@@ -6,68 +6,19 @@
 
 #![cfg(feature = "deflate")]
 
+mod heap;
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use support::*;
-use syncws::proto::deflate::Compressor;
 use syncws::{Config, DeflateConfig};
 
-/// Tracks live heap bytes and their high-water mark.
-struct Peak;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-fn grew(by: isize) {
-    let now = LIVE.fetch_add(by, Ordering::SeqCst) + by;
-    PEAK.fetch_max(now, Ordering::SeqCst);
-}
-
-unsafe impl GlobalAlloc for Peak {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size() as isize);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size() as isize);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        grew(-(layout.size() as isize));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        grew(new_size as isize - layout.size() as isize);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Peak = Peak;
+static GLOBAL: heap::Peak = heap::Peak;
 
 const LIMIT: usize = 1 << 20;
 /// What besides the message may be live at the peak: the decompressor (about 40 KiB), a read
 /// buffer, the compressed input piece (64 KiB), a connection thread's bookkeeping.
 const SLACK: usize = 512 << 10;
-
-/// `total` zero bytes compressed as one message, `piece` bytes at a time (each piece flushed,
-/// the tail stripped at the end), as a hostile peer would build it without holding it all.
-fn zero_bomb(total: usize, piece: usize) -> Vec<u8> {
-    let zeros = vec![0u8; piece];
-    let mut c = Compressor::new(15, 9, true);
-    let mut out = Vec::new();
-    let pieces = total / piece;
-    for i in 0..pieces {
-        c.compress(&zeros, i + 1 == pieces, &mut out).unwrap();
-    }
-    out
-}
 
 /// Sends `frames` to a fresh connection and returns the close code and the heap's growth at
 /// its peak while the server received them.
@@ -76,13 +27,12 @@ fn detonate(addr: std::net::SocketAddr, frames: &[Frame]) -> (Option<u16>, usize
         RawConn::connect_with_headers(addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n");
     assert!(head_header(&head, "sec-websocket-extensions").is_some());
     let wire: Vec<u8> = frames.iter().flat_map(Frame::to_bytes).collect();
-    let base = LIVE.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
+    let base = heap::mark();
     raw.write_raw(&wire);
     let code = raw.expect_close();
-    let peak = PEAK.load(Ordering::SeqCst) - base;
+    let peak = heap::growth_since(base);
     drop(wire);
-    (code, peak.max(0) as usize)
+    (code, peak)
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::*;
-use syncws::{Client, CloseCode, Config, Error, HandshakeError, Message, UrlError};
+use syncws::{Client, Config, Error, HandshakeError, UrlError};
 
 /// An HTTP response as a raw client read it.
 #[derive(Debug)]
@@ -188,13 +188,7 @@ fn a_stalled_handshake_is_cut_off_while_others_are_served() {
     stalled.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
 
     // A second client is served meanwhile.
-    let mut ws = Client::connect(&ws_url(addr, "/")).unwrap();
-    ws.send("not blocked").unwrap();
-    assert_eq!(
-        ws.recv().unwrap(),
-        Some(Message::Text("not blocked".into()))
-    );
-    ws.close(CloseCode::NORMAL, "").unwrap();
+    assert_echoes(addr, "/", "not blocked");
 
     let mut buf = Vec::new();
     let head = read_head(&mut stalled, &mut buf);

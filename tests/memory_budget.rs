@@ -8,53 +8,18 @@
 
 #![cfg(feature = "deflate")]
 
+mod heap;
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use support::*;
-use syncws::proto::deflate::Compressor;
 use syncws::{Client, Config, DeflateConfig, MemoryBudget, Message, Server};
 
-/// Tracks live heap bytes and their high-water mark.
-struct Peak;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-fn grew(by: isize) {
-    let now = LIVE.fetch_add(by, Ordering::SeqCst) + by;
-    PEAK.fetch_max(now, Ordering::SeqCst);
-}
-
-unsafe impl GlobalAlloc for Peak {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size() as isize);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size() as isize);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        grew(-(layout.size() as isize));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        grew(new_size as isize - layout.size() as isize);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Peak = Peak;
+static GLOBAL: heap::Peak = heap::Peak;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -66,18 +31,6 @@ const BUDGET: usize = 48 << 20;
 /// 50 KiB), the raw client's copy of its frame (64 KiB, masked) and the connection's
 /// bookkeeping on both sides.
 const SLACK_PER_CONNECTION: usize = 320 << 10;
-
-/// `total` zero bytes compressed as one message, `piece` bytes at a time.
-fn zero_bomb(total: usize, piece: usize) -> Vec<u8> {
-    let zeros = vec![0u8; piece];
-    let mut c = Compressor::new(15, 9, true);
-    let mut out = Vec::new();
-    let pieces = total / piece;
-    for i in 0..pieces {
-        c.compress(&zeros, i + 1 == pieces, &mut out).unwrap();
-    }
-    out
-}
 
 fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -150,8 +103,7 @@ fn forty_compressed_64_mib_messages_share_one_small_budget() {
         .collect();
     // Every client is connected and holds its frame: measure from here, then let them go.
     ready.wait();
-    let base = LIVE.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
+    let base = heap::mark();
     go.wait();
     let started = Instant::now();
     let codes: Vec<Option<u16>> = clients
@@ -160,7 +112,7 @@ fn forty_compressed_64_mib_messages_share_one_small_budget() {
         .map(|c| c.join().ok().flatten())
         .collect();
     let took = started.elapsed();
-    let peak = (PEAK.load(Ordering::SeqCst) - base).max(0) as usize;
+    let peak = heap::growth_since(base);
     let refused = codes.iter().filter(|c| **c == Some(1013)).count();
     println!(
         "{CLIENTS} clients x a {} MiB compressed message ({} KiB on the wire each), budget {} MiB: \

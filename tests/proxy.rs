@@ -18,10 +18,9 @@ mod support;
 
 use std::fs;
 use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -69,20 +68,10 @@ fn tinyproxy_binary() -> &'static str {
         })
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A tinyproxy process of this test, killed (and its directory removed) on drop.
+/// A tinyproxy process of this test (a [`Daemon`]: killed and its directory removed on drop).
 struct Tinyproxy {
-    child: Child,
+    daemon: Daemon,
     port: u16,
-    dir: PathBuf,
 }
 
 impl Tinyproxy {
@@ -97,73 +86,29 @@ impl Tinyproxy {
     }
 
     fn start_with(auth: Option<(&str, &str)>) -> Tinyproxy {
-        static STARTED: AtomicUsize = AtomicUsize::new(0);
         let binary = tinyproxy_binary();
-        let mut failures = Vec::new();
-        // The free port may be taken by someone else before tinyproxy binds it: try again.
-        for _ in 0..3 {
-            let n = STARTED.fetch_add(1, Ordering::Relaxed);
-            let dir =
-                std::env::temp_dir().join(format!("syncws-tinyproxy-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            let port = free_port();
-            // No `ConnectPort` lines: CONNECT is then allowed to every port.
-            let mut config = format!(
-                "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nLogLevel Info\n\
-                 LogFile \"{}\"\n",
-                dir.join("tinyproxy.log").display()
-            );
-            if let Some((user, password)) = auth {
-                config.push_str(&format!("BasicAuth {user} {password}\n"));
-            }
-            let config_path = dir.join("tinyproxy.conf");
-            fs::write(&config_path, config).unwrap();
-            let output = fs::File::create(dir.join("output.txt")).unwrap();
-            let child = Command::new(binary)
-                .arg("-d")
-                .arg("-c")
-                .arg(&config_path)
-                .stdin(Stdio::null())
-                .stdout(output.try_clone().unwrap())
-                .stderr(output)
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
-            let mut proxy = Tinyproxy { child, port, dir };
-            match proxy.wait_ready() {
-                Ok(()) => return proxy,
-                Err(why) => failures.push(why),
-            }
-        }
-        panic!("tinyproxy did not start:\n{}", failures.join("\n"));
-    }
-
-    /// Waits until tinyproxy says it accepts connections and its port does.
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + PROXY_START;
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Err(format!(
-                    "port {}: tinyproxy exited with {status}\n{}\n{}",
-                    self.port,
-                    self.output(),
-                    self.log()
-                ));
-            }
-            if self.log().contains("Accepting connections")
-                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-            {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        Err(format!(
-            "port {}: not accepting connections after {PROXY_START:?}\n{}\n{}",
-            self.port,
-            self.output(),
-            self.log()
-        ))
+        let daemon = Daemon::builder("tinyproxy")
+            .start_within(PROXY_START)
+            .show("tinyproxy.log")
+            .ready_when(|d| d.read("tinyproxy.log").contains("Accepting connections"))
+            .start(|dir, port| {
+                // No `ConnectPort` lines: CONNECT is then allowed to every port.
+                let mut config = format!(
+                    "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nLogLevel Info\n\
+                     LogFile \"{}\"\n",
+                    dir.join("tinyproxy.log").display()
+                );
+                if let Some((user, password)) = auth {
+                    config.push_str(&format!("BasicAuth {user} {password}\n"));
+                }
+                let config_path = dir.join("tinyproxy.conf");
+                fs::write(&config_path, config).unwrap();
+                let mut cmd = Command::new(binary);
+                cmd.arg("-d").arg("-c").arg(&config_path);
+                cmd
+            });
+        let port = daemon.port();
+        Tinyproxy { daemon, port }
     }
 
     /// `http://127.0.0.1:port`, with `userinfo@` when given.
@@ -175,11 +120,7 @@ impl Tinyproxy {
     }
 
     fn log(&self) -> String {
-        read_lossy(&self.dir.join("tinyproxy.log"))
-    }
-
-    fn output(&self) -> String {
-        read_lossy(&self.dir.join("output.txt"))
+        self.daemon.read("tinyproxy.log")
     }
 
     /// How many `CONNECT` requests for `port` (any host) tinyproxy logged, refused ones too.
@@ -206,29 +147,6 @@ impl Tinyproxy {
     }
 }
 
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!(
-                "tinyproxy on port {} ({}):\n{}\n{}",
-                self.port,
-                self.dir.display(),
-                self.output(),
-                self.log()
-            );
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
 // ------------------------------------------------------------------ servers and checks
 
 /// Echoes every message, except that [`WHO_AM_I`] is answered with the peer address the server
@@ -247,6 +165,12 @@ fn peer_echo(ws: &mut WebSocket) -> HandlerResult {
 
 fn ws_server() -> SocketAddr {
     serve(Config::default(), peer_echo)
+}
+
+/// Only the `wss` rows of [`ENV_CASES`] call this, and they need the `tls` feature.
+#[cfg(not(feature = "tls"))]
+fn wss_server() -> SocketAddr {
+    unreachable!("wss rows need the tls feature")
 }
 
 #[cfg(feature = "tls")]
@@ -331,6 +255,32 @@ fn echo_and_close(ws: &mut WebSocket) {
     assert_eq!(ws.close_frame().map(|f| f.code), Some(CloseCode::NORMAL));
 }
 
+/// Checks that `ws` reaches the server on `server_port` through `proxy` ([`route`]), echoes and
+/// closes, and that the proxy has by now logged `requests` CONNECTs for that port and opened
+/// `tunnels` connections to it.
+fn proxied_echo(
+    ws: &mut WebSocket,
+    proxy: &Tinyproxy,
+    server_port: u16,
+    requests: usize,
+    tunnels: usize,
+) {
+    assert_eq!(route(ws, server_port), Route::Proxied(proxy.port));
+    echo_and_close(ws);
+    assert_eq!(
+        proxy.connect_requests(server_port),
+        requests,
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(
+        proxy.upstream_connections(server_port),
+        tunnels,
+        "{}",
+        proxy.log()
+    );
+}
+
 fn refused_status(result: syncws::Result<WebSocket>) -> u16 {
     match result {
         Err(Error::Handshake(HandshakeError::ProxyRefused(status))) => status,
@@ -350,15 +300,7 @@ fn ws_through_explicit_proxy() {
         .proxy(&proxy.url(None))
         .connect(&ws_url(addr, "/"))
         .unwrap();
-    assert_eq!(route(&mut ws, addr.port()), Route::Proxied(proxy.port));
-    echo_and_close(&mut ws);
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
-    assert_eq!(
-        proxy.upstream_connections(addr.port()),
-        1,
-        "{}",
-        proxy.log()
-    );
+    proxied_echo(&mut ws, &proxy, addr.port(), 1, 1);
 }
 
 #[cfg(feature = "tls")]
@@ -415,15 +357,7 @@ fn proxy_authentication() {
         .proxy(&proxy.url(Some("user:secret")))
         .connect(&url)
         .unwrap();
-    assert_eq!(route(&mut ws, addr.port()), Route::Proxied(proxy.port));
-    echo_and_close(&mut ws);
-    assert_eq!(proxy.connect_requests(addr.port()), 3, "{}", proxy.log());
-    assert_eq!(
-        proxy.upstream_connections(addr.port()),
-        1,
-        "{}",
-        proxy.log()
-    );
+    proxied_echo(&mut ws, &proxy, addr.port(), 3, 1);
 }
 
 /// Not ignored: needs no tinyproxy, only a port nobody listens on.
@@ -561,142 +495,208 @@ fn env_child() {
     println!("SYNCWS_CHILD_DONE {route:?}");
 }
 
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_http_proxy() {
-    let proxy = Tinyproxy::start();
-    let addr = ws_server();
-    let url = proxy.url(None);
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("HTTP_PROXY", &url)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+/// Which server a row connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Ws,
+    /// Only with the `tls` feature.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Wss,
 }
 
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_lowercase_http_proxy() {
-    let proxy = Tinyproxy::start();
-    let addr = ws_server();
-    let url = proxy.url(None);
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("http_proxy", &url)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+/// Which tinyproxy a row's variables name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyKind {
+    /// Without authentication.
+    Open,
+    /// Wanting `user:secret`, which the row's URL carries.
+    Auth,
 }
 
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_no_proxy_address() {
-    let proxy = Tinyproxy::start();
-    let addr = ws_server();
-    let url = proxy.url(None);
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Direct,
-        &[("HTTP_PROXY", &url), ("NO_PROXY", "127.0.0.1")],
-    );
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Direct,
-        &[("HTTP_PROXY", &url), ("no_proxy", "example.com, 127.0.0.1")],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 0, "{}", proxy.log());
-    // The same proxy, without NO_PROXY, is used: the bypass above was NO_PROXY's doing.
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("HTTP_PROXY", &url), ("NO_PROXY", "example.com")],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+/// Which way a row's connection must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Proxy,
+    Direct,
 }
 
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_no_proxy_cidr_and_port() {
-    let proxy = Tinyproxy::start();
-    let addr = ws_server();
-    let url = proxy.url(None);
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Direct,
-        &[("HTTP_PROXY", &url), ("NO_PROXY", "127.0.0.0/8")],
-    );
-    let this_port = format!("127.0.0.1:{}", addr.port());
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Direct,
-        &[("HTTP_PROXY", &url), ("NO_PROXY", &this_port)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 0, "{}", proxy.log());
+/// One environment: the child gets `vars` (and no other proxy variable) and connects to the
+/// `scheme` server. In the values `{proxy}` stands for the proxy's URL, `{port}` for the
+/// server's port and `{other_port}` for another port.
+#[derive(Debug)]
+struct EnvCase {
+    name: &'static str,
+    scheme: Scheme,
+    proxy: ProxyKind,
+    vars: &'static [(&'static str, &'static str)],
+    via: Via,
+}
+
+const ENV_CASES: &[EnvCase] = &[
+    EnvCase {
+        name: "HTTP_PROXY",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}")],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "lowercase http_proxy",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("http_proxy", "{proxy}")],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "NO_PROXY with the address",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}"), ("NO_PROXY", "127.0.0.1")],
+        via: Via::Direct,
+    },
+    EnvCase {
+        name: "lowercase no_proxy, a list with the address",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[
+            ("HTTP_PROXY", "{proxy}"),
+            ("no_proxy", "example.com, 127.0.0.1"),
+        ],
+        via: Via::Direct,
+    },
+    // The same proxy, with a NO_PROXY that does not match, is used: the bypasses above were
+    // NO_PROXY's doing.
+    EnvCase {
+        name: "NO_PROXY with another host",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}"), ("NO_PROXY", "example.com")],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "NO_PROXY with the address's block",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}"), ("NO_PROXY", "127.0.0.0/8")],
+        via: Via::Direct,
+    },
+    EnvCase {
+        name: "NO_PROXY with the address and port",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}"), ("NO_PROXY", "127.0.0.1:{port}")],
+        via: Via::Direct,
+    },
     // Another block, and the same address on another port, do not exempt it.
-    let other_port = format!("127.0.0.1:{}", addr.port().wrapping_add(1).max(1));
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("HTTP_PROXY", &url), ("NO_PROXY", "10.0.0.0/8")],
-    );
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("HTTP_PROXY", &url), ("NO_PROXY", &other_port)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 2, "{}", proxy.log());
-}
+    EnvCase {
+        name: "NO_PROXY with another block",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}"), ("NO_PROXY", "10.0.0.0/8")],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "NO_PROXY with the address on another port",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[
+            ("HTTP_PROXY", "{proxy}"),
+            ("NO_PROXY", "127.0.0.1:{other_port}"),
+        ],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "HTTP_PROXY with credentials",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Auth,
+        vars: &[("HTTP_PROXY", "{proxy}")],
+        via: Via::Proxy,
+    },
+    EnvCase {
+        name: "ALL_PROXY",
+        scheme: Scheme::Ws,
+        proxy: ProxyKind::Open,
+        vars: &[("ALL_PROXY", "{proxy}")],
+        via: Via::Proxy,
+    },
+    // `wss` uses `HTTPS_PROXY`, not `HTTP_PROXY`.
+    #[cfg(feature = "tls")]
+    EnvCase {
+        name: "HTTP_PROXY is not for wss",
+        scheme: Scheme::Wss,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTP_PROXY", "{proxy}")],
+        via: Via::Direct,
+    },
+    #[cfg(feature = "tls")]
+    EnvCase {
+        name: "HTTPS_PROXY for wss",
+        scheme: Scheme::Wss,
+        proxy: ProxyKind::Open,
+        vars: &[("HTTPS_PROXY", "{proxy}")],
+        via: Via::Proxy,
+    },
+];
 
+/// Every row of [`ENV_CASES`] in a child of its own. A proxied row must show up in the proxy's
+/// log as one `CONNECT` for the server's port, a direct one not at all; through the
+/// authenticating proxy the tunnel must also have been opened (the credentials were taken).
 #[test]
 #[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_proxy_with_credentials() {
-    let proxy = Tinyproxy::with_auth("user", "secret");
-    let addr = ws_server();
-    let url = proxy.url(Some("user:secret"));
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("HTTP_PROXY", &url)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
-    assert_eq!(
-        proxy.upstream_connections(addr.port()),
-        1,
-        "{}",
-        proxy.log()
-    );
-}
-
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_all_proxy() {
-    let proxy = Tinyproxy::start();
-    let addr = ws_server();
-    let url = proxy.url(None);
-    run_child(
-        &ws_url(addr, "/"),
-        Route::Proxied(proxy.port),
-        &[("ALL_PROXY", &url)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
-}
-
-/// `wss` uses `HTTPS_PROXY`, not `HTTP_PROXY`.
-#[cfg(feature = "tls")]
-#[test]
-#[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
-fn env_https_proxy_for_wss() {
-    let proxy = Tinyproxy::start();
-    let addr = wss_server();
-    let url = proxy.url(None);
-    let target = format!("wss://localhost:{}/", addr.port());
-    run_child(&target, Route::Direct, &[("HTTP_PROXY", &url)]);
-    assert_eq!(proxy.connect_requests(addr.port()), 0, "{}", proxy.log());
-    run_child(
-        &target,
-        Route::Proxied(proxy.port),
-        &[("HTTPS_PROXY", &url)],
-    );
-    assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+fn env_proxy_variables() {
+    let open = Tinyproxy::start();
+    let auth = Tinyproxy::with_auth("user", "secret");
+    let ws = ws_server();
+    let mut wss = None;
+    for case in ENV_CASES {
+        let (proxy, proxy_url) = match case.proxy {
+            ProxyKind::Open => (&open, open.url(None)),
+            ProxyKind::Auth => (&auth, auth.url(Some("user:secret"))),
+        };
+        let (port, target) = match case.scheme {
+            Scheme::Ws => (ws.port(), ws_url(ws, "/")),
+            Scheme::Wss => {
+                let port = wss.get_or_insert_with(wss_server).port();
+                (port, format!("wss://localhost:{port}/"))
+            }
+        };
+        let other_port = port.wrapping_add(1).max(1).to_string();
+        let vars: Vec<(&str, String)> = case
+            .vars
+            .iter()
+            .map(|&(name, value)| {
+                let value = value
+                    .replace("{proxy}", &proxy_url)
+                    .replace("{other_port}", &other_port)
+                    .replace("{port}", &port.to_string());
+                (name, value)
+            })
+            .collect();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (requests, tunnels) = (
+            proxy.connect_requests(port),
+            proxy.upstream_connections(port),
+        );
+        let (route, more) = match case.via {
+            Via::Proxy => (Route::Proxied(proxy.port), 1),
+            Via::Direct => (Route::Direct, 0),
+        };
+        run_child(&target, route, &vars);
+        assert_eq!(
+            proxy.connect_requests(port),
+            requests + more,
+            "{}: CONNECT requests\n{}",
+            case.name,
+            proxy.log()
+        );
+        if case.proxy == ProxyKind::Auth {
+            assert_eq!(
+                proxy.upstream_connections(port),
+                tunnels + more,
+                "{}: tunnels\n{}",
+                case.name,
+                proxy.log()
+            );
+        }
+    }
 }

@@ -49,6 +49,18 @@ fn trusting_client() -> ClientBuilder {
     Client::builder().tls(tls).no_proxy()
 }
 
+/// A native-tls connector trusting the test CA (an independent TLS client) and a guarded TCP
+/// connection to `addr` for it.
+fn native_tls_to(addr: SocketAddr) -> (native_tls::TlsConnector, TcpStream) {
+    let connector = native_tls::TlsConnector::builder()
+        .add_root_certificate(native_tls::Certificate::from_pem(&read_fixture("ca.pem")).unwrap())
+        .build()
+        .unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    guard(&tcp);
+    (connector, tcp)
+}
+
 fn wss_url(host: &str, addr: SocketAddr, path: &str) -> String {
     format!("wss://{host}:{}{path}", addr.port())
 }
@@ -212,12 +224,7 @@ fn non_tls_clients_fail_only_their_own_connection() {
 #[test]
 fn https_requests_reach_the_http_handler() {
     let addr = wss_server("server.pem", "server.key", Config::default());
-    let connector = native_tls::TlsConnector::builder()
-        .add_root_certificate(native_tls::Certificate::from_pem(&read_fixture("ca.pem")).unwrap())
-        .build()
-        .unwrap();
-    let tcp = TcpStream::connect(addr).unwrap();
-    guard(&tcp);
+    let (connector, tcp) = native_tls_to(addr);
     let mut tls = connector.connect("localhost", tcp).unwrap();
     tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -230,12 +237,7 @@ fn https_requests_reach_the_http_handler() {
 #[test]
 fn tungstenite_client_against_our_wss_server() {
     let addr = wss_server("server.pem", "server.key", Config::default());
-    let connector = native_tls::TlsConnector::builder()
-        .add_root_certificate(native_tls::Certificate::from_pem(&read_fixture("ca.pem")).unwrap())
-        .build()
-        .unwrap();
-    let tcp = TcpStream::connect(addr).unwrap();
-    guard(&tcp);
+    let (connector, tcp) = native_tls_to(addr);
     let (mut ws, response) = tungstenite::client_tls_with_config(
         wss_url("localhost", addr, "/t"),
         tcp,

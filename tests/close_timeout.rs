@@ -1,0 +1,83 @@
+//! The close timeout: a close (on the socket, through a writer, on a split socket) returns
+//! within it when the peer never answers.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+use syncws::{CloseCode, Config, Error, State};
+
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Runs a close against a peer that never answers and checks that it gave up with `Timeout`
+/// after the close timeout: not before, and not much later.
+fn gives_up_within_the_close_timeout(close: impl FnOnce() -> syncws::Result<()>) {
+    let started = Instant::now();
+    let r = close();
+    let took = started.elapsed();
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    assert!(
+        took >= CLOSE_TIMEOUT - Duration::from_millis(50),
+        "{took:?}"
+    );
+    assert!(took < CLOSE_TIMEOUT + Duration::from_secs(1), "{took:?}");
+}
+
+/// A raw server that reads the client's close frame and never answers it; reports the code and
+/// holds the socket until the test is done.
+fn mute_closer() -> (SocketAddr, mpsc::Receiver<Option<u16>>, mpsc::Sender<()>) {
+    let (code_tx, code) = mpsc::channel();
+    let (done, done_rx) = mpsc::channel::<()>();
+    let (addr, _server) = raw_server(move |mut conn| {
+        code_tx.send(conn.read_close().close_code()).unwrap();
+        let _ = done_rx.recv_timeout(Duration::from_secs(30));
+        drop(conn);
+    });
+    (addr, code, done)
+}
+
+#[test]
+fn close_returns_within_the_close_timeout_when_the_peer_never_answers() {
+    let (addr, code, done) = mute_closer();
+    let mut ws = connect(addr, Config::default().close_timeout(CLOSE_TIMEOUT));
+    gives_up_within_the_close_timeout(|| ws.close(CloseCode::NORMAL, "bye"));
+    assert_eq!(ws.state(), State::Closed);
+    assert_eq!(code.recv_timeout(TIMEOUT).unwrap(), Some(1000));
+    done.send(()).unwrap();
+}
+
+#[test]
+fn writer_close_returns_within_the_close_timeout_when_the_peer_never_answers() {
+    let (addr, code, done) = mute_closer();
+    let mut ws = connect(addr, Config::default().close_timeout(CLOSE_TIMEOUT));
+    let (mut reader, writer) = ws.split().unwrap();
+    let (ended_tx, ended) = mpsc::channel();
+    thread::spawn(move || ended_tx.send(reader.recv()).unwrap());
+    gives_up_within_the_close_timeout(|| writer.close(CloseCode::NORMAL, "bye"));
+    assert!(writer.is_closed());
+    assert_eq!(code.recv_timeout(TIMEOUT).unwrap(), Some(1000));
+    // The reader, blocked in recv, is woken by the shutdown.
+    let r = ended.recv_timeout(Duration::from_secs(1)).unwrap();
+    assert!(r.is_err(), "{r:?}");
+    done.send(()).unwrap();
+}
+
+#[test]
+fn close_on_a_split_socket_returns_within_the_close_timeout() {
+    // The path the server takes when a handler that split its socket returns.
+    let (addr, code, done) = mute_closer();
+    let mut ws = connect(addr, Config::default().close_timeout(CLOSE_TIMEOUT));
+    let (reader, _writer) = ws.split().unwrap();
+    let reading = thread::spawn(move || {
+        let mut reader = reader;
+        reader.recv()
+    });
+    gives_up_within_the_close_timeout(|| ws.close(CloseCode::NORMAL, ""));
+    assert_eq!(code.recv_timeout(TIMEOUT).unwrap(), Some(1000));
+    assert!(reading.join().unwrap().is_err());
+    done.send(()).unwrap();
+}

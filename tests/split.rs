@@ -1,0 +1,356 @@
+//! Full duplex: a split client with many senders and one reader at once, a split server that
+//! reads and writes at once, and every half of a split socket learning how the connection ended.
+
+mod support;
+
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use support::*;
+use syncws::{CloseCode, Config, Error, HandlerResult, Message, State, WebSocket};
+
+const SENDERS: u32 = 8;
+const PER_SENDER: u32 = 500;
+
+/// Message `i` of sender `t`: sizes from empty to over 64 KiB, text and binary, some sent as
+/// three fragments. The first bytes name the sender and index so the reader can check content.
+fn message_of(t: u32, i: u32) -> (Message, bool) {
+    let len = match i % 50 {
+        0 => 70_000 + (t as usize) * 1000,
+        25 => 65_536 + 3,
+        _ => ((i * 37 + t * 11) % 2000) as usize,
+    };
+    let fragmented = i % 7 == 3;
+    let msg = if i.is_multiple_of(2) {
+        let mut s = format!("{t}:{i}:");
+        s.push_str(&text_of_len(len));
+        Message::Text(s)
+    } else {
+        let mut b = Vec::with_capacity(len + 8);
+        b.extend_from_slice(&t.to_be_bytes());
+        b.extend_from_slice(&i.to_be_bytes());
+        b.extend(bytes_of_len(len).iter().map(|x| x.wrapping_add(t as u8)));
+        Message::Binary(b)
+    };
+    (msg, fragmented)
+}
+
+/// Which sender and index a message claims to be.
+fn origin_of(msg: &Message) -> (u32, u32) {
+    match msg {
+        Message::Text(s) => {
+            let mut parts = s.splitn(3, ':');
+            let t = parts.next().unwrap().parse().unwrap();
+            let i = parts.next().unwrap().parse().unwrap();
+            (t, i)
+        }
+        Message::Binary(b) => (
+            u32::from_be_bytes(b[0..4].try_into().unwrap()),
+            u32::from_be_bytes(b[4..8].try_into().unwrap()),
+        ),
+    }
+}
+
+/// Three fragments of one message: text split on character boundaries, binary anywhere.
+fn send_in_fragments(writer: &syncws::Writer, msg: &Message) {
+    match msg {
+        Message::Text(s) => {
+            let cuts: Vec<usize> = (0..=s.len()).filter(|&k| s.is_char_boundary(k)).collect();
+            let (a, b) = (cuts[cuts.len() / 3], cuts[2 * cuts.len() / 3]);
+            writer
+                .send_fragmented([&s[..a], &s[a..b], &s[b..]])
+                .unwrap();
+        }
+        Message::Binary(v) => {
+            let (a, b) = (v.len() / 3, 2 * v.len() / 3);
+            writer
+                .send_fragmented([&v[..a], &v[a..b], &v[b..]])
+                .unwrap();
+        }
+    }
+}
+
+/// What the validating raw server saw.
+#[derive(Debug, Default)]
+struct Seen {
+    messages: usize,
+    fragmented: usize,
+    pings: usize,
+    close: Option<u16>,
+}
+
+/// A raw server that checks every frame a client sends (masked, no RSV bits, control frames
+/// whole and short, fragments of one message never interleaved with another data message),
+/// echoes every message and answers pings.
+fn validating_echo(mut conn: RawConn) -> Seen {
+    let mut seen = Seen::default();
+    // The message being assembled: opcode, payload, number of frames.
+    let mut partial: Option<(u8, Vec<u8>, usize)> = None;
+    loop {
+        // `read_frame` itself asserts the mask bit.
+        let frame = conn.read_frame();
+        assert_eq!(frame.rsv, 0, "rsv bits set");
+        match frame.opcode {
+            PING | PONG | CLOSE => {
+                assert!(frame.fin, "fragmented control frame");
+                assert!(frame.payload.len() <= 125, "control frame too long");
+            }
+            TEXT | BINARY => assert!(
+                partial.is_none(),
+                "a new data message began inside a fragmented one"
+            ),
+            CONTINUATION => assert!(partial.is_some(), "continuation without a message"),
+            op => panic!("reserved opcode {op}"),
+        }
+        match frame.opcode {
+            PING => {
+                seen.pings += 1;
+                conn.send(&Frame::pong(&frame.payload).unmasked());
+            }
+            PONG => {}
+            CLOSE => {
+                seen.close = frame.close_code();
+                conn.send(&Frame::close(1000, "").unmasked());
+                // RFC 6455 7.1.1: the server ends TCP first.
+                conn.stream.shutdown(std::net::Shutdown::Write).unwrap();
+                conn.expect_eof();
+                return seen;
+            }
+            op => {
+                let (opcode, mut payload, n) = partial.take().unwrap_or((op, Vec::new(), 0));
+                payload.extend_from_slice(&frame.payload);
+                if frame.fin {
+                    seen.messages += 1;
+                    if n > 0 {
+                        seen.fragmented += 1;
+                    }
+                    conn.send(&Frame::new(opcode, &payload).unmasked());
+                } else {
+                    partial = Some((opcode, payload, n + 1));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn split_client_with_eight_senders_and_a_reader_at_once() {
+    let (addr, server) = raw_server(validating_echo);
+    let mut ws = connect(addr, Config::default());
+    let (mut reader, writer) = ws.split().unwrap();
+
+    let start = Arc::new(Barrier::new(SENDERS as usize + 1));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|t| {
+            let writer = writer.clone();
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                start.wait();
+                for i in 0..PER_SENDER {
+                    let (msg, fragmented) = message_of(t, i);
+                    if fragmented {
+                        send_in_fragments(&writer, &msg);
+                    } else {
+                        writer.send(&msg).unwrap();
+                    }
+                    if i % 100 == 0 {
+                        writer.ping(&i.to_be_bytes()).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let receiving = thread::spawn(move || {
+        let mut next = [0u32; SENDERS as usize];
+        for _ in 0..SENDERS * PER_SENDER {
+            let msg = reader
+                .recv()
+                .unwrap()
+                .expect("closed before every echo arrived");
+            let (t, i) = origin_of(&msg);
+            // Each sender's messages come back in the order it sent them.
+            assert_eq!(i, next[t as usize], "sender {t} out of order");
+            next[t as usize] += 1;
+            assert!(msg == message_of(t, i).0, "message {t}:{i} corrupted");
+        }
+        (reader, next)
+    });
+    start.wait();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let (mut reader, next) = receiving.join().unwrap();
+    assert_eq!(next, [PER_SENDER; SENDERS as usize]);
+
+    reader.close(CloseCode::NORMAL, "").unwrap();
+    assert_eq!(reader.state(), State::Closed);
+    assert!(matches!(writer.send("late"), Err(Error::Closed)));
+
+    let seen = server.join().unwrap();
+    assert_eq!(seen.messages, (SENDERS * PER_SENDER) as usize);
+    let fragmented = (0..PER_SENDER).filter(|i| i % 7 == 3).count() * SENDERS as usize;
+    assert_eq!(seen.fragmented, fragmented);
+    assert_eq!(seen.pings, (SENDERS * PER_SENDER.div_ceil(100)) as usize);
+    assert_eq!(seen.close, Some(1000));
+}
+
+/// A server handler that splits: its reader forwards to a writer thread that echoes, so the
+/// server reads and writes at once.
+fn split_echo(ws: &mut WebSocket) -> HandlerResult {
+    let (mut reader, writer) = ws.split()?;
+    let (tx, rx) = mpsc::channel::<Message>();
+    let echoer = thread::spawn(move || {
+        for msg in rx {
+            if writer.send(&msg).is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(msg) = reader.recv()? {
+        tx.send(msg)?;
+    }
+    drop(tx);
+    echoer.join().unwrap();
+    Ok(())
+}
+
+#[test]
+fn split_server_echoes_while_reading_and_answers_pings() {
+    let addr = serve(Config::default(), split_echo);
+    let mut conn = RawConn::connect(addr);
+    let count = 300u32;
+    // The client writes everything before reading a byte, from a second handle; megabytes of
+    // echo pile up meanwhile, which only a server that reads while it writes survives.
+    let mut out = RawConn {
+        stream: conn.stream.try_clone().unwrap(),
+        buf: Vec::new(),
+        expect_masked: false,
+    };
+    let writing = thread::spawn(move || {
+        for i in 0..count {
+            let body = bytes_of_len(if i % 10 == 0 {
+                100_000
+            } else {
+                i as usize * 13
+            });
+            let mut msg = i.to_be_bytes().to_vec();
+            msg.extend_from_slice(&body);
+            if i % 5 == 0 {
+                let (a, b) = msg.split_at(msg.len() / 2);
+                out.write_raw(&frames(&[
+                    Frame::binary(a).fin(false),
+                    Frame::ping(format!("p{i}")),
+                    Frame::cont(b),
+                ]));
+            } else {
+                out.send(&Frame::binary(&msg));
+            }
+        }
+    });
+    let mut next = 0u32;
+    let mut pongs = Vec::new();
+    while next < count || pongs.len() < (count / 5) as usize {
+        let frame = conn.read_frame();
+        match frame.opcode {
+            BINARY => {
+                assert!(frame.fin, "the echo is one frame");
+                let i = u32::from_be_bytes(frame.payload[..4].try_into().unwrap());
+                assert_eq!(i, next, "echo out of order");
+                let len = if i % 10 == 0 {
+                    100_000
+                } else {
+                    i as usize * 13
+                };
+                assert_eq!(&frame.payload[4..], &bytes_of_len(len)[..], "echo {i}");
+                next += 1;
+            }
+            PONG => pongs.push(String::from_utf8(frame.payload).unwrap()),
+            op => panic!("unexpected opcode {op}"),
+        }
+    }
+    writing.join().unwrap();
+    let expected: Vec<String> = (0..count).step_by(5).map(|i| format!("p{i}")).collect();
+    assert_eq!(pongs, expected, "every ping answered, in order");
+    conn.send(&Frame::close(1000, ""));
+    assert_eq!(conn.expect_close(), Some(1000));
+}
+
+// ------------------------------------------------------------------ every half learns
+
+#[test]
+fn when_the_peer_closes_every_half_learns_it() {
+    let addr = serve(Config::default(), |ws| {
+        // Close with 1000 after the first message.
+        ws.recv()?;
+        Ok(())
+    });
+    let mut ws = connect(addr, Config::default());
+    let (mut reader, writer) = ws.split().unwrap();
+    let other = writer.clone();
+    writer.send("bye").unwrap();
+    assert_eq!(reader.recv().unwrap(), None);
+    assert_eq!(
+        reader.close_frame().map(|f| f.code),
+        Some(CloseCode::NORMAL)
+    );
+    assert_eq!(reader.state(), State::Closed);
+    assert_eq!(
+        reader.recv().unwrap(),
+        None,
+        "and again on every later call"
+    );
+    assert!(writer.is_closed() && other.is_closed());
+    let from_thread = thread::spawn(move || other.send("late")).join().unwrap();
+    assert!(matches!(from_thread, Err(Error::Closed)), "{from_thread:?}");
+    assert!(matches!(writer.send("late"), Err(Error::Closed)));
+    assert!(matches!(writer.ping(b""), Err(Error::Closed)));
+    assert!(
+        writer.close(CloseCode::NORMAL, "").is_ok(),
+        "closing twice is a no-op"
+    );
+}
+
+#[test]
+fn server_halves_learn_the_client_closed() {
+    let (tx, results) = mpsc::channel();
+    let addr = serve(Config::default(), move |ws| {
+        let (mut reader, writer) = ws.split()?;
+        let r = reader.recv();
+        let end = matches!(r, Ok(None));
+        let code = reader.close_frame().map(|f| f.code);
+        let send = writer.send("late");
+        tx.send((end, code, matches!(send, Err(Error::Closed))))?;
+        Ok(())
+    });
+    let mut conn = RawConn::connect(addr);
+    conn.send(&Frame::close(4000, "done"));
+    assert_eq!(conn.expect_close(), Some(4000));
+    let (end, code, send_closed) = results.recv_timeout(TIMEOUT).unwrap();
+    assert!(end, "reader's recv did not return Ok(None)");
+    assert_eq!(code, Some(CloseCode(4000)));
+    assert!(send_closed, "writer's send did not fail with Closed");
+}
+
+#[test]
+fn dropping_every_half_says_going_away() {
+    let (addr, server) = raw_server(|mut conn| {
+        let frame = conn.read_frame();
+        assert_eq!(frame.payload, b"still here");
+        conn.expect_close()
+    });
+    let mut ws = connect(addr, Config::default());
+    let (reader, writer) = ws.split().unwrap();
+    let clones: Vec<_> = (0..4).map(|_| writer.clone()).collect();
+    // The reader goes first; the writers still work.
+    drop(reader);
+    writer.send("still here").unwrap();
+    thread::scope(|s| {
+        for w in clones {
+            s.spawn(move || drop(w));
+        }
+    });
+    drop(writer);
+    drop(ws);
+    assert_eq!(server.join().unwrap(), Some(1001));
+}
