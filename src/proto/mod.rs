@@ -10,4 +10,5 @@ pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod mask;
+pub mod rules;
 pub mod utf8;

@@ -46,17 +46,9 @@ use crate::proto::handshake::Request;
 use conn::{Conn, Info, Link};
 use sender::Sender;
 
+pub use crate::proto::rules::Role;
 pub use budget::MemoryBudget;
 pub use split::{Reader, Writer};
-
-/// Which end of the connection this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Accepted the connection; receives masked frames, sends unmasked ones.
-    Server,
-    /// Opened the connection; masks every frame it sends.
-    Client,
-}
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
