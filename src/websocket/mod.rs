@@ -19,8 +19,9 @@
 //!                   socket error or end-of-stream: nothing can be sent
 //! ```
 //!
-//! Files: `receiver` turns bytes into messages and control frames (the RFC's receive rules),
-//! charging what their buffers hold to a `budget` shared with other connections, if given one;
+//! Files: `receiver` turns bytes into messages and control frames under the RFC's receive rules
+//! (`proto::rules`; its `inflate` part for compressed messages), charging what their buffers
+//! hold to a `budget` shared with other connections, if given one;
 //! `sender` writes frames, `conn` holds the rules that tie them together (pong replies, the
 //! closing handshake, deadlines, heartbeat) once for both the whole socket here and the reader
 //! of a `split` one.

@@ -4,8 +4,8 @@
 //! Each frame header goes through the receive rules ([`check_frame`]); its payload then moves,
 //! through one loop, into the frame's [`Sink`]: the control buffer, the message buffer (text
 //! validated as it arrives) or, for a compressed message, the inflater's input (inflated into the
-//! message buffer as it arrives). All state lives in the struct, so a read that fails with a
-//! timeout can be retried and the frame continues where it stopped.
+//! message buffer as it arrives; see `inflate`). All state lives in the struct, so a read that
+//! fails with a timeout can be retried and the frame continues where it stopped.
 
 use std::io;
 
@@ -21,7 +21,9 @@ use crate::proto::rules::{FrameVerdict, Limits, MessageState, check_frame};
 use crate::proto::utf8::Utf8Validator;
 
 #[cfg(feature = "deflate")]
-use crate::proto::compress::{Decompressor, InflateError};
+mod inflate;
+#[cfg(feature = "deflate")]
+use inflate::Inflate;
 
 /// Largest piece read directly into a text message or the inflater's input: such bytes are
 /// validated (or inflated) after each read, so invalid data fails the message as soon as it
@@ -102,15 +104,6 @@ pub(crate) struct Receiver {
     inflate: Option<Box<Inflate>>,
 }
 
-/// The receive side of permessage-deflate.
-#[cfg(feature = "deflate")]
-#[derive(Debug)]
-struct Inflate {
-    decompressor: Decompressor,
-    /// Unmasked compressed bytes waiting to be inflated (one read's worth at most).
-    input: Vec<u8>,
-}
-
 impl Receiver {
     pub fn new(role: Role, config: &Config, leftover: &[u8]) -> Self {
         Receiver {
@@ -133,16 +126,6 @@ impl Receiver {
             #[cfg(feature = "deflate")]
             inflate: None,
         }
-    }
-
-    /// Turns on permessage-deflate for received messages.
-    #[cfg(feature = "deflate")]
-    pub fn set_inflate(&mut self, peer_window_bits: u8, peer_no_context_takeover: bool) {
-        self.limits.compression = true;
-        self.inflate = Some(Box::new(Inflate {
-            decompressor: Decompressor::new(peer_window_bits, peer_no_context_takeover),
-            input: Vec::new(),
-        }));
     }
 
     /// Bytes read from the stream so far.
@@ -447,66 +430,6 @@ impl Receiver {
         self.buf.clear();
         // The buffer given back was the caller's; it is not charged until it grows.
         self.account.release();
-    }
-}
-
-/// The compressed path: the payload loop hands each piece of compressed bytes to
-/// `inflate_input`, so the limits and UTF-8 apply to the inflated bytes, piece by piece.
-#[cfg(feature = "deflate")]
-impl Receiver {
-    /// Inflates the pending input into the message and validates what came out.
-    fn inflate_input(&mut self) -> Result<(), ProtocolError> {
-        let inflate = self.inflate.as_deref_mut().expect("inflating");
-        let start = self.buf.len();
-        let account = &mut self.account;
-        let result = inflate.decompressor.inflate_with(
-            &inflate.input,
-            &mut self.buf,
-            self.limits.max_message,
-            &mut |from, to| account.grow(from, to),
-        );
-        self.check_inflated(result, start)
-    }
-
-    /// Ends the compressed message: inflates what the decompressor still holds.
-    fn finish_inflate(&mut self) -> Result<(), ProtocolError> {
-        let inflate = self.inflate.as_deref_mut().expect("inflating");
-        let start = self.buf.len();
-        let account = &mut self.account;
-        let result = inflate.decompressor.finish_with(
-            &mut self.buf,
-            self.limits.max_message,
-            &mut |from, to| account.grow(from, to),
-        );
-        self.check_inflated(result, start)
-    }
-
-    /// Checks the new text for UTF-8 and maps an inflate result to the RFC's errors.
-    ///
-    /// What inflated before a failure is checked too, so the first violation in the inflated
-    /// stream decides the close code: bad UTF-8 followed by corrupt data or a bomb is 1007
-    /// however the frame was cut into reads (a whole frame inflates in one call, a trickled
-    /// one in many).
-    fn check_inflated(
-        &mut self,
-        result: Result<(), InflateError>,
-        start: usize,
-    ) -> Result<(), ProtocolError> {
-        let text = self.msg.kind == Some(MessageKind::Text);
-        let bad_text = text && self.utf8.feed(&self.buf[start..]).is_err();
-        let failed = match result {
-            _ if bad_text => ProtocolError::InvalidUtf8,
-            Ok(()) => return Ok(()),
-            Err(InflateError::TooLarge) => ProtocolError::MessageTooLarge,
-            Err(InflateError::Corrupt) => ProtocolError::BadCompressedData,
-            Err(InflateError::Refused) => ProtocolError::OverMemoryBudget,
-        };
-        // The connection is failed; drop what the bad message grew.
-        if let Some(inflate) = self.inflate.as_deref_mut() {
-            inflate.decompressor.reset();
-        }
-        self.drop_message();
-        Err(failed)
     }
 }
 
