@@ -603,4 +603,174 @@ mod tests {
         drop(rx);
         assert_eq!(budget.used(), 0);
     }
+
+    /// Serves its bytes in reads of at most `piece`, each followed by a read that times out.
+    struct Stutter {
+        data: Vec<u8>,
+        at: usize,
+        piece: usize,
+        stall: bool,
+    }
+
+    impl io::Read for Stutter {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.stall = !self.stall;
+            let n = out.len().min(self.piece).min(self.data.len() - self.at);
+            if !self.stall || n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            out[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl io::Write for Stutter {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Stutter {}
+
+    /// A masked frame carrying `payload`.
+    fn masked(opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let header = FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask: Some(key),
+            len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        let mut wire = head[..n].to_vec();
+        let start = wire.len();
+        wire.extend_from_slice(payload);
+        apply_mask(&mut wire[start..], key, 0);
+        wire
+    }
+
+    /// Receives everything in `wire`, in reads of `piece` bytes with a timeout after each,
+    /// and lists what came: messages by kind and bytes, control frames by opcode and payload.
+    fn receive_all(rx: &mut Receiver, wire: &[u8], piece: usize) -> Vec<(String, Vec<u8>)> {
+        let mut stream = Stutter {
+            data: wire.to_vec(),
+            at: 0,
+            piece,
+            stall: false,
+        };
+        let mut got = Vec::new();
+        while got.last().is_none_or(|(what, _)| what != "Close") {
+            match rx.next_event(&mut stream) {
+                Ok(Event::Message(kind)) => {
+                    let message = rx.take_message(kind);
+                    got.push((format!("{kind:?}"), message.into_bytes()));
+                }
+                Ok(event) => got.push((format!("{event:?}"), rx.control_payload().to_vec())),
+                Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
+                Err(e) => panic!("piece {piece}: {e:?}"),
+            }
+        }
+        assert_eq!(stream.at, wire.len());
+        got
+    }
+
+    /// Messages that take every way through the payload loop: through the read buffer and past
+    /// it, text and binary, fragmented with control frames between the fragments.
+    fn messages() -> (String, Vec<u8>, String) {
+        let text: String = "h\u{e9}llo w\u{f6}rld \u{1f600} ".repeat(40);
+        let binary: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+        (text, binary, "caf\u{e9}".to_owned())
+    }
+
+    fn expected(text: &str, binary: &[u8], short: &str) -> Vec<(String, Vec<u8>)> {
+        let row = |what: &str, bytes: &[u8]| (what.to_owned(), bytes.to_vec());
+        vec![
+            row("Ping", b"p1"),
+            row("Text", text.as_bytes()),
+            row("Binary", binary),
+            row("Pong", b""),
+            row("Text", short.as_bytes()),
+            row("Close", &[3, 232]),
+        ]
+    }
+
+    #[test]
+    fn every_read_size_with_timeouts_between_gives_the_same_events() {
+        let config = Config {
+            read_buffer_size: 256,
+            ..Config::default()
+        };
+        let (text, binary, short) = messages();
+        let (a, b) = text.as_bytes().split_at(500);
+        let wire = [
+            masked(OpCode::Ping, true, 0, b"p1"),
+            masked(OpCode::Text, false, 0, &a[..100]),
+            masked(OpCode::Continuation, false, 0, &a[100..]),
+            masked(OpCode::Ping, true, 0, b"p2"),
+            masked(OpCode::Continuation, true, 0, b),
+            masked(OpCode::Binary, true, 0, &binary),
+            masked(OpCode::Pong, true, 0, b""),
+            masked(OpCode::Text, true, 0, short.as_bytes()),
+            masked(OpCode::Close, true, 0, &[3, 232]),
+        ]
+        .concat();
+        let mut want = expected(&text, &binary, &short);
+        want.insert(1, ("Ping".to_owned(), b"p2".to_vec()));
+        for piece in (1..=40).chain([255, 256, 257, 1000, 1 << 20]) {
+            let mut rx = Receiver::new(Role::Server, &config, b"");
+            assert_eq!(receive_all(&mut rx, &wire, piece), want, "piece {piece}");
+        }
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn compressed_messages_take_the_same_loop() {
+        use crate::proto::compress::Compressor;
+        let config = Config {
+            read_buffer_size: 256,
+            ..Config::default()
+        };
+        let (text, binary, short) = messages();
+        let mut deflate = Compressor::new(15, 6, false);
+        let mut compress = |input: &[u8], fin: bool| {
+            let mut out = Vec::new();
+            deflate.compress(input, fin, &mut out).unwrap();
+            out
+        };
+        // Binary that does not compress much, so that its frame is read past the read buffer.
+        let noise: Vec<u8> = (0..3000u32)
+            .map(|i| (i.wrapping_mul(i).wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let noisy = compress(&noise, true);
+        assert!(noisy.len() > 1000, "read past the read buffer");
+        let (a, b) = text.as_bytes().split_at(500);
+        let (first, second) = (compress(a, false), compress(b, true));
+        let wire = [
+            masked(OpCode::Ping, true, 0, b"p1"),
+            masked(OpCode::Text, false, 0b100, &first),
+            masked(OpCode::Ping, true, 0, b"p2"),
+            masked(OpCode::Continuation, true, 0, &second),
+            masked(OpCode::Binary, true, 0b100, &noisy),
+            // An uncompressed message between compressed ones.
+            masked(OpCode::Binary, true, 0, &binary),
+            masked(OpCode::Pong, true, 0, b""),
+            masked(OpCode::Text, true, 0b100, &compress(short.as_bytes(), true)),
+            masked(OpCode::Close, true, 0, &[3, 232]),
+        ]
+        .concat();
+        let mut want = expected(&text, &binary, &short);
+        want.insert(1, ("Ping".to_owned(), b"p2".to_vec()));
+        want.insert(3, ("Binary".to_owned(), noise.clone()));
+        for piece in (1..=40).chain([255, 256, 257, 1000, 1 << 20]) {
+            let mut rx = Receiver::new(Role::Server, &config, b"");
+            rx.set_inflate(15, false);
+            assert_eq!(receive_all(&mut rx, &wire, piece), want, "piece {piece}");
+        }
+    }
 }
