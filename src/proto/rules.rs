@@ -74,6 +74,7 @@ pub enum FrameVerdict {
 /// Checks a frame header against the message in progress and the limits, in this order: RSV
 /// bits, mask direction, frame size, continuation order, fragment count, message size. The
 /// first rule broken decides the error (and so the close code).
+#[inline]
 pub fn check_frame(
     h: &FrameHeader,
     state: &MessageState,

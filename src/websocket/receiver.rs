@@ -177,6 +177,7 @@ impl Receiver {
     }
 
     /// Checks a new frame header against the receive rules and decides where its payload goes.
+    #[inline]
     fn start_frame(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
         let sink = match check_frame(&h, &self.msg, &self.limits)? {
             FrameVerdict::Control => {
@@ -226,8 +227,9 @@ impl Receiver {
             return Ok(None);
         };
         while f.done < f.len {
-            let (n, io_result) = if !self.rbuf.data().is_empty() {
-                (self.take_buffered(&f)?, Ok(()))
+            let avail = self.rbuf.data().len();
+            let (n, io_result) = if avail > 0 {
+                (self.take_buffered(&f, avail)?, Ok(()))
             } else if f.sink != Sink::Control && f.len - f.done >= self.rbuf.capacity() {
                 self.read_direct(stream, &f)
             } else {
@@ -252,11 +254,12 @@ impl Receiver {
         })
     }
 
-    /// Moves the frame's bytes that are already in the read buffer into its sink, unmasking
-    /// them; returns how many.
-    fn take_buffered(&mut self, f: &FrameProgress) -> Result<usize, ProtocolError> {
+    /// Moves the frame's bytes that are already in the read buffer (`avail` of them) into its
+    /// sink, unmasking them; returns how many.
+    #[inline]
+    fn take_buffered(&mut self, f: &FrameProgress, avail: usize) -> Result<usize, ProtocolError> {
         let want = f.len - f.done;
-        let take = want.min(self.rbuf.data().len());
+        let take = want.min(avail);
         if f.sink == Sink::Message {
             self.reserve(take, want, f.fin)?;
         }
@@ -331,6 +334,7 @@ impl Receiver {
 
     /// Checks the `n` payload bytes that just reached the frame's sink: text for UTF-8,
     /// compressed bytes by inflating them.
+    #[inline]
     fn absorb(&mut self, sink: Sink, n: usize) -> Result<(), ProtocolError> {
         if n == 0 {
             return Ok(());
@@ -394,6 +398,7 @@ impl Receiver {
 
     /// Ends the message in progress (its last frame went to `sink`), checking that text did not
     /// stop inside a code point.
+    #[inline]
     fn finish_message(&mut self, sink: Sink) -> Result<MessageKind, ProtocolError> {
         #[cfg(feature = "deflate")]
         if sink == Sink::Inflate {
@@ -434,6 +439,7 @@ impl Receiver {
 }
 
 /// Appends a piece of the frame's payload to `dst`, unmasked.
+#[inline]
 fn extend(dst: &mut Vec<u8>, piece: &[u8], f: &FrameProgress) {
     match f.mask {
         Some(key) => extend_masked(dst, piece, key, f.done),
