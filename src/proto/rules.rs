@@ -2,15 +2,17 @@
 //! given the message in progress and the limits, is this frame allowed, and what does it start?
 //!
 //! ```text
-//!                 Text / Binary (fin)                 control frames at any time:
-//!               +--------------------+                ping, pong, close leave the
-//!               |                    v                message in progress alone
-//!          +---------+  Text / Binary (!fin)   +-------------+
-//!   ------>|  IDLE   |------------------------>| IN MESSAGE  |<--+ Continuation (!fin)
-//!          +---------+                         +-------------+---+
-//!               ^   Continuation (fin)                |
-//!               +-------------------------------------+
-//!   IDLE + Continuation: UnexpectedContinuation   IN MESSAGE + Text / Binary: ExpectedContinuation
+//!        Text / Binary (fin): a whole message
+//!           +-----+
+//!           |     v
+//!        +-----------+   Text / Binary (!fin)   +--------------+
+//!  ----->|   IDLE    |------------------------->|  IN MESSAGE  |---+
+//!        +-----------+                          +--------------+   | Continuation (!fin)
+//!              ^          Continuation (fin)        |      ^       |
+//!              +------------------------------------+      +-------+
+//!
+//!  Control frames (ping, pong, close) may come in either state and change neither.
+//!  IDLE + Continuation: UnexpectedContinuation; IN MESSAGE + Text / Binary: ExpectedContinuation.
 //! ```
 //!
 //! Rules that need no context (reserved opcodes, control frames final and at most 125 bytes, the
