@@ -92,7 +92,10 @@ pub use server::{
 };
 #[cfg(feature = "tls")]
 pub use tls::{ClientTls, ClientTlsBuilder, ServerTls};
-pub use websocket::{MemoryBudget, Reader, Role, State, WebSocket, Writer};
+pub use websocket::{MemoryBudget, Reader, State, WebSocket, Writer};
+// Defined with the receive rules in `proto`; documented here, where users name it.
+#[doc(inline)]
+pub use websocket::Role;
 
 /// The README's examples, compiled as doc tests so they cannot rot. They use every feature, so
 /// they run with `--all-features` (as CI does).

@@ -4,6 +4,7 @@
 //! | file | job |
 //! |---|---|
 //! | `frame.rs`, `mask.rs`, `utf8.rs`, `close.rs` | frame headers, masking, incremental UTF-8, close payloads |
+//! | `rules.rs` | the receive rules a frame header must pass given the message in progress (RFC 6455 5) |
 //! | `head.rs` | HTTP request and response heads, parsed complete-or-partial |
 //! | `http.rs` | HTTP rules: which fields may be written, body framing, `Expect`, plain responses |
 //! | `handshake.rs` | RFC 6455 section 4: the upgrade's checks, accept key, `101` and client request |
@@ -19,4 +20,5 @@ pub mod handshake;
 pub mod head;
 pub mod http;
 pub mod mask;
+pub mod rules;
 pub mod utf8;

@@ -119,7 +119,7 @@ pub(crate) struct Conn<L: Link> {
 
 impl<L: Link> Conn<L> {
     pub fn new(link: L, role: Role, config: Config, leftover: &[u8], info: Info) -> Self {
-        let rx = Receiver::new(role == Role::Server, &config, leftover);
+        let rx = Receiver::new(role, &config, leftover);
         Conn {
             link,
             rx,
@@ -178,7 +178,7 @@ impl<L: Link> Conn<L> {
     /// Receives the next data message, or `None` once the peer has closed, giving up with
     /// [`Error::Timeout`] at `deadline`.
     pub fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Option<Message>> {
-        self.recv_with(deadline, |rx, text| rx.take_message(text))
+        self.recv_with(deadline, |rx, kind| rx.take_message(kind))
     }
 
     /// Like `recv_until`, swapping the message into `out` instead of allocating one.
@@ -187,20 +187,16 @@ impl<L: Link> Conn<L> {
         out: &mut Vec<u8>,
         deadline: Option<Instant>,
     ) -> Result<Option<MessageKind>> {
-        self.recv_with(deadline, |rx, text| {
+        self.recv_with(deadline, |rx, kind| {
             rx.swap_message(out);
-            if text {
-                MessageKind::Text
-            } else {
-                MessageKind::Binary
-            }
+            kind
         })
     }
 
     fn recv_with<T>(
         &mut self,
         deadline: Option<Instant>,
-        mut deliver: impl FnMut(&mut Receiver, bool) -> T,
+        mut deliver: impl FnMut(&mut Receiver, MessageKind) -> T,
     ) -> Result<Option<T>> {
         loop {
             if self.state != State::Closed && self.link.is_closed() {
@@ -226,11 +222,11 @@ impl<L: Link> Conn<L> {
                 self.hb.last_rx = Instant::now();
             }
             match result {
-                Ok(Event::Message(text)) if self.state == State::Open => {
-                    return Ok(Some(deliver(&mut self.rx, text)));
+                Ok(Event::Message(kind)) if self.state == State::Open => {
+                    return Ok(Some(deliver(&mut self.rx, kind)));
                 }
                 // RFC 6455 1.4: after sending a close frame, data may still arrive; drop it.
-                Ok(Event::Message(text)) => drop(self.rx.take_message(text)),
+                Ok(Event::Message(kind)) => drop(self.rx.take_message(kind)),
                 Ok(Event::Ping) => {
                     if self.state == State::Open && !self.link.close_sent() {
                         let mut payload = [0u8; 125];

@@ -25,8 +25,9 @@
 //! which its owner may ask it to close. Nothing patches it afterwards, and nothing here knows
 //! who the owner is.
 //!
-//! Files: `receiver` turns bytes into messages and control frames (the RFC's receive rules),
-//! charging what their buffers hold to a `budget` shared with other connections, if given one;
+//! Files: `receiver` turns bytes into messages and control frames under the RFC's receive rules
+//! (`proto::rules`; its `inflate` part for compressed messages), charging what their buffers
+//! hold to a `budget` shared with other connections, if given one;
 //! `sender` writes frames, `conn` holds the rules that tie them together (pong replies, the
 //! closing handshake, deadlines, heartbeat) once for both the whole socket here and the reader
 //! of a `split` one; `accessors` what both tell about the connection.
@@ -52,18 +53,10 @@ use crate::proto::frame::OpCode;
 use conn::{Conn, Info, Link};
 use sender::Sender;
 
+pub use crate::proto::rules::Role;
 pub use budget::MemoryBudget;
 pub(crate) use opening::{CloseRequest, Opening};
 pub use split::{Reader, Writer};
-
-/// Which end of the connection this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Accepted the connection; receives masked frames, sends unmasked ones.
-    Server,
-    /// Opened the connection; masks every frame it sends.
-    Client,
-}
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

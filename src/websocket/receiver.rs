@@ -1,26 +1,33 @@
-//! Frame assembly: turns bytes from a stream into messages and control frames, enforcing the
-//! receive-side rules of RFC 6455. It reads but never writes; what to answer is the caller's
-//! business.
+//! Frame assembly: turns bytes from a stream into messages and control frames. It reads but
+//! never writes; what to answer is the caller's business.
 //!
-//! All state lives in the struct, so a read that fails with a timeout can be retried and the
-//! frame continues where it stopped.
+//! Each frame header goes through the receive rules ([`check_frame`]); its payload then moves,
+//! through one loop, into the frame's [`Sink`]: the control buffer, the message buffer (text
+//! validated as it arrives) or, for a compressed message, the inflater's input (inflated into the
+//! message buffer as it arrives; see `inflate`). All state lives in the struct, so a read that
+//! fails with a timeout can be retried and the frame continues where it stopped.
 
 use std::io;
 
+use super::Role;
 use super::budget::Account;
 use crate::config::Config;
 use crate::error::{ProtocolError, is_timeout_kind};
 use crate::io::{ReadBuf, Transport};
-use crate::message::Message;
+use crate::message::{Message, MessageKind};
 use crate::proto::frame::{FrameHeader, OpCode};
 use crate::proto::mask::{apply_mask, extend_masked};
+use crate::proto::rules::{FrameVerdict, Limits, MessageState, check_frame};
 use crate::proto::utf8::Utf8Validator;
 
 #[cfg(feature = "deflate")]
-use crate::proto::deflate::{Decompressor, InflateError};
+mod inflate;
+#[cfg(feature = "deflate")]
+use inflate::Inflate;
 
-/// Largest piece of a text payload read directly into a message: text is validated after each
-/// read, so invalid UTF-8 fails the message as soon as it arrives.
+/// Largest piece read directly into a text message or the inflater's input: such bytes are
+/// validated (or inflated) after each read, so invalid data fails the message as soon as it
+/// arrives.
 const TEXT_CHUNK: usize = 64 << 10;
 
 /// The smallest step by which a message's buffer grows for a direct read (a payload larger than
@@ -31,9 +38,8 @@ const GROW_STEP: usize = 64 << 10;
 /// One complete thing the peer sent.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// A whole data message is assembled (text if true); take it with `take_message` or
-    /// `swap_message`.
-    Message(bool),
+    /// A whole data message is assembled; take it with `take_message` or `swap_message`.
+    Message(MessageKind),
     Ping,
     Pong,
     Close,
@@ -54,6 +60,18 @@ impl From<ProtocolError> for Fault {
     }
 }
 
+/// Where the payload of the frame being read goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    /// The control buffer: ping, pong and close payloads, 125 bytes at most.
+    Control,
+    /// The message buffer; text is validated as it arrives.
+    Message,
+    /// The inflater's input, inflated into the message buffer as it arrives.
+    #[cfg(feature = "deflate")]
+    Inflate,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct FrameProgress {
     opcode: OpCode,
@@ -61,21 +79,18 @@ struct FrameProgress {
     mask: Option<[u8; 4]>,
     len: usize,
     done: usize,
+    sink: Sink,
 }
 
 /// The receiving half of a connection's state.
 #[derive(Debug)]
 pub(crate) struct Receiver {
-    server: bool,
-    max_frame: usize,
-    max_message: usize,
-    max_fragments: usize,
+    limits: Limits,
     rbuf: ReadBuf,
     /// The frame whose payload is being read.
     frame: Option<FrameProgress>,
-    /// The data message in progress: `Some(true)` text, `Some(false)` binary.
-    message: Option<bool>,
-    fragments: usize,
+    /// The data message in progress, as the receive rules see it.
+    msg: MessageState,
     buf: Vec<u8>,
     /// What `buf`'s growth has charged to the shared memory budget, if there is one.
     account: Account,
@@ -89,30 +104,19 @@ pub(crate) struct Receiver {
     inflate: Option<Box<Inflate>>,
 }
 
-/// The receive side of permessage-deflate.
-#[cfg(feature = "deflate")]
-#[derive(Debug)]
-struct Inflate {
-    decompressor: Decompressor,
-    /// The message in progress is compressed (its first frame had RSV1).
-    active: bool,
-    /// Compressed payload bytes of the message so far.
-    wire: usize,
-    /// Unmasked compressed bytes waiting to be inflated (one read's worth at most).
-    input: Vec<u8>,
-}
-
 impl Receiver {
-    pub fn new(server: bool, config: &Config, leftover: &[u8]) -> Self {
+    pub fn new(role: Role, config: &Config, leftover: &[u8]) -> Self {
         Receiver {
-            server,
-            max_frame: config.max_frame_size,
-            max_message: config.max_message_size,
-            max_fragments: config.max_fragments,
+            limits: Limits {
+                role,
+                max_frame: config.max_frame_size,
+                max_message: config.max_message_size,
+                max_fragments: config.max_fragments,
+                compression: false,
+            },
             rbuf: ReadBuf::with_leftover(config.effective_read_buffer(), leftover),
             frame: None,
-            message: None,
-            fragments: 0,
+            msg: MessageState::default(),
             buf: Vec::new(),
             account: Account::new(config.memory_budget.clone()),
             utf8: Utf8Validator::new(),
@@ -122,43 +126,6 @@ impl Receiver {
             #[cfg(feature = "deflate")]
             inflate: None,
         }
-    }
-
-    /// Turns on permessage-deflate for received messages.
-    #[cfg(feature = "deflate")]
-    pub fn set_inflate(&mut self, peer_window_bits: u8, peer_no_context_takeover: bool) {
-        self.inflate = Some(Box::new(Inflate {
-            decompressor: Decompressor::new(peer_window_bits, peer_no_context_takeover),
-            active: false,
-            wire: 0,
-            input: Vec::new(),
-        }));
-    }
-
-    /// Whether the message in progress is compressed.
-    #[cfg(feature = "deflate")]
-    fn inflating(&self) -> bool {
-        self.inflate.as_ref().is_some_and(|i| i.active)
-    }
-
-    #[cfg(not(feature = "deflate"))]
-    fn inflating(&self) -> bool {
-        false
-    }
-
-    /// Checks the RSV bits of a frame that has some set; true if it starts a compressed message.
-    fn check_rsv(&self, h: &FrameHeader) -> Result<bool, ProtocolError> {
-        // RFC 7692 6: RSV1 marks the first frame of a compressed message, and only that frame;
-        // RFC 6455 5.2: any other RSV bit MUST fail the connection.
-        #[cfg(feature = "deflate")]
-        if h.rsv == 0b100
-            && self.inflate.is_some()
-            && matches!(h.opcode, OpCode::Text | OpCode::Binary)
-        {
-            return Ok(true);
-        }
-        let _ = h;
-        Err(ProtocolError::ReservedBits)
     }
 
     /// Bytes read from the stream so far.
@@ -209,65 +176,48 @@ impl Receiver {
         }
     }
 
-    /// Checks a new frame header against the message in progress and the limits.
+    /// Checks a new frame header against the receive rules and decides where its payload goes.
+    #[inline]
     fn start_frame(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
-        // RFC 6455 5.2: RSV bits MUST be 0 unless an extension defines them.
-        let compressed = h.rsv != 0 && self.check_rsv(&h)?;
-        // RFC 6455 5.1: a server MUST close on an unmasked frame, a client on a masked one.
-        match (self.server, h.mask.is_some()) {
-            (true, false) => return Err(ProtocolError::UnmaskedFrame),
-            (false, true) => return Err(ProtocolError::MaskedFrame),
-            _ => {}
-        }
-        if h.len > self.max_frame as u64 {
-            return Err(ProtocolError::FrameTooLarge);
-        }
-        let len = h.len as usize;
-        if h.opcode.is_control() {
-            self.control_len = 0;
-        } else {
-            match (h.opcode, self.message) {
-                // RFC 6455 5.4: a continuation needs a message in progress, and a new message
-                // may not start before the previous one is finished.
-                (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-                (OpCode::Continuation, Some(_)) => {}
-                (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
-                (opcode, None) => {
-                    self.message = Some(opcode == OpCode::Text);
-                    self.fragments = 0;
-                    self.utf8.reset();
-                    #[cfg(feature = "deflate")]
-                    if let Some(inflate) = self.inflate.as_deref_mut() {
-                        inflate.active = compressed;
-                        inflate.wire = 0;
-                    }
-                }
+        let sink = match check_frame(&h, &self.msg, &self.limits)? {
+            FrameVerdict::Control => {
+                self.control_len = 0;
+                Sink::Control
             }
-            let _ = compressed;
-            self.fragments += 1;
-            if self.fragments > self.max_fragments {
-                return Err(ProtocolError::TooManyFragments);
+            FrameVerdict::Start(next) => {
+                self.msg = next;
+                self.utf8.reset();
+                self.data_sink()
             }
-            if self.inflating() {
-                #[cfg(feature = "deflate")]
-                self.start_compressed_frame(len)?;
-            } else if self.buf.len() + len > self.max_message {
-                return Err(ProtocolError::MessageTooLarge);
+            FrameVerdict::Continue(next) => {
+                self.msg = next;
+                self.data_sink()
             }
-            // Nothing is reserved from the announced length: a header is 2 to 14 bytes, and a
-            // peer may never send the payload. The buffer grows as the bytes arrive.
-        }
+        };
+        // Nothing is reserved from the announced length: a header is 2 to 14 bytes, and a peer
+        // may never send the payload. The buffer grows as the bytes arrive.
         self.frame = Some(FrameProgress {
             opcode: h.opcode,
             fin: h.fin,
             mask: h.mask,
-            len,
+            // At most `max_frame`, which the rules checked.
+            len: h.len as usize,
             done: 0,
+            sink,
         });
         Ok(())
     }
 
-    /// Moves payload bytes of the current frame into place. Returns an event once the frame
+    /// Where the payload of the message in progress goes.
+    fn data_sink(&self) -> Sink {
+        #[cfg(feature = "deflate")]
+        if self.msg.compressed {
+            return Sink::Inflate;
+        }
+        Sink::Message
+    }
+
+    /// Moves payload bytes of the current frame into its sink. Returns an event once the frame
     /// completes a message or is a control frame.
     fn read_payload<R: Transport + ?Sized>(
         &mut self,
@@ -276,53 +226,19 @@ impl Receiver {
         let Some(mut f) = self.frame else {
             return Ok(None);
         };
-        let control = f.opcode.is_control();
-        #[cfg(feature = "deflate")]
-        if !control && self.inflating() {
-            return self.read_compressed(stream, f);
-        }
         while f.done < f.len {
-            let want = f.len - f.done;
             let avail = self.rbuf.data().len();
-            let start = self.buf.len();
-            let io_result = if avail > 0 {
-                let take = want.min(avail);
-                if !control {
-                    self.reserve(take, want, f.fin)?;
-                }
-                let piece = &self.rbuf.data()[..take];
-                if control {
-                    let dst = &mut self.control[f.done..f.done + take];
-                    dst.copy_from_slice(piece);
-                    if let Some(key) = f.mask {
-                        apply_mask(dst, key, f.done);
-                    }
-                    self.control_len += take;
-                } else {
-                    match f.mask {
-                        Some(key) => extend_masked(&mut self.buf, piece, key, f.done),
-                        None => self.buf.extend_from_slice(piece),
-                    }
-                }
-                self.rbuf.consume(take);
-                Ok(())
-            } else if !control && want >= self.rbuf.capacity() {
-                self.read_direct(stream, want, f.fin, f.mask, f.done)
+            let (n, io_result) = if avail > 0 {
+                (self.take_buffered(&f, avail)?, Ok(()))
+            } else if f.sink != Sink::Control && f.len - f.done >= self.rbuf.capacity() {
+                self.read_direct(stream, &f)
             } else {
-                fill(&mut self.rbuf, stream).map(|n| self.received += n as u64)
+                let filled = fill(&mut self.rbuf, stream);
+                (0, filled.map(|n| self.received += n as u64))
             };
-            // Account for (and validate) whatever arrived, even if the read then failed.
-            if control {
-                f.done = self.control_len;
-            } else {
-                if avail == 0 {
-                    self.received += (self.buf.len() - start) as u64;
-                }
-                f.done += self.buf.len() - start;
-                if self.message == Some(true) && self.utf8.feed(&self.buf[start..]).is_err() {
-                    return Err(ProtocolError::InvalidUtf8.into());
-                }
-            }
+            f.done += n;
+            // Validate (or inflate) whatever arrived, even if the read then failed.
+            self.absorb(f.sink, n)?;
             if let Err(e) = io_result {
                 self.frame = Some(f);
                 return Err(e);
@@ -334,41 +250,107 @@ impl Receiver {
             OpCode::Pong => Some(Event::Pong),
             OpCode::Close => Some(Event::Close),
             _ if !f.fin => None,
-            _ => Some(Event::Message(self.finish_message()?)),
+            _ => Some(Event::Message(self.finish_message(f.sink)?)),
         })
     }
 
-    /// Reads a large payload straight into the message buffer, unmasking what arrived. `offset`
-    /// is how much of the frame's payload came before, for the mask phase.
+    /// Moves the frame's bytes that are already in the read buffer (`avail` of them) into its
+    /// sink, unmasking them; returns how many.
+    #[inline]
+    fn take_buffered(&mut self, f: &FrameProgress, avail: usize) -> Result<usize, ProtocolError> {
+        let want = f.len - f.done;
+        let take = want.min(avail);
+        if f.sink == Sink::Message {
+            self.reserve(take, want, f.fin)?;
+        }
+        let piece = &self.rbuf.data()[..take];
+        match f.sink {
+            Sink::Control => {
+                let dst = &mut self.control[f.done..f.done + take];
+                dst.copy_from_slice(piece);
+                if let Some(key) = f.mask {
+                    apply_mask(dst, key, f.done);
+                }
+            }
+            Sink::Message => extend(&mut self.buf, piece, f),
+            #[cfg(feature = "deflate")]
+            Sink::Inflate => {
+                let input = &mut self.inflate.as_deref_mut().expect("inflating").input;
+                input.clear();
+                extend(input, piece, f);
+            }
+        }
+        self.rbuf.consume(take);
+        Ok(take)
+    }
+
+    /// Reads a large payload past the read buffer, straight into its sink, and unmasks what
+    /// arrived; returns how many bytes did, and how the reading went. Binary goes into the
+    /// message buffer as far as it has room; text and compressed bytes come one read of at most
+    /// `TEXT_CHUNK` at a time, so each piece is checked as soon as it arrives.
     fn read_direct<R: Transport + ?Sized>(
         &mut self,
         stream: &mut R,
-        want: usize,
-        last: bool,
-        mask: Option<[u8; 4]>,
-        offset: usize,
-    ) -> Result<(), Fault> {
-        let start = self.buf.len();
-        let room = self.make_room(want, last)?;
-        let result = if self.message == Some(true) {
-            // Text: one read at a time so each piece is validated as soon as it arrives.
-            self.buf.resize(start + room.min(TEXT_CHUNK), 0);
-            let r = stream.read(&mut self.buf[start..]);
-            self.buf.truncate(start + *r.as_ref().unwrap_or(&0));
-            r
-        } else {
-            stream.read_to_vec(&mut self.buf, room)
+        f: &FrameProgress,
+    ) -> (usize, Result<(), Fault>) {
+        let want = f.len - f.done;
+        let (dst, result) = match f.sink {
+            Sink::Message => {
+                let room = match self.make_room(want, f.fin) {
+                    Ok(room) => room,
+                    Err(e) => return (0, Err(e.into())),
+                };
+                let start = self.buf.len();
+                let result = if self.msg.kind == Some(MessageKind::Text) {
+                    read_once(stream, &mut self.buf, room.min(TEXT_CHUNK))
+                } else {
+                    stream.read_to_vec(&mut self.buf, room)
+                };
+                (&mut self.buf[start..], result)
+            }
+            #[cfg(feature = "deflate")]
+            Sink::Inflate => {
+                let input = &mut self.inflate.as_deref_mut().expect("inflating").input;
+                input.clear();
+                let result = read_once(stream, input, want.min(TEXT_CHUNK));
+                (&mut input[..], result)
+            }
+            Sink::Control => unreachable!("a control payload fits the read buffer"),
         };
-        if let Some(key) = mask {
-            apply_mask(&mut self.buf[start..], key, offset);
+        if let Some(key) = f.mask {
+            apply_mask(dst, key, f.done);
         }
-        match result {
+        let n = dst.len();
+        self.received += n as u64;
+        let result = match result {
             Ok(0) => Err(Fault::Io(eof())),
             Ok(_) => Ok(()),
             // Part of the payload came before the timeout: count it, retry later.
-            Err(e) if self.buf.len() > start && is_timeout_kind(e.kind()) => Ok(()),
+            Err(e) if n > 0 && is_timeout_kind(e.kind()) => Ok(()),
             Err(e) => Err(Fault::Io(e)),
+        };
+        (n, result)
+    }
+
+    /// Checks the `n` payload bytes that just reached the frame's sink: text for UTF-8,
+    /// compressed bytes by inflating them.
+    #[inline]
+    fn absorb(&mut self, sink: Sink, n: usize) -> Result<(), ProtocolError> {
+        if n == 0 {
+            return Ok(());
         }
+        match sink {
+            Sink::Control => self.control_len += n,
+            Sink::Message => {
+                let text = self.msg.kind == Some(MessageKind::Text);
+                if text && self.utf8.feed(&self.buf[self.buf.len() - n..]).is_err() {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+            }
+            #[cfg(feature = "deflate")]
+            Sink::Inflate => return self.inflate_input(),
+        }
+        Ok(())
     }
 
     /// How many of the `want` payload bytes to read straight into the message buffer now: what
@@ -392,7 +374,7 @@ impl Receiver {
         }
         let double = if last { cap.min(left) } else { cap };
         let target = (len + extra.max(double))
-            .min(self.max_message)
+            .min(self.limits.max_message)
             .max(len + extra);
         if !self.account.grow(cap, target) {
             return Err(ProtocolError::OverMemoryBudget);
@@ -410,24 +392,32 @@ impl Receiver {
     fn drop_message(&mut self) {
         self.buf = Vec::new();
         self.account.release();
-        self.message = None;
+        self.msg = MessageState::default();
         self.frame = None;
     }
 
-    /// Ends the message in progress, checking that text did not stop inside a code point.
-    fn finish_message(&mut self) -> Result<bool, ProtocolError> {
-        let text = self.message.take() == Some(true);
-        if text {
+    /// Ends the message in progress (its last frame went to `sink`), checking that text did not
+    /// stop inside a code point.
+    #[inline]
+    fn finish_message(&mut self, sink: Sink) -> Result<MessageKind, ProtocolError> {
+        #[cfg(feature = "deflate")]
+        if sink == Sink::Inflate {
+            self.finish_inflate()?;
+        }
+        let _ = sink;
+        let kind = std::mem::take(&mut self.msg).kind;
+        let kind = kind.expect("a data frame belongs to a message");
+        if kind == MessageKind::Text {
             self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
         }
-        Ok(text)
+        Ok(kind)
     }
 
     /// The message just completed, as an owned `Message`; its buffer leaves with it.
-    pub fn take_message(&mut self, text: bool) -> Message {
+    pub fn take_message(&mut self, kind: MessageKind) -> Message {
         let buf = std::mem::take(&mut self.buf);
         self.account.release();
-        if !text {
+        if kind == MessageKind::Binary {
             return Message::Binary(buf);
         }
         // Validated as it arrived; std checks once more, as safe code must.
@@ -448,132 +438,26 @@ impl Receiver {
     }
 }
 
-/// The compressed path: payload bytes are unmasked into a small buffer and inflated into the
-/// message as they arrive, so the limits and UTF-8 apply to the inflated bytes, piece by piece.
-#[cfg(feature = "deflate")]
-impl Receiver {
-    /// The size checks for a frame of a compressed message: its compressed bytes are bounded
-    /// (empty deflate blocks inflate to nothing, yet cost time), its inflated bytes are checked
-    /// while inflating.
-    fn start_compressed_frame(&mut self, len: usize) -> Result<(), ProtocolError> {
-        let inflate = self.inflate.as_deref_mut().expect("inflating");
-        // Deflate grows incompressible data by well under 1/8 (stored blocks, sync flushes).
-        let bound = self.max_message.saturating_add(self.max_message / 8 + 1024);
-        inflate.wire = inflate.wire.saturating_add(len);
-        if inflate.wire > bound {
-            return Err(ProtocolError::MessageTooLarge);
-        }
-        Ok(())
+/// Appends a piece of the frame's payload to `dst`, unmasked.
+#[inline]
+fn extend(dst: &mut Vec<u8>, piece: &[u8], f: &FrameProgress) {
+    match f.mask {
+        Some(key) => extend_masked(dst, piece, key, f.done),
+        None => dst.extend_from_slice(piece),
     }
+}
 
-    fn read_compressed<R: Transport + ?Sized>(
-        &mut self,
-        stream: &mut R,
-        mut f: FrameProgress,
-    ) -> Result<Option<Event>, Fault> {
-        while f.done < f.len {
-            let want = f.len - f.done;
-            let avail = self.rbuf.data().len();
-            let inflate = self.inflate.as_deref_mut().expect("inflating");
-            let input = &mut inflate.input;
-            input.clear();
-            let io_result = if avail > 0 {
-                let take = want.min(avail);
-                let piece = &self.rbuf.data()[..take];
-                match f.mask {
-                    Some(key) => extend_masked(input, piece, key, f.done),
-                    None => input.extend_from_slice(piece),
-                }
-                self.rbuf.consume(take);
-                Ok(())
-            } else if want >= self.rbuf.capacity() {
-                // A large frame: read it in pieces past the read buffer, each inflated at once.
-                input.resize(want.min(TEXT_CHUNK), 0);
-                let r = stream.read(input);
-                input.truncate(*r.as_ref().unwrap_or(&0));
-                if let Some(key) = f.mask {
-                    apply_mask(input, key, f.done);
-                }
-                self.received += input.len() as u64;
-                match r {
-                    Ok(0) => Err(Fault::Io(eof())),
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(Fault::Io(e)),
-                }
-            } else {
-                fill(&mut self.rbuf, stream).map(|n| self.received += n as u64)
-            };
-            f.done += input.len();
-            let inflated = self.inflate_input();
-            if let Err(e) = inflated {
-                return Err(e.into());
-            }
-            if let Err(e) = io_result {
-                self.frame = Some(f);
-                return Err(e);
-            }
-        }
-        self.frame = None;
-        if !f.fin {
-            return Ok(None);
-        }
-        let inflate = self.inflate.as_deref_mut().expect("inflating");
-        let start = self.buf.len();
-        let account = &mut self.account;
-        let finished =
-            inflate
-                .decompressor
-                .finish_with(&mut self.buf, self.max_message, &mut |from, to| {
-                    account.grow(from, to)
-                });
-        inflate.active = false;
-        self.check_inflated(finished, start)?;
-        Ok(Some(Event::Message(self.finish_message()?)))
-    }
-
-    /// Inflates the pending input into the message and validates what came out.
-    fn inflate_input(&mut self) -> Result<(), ProtocolError> {
-        let inflate = self.inflate.as_deref_mut().expect("inflating");
-        if inflate.input.is_empty() {
-            return Ok(());
-        }
-        let start = self.buf.len();
-        let account = &mut self.account;
-        let result = inflate.decompressor.inflate_with(
-            &inflate.input,
-            &mut self.buf,
-            self.max_message,
-            &mut |from, to| account.grow(from, to),
-        );
-        self.check_inflated(result, start)
-    }
-
-    /// Checks the new text for UTF-8 and maps an inflate result to the RFC's errors.
-    ///
-    /// What inflated before a failure is checked too, so the first violation in the inflated
-    /// stream decides the close code: bad UTF-8 followed by corrupt data or a bomb is 1007
-    /// however the frame was cut into reads (a whole frame inflates in one call, a trickled
-    /// one in many).
-    fn check_inflated(
-        &mut self,
-        result: Result<(), InflateError>,
-        start: usize,
-    ) -> Result<(), ProtocolError> {
-        let bad_text = self.message == Some(true) && self.utf8.feed(&self.buf[start..]).is_err();
-        let failed = match result {
-            _ if bad_text => ProtocolError::InvalidUtf8,
-            Ok(()) => return Ok(()),
-            Err(InflateError::TooLarge) => ProtocolError::MessageTooLarge,
-            Err(InflateError::Corrupt) => ProtocolError::BadCompressedData,
-            Err(InflateError::Refused) => ProtocolError::OverMemoryBudget,
-        };
-        // The connection is failed; drop what the bad message grew.
-        if let Some(inflate) = self.inflate.as_deref_mut() {
-            inflate.decompressor.reset();
-        }
-        self.drop_message();
-        Err(failed)
-    }
+/// One `read` appending at most `max` bytes to `dst`.
+fn read_once<R: Transport + ?Sized>(
+    stream: &mut R,
+    dst: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<usize> {
+    let start = dst.len();
+    dst.resize(start + max, 0);
+    let result = stream.read(&mut dst[start..]);
+    dst.truncate(start + *result.as_ref().unwrap_or(&0));
+    result
 }
 
 /// One `read` into the read buffer; end-of-stream is an error here.
@@ -653,7 +537,7 @@ mod tests {
                     if piece * 1000 < sent {
                         continue;
                     }
-                    let mut rx = Receiver::new(true, &Config::default(), b"");
+                    let mut rx = Receiver::new(Role::Server, &Config::default(), b"");
                     let mut stream = Trickle {
                         data: announcing(opcode, announced, sent),
                         at: 0,
@@ -682,16 +566,19 @@ mod tests {
         let budget = crate::MemoryBudget::new(300 << 10);
         let config = Config::default().memory_budget(Some(budget.clone()));
         // A message within the budget: charged while it grows, given back when taken.
-        let mut rx = Receiver::new(true, &config, b"");
+        let mut rx = Receiver::new(Role::Server, &config, b"");
         let mut stream = Trickle {
             data: announcing(OpCode::Binary, 200 << 10, 200 << 10),
             at: 0,
             piece: 16 << 10,
         };
         let event = rx.next_event(&mut stream);
-        assert!(matches!(event, Ok(Event::Message(false))), "{event:?}");
+        assert!(
+            matches!(event, Ok(Event::Message(MessageKind::Binary))),
+            "{event:?}"
+        );
         assert_eq!(budget.used(), rx.buf.capacity());
-        assert_eq!(rx.take_message(false).len(), 200 << 10);
+        assert_eq!(rx.take_message(MessageKind::Binary).len(), 200 << 10);
         assert_eq!(budget.used(), 0);
         // One past it: refused, and nothing stays charged.
         let mut stream = Trickle {
@@ -706,7 +593,7 @@ mod tests {
         );
         assert_eq!(budget.used(), 0);
         // A message cut off by a timeout keeps its charge until the receiver is dropped.
-        let mut rx = Receiver::new(true, &config, b"");
+        let mut rx = Receiver::new(Role::Server, &config, b"");
         let mut stream = Trickle {
             data: announcing(OpCode::Text, 1 << 20, 100 << 10),
             at: 0,
@@ -721,5 +608,175 @@ mod tests {
         assert!(budget.used() >= 100 << 10);
         drop(rx);
         assert_eq!(budget.used(), 0);
+    }
+
+    /// Serves its bytes in reads of at most `piece`, each followed by a read that times out.
+    struct Stutter {
+        data: Vec<u8>,
+        at: usize,
+        piece: usize,
+        stall: bool,
+    }
+
+    impl io::Read for Stutter {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.stall = !self.stall;
+            let n = out.len().min(self.piece).min(self.data.len() - self.at);
+            if !self.stall || n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            out[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl io::Write for Stutter {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Stutter {}
+
+    /// A masked frame carrying `payload`.
+    fn masked(opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let header = FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask: Some(key),
+            len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        let mut wire = head[..n].to_vec();
+        let start = wire.len();
+        wire.extend_from_slice(payload);
+        apply_mask(&mut wire[start..], key, 0);
+        wire
+    }
+
+    /// Receives everything in `wire`, in reads of `piece` bytes with a timeout after each,
+    /// and lists what came: messages by kind and bytes, control frames by opcode and payload.
+    fn receive_all(rx: &mut Receiver, wire: &[u8], piece: usize) -> Vec<(String, Vec<u8>)> {
+        let mut stream = Stutter {
+            data: wire.to_vec(),
+            at: 0,
+            piece,
+            stall: false,
+        };
+        let mut got = Vec::new();
+        while got.last().is_none_or(|(what, _)| what != "Close") {
+            match rx.next_event(&mut stream) {
+                Ok(Event::Message(kind)) => {
+                    let message = rx.take_message(kind);
+                    got.push((format!("{kind:?}"), message.into_bytes()));
+                }
+                Ok(event) => got.push((format!("{event:?}"), rx.control_payload().to_vec())),
+                Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
+                Err(e) => panic!("piece {piece}: {e:?}"),
+            }
+        }
+        assert_eq!(stream.at, wire.len());
+        got
+    }
+
+    /// Messages that take every way through the payload loop: through the read buffer and past
+    /// it, text and binary, fragmented with control frames between the fragments.
+    fn messages() -> (String, Vec<u8>, String) {
+        let text: String = "h\u{e9}llo w\u{f6}rld \u{1f600} ".repeat(40);
+        let binary: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+        (text, binary, "caf\u{e9}".to_owned())
+    }
+
+    fn expected(text: &str, binary: &[u8], short: &str) -> Vec<(String, Vec<u8>)> {
+        let row = |what: &str, bytes: &[u8]| (what.to_owned(), bytes.to_vec());
+        vec![
+            row("Ping", b"p1"),
+            row("Text", text.as_bytes()),
+            row("Binary", binary),
+            row("Pong", b""),
+            row("Text", short.as_bytes()),
+            row("Close", &[3, 232]),
+        ]
+    }
+
+    #[test]
+    fn every_read_size_with_timeouts_between_gives_the_same_events() {
+        let config = Config {
+            read_buffer_size: 256,
+            ..Config::default()
+        };
+        let (text, binary, short) = messages();
+        let (a, b) = text.as_bytes().split_at(500);
+        let wire = [
+            masked(OpCode::Ping, true, 0, b"p1"),
+            masked(OpCode::Text, false, 0, &a[..100]),
+            masked(OpCode::Continuation, false, 0, &a[100..]),
+            masked(OpCode::Ping, true, 0, b"p2"),
+            masked(OpCode::Continuation, true, 0, b),
+            masked(OpCode::Binary, true, 0, &binary),
+            masked(OpCode::Pong, true, 0, b""),
+            masked(OpCode::Text, true, 0, short.as_bytes()),
+            masked(OpCode::Close, true, 0, &[3, 232]),
+        ]
+        .concat();
+        let mut want = expected(&text, &binary, &short);
+        want.insert(1, ("Ping".to_owned(), b"p2".to_vec()));
+        for piece in (1..=40).chain([255, 256, 257, 1000, 1 << 20]) {
+            let mut rx = Receiver::new(Role::Server, &config, b"");
+            assert_eq!(receive_all(&mut rx, &wire, piece), want, "piece {piece}");
+        }
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn compressed_messages_take_the_same_loop() {
+        use crate::proto::deflate::Compressor;
+        let config = Config {
+            read_buffer_size: 256,
+            ..Config::default()
+        };
+        let (text, binary, short) = messages();
+        let mut deflate = Compressor::new(15, 6, false);
+        let mut compress = |input: &[u8], fin: bool| {
+            let mut out = Vec::new();
+            deflate.compress(input, fin, &mut out).unwrap();
+            out
+        };
+        // Binary that does not compress much, so that its frame is read past the read buffer.
+        let noise: Vec<u8> = (0..3000u32)
+            .map(|i| (i.wrapping_mul(i).wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let noisy = compress(&noise, true);
+        assert!(noisy.len() > 1000, "read past the read buffer");
+        let (a, b) = text.as_bytes().split_at(500);
+        let (first, second) = (compress(a, false), compress(b, true));
+        let wire = [
+            masked(OpCode::Ping, true, 0, b"p1"),
+            masked(OpCode::Text, false, 0b100, &first),
+            masked(OpCode::Ping, true, 0, b"p2"),
+            masked(OpCode::Continuation, true, 0, &second),
+            masked(OpCode::Binary, true, 0b100, &noisy),
+            // An uncompressed message between compressed ones.
+            masked(OpCode::Binary, true, 0, &binary),
+            masked(OpCode::Pong, true, 0, b""),
+            masked(OpCode::Text, true, 0b100, &compress(short.as_bytes(), true)),
+            masked(OpCode::Close, true, 0, &[3, 232]),
+        ]
+        .concat();
+        let mut want = expected(&text, &binary, &short);
+        want.insert(1, ("Ping".to_owned(), b"p2".to_vec()));
+        want.insert(3, ("Binary".to_owned(), noise.clone()));
+        for piece in (1..=40).chain([255, 256, 257, 1000, 1 << 20]) {
+            let mut rx = Receiver::new(Role::Server, &config, b"");
+            rx.set_inflate(15, false);
+            assert_eq!(receive_all(&mut rx, &wire, piece), want, "piece {piece}");
+        }
     }
 }
