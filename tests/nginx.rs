@@ -21,10 +21,9 @@ mod support;
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -65,11 +64,11 @@ struct NginxConf<'a> {
     location_extra: &'a str,
 }
 
-/// An nginx process of this test, killed (and its directory removed) on drop.
+/// An nginx process of this test (a [`Daemon`]: stopped and its directory removed on drop; when
+/// the test fails, its config, output and logs are printed).
 struct Nginx {
-    child: Child,
+    daemon: Daemon,
     port: u16,
-    dir: PathBuf,
 }
 
 impl Nginx {
@@ -82,98 +81,38 @@ impl Nginx {
     }
 
     fn start_with(conf: NginxConf<'_>) -> Nginx {
-        static STARTED: AtomicUsize = AtomicUsize::new(0);
         assert!(
             Path::new(NGINX).exists(),
             "nginx is not installed ({NGINX}); run scripts/nginx_test.sh"
         );
         assert!(!conf.upstreams.is_empty());
-        let mut failures = Vec::new();
-        // The free port may be taken by someone else before nginx binds it: try again.
-        for _ in 0..3 {
-            let n = STARTED.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!("syncws-nginx-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            let port = free_port();
-            fs::write(dir.join("nginx.conf"), nginx_conf(&dir, port, &conf)).unwrap();
-            let output = fs::File::create(dir.join("output.txt")).unwrap();
-            let child = Command::new(NGINX)
-                .arg("-p")
-                .arg(&dir)
-                .arg("-c")
-                .arg(dir.join("nginx.conf"))
-                .arg("-e")
-                .arg(dir.join("error.log"))
-                .arg("-g")
-                .arg("daemon off;")
-                .stdin(Stdio::null())
-                .stdout(output.try_clone().unwrap())
-                .stderr(output)
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {NGINX}: {e}"));
-            let mut nginx = Nginx { child, port, dir };
-            match nginx.wait_ready() {
-                Ok(()) => return nginx,
-                Err(why) => failures.push(why),
-            }
-        }
-        panic!("nginx did not start:\n{}", failures.join("\n"));
-    }
-
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + NGINX_START;
-        let addr = self.addr();
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Err(format!(
-                    "port {}: nginx exited with {status}\n{}\n{}",
-                    self.port,
-                    self.read("output.txt"),
-                    self.read("error.log")
-                ));
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        Err(format!(
-            "port {}: not accepting connections after {NGINX_START:?}\n{}",
-            self.port,
-            self.read("error.log")
-        ))
-    }
-
-    /// Stops nginx and waits for it. A fast shutdown (`SIGTERM`) lets the master stop its
-    /// worker first; killing the master outright would leave the worker running.
-    fn stop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + NGINX_STOP;
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        eprintln!(
-            "nginx (pid {}) ignored SIGTERM; killing it",
-            self.child.id()
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let daemon = Daemon::builder("nginx")
+            .start_within(NGINX_START)
+            // A fast shutdown (`SIGTERM`) lets the master stop its worker first; killing the
+            // master outright would leave the worker running.
+            .stop_with_sigterm(NGINX_STOP)
+            .show("nginx.conf")
+            .show("error.log")
+            .show("access.log")
+            .start(|dir, port| {
+                fs::write(dir.join("nginx.conf"), nginx_conf(dir, port, &conf)).unwrap();
+                let mut cmd = Command::new(NGINX);
+                cmd.arg("-p")
+                    .arg(dir)
+                    .arg("-c")
+                    .arg(dir.join("nginx.conf"))
+                    .arg("-e")
+                    .arg(dir.join("error.log"))
+                    .arg("-g")
+                    .arg("daemon off;");
+                cmd
+            });
+        let port = daemon.port();
+        Nginx { daemon, port }
     }
 
     fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        self.daemon.addr()
     }
 
     fn url(&self, path: &str) -> String {
@@ -181,7 +120,7 @@ impl Nginx {
     }
 
     fn read(&self, name: &str) -> String {
-        read_lossy(&self.dir.join(name))
+        self.daemon.read(name)
     }
 
     /// Access log lines of requests for `path` answered with `status`. nginx writes a proxied
@@ -206,24 +145,6 @@ impl Nginx {
             "access log lines for GET {path} -> {status}:\n{}",
             self.read("access.log")
         );
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.stop();
-        if thread::panicking() {
-            eprintln!(
-                "nginx on port {} ({}):\nconfig:\n{}\noutput:\n{}\nerror log:\n{}\naccess log:\n{}",
-                self.port,
-                self.dir.display(),
-                self.read("nginx.conf"),
-                self.read("output.txt"),
-                self.read("error.log"),
-                self.read("access.log"),
-            );
-        }
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -271,21 +192,6 @@ http {{
         server_extra = conf.server_extra,
         location_extra = conf.location_extra,
     )
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
 }
 
 // ------------------------------------------------------------------ backends

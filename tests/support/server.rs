@@ -1,9 +1,15 @@
-//! syncws servers on 127.0.0.1:0 for the tests to talk to.
+//! syncws servers on 127.0.0.1:0 for the tests to talk to, and what their clients check: an echo,
+//! a close code, the status of a refusal.
 
 use std::net::SocketAddr;
 use std::thread;
+use std::time::Duration;
 
-use syncws::{Client, CloseCode, Config, HandlerResult, Message, Server, WebSocket};
+use syncws::{
+    Client, CloseCode, Config, Error, HandlerResult, Message, Server, ServerHandle, WebSocket,
+};
+
+use super::TIMEOUT;
 
 /// Starts a syncws server on 127.0.0.1:0 with `handler` and returns its address. The server
 /// thread is leaked; it dies with the test process.
@@ -54,4 +60,49 @@ pub fn assert_echoes(addr: SocketAddr, path: &str, text: &str) {
     ws.send(text).unwrap();
     assert_eq!(ws.recv().unwrap(), Some(Message::Text(text.into())));
     ws.close(CloseCode::NORMAL, "").unwrap();
+}
+
+/// How long a server may take to do something that needs no waiting on its side (close a
+/// refused connection, deregister a finished one).
+pub const PROMPTLY: Duration = Duration::from_secs(3);
+
+/// A server on 127.0.0.1:0, to be configured and started by the test.
+pub fn bind() -> Server {
+    Server::bind("127.0.0.1:0").expect("bind")
+}
+
+/// Starts `server` with the echo handler.
+pub fn start(server: Server) -> ServerHandle {
+    server.start(echo).expect("start")
+}
+
+/// The `ws://` URL of `path` on a started server.
+pub fn url(handle: &ServerHandle, path: &str) -> String {
+    format!("ws://{}{path}", handle.local_addr())
+}
+
+/// Sends `text` and expects it back.
+pub fn echo_once(ws: &mut WebSocket, text: &str) {
+    ws.send(text).unwrap();
+    match ws.recv_timeout(TIMEOUT) {
+        Ok(Some(Message::Text(t))) => assert_eq!(t, text),
+        other => panic!("echo of {text:?}: {other:?}"),
+    }
+}
+
+/// Receives until the server closes; returns the close code it sent.
+pub fn close_code(ws: &mut WebSocket) -> u16 {
+    match ws.recv_timeout(TIMEOUT) {
+        Ok(None) => ws.close_frame().expect("a close frame").code.0,
+        other => panic!("expected the server to close: {other:?}"),
+    }
+}
+
+/// The status of a refused upgrade, as the syncws client reports it.
+pub fn refused_status(result: syncws::Result<WebSocket>) -> u16 {
+    match result {
+        Err(Error::Http(r)) => r.status,
+        Err(e) => panic!("expected an HTTP refusal, got error {e}"),
+        Ok(_) => panic!("expected an HTTP refusal, got a WebSocket"),
+    }
 }

@@ -1,0 +1,175 @@
+//! Connection limits over real loopback sockets: the global cap (503 with Retry-After), the
+//! per-IP cap and rate limit (429), the peer filter, and X-Forwarded-For from trusted proxies,
+//! which decides whose address the per-IP cap counts.
+
+mod raw_http;
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use raw_http::{End, Http, upgrade, wait_until};
+use support::*;
+use syncws::{Client, CloseCode, Server};
+
+// ------------------------------------------------------------------ connection limits
+
+/// Opens a raw connection, sends an upgrade request and reads the refusal.
+fn refused(addr: SocketAddr) -> raw_http::Reply {
+    let mut c = Http::connect(addr);
+    let r = c.exchange(upgrade("/", ""));
+    assert_eq!(
+        c.end(PROMPTLY),
+        End::Closed,
+        "refused connections are closed"
+    );
+    r
+}
+
+#[test]
+fn max_connections_answers_503_with_retry_after() {
+    let server = start(bind().max_connections(2));
+    let mut a = Client::connect(&url(&server, "/")).unwrap();
+    let mut b = Client::connect(&url(&server, "/")).unwrap();
+    echo_once(&mut a, "a");
+    echo_once(&mut b, "b");
+    let r = refused(server.local_addr());
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+    assert_eq!(server.connections(), 2);
+
+    // A slot frees when a connection ends.
+    a.close(CloseCode::NORMAL, "").unwrap();
+    assert!(wait_until(PROMPTLY, || server.connections() == 1));
+    let mut c = Client::connect(&url(&server, "/")).unwrap();
+    echo_once(&mut c, "c");
+    echo_once(&mut b, "b again");
+    server.shutdown();
+}
+
+#[test]
+fn per_ip_cap_answers_429() {
+    let server = start(bind().max_connections_per_ip(1));
+    let mut a = Client::connect(&url(&server, "/")).unwrap();
+    echo_once(&mut a, "a");
+    let r = refused(server.local_addr());
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    a.close(CloseCode::NORMAL, "").unwrap();
+    assert!(wait_until(PROMPTLY, || server.connections() == 0));
+    let mut b = Client::connect(&url(&server, "/")).unwrap();
+    echo_once(&mut b, "b");
+    server.shutdown();
+}
+
+#[test]
+fn rate_limit_answers_429_within_the_window_even_after_earlier_connections_ended() {
+    let server = start(bind().rate_limit(2, Duration::from_secs(60)));
+    for i in 0..2 {
+        let mut ws = Client::connect(&url(&server, "/")).unwrap();
+        echo_once(&mut ws, &i.to_string());
+        ws.close(CloseCode::NORMAL, "").unwrap();
+    }
+    assert!(wait_until(PROMPTLY, || server.connections() == 0));
+    let r = refused(server.local_addr());
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        refused_status(Client::connect(&url(&server, "/"))),
+        429,
+        "the syncws client sees it too"
+    );
+    server.shutdown();
+}
+
+#[test]
+fn peer_filter_closes_without_a_byte() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let (seen2, handled2) = (Arc::clone(&seen), Arc::clone(&handled));
+    let server = bind()
+        .peer_filter(move |peer| {
+            seen2.lock().unwrap().push(peer);
+            false
+        })
+        .start(move |_| {
+            handled2.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
+    let mut c = Http::connect(server.local_addr());
+    let me = c.stream.local_addr().unwrap();
+    c.send(upgrade("/", ""));
+    // `end` fails the test on any byte from the server.
+    assert_eq!(c.end(PROMPTLY), End::Closed);
+    assert_eq!(*seen.lock().unwrap(), vec![me], "the filter saw the peer");
+    assert_eq!(handled.load(Ordering::SeqCst), 0);
+    assert_eq!(server.connections(), 0);
+    server.shutdown();
+}
+
+// ------------------------------------------------------------------ trusted proxies
+
+#[test]
+fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
+    let start = |trusted: &str| {
+        let server = Server::bind("127.0.0.1:0")
+            .unwrap()
+            .trusted_proxies([trusted.parse().unwrap()])
+            .max_connections_per_ip(1)
+            .http(|req| syncws::Response::text(200, format!("{:?}", req.peer_addr())));
+        let addr = server.local_addr().unwrap();
+        thread::spawn(move || {
+            server.serve(|ws| {
+                ws.send(format!("{:?}", ws.peer_addr()))?;
+                while let Some(m) = ws.recv()? {
+                    ws.send(m)?;
+                }
+                Ok(())
+            })
+        });
+        addr
+    };
+    let via = |addr: SocketAddr, xff: &str| {
+        syncws::Client::builder()
+            .no_proxy()
+            .header("X-Forwarded-For", xff)
+            .connect(&format!("ws://{addr}/"))
+    };
+    let first = |ws: &mut syncws::WebSocket| ws.recv().unwrap().unwrap().into_text().unwrap();
+    let addr = start("127.0.0.1");
+    let mut a = via(addr, "203.0.113.9").unwrap();
+    assert_eq!(first(&mut a), "Some(203.0.113.9:0)");
+    // The per-IP limit (1) counts the forwarded client, not the proxy...
+    match via(addr, "203.0.113.9") {
+        Err(syncws::Error::Http(r)) => assert_eq!(r.status, 429),
+        other => panic!("expected 429, got {other:?}"),
+    }
+    // ... so another client through the same proxy is let in.
+    let mut b = via(addr, "198.51.100.7").unwrap();
+    assert_eq!(first(&mut b), "Some(198.51.100.7:0)");
+    // Entries left of the last untrusted one are whatever the client wrote: ignored.
+    let mut c = via(addr, "6.6.6.6, 192.0.2.1").unwrap();
+    assert_eq!(first(&mut c), "Some(192.0.2.1:0)");
+    // When the first client leaves, its count is released.
+    a.close(syncws::CloseCode::NORMAL, "").unwrap();
+    let mut again = None;
+    assert!(wait_until(Duration::from_secs(3), || {
+        again = via(addr, "203.0.113.9").ok();
+        again.is_some()
+    }));
+    assert_eq!(first(again.as_mut().unwrap()), "Some(203.0.113.9:0)");
+    // Plain HTTP sees the forwarded address too.
+    let reply = Http::connect(addr)
+        .exchange("GET / HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-For: 192.0.2.77\r\n\r\n");
+    assert_eq!(reply.text(), "Some(192.0.2.77:0)");
+    // From an address that is not a trusted proxy, the header is ignored.
+    let untrusting = start("127.0.0.2");
+    let mut d = via(untrusting, "203.0.113.9").unwrap();
+    let seen = first(&mut d);
+    assert!(seen.starts_with("Some(127.0.0.1:"), "{seen}");
+    drop((b, c));
+}
