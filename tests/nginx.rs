@@ -566,6 +566,17 @@ fn client_heartbeat_crosses_nginx() {
     backend.expect_all_via(&nginx, 1);
 }
 
+/// An nginx in front of `backend` that connects to it from `PROXY_ADDR` (127.0.0.3), so the
+/// backend can tell it from the client on 127.0.0.1.
+fn nginx_from_proxy_addr(backend: &Backend) -> Nginx {
+    let bind = format!("proxy_bind {PROXY_ADDR};");
+    Nginx::start_with(NginxConf {
+        upstreams: vec![backend.addr()],
+        location_extra: &bind,
+        ..NginxConf::default()
+    })
+}
+
 // ------------------------------------------------------------------ X-Forwarded-For
 
 #[test]
@@ -574,12 +585,7 @@ fn forwarded_for_from_a_trusted_proxy_names_the_client() {
     // nginx connects to the backend from 127.0.0.3, the only trusted address; the client is on
     // 127.0.0.1, which nginx appends to X-Forwarded-For.
     let backend = Backend::start_with("a", |s| s.trusted_proxies([ip(PROXY_ADDR)]));
-    let bind = format!("proxy_bind {PROXY_ADDR};");
-    let nginx = Nginx::start_with(NginxConf {
-        upstreams: vec![backend.addr()],
-        location_extra: &bind,
-        ..NginxConf::default()
-    });
+    let nginx = nginx_from_proxy_addr(&backend);
 
     let mut ws = connect(&nginx.url("/whoami"));
     assert_eq!(recv_text(&mut ws), "127.0.0.1:0");
@@ -610,12 +616,7 @@ fn forwarded_for_from_a_trusted_proxy_names_the_client() {
 fn forwarded_for_from_an_untrusted_proxy_is_ignored() {
     // The backend trusts 127.0.0.1 only, nginx comes from 127.0.0.3.
     let backend = Backend::start("a");
-    let bind = format!("proxy_bind {PROXY_ADDR};");
-    let nginx = Nginx::start_with(NginxConf {
-        upstreams: vec![backend.addr()],
-        location_extra: &bind,
-        ..NginxConf::default()
-    });
+    let nginx = nginx_from_proxy_addr(&backend);
     let spoofing = Client::builder().header("X-Forwarded-For", "203.0.113.5");
     let mut ws = connect_with(spoofing, &nginx.url("/whoami"));
     let peer: SocketAddr = recv_text(&mut ws).parse().unwrap();
@@ -673,12 +674,7 @@ fn a_public_host_name_passes_through_a_trusted_nginx() {
 #[ignore = "needs nginx: run scripts/nginx_test.sh"]
 fn a_public_host_name_from_an_untrusted_proxy_is_refused() {
     let backend = Backend::start("a");
-    let bind = format!("proxy_bind {PROXY_ADDR};");
-    let nginx = Nginx::start_with(NginxConf {
-        upstreams: vec![backend.addr()],
-        location_extra: &bind,
-        ..NginxConf::default()
-    });
+    let nginx = nginx_from_proxy_addr(&backend);
     let (_stream, _, head) = upgrade_as_host(&nginx, "app.example");
     assert!(head.starts_with("HTTP/1.1 403 "), "not refused: {head}");
     nginx.expect_logged("/echo", 403, 1);
@@ -715,12 +711,7 @@ fn a_client_on_the_proxys_own_address_is_taken_for_a_proxy() {
 #[ignore = "needs nginx: run scripts/nginx_test.sh"]
 fn a_malformed_forged_entry_does_not_hide_the_client() {
     let backend = Backend::start_with("a", |s| s.trusted_proxies([ip(PROXY_ADDR)]));
-    let bind = format!("proxy_bind {PROXY_ADDR};");
-    let nginx = Nginx::start_with(NginxConf {
-        upstreams: vec![backend.addr()],
-        location_extra: &bind,
-        ..NginxConf::default()
-    });
+    let nginx = nginx_from_proxy_addr(&backend);
     let spoofing = Client::builder().header("X-Forwarded-For", "not-an-address");
     let mut ws = connect_with(spoofing, &nginx.url("/whoami"));
     let peer = recv_text(&mut ws);
