@@ -119,14 +119,9 @@ pub(crate) fn bypasses(list: &str, host: &str, port: u16) -> bool {
 
 /// `name:port` to (`name`, `port`); bare IPv6 addresses have colons but no port.
 fn split_port(entry: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = entry.strip_prefix('[') {
-        return match rest.split_once("]:") {
-            Some((addr, port)) => (addr, port.parse().ok()),
-            None => (entry, None),
-        };
-    }
-    match entry.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') => match port.parse() {
+    // A bare IPv6 address splits at its first colon into a "port" that does not parse.
+    match crate::proto::head::split_host_port(entry) {
+        Some((name, Some(port))) => match port.parse() {
             Ok(port) => (name, Some(port)),
             Err(_) => (entry, None),
         },

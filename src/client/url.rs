@@ -2,7 +2,7 @@
 //! path and query; no fragment.
 
 use crate::error::UrlError;
-use crate::proto::head::percent_decode;
+use crate::proto::head::{percent_decode, split_host_port};
 
 /// A parsed `ws://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,23 +52,16 @@ impl Url {
             Some((u, h)) => (Some(u.to_owned()), h),
             None => (None, authority),
         };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or(UrlError::BadHost)?;
-            if host.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(UrlError::BadHost);
+        let (host, port) = split_host_port(hostport).ok_or(UrlError::BadHost)?;
+        let host = match host.strip_prefix('[') {
+            Some(v6) => {
+                let v6 = v6.strip_suffix(']').ok_or(UrlError::BadHost)?;
+                if v6.parse::<std::net::Ipv6Addr>().is_err() {
+                    return Err(UrlError::BadHost);
+                }
+                v6
             }
-            match after {
-                "" => (host, None),
-                _ => (
-                    host,
-                    Some(after.strip_prefix(':').ok_or(UrlError::BadHost)?),
-                ),
-            }
-        } else {
-            match hostport.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
+            None => host,
         };
         if host.is_empty() || host.contains(['[', ']']) {
             return Err(UrlError::BadHost);

@@ -105,6 +105,25 @@ impl Request {
     }
 }
 
+/// Splits `host[:port]` at the port's colon, an IPv6 address in brackets: `[::1]:80` gives
+/// (`[::1]`, `80`), `[::1]` (`[::1]`, none), `name:80` (`name`, `80`), `name` (`name`, none). The
+/// host keeps its brackets and the port is not parsed: each caller has its own rules for both.
+/// `None` for an unclosed bracket or anything after `]` but `:port`.
+pub fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
+    if s.starts_with('[') {
+        let end = s.find(']')?;
+        let (host, rest) = s.split_at(end + 1);
+        return match rest {
+            "" => Some((host, None)),
+            _ => Some((host, Some(rest.strip_prefix(':')?))),
+        };
+    }
+    Some(match s.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (s, None),
+    })
+}
+
 /// Decodes `%XX` escapes (invalid ones stay as they are). With `plus_as_space`, `+` is a space,
 /// as in query strings (`application/x-www-form-urlencoded`); without, itself, as in a URL's
 /// user info.
@@ -251,6 +270,25 @@ fn parse_any_response(
 mod tests {
     use super::*;
     use crate::proto::handshake::tests::GOOD;
+
+    #[test]
+    fn host_and_port_split() {
+        type Split<'a> = Option<(&'a str, Option<&'a str>)>;
+        let rows: &[(&str, Split<'_>)] = &[
+            ("example.com", Some(("example.com", None))),
+            ("example.com:8080", Some(("example.com", Some("8080")))),
+            ("example.com:", Some(("example.com", Some("")))),
+            ("[::1]", Some(("[::1]", None))),
+            ("[::1]:9001", Some(("[::1]", Some("9001")))),
+            ("[::1]x", None),
+            ("[::1", None),
+            ("2001:db8::1", Some(("2001", Some("db8::1")))),
+            ("", Some(("", None))),
+        ];
+        for (input, want) in rows {
+            assert_eq!(split_host_port(input), *want, "{input:?}");
+        }
+    }
 
     #[test]
     fn too_many_headers_and_garbage() {

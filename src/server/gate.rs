@@ -179,17 +179,7 @@ pub(crate) fn host_refused(req: &Request) -> Response {
 
 /// Splits `host[:port]` (IPv6 in brackets), filling in the default port.
 fn host_port(s: &str, default_port: u16) -> Option<(&str, u16)> {
-    let s = s.trim_end_matches('/');
-    let (host, port) = if s.starts_with('[') {
-        let end = s.find(']')?;
-        let port = s[end + 1..].strip_prefix(':');
-        (&s[..=end], port)
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        }
-    };
+    let (host, port) = crate::proto::head::split_host_port(s.trim_end_matches('/'))?;
     let port = match port {
         None => default_port,
         Some(p) => p.parse().ok()?,
