@@ -151,9 +151,10 @@ pub struct Stream {
     tls: Option<TlsHandle>,
     read_timeout: Option<Option<Duration>>,
     write_timeout: Option<Option<Duration>>,
-    /// While set, the total deadline of a phase (handshake, an HTTP request, a response):
-    /// every read and write on the socket, including those the TLS session makes inside one
-    /// record, gets only the time left.
+    /// While set, the total deadline of a phase (handshake, an HTTP request, a response), shared
+    /// with the socket view the TLS session reads and writes through, so each of the calls it
+    /// makes inside one record gets only the time left. (On plain TCP each `read` and `write`
+    /// is one system call, and the callers arm the socket before each.)
     deadline: PhaseDeadline,
 }
 
@@ -170,6 +171,7 @@ impl PhaseDeadline {
         PhaseDeadline(Arc::new(Mutex::new(deadline)))
     }
 
+    #[cfg(feature = "tls")]
     fn get(&self) -> Option<Instant> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -179,7 +181,8 @@ impl PhaseDeadline {
     }
 
     /// Arms the socket's read or write timeout with the time left, if a deadline is set; past
-    /// it, fails as a socket timeout does.
+    /// it, fails as an expired socket timeout does.
+    #[cfg(feature = "tls")]
     fn arm(&self, tcp: &TcpStream, write: bool) -> io::Result<()> {
         let Some(deadline) = self.get() else {
             return Ok(());
@@ -321,7 +324,6 @@ impl Read for Stream {
         if let Some(tls) = &mut self.tls {
             return tls.read(&self.tcp, buf);
         }
-        self.deadline.arm(&self.tcp, false)?;
         (&*self.tcp).read(buf)
     }
 }
@@ -332,7 +334,6 @@ impl Write for Stream {
         if let Some(tls) = &self.tls {
             return tls.lock().write(buf);
         }
-        self.deadline.arm(&self.tcp, true)?;
         (&*self.tcp).write(buf)
     }
 
@@ -341,7 +342,6 @@ impl Write for Stream {
         if let Some(tls) = &mut self.tls {
             return tls.write_vectored(bufs);
         }
-        self.deadline.arm(&self.tcp, true)?;
         (&*self.tcp).write_vectored(bufs)
     }
 
@@ -355,11 +355,14 @@ impl Write for Stream {
 }
 
 impl Transport for Stream {
-    /// While a deadline is set, each socket call is armed with the time left, so the total
-    /// holds against a peer that trickles bytes, inside a TLS record too.
+    /// Over TLS, while a deadline is set, each socket call the session makes is armed with the
+    /// time left, so the total holds against a peer that trickles bytes inside a record.
     fn set_deadline(&mut self, deadline: Option<Instant>) {
+        if !self.is_tls() {
+            return;
+        }
         self.deadline.set(deadline);
-        // The socket's timeouts were changed underneath the cache.
+        // The session's socket view changes the timeouts underneath the cache.
         self.read_timeout = None;
         self.write_timeout = None;
     }
