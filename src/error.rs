@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use crate::message::CloseCode;
+use crate::message::{CloseCode, CloseFrame};
 
 /// A shorthand for `Result<T, syncws::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -31,8 +31,17 @@ pub enum Error {
     /// The URL given to the client is not a usable `ws://` URL.
     Url(UrlError),
     /// The operation needs an open connection, but it has been closed (by either side, or after an
-    /// error). `recv` returns `Ok(None)` instead when the peer closed normally.
+    /// error). A receive returns `Ok(None)` instead when the connection ended normally, and
+    /// [`Error::PeerClosed`] when the peer closed it with an error code.
     Closed,
+    /// The peer closed the connection with a code that is not a normal end: anything but 1000,
+    /// 1001 or no code (see [`CloseCode::is_normal`]), e.g. 1008 (policy), 1009 (message too
+    /// big), 1011 (server error) or an application's 4000-4999. Carries the peer's close frame.
+    ///
+    /// The closing handshake is complete (the code was echoed) and the connection is closed;
+    /// later receives return this error again. It is the peer's word, not a failure of this
+    /// endpoint: a close this side started ends with `Ok(None)` whatever code the peer echoes.
+    PeerClosed(Box<CloseFrame>),
     /// A receive with a deadline ([`WebSocket::recv_timeout`](crate::WebSocket::recv_timeout))
     /// ran out of time. The connection stays usable.
     Timeout,
@@ -48,6 +57,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The peer's close frame, for [`Error::PeerClosed`].
+    pub fn peer_close(&self) -> Option<&CloseFrame> {
+        match self {
+            Error::PeerClosed(frame) => Some(frame),
+            _ => None,
+        }
+    }
+
     /// True for [`Error::Timeout`] and for I/O errors that are timeouts.
     pub fn is_timeout(&self) -> bool {
         match self {
@@ -71,6 +88,15 @@ impl fmt::Display for Error {
             Error::Http(r) => write!(f, "server answered {} instead of 101", r.status),
             Error::Url(e) => write!(f, "invalid url: {e}"),
             Error::Closed => f.write_str("connection closed"),
+            Error::PeerClosed(frame) if frame.reason.is_empty() => {
+                write!(f, "peer closed the connection with {}", frame.code)
+            }
+            Error::PeerClosed(frame) => write!(
+                f,
+                "peer closed the connection with {}: {}",
+                frame.code,
+                frame.reason.escape_debug()
+            ),
             Error::Timeout => f.write_str("timed out"),
             Error::HeartbeatTimeout => f.write_str("peer did not answer a ping in time"),
             Error::InvalidInput(e) => write!(f, "invalid input: {e}"),

@@ -212,6 +212,16 @@ impl CloseCode {
         // endpoint, 1016-2999 are reserved for future RFCs, 5000+ is not defined.
         matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
     }
+
+    /// Whether a peer closing with this code ended the connection as intended: 1000 (normal),
+    /// 1001 (going away) or a close frame without a code (1005). A receive ends with `Ok(None)`
+    /// for these and with [`Error::PeerClosed`](crate::Error::PeerClosed) for any other code.
+    pub fn is_normal(self) -> bool {
+        matches!(
+            self,
+            CloseCode::NORMAL | CloseCode::GOING_AWAY | CloseCode::NO_STATUS
+        )
+    }
 }
 
 impl fmt::Display for CloseCode {

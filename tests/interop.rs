@@ -31,7 +31,8 @@ fn t_drain<S: std::io::Read + std::io::Write>(
 fn tungstenite_client_against_our_server() {
     let (tx, rx) = mpsc::channel();
     let addr = serve(Config::default(), move |ws| {
-        echo(ws)?;
+        // tungstenite closes with 4000, which ends the echo with an error carrying its frame.
+        let _ = echo(ws);
         tx.send(ws.close_frame().cloned())?;
         Ok(())
     });

@@ -168,8 +168,8 @@ fn a_server_gives_its_connections_one_budget() {
     assert_eq!(got, Some(Message::Text((512 << 10).to_string())));
     // Over it: refused with 1013, though well within max_message_size.
     ws.send(&vec![1u8; 2 << 20][..]).unwrap();
-    let got = ws.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(got, None, "the server closed");
+    let got = ws.recv_timeout(Duration::from_secs(10)).unwrap_err();
+    assert_eq!(got.peer_close().map(|f| f.code.0), Some(1013), "{got}");
     assert_eq!(ws.close_frame().map(|f| f.code.0), Some(1013));
     // Another connection is served again: the refused message gave its bytes back.
     let mut ws = Client::builder()

@@ -1,18 +1,19 @@
 //! Connections the server must end on its own, over real loopback sockets: stalled handshakes at
 //! their deadline without blocking honest clients, and live connections at shutdown (1001 for
-//! sockets, 503 for handshakes in progress, the port freed).
+//! sockets, 503 for handshakes in progress, the port freed; for handlers a normal end that
+//! reports no error; a code of the caller's choosing).
 
 mod raw_http;
 mod support;
 
 use std::net::TcpListener;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use raw_http::{Http, wait_until};
 use support::*;
-use syncws::{Client, CloseCode, Config};
+use syncws::{Client, CloseCode, Config, Error, Server};
 
 // ------------------------------------------------------------------ slow handshakes
 
@@ -141,4 +142,154 @@ fn shutdown_of_an_idle_started_server_frees_the_port() {
     let addr = server.local_addr();
     assert!(server.shutdown());
     TcpListener::bind(addr).expect("the port is free again");
+}
+
+// ------------------------------------------------------------------ shutdown is not an error
+
+/// Every log line of this test process, as "LEVEL message".
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        let line = format!("{} {}", record.level(), record.args());
+        LINES.lock().unwrap().push(line);
+    }
+    fn flush(&self) {}
+}
+
+/// The log lines that mention `needle`, once logging is captured.
+fn logged(needle: &str) -> Vec<String> {
+    let lines = LINES.lock().unwrap();
+    lines
+        .iter()
+        .filter(|l| l.contains(needle))
+        .cloned()
+        .collect()
+}
+
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        log::set_logger(&Capture).unwrap();
+        log::set_max_level(log::LevelFilter::Debug);
+    });
+}
+
+/// A server whose handlers receive until their socket ends and report what ended it; three
+/// clients connected to it, each having echoed once. Returns the handle, the clients' threads
+/// (each returns its own address and how its receive ended), what the handlers' receives
+/// returned, and what reached `on_error`.
+#[allow(clippy::type_complexity)]
+fn three_live_handlers() -> (
+    syncws::ServerHandle,
+    Vec<
+        thread::JoinHandle<(
+            std::net::SocketAddr,
+            syncws::Result<Option<syncws::Message>>,
+        )>,
+    >,
+    mpsc::Receiver<String>,
+    mpsc::Receiver<syncws::ConnectionError>,
+) {
+    capture_logs();
+    let (errors_tx, errors) = mpsc::channel();
+    let (ends_tx, ends) = mpsc::channel();
+    let handle = Server::bind("127.0.0.1:0")
+        .unwrap()
+        .shutdown_timeout(Duration::from_secs(3))
+        .on_error(move |e| errors_tx.send(e).unwrap())
+        .start(move |ws| {
+            let ended = loop {
+                match ws.recv() {
+                    Ok(Some(msg)) => ws.send(msg)?,
+                    other => break other,
+                }
+            };
+            ends_tx.send(format!("{ended:?}")).unwrap();
+            ended?;
+            Ok(())
+        })
+        .unwrap();
+    let addr = handle.local_addr();
+    let (ready_tx, ready) = mpsc::channel();
+    let clients = (0..3)
+        .map(|i| {
+            let ready = ready_tx.clone();
+            thread::spawn(move || {
+                let mut ws = Client::connect(&format!("ws://{addr}/")).unwrap();
+                let me = ws.get_ref().tcp().local_addr().unwrap();
+                echo_once(&mut ws, &format!("client {i}"));
+                ready.send(()).unwrap();
+                (me, ws.recv_timeout(TIMEOUT))
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        ready.recv_timeout(TIMEOUT).expect("clients connected");
+    }
+    (handle, clients, ends, errors)
+}
+
+#[test]
+fn a_shutdown_ends_handlers_normally_and_reports_no_error() {
+    let (handle, clients, ends, errors) = three_live_handlers();
+    assert!(handle.shutdown());
+    for client in clients {
+        let (me, ended) = client.join().unwrap();
+        // 1001 is a normal end for the client too.
+        assert!(matches!(ended, Ok(None)), "{ended:?}");
+        let lines = logged(&format!("from {me} ended"));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("closed with 1001"), "{lines:?}");
+        assert!(!lines[0].contains("error"), "{lines:?}");
+    }
+    for _ in 0..3 {
+        assert_eq!(ends.recv_timeout(TIMEOUT).unwrap(), "Ok(None)");
+    }
+    assert!(
+        errors.recv_timeout(Duration::from_millis(300)).is_err(),
+        "on_error heard nothing"
+    );
+}
+
+#[test]
+fn a_shutdown_closes_with_the_code_asked_for() {
+    let (handle, clients, ends, errors) = three_live_handlers();
+    assert!(
+        handle
+            .shutdown_with(CloseCode::SERVICE_RESTART, "back soon")
+            .unwrap()
+    );
+    for client in clients {
+        let (me, ended) = client.join().unwrap();
+        // 1012 is not a normal end to the client: it learns why, with the reason.
+        match ended {
+            Err(Error::PeerClosed(frame)) => {
+                assert_eq!((frame.code.0, frame.reason.as_str()), (1012, "back soon"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let lines = logged(&format!("from {me} ended"));
+        assert!(lines[0].contains("closed with 1012"), "{lines:?}");
+    }
+    for _ in 0..3 {
+        assert_eq!(ends.recv_timeout(TIMEOUT).unwrap(), "Ok(None)");
+    }
+    assert!(errors.recv_timeout(Duration::from_millis(300)).is_err());
+}
+
+#[test]
+fn a_shutdown_code_that_may_not_be_sent_stops_nothing() {
+    let handle = start(bind());
+    let r = handle.shutdown_with(CloseCode::ABNORMAL, "");
+    assert!(matches!(r, Err(Error::InvalidInput(_))), "{r:?}");
+    let r = handle.shutdown_with(CloseCode::NORMAL, &"x".repeat(124));
+    assert!(matches!(r, Err(Error::InvalidInput(_))), "{r:?}");
+    assert_echoes(handle.local_addr(), "/", "still serving");
+    assert!(handle.shutdown());
 }

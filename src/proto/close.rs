@@ -59,6 +59,16 @@ pub fn encode(code: Option<CloseCode>, reason: &str) -> ClosePayload {
     ClosePayload { buf, len }
 }
 
+/// The longest start of `reason` that fits a close frame (123 bytes), cut at a character
+/// boundary; for reasons the library composes itself.
+pub fn fit_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_REASON_LEN);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 /// Checks a close the local side wants to send.
 pub fn check_outgoing(code: CloseCode, reason: &str) -> Result<(), InputError> {
     if !code.is_valid_on_wire() {
@@ -113,5 +123,15 @@ mod tests {
         assert!(check_outgoing(CloseCode::ABNORMAL, "").is_err());
         assert!(check_outgoing(CloseCode::TLS_HANDSHAKE, "").is_err());
         assert!(check_outgoing(CloseCode(4000), "").is_ok());
+    }
+
+    #[test]
+    fn composed_reasons_are_cut_to_fit() {
+        assert_eq!(fit_reason("short"), "short");
+        assert_eq!(fit_reason(&"x".repeat(200)).len(), 123);
+        // 61 two-byte characters are 122 bytes; the 62nd would end at byte 124.
+        let wide = "é".repeat(80);
+        assert_eq!(fit_reason(&wide).len(), 122);
+        assert!(check_outgoing(CloseCode::NORMAL, fit_reason(&wide)).is_ok());
     }
 }

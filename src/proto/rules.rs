@@ -142,6 +142,54 @@ pub fn check_frame(
     })
 }
 
+/// What was wrong, said for the reason of the close frame that fails the connection: sizes with
+/// their limits where a limit was passed. `refused` is the frame header the rules refused, if
+/// they refused one (a message that grows too large while inflating has none), and `state` the
+/// message in progress before it.
+pub fn describe(
+    e: ProtocolError,
+    refused: Option<&FrameHeader>,
+    state: &MessageState,
+    limits: &Limits,
+) -> String {
+    match (e, refused) {
+        (ProtocolError::FrameTooLarge, Some(h)) => {
+            format!(
+                "frame of {} bytes over the {} limit",
+                h.len, limits.max_frame
+            )
+        }
+        (ProtocolError::MessageTooLarge, Some(h)) => {
+            let continues = h.opcode == OpCode::Continuation;
+            let so_far = if continues { state.wire as u64 } else { 0 };
+            let size = so_far.saturating_add(h.len);
+            if (continues && state.compressed) || (!continues && h.rsv & 0b100 != 0) {
+                let bound = compressed_bound(limits.max_message);
+                format!("compressed message of {size} bytes over the {bound} limit")
+            } else {
+                format!(
+                    "message of {size} bytes over the {} limit",
+                    limits.max_message
+                )
+            }
+        }
+        (ProtocolError::MessageTooLarge, None) => {
+            format!(
+                "message inflates past the {} byte limit",
+                limits.max_message
+            )
+        }
+        (ProtocolError::TooManyFragments, _) => {
+            format!("message in more than {} fragments", limits.max_fragments)
+        }
+        (ProtocolError::InvalidUtf8, _) => "invalid utf-8 in a text message".to_owned(),
+        (ProtocolError::OverMemoryBudget, _) => {
+            "memory for incoming messages is spent; try again later".to_owned()
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// The most compressed bytes a message of `max_message` inflated bytes may come in. Its inflated
 /// bytes are checked while inflating; this bounds the work (empty deflate blocks inflate to
 /// nothing, yet cost time). Deflate grows incompressible data by well under 1/8 (stored blocks,

@@ -313,6 +313,14 @@ where
     let outcome = catch_unwind(AssertUnwindSafe(|| handler(ws)));
     let (code, why) = match outcome {
         Ok(Ok(())) => (CloseCode::NORMAL, "handler done".to_owned()),
+        // The peer's own word, passed on by the handler's `?`: not a failure of ours, but the
+        // error callback still hears it (it can tell by `ConnectionError::peer_close`).
+        Ok(Err(e)) if peer_close_of(&*e).is_some() => {
+            let frame = peer_close_of(&*e).expect("checked above");
+            let why = format!("peer closed with {} {:?}", frame.code, frame.reason);
+            report(e);
+            (CloseCode::NORMAL, why)
+        }
         Ok(Err(e)) => {
             let why = format!("handler error: {e}");
             report(e);
@@ -325,10 +333,19 @@ where
         }
     };
     let closed = ws.close(code, "");
+    // The code that went out, which may be an earlier one (a shutdown's 1001, a violation's).
+    let code = ws.sent_close().unwrap_or(code);
     log::debug!(
         "ws#{} from {peer} ended: {why}; closed with {code}: {closed:?}",
         ws.id()
     );
+}
+
+/// The peer's close frame, if `e` is a syncws error saying the peer closed with an error code.
+pub(super) fn peer_close_of<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a crate::CloseFrame> {
+    e.downcast_ref::<crate::Error>()?.peer_close()
 }
 
 /// Reads one request head within `deadline` and the header limits of `config`.

@@ -27,11 +27,44 @@ impl ServerHandle {
     }
 
     /// Stops the server: no new connections, handshakes in progress get 503, every open
-    /// WebSocket gets a close frame with 1001, and the connection threads get up to the shutdown
-    /// timeout to finish. Returns true if they all did; `serve` returns after this.
+    /// WebSocket gets a close frame with 1001 (going away), and the connection threads get up to
+    /// the shutdown timeout to finish. Returns true if they all did; `serve` returns after this.
+    ///
+    /// A handler blocked in `recv` (or waking to it later) sees the end of its connection as a
+    /// normal close: `recv` returns `Ok(None)`, and nothing reaches
+    /// [`Server::on_error`](super::Server::on_error).
     ///
     /// A second call waits for the first one to finish.
     pub fn shutdown(&self) -> bool {
+        self.stop(CloseCode::GOING_AWAY, "")
+    }
+
+    /// Like [`shutdown`](Self::shutdown), closing the open WebSockets with `code` and `reason`
+    /// instead of 1001, e.g. 1012 (service restart) so clients know to come back:
+    ///
+    /// ```no_run
+    /// # fn main() -> syncws::Result<()> {
+    /// use syncws::{CloseCode, Server};
+    /// let handle = Server::bind("127.0.0.1:9001")?.start(|ws| {
+    ///     while let Some(msg) = ws.recv()? {
+    ///         ws.send(msg)?;
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// // ... later, from any thread:
+    /// handle.shutdown_with(CloseCode::SERVICE_RESTART, "deploying, back in a minute")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Fails with [`Error::InvalidInput`](crate::Error::InvalidInput), stopping nothing, for a
+    /// code that may not be sent or a reason over 123 bytes.
+    pub fn shutdown_with(&self, code: CloseCode, reason: &str) -> crate::Result<bool> {
+        crate::proto::close::check_outgoing(code, reason)?;
+        Ok(self.stop(code, reason))
+    }
+
+    fn stop(&self, code: CloseCode, reason: &str) -> bool {
         let shared = &self.shared;
         if shared.stopping.swap(true, Ordering::SeqCst) {
             let mut life = shared.life();
@@ -45,8 +78,9 @@ impl ServerHandle {
         let _ = TcpStream::connect_timeout(&wake_addr(shared.addr), Duration::from_secs(1));
         let mut life = shared.life();
         for entry in life.conns.values() {
-            entry.close_request.request(CloseCode::GOING_AWAY, "");
-            // Wakes a thread blocked reading: a WebSocket answers 1001, a handshake 503.
+            entry.close_request.request(code, reason);
+            // Wakes a thread blocked reading: a WebSocket closes with `code`, a handshake gets
+            // 503.
             let _ = entry.socket.shutdown(Shutdown::Read);
         }
         while life.accepting || !life.conns.is_empty() {

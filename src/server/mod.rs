@@ -64,6 +64,15 @@ pub struct ConnectionError {
     pub error: BoxError,
 }
 
+impl ConnectionError {
+    /// The peer's close frame when the connection ended because the peer closed it with an
+    /// error code ([`Error::PeerClosed`](crate::Error::PeerClosed), passed on by the handler):
+    /// the peer's word, not a failure of this server.
+    pub fn peer_close(&self) -> Option<&crate::CloseFrame> {
+        connection::peer_close_of(&*self.error)
+    }
+}
+
 /// A boxed error that can cross threads.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

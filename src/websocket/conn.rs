@@ -48,6 +48,39 @@ pub(crate) trait Link {
     fn is_closed(&self) -> bool;
     /// Half-closes the sending direction.
     fn shutdown_write(&mut self);
+    /// When a ping with this payload went out (from any half), if it was the last ping sent;
+    /// forgets it, so one ping is answered once.
+    fn ping_answered(&mut self, payload: &[u8]) -> Option<Instant>;
+    /// Records that the peer answered our close or ended the stream, so a close waiting on
+    /// another half knows it completed.
+    fn set_answered(&mut self);
+}
+
+/// The last ping a link wrote, so the pong that answers it gives a round-trip time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SentPing {
+    at: Instant,
+    len: u8,
+    payload: [u8; 125],
+}
+
+impl SentPing {
+    /// A ping written now; `payload` is at most 125 bytes (a control frame's limit).
+    pub fn now(payload: &[u8]) -> Self {
+        let mut copy = [0u8; 125];
+        let len = payload.len().min(125);
+        copy[..len].copy_from_slice(&payload[..len]);
+        SentPing {
+            at: Instant::now(),
+            len: len as u8,
+            payload: copy,
+        }
+    }
+
+    /// When this ping went out, if `pong` carries its payload.
+    pub fn answered_by(&self, pong: &[u8]) -> Option<Instant> {
+        (pong == &self.payload[..usize::from(self.len)]).then_some(self.at)
+    }
 }
 
 /// Who the connection is with, for accessors and logs.
@@ -110,6 +143,12 @@ pub(crate) struct Conn<L: Link> {
     pub config: Config,
     pub info: Info,
     pub peer_close: Option<CloseFrame>,
+    /// The connection ended as intended: the peer closed with a normal code, a closing handshake
+    /// we started completed (whatever code the peer echoed), or our owner closed it. Receives
+    /// then return `Ok(None)`.
+    normal_end: bool,
+    /// The code of the close frame we sent, for logs.
+    sent_close: Option<CloseCode>,
     /// Set while `try_recv` runs: the stream is non-blocking and timeouts are not armed.
     pub nonblocking: bool,
     read_timeout: Option<Duration>,
@@ -128,6 +167,8 @@ impl<L: Link> Conn<L> {
             config,
             info,
             peer_close: None,
+            normal_end: false,
+            sent_close: None,
             nonblocking: false,
             // Unknown (the handshake left some timeout set); zero never fits, so the first
             // receive sets the one it needs.
@@ -152,6 +193,8 @@ impl<L: Link> Conn<L> {
             config: self.config,
             info: self.info,
             peer_close: self.peer_close,
+            normal_end: self.normal_end,
+            sent_close: self.sent_close,
             nonblocking: false,
             read_timeout: self.read_timeout,
             close_deadline: self.close_deadline,
@@ -170,9 +213,25 @@ impl<L: Link> Conn<L> {
         }
     }
 
-    /// Round-trip time of the last answered heartbeat ping.
+    /// Round-trip time of the last answered ping (the heartbeat's or one the user sent).
     pub fn rtt(&self) -> Option<Duration> {
         self.hb.rtt
+    }
+
+    /// The code of the close frame this side sent, if it sent one.
+    pub fn sent_close(&self) -> Option<CloseCode> {
+        self.sent_close
+    }
+
+    /// What a receive on a closed connection returns: `Ok(None)` after a normal end, the peer's
+    /// close frame as an error after a close it started with another code, and
+    /// [`Error::Closed`] when the connection ended any other way (an error already reported).
+    fn ended<T>(&self) -> Result<Option<T>> {
+        match &self.peer_close {
+            _ if self.normal_end => Ok(None),
+            Some(frame) => Err(Error::PeerClosed(Box::new(frame.clone()))),
+            None => Err(Error::Closed),
+        }
     }
 
     /// Receives the next data message, or `None` once the peer has closed, giving up with
@@ -203,8 +262,7 @@ impl<L: Link> Conn<L> {
                 self.state = State::Closed;
             }
             match self.state {
-                State::Closed if self.peer_close.is_some() => return Ok(None),
-                State::Closed => return Err(Error::Closed),
+                State::Closed => return self.ended(),
                 State::Open if self.link.close_sent() => self.start_closing(),
                 _ => {}
             }
@@ -236,20 +294,15 @@ impl<L: Link> Conn<L> {
                         self.write(OpCode::Pong, &payload[..n])?;
                     }
                 }
-                // Unsolicited pongs are allowed and ignored (RFC 6455 5.5.3).
-                Ok(Event::Pong) => {
-                    if let Some((sent, payload)) = self.hb.ping
-                        && self.rx.control_payload() == payload
-                    {
-                        self.hb.rtt = Some(sent.elapsed());
-                        self.hb.ping = None;
-                    }
-                }
+                Ok(Event::Pong) => self.on_pong(),
                 Ok(Event::Close) => {
                     self.on_peer_close()?;
-                    return Ok(None);
+                    return self.ended();
                 }
-                Err(Fault::Protocol(e)) => return Err(self.fail(e.close_code(), e.into())),
+                Err(Fault::Protocol(e)) => {
+                    let reason = self.rx.violation().to_owned();
+                    return Err(self.fail(e.close_code(), &reason, e.into()));
+                }
                 Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(Error::Timeout);
@@ -264,9 +317,15 @@ impl<L: Link> Conn<L> {
                     self.link.shutdown_write();
                     self.state = State::Closed;
                     self.link.set_closed();
-                    return Err(Error::Closed);
+                    // Not an error for whoever receives: the connection ended as its owner
+                    // meant it to (a server's shutdown, say), like a normal close.
+                    self.normal_end = true;
+                    return Ok(None);
                 }
                 Err(Fault::Io(e)) => {
+                    if e.kind() == io::ErrorKind::UnexpectedEof {
+                        self.link.set_answered();
+                    }
                     let other_half_closed = self.link.is_closed();
                     self.state = State::Closed;
                     self.link.set_closed();
@@ -301,7 +360,9 @@ impl<L: Link> Conn<L> {
                         self.info.id,
                         self.config.pong_timeout
                     );
-                    return Err(self.fail(CloseCode::INTERNAL_ERROR, Error::HeartbeatTimeout));
+                    let reason = format!("no pong within {:?}", self.config.pong_timeout);
+                    let err = Error::HeartbeatTimeout;
+                    return Err(self.fail(CloseCode::INTERNAL_ERROR, &reason, err));
                 }
                 Some((sent, _)) => heartbeat = Some(sent + self.config.pong_timeout),
                 None if self.state != State::Open => {}
@@ -341,6 +402,22 @@ impl<L: Link> Conn<L> {
         Ok(())
     }
 
+    /// A pong arrived: if it answers the last ping we sent (or the heartbeat's), that gives the
+    /// round-trip time. Unsolicited pongs are allowed and otherwise ignored (RFC 6455 5.5.3).
+    fn on_pong(&mut self) {
+        let payload = self.rx.control_payload();
+        let mut sent = self.link.ping_answered(payload);
+        if let Some((at, heartbeat)) = self.hb.ping
+            && payload == heartbeat
+        {
+            sent = sent.or(Some(at));
+            self.hb.ping = None;
+        }
+        if let Some(at) = sent {
+            self.hb.rtt = Some(at.elapsed());
+        }
+    }
+
     fn write(&mut self, opcode: OpCode, payload: &[u8]) -> Result<()> {
         let result = self.link.write_frame(opcode, true, payload, false);
         if result.is_err() {
@@ -377,6 +454,7 @@ impl<L: Link> Conn<L> {
         if !self.link.begin_close() {
             return Ok(());
         }
+        self.sent_close = code;
         self.write(OpCode::Close, close::encode(code, reason).as_bytes())
     }
 
@@ -384,7 +462,7 @@ impl<L: Link> Conn<L> {
     fn on_peer_close(&mut self) -> Result<()> {
         let frame = match close::parse(self.rx.control_payload()) {
             Ok(frame) => frame,
-            Err(e) => return Err(self.fail(e.close_code(), e.into())),
+            Err(e) => return Err(self.fail(e.close_code(), &e.to_string(), e.into())),
         };
         log::debug!(
             "ws#{} peer closed with {} {:?}",
@@ -392,20 +470,23 @@ impl<L: Link> Conn<L> {
             frame.code,
             frame.reason
         );
+        // A closing handshake we started ends normally whatever code the peer echoes.
+        self.normal_end = self.link.close_sent() || frame.code.is_normal();
         // RFC 6455 5.5.1: answer with a close frame, typically echoing the status code.
         let echo = (frame.code != CloseCode::NO_STATUS).then_some(frame.code);
         let _ = self.say_goodbye(echo, "");
         self.peer_close = Some(frame);
+        self.link.set_answered();
         self.end_tcp_after_handshake();
         Ok(())
     }
 
-    /// Fails the connection (RFC 6455 7.1.7): sends `code` unless a close already went out, ends
-    /// TCP, and hands back `err` for the caller.
-    fn fail(&mut self, code: CloseCode, err: Error) -> Error {
-        log::debug!("ws#{} failing with {code}: {err}", self.info.id);
+    /// Fails the connection (RFC 6455 7.1.7): sends `code` with `reason` (what was wrong) unless
+    /// a close already went out, ends TCP, and hands back `err` for the caller.
+    fn fail(&mut self, code: CloseCode, reason: &str, err: Error) -> Error {
+        log::debug!("ws#{} failing with {code} ({reason}): {err}", self.info.id);
         if self.state != State::Closed {
-            let _ = self.say_goodbye(Some(code), "");
+            let _ = self.say_goodbye(Some(code), close::fit_reason(reason));
         }
         self.end_tcp();
         err

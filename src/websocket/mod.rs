@@ -50,7 +50,7 @@ use crate::io::{Split, Stream, Transport};
 use crate::message::{CloseCode, Message, MessageKind, MessageRef, ToMessage};
 use crate::proto::close;
 use crate::proto::frame::OpCode;
-use conn::{Conn, Info, Link};
+use conn::{Conn, Info, Link, SentPing};
 use sender::Sender;
 
 pub use crate::proto::rules::Role;
@@ -106,6 +106,8 @@ struct Owned<S: Transport> {
     close_timeout: Duration,
     /// After `split`: closes the connection through its writer.
     split_closer: Option<SplitCloser>,
+    /// The last ping written, so its pong gives the round-trip time.
+    last_ping: Option<SentPing>,
 }
 
 type SplitCloser = Box<dyn Fn(CloseCode, &str) -> Result<()> + Send + Sync>;
@@ -145,6 +147,9 @@ impl<S: Transport> Link for Owned<S> {
         if nonblocking {
             stream.set_nonblocking(true)?;
         }
+        if opcode == OpCode::Ping && result.is_ok() {
+            self.last_ping = Some(SentPing::now(payload));
+        }
         result.map_err(|e| {
             // A frame may be cut in half: the connection cannot go on.
             let _ = stream.shutdown_both();
@@ -172,6 +177,15 @@ impl<S: Transport> Link for Owned<S> {
     fn shutdown_write(&mut self) {
         let _ = self.stream().shutdown_write();
     }
+
+    fn ping_answered(&mut self, payload: &[u8]) -> Option<Instant> {
+        let at = self.last_ping?.answered_by(payload)?;
+        self.last_ping = None;
+        Some(at)
+    }
+
+    /// Nothing waits on another half of a whole socket.
+    fn set_answered(&mut self) {}
 }
 
 impl<S: Transport> Drop for Owned<S> {
@@ -237,6 +251,7 @@ impl<S: Transport> WebSocket<S> {
             nonblocking: false,
             close_timeout: config.close_timeout,
             split_closer: None,
+            last_ping: None,
         };
         #[allow(unused_mut)]
         let mut conn = Conn::new(link, role, config, leftover, info);
@@ -249,6 +264,11 @@ impl<S: Transport> WebSocket<S> {
     }
 
     accessors::connection_accessors!();
+
+    /// The code of the close frame this side sent, for the server's log.
+    pub(crate) fn sent_close(&self) -> Option<CloseCode> {
+        self.conn.sent_close()
+    }
 
     /// The stream underneath, e.g. to read socket options.
     pub fn get_ref(&self) -> &S {
@@ -414,6 +434,7 @@ impl<S: Split + 'static> WebSocket<S> {
             nonblocking: false,
             close_timeout: self.conn.config.close_timeout,
             split_closer: None,
+            last_ping: None,
         };
         let husk = Conn::new(husk, self.conn.role, empty, &[], info);
         let mut conn = std::mem::replace(&mut self.conn, husk);

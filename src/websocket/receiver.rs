@@ -17,7 +17,7 @@ use crate::io::{ReadBuf, Transport};
 use crate::message::{Message, MessageKind};
 use crate::proto::frame::{FrameHeader, OpCode};
 use crate::proto::mask::{apply_mask, extend_masked};
-use crate::proto::rules::{FrameVerdict, Limits, MessageState, check_frame};
+use crate::proto::rules::{FrameVerdict, Limits, MessageState, check_frame, describe};
 use crate::proto::utf8::Utf8Validator;
 
 #[cfg(feature = "deflate")]
@@ -99,6 +99,10 @@ pub(crate) struct Receiver {
     control_len: usize,
     /// Bytes read from the stream so far, so the heartbeat knows when the peer was last heard.
     received: u64,
+    /// The frame header the receive rules refused, until the violation is described.
+    refused: Option<FrameHeader>,
+    /// What the last violation was, in words (sizes and limits), for the close reason.
+    violation: String,
     /// permessage-deflate, when negotiated; `None` keeps the plain path free of it.
     #[cfg(feature = "deflate")]
     inflate: Option<Box<Inflate>>,
@@ -123,6 +127,8 @@ impl Receiver {
             control: [0; 125],
             control_len: 0,
             received: 0,
+            refused: None,
+            violation: String::new(),
             #[cfg(feature = "deflate")]
             inflate: None,
         }
@@ -131,6 +137,11 @@ impl Receiver {
     /// Bytes read from the stream so far.
     pub fn bytes_received(&self) -> u64 {
         self.received
+    }
+
+    /// What the peer's last violation was, in words, once `next_event` returned one.
+    pub fn violation(&self) -> &str {
+        &self.violation
     }
 
     /// The payload of the last control frame returned.
@@ -146,6 +157,10 @@ impl Receiver {
         if let Err(fault) = &result {
             let retry = matches!(fault, Fault::Io(e)
                 if is_timeout_kind(e.kind()) || e.kind() == io::ErrorKind::Interrupted);
+            if let Fault::Protocol(e) = fault {
+                let refused = self.refused.take();
+                self.violation = describe(*e, refused.as_ref(), &self.msg, &self.limits);
+            }
             if !retry {
                 self.drop_message();
             }
@@ -179,7 +194,10 @@ impl Receiver {
     /// Checks a new frame header against the receive rules and decides where its payload goes.
     #[inline]
     fn start_frame(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
-        let sink = match check_frame(&h, &self.msg, &self.limits)? {
+        let verdict = check_frame(&h, &self.msg, &self.limits).inspect_err(|_| {
+            self.refused = Some(h);
+        })?;
+        let sink = match verdict {
             FrameVerdict::Control => {
                 self.control_len = 0;
                 Sink::Control

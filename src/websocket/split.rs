@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, Link};
+use super::conn::{Conn, Link, SentPing};
 use super::sender::Sender;
 use super::{State, fragment_opcodes};
 use crate::error::{Error, Result};
@@ -62,6 +62,11 @@ struct Shared<W: Transport> {
     closed: Mutex<bool>,
     closed_changed: Condvar,
     reader_alive: AtomicBool,
+    /// The last ping written, for the reader to time its pong.
+    last_ping: Mutex<Option<SentPing>>,
+    /// The reader saw the peer's close frame or the end of its stream: a waiting
+    /// [`Writer::close`] completed rather than timed out.
+    answered: AtomicBool,
     close_timeout: Duration,
     id: u64,
 }
@@ -93,6 +98,8 @@ pub(crate) fn split<S: Split, L: Link>(
         closed: Mutex::new(conn.state == State::Closed),
         closed_changed: Condvar::new(),
         reader_alive: AtomicBool::new(true),
+        last_ping: Mutex::new(None),
+        answered: AtomicBool::new(false),
         close_timeout: conn.config.close_timeout,
         id: conn.info.id,
     });
@@ -150,7 +157,12 @@ impl<W: Transport> Shared<W> {
                 let _ = stream.shutdown_both();
                 self.set_closed();
                 Error::Io(e)
-            })
+            })?;
+        if op == OpCode::Ping {
+            *self.last_ping.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(SentPing::now(payload));
+        }
+        Ok(())
     }
 }
 
@@ -207,6 +219,18 @@ impl<S: Split> Link for ReadEnd<S> {
 
     fn shutdown_write(&mut self) {
         let _ = self.writer.shared.lock().stream.shutdown_write();
+    }
+
+    fn ping_answered(&mut self, payload: &[u8]) -> Option<Instant> {
+        let shared = &self.writer.shared;
+        let mut last = shared.last_ping.lock().unwrap_or_else(|e| e.into_inner());
+        let at = last.as_ref()?.answered_by(payload)?;
+        *last = None;
+        Some(at)
+    }
+
+    fn set_answered(&mut self) {
+        self.writer.shared.answered.store(true, Ordering::SeqCst);
     }
 }
 
@@ -351,7 +375,9 @@ impl<S: Split> Writer<S> {
                 *closed
             }
         };
-        if waited {
+        // The reader ending on its own close deadline also sets `closed`: only an answer from
+        // the peer (its close frame, or the end of its stream) completes the close.
+        if waited && shared.answered.load(Ordering::SeqCst) {
             return Ok(());
         }
         // Read this before the shutdown below, which wakes (and may end) the reader.

@@ -90,10 +90,20 @@ pub fn echo_once(ws: &mut WebSocket, text: &str) {
     }
 }
 
-/// Receives until the server closes; returns the close code it sent.
+/// Receives until the server closes; returns the close code it sent (a normal code ends the
+/// receive with `Ok(None)`, any other with the peer's close frame as an error).
 pub fn close_code(ws: &mut WebSocket) -> u16 {
     match ws.recv_timeout(TIMEOUT) {
-        Ok(None) => ws.close_frame().expect("a close frame").code.0,
+        Ok(None) => {
+            let code = ws.close_frame().expect("a close frame").code;
+            assert!(code.is_normal(), "Ok(None) for {code}");
+            code.0
+        }
+        Err(Error::PeerClosed(frame)) => {
+            assert!(!frame.code.is_normal(), "an error for {}", frame.code);
+            assert_eq!(ws.close_frame(), Some(&*frame));
+            frame.code.0
+        }
         other => panic!("expected the server to close: {other:?}"),
     }
 }
