@@ -81,3 +81,29 @@ fn close_on_a_split_socket_returns_within_the_close_timeout() {
     assert!(reading.join().unwrap().is_err());
     done.send(()).unwrap();
 }
+
+#[test]
+fn writer_close_is_no_success_when_the_connection_fails_before_the_peer_answers() {
+    // The reader fails the connection (no pong in time) while the writer waits for the answer
+    // to its close; the peer then drops TCP without ever answering. The close did not
+    // complete, so it must not say Ok.
+    let (addr, _server) = raw_server(|mut conn| {
+        let close = conn.read_close().close_code();
+        thread::sleep(Duration::from_millis(600));
+        drop(conn);
+        close
+    });
+    let config = Config::default()
+        .ping_interval(Some(Duration::from_millis(100)))
+        .pong_timeout(Duration::from_millis(200))
+        .close_timeout(Duration::from_secs(5));
+    let mut ws = connect(addr, config);
+    let (mut reader, writer) = ws.split().unwrap();
+    let reading = thread::spawn(move || reader.recv());
+    // A heartbeat ping is out (and never answered) before the close.
+    thread::sleep(Duration::from_millis(150));
+    let r = writer.close(CloseCode::NORMAL, "");
+    let ended = reading.join().unwrap();
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?} {ended:?}");
+    assert!(matches!(ended, Err(Error::HeartbeatTimeout)), "{ended:?}");
+}

@@ -375,17 +375,19 @@ impl<S: Split> Writer<S> {
                 *closed
             }
         };
-        // The reader ending on its own close deadline also sets `closed`: only an answer from
-        // the peer (its close frame, or the end of its stream) completes the close.
-        if waited && shared.answered.load(Ordering::SeqCst) {
-            return Ok(());
-        }
         // Read this before the shutdown below, which wakes (and may end) the reader.
         let had_reader = shared.reader_alive.load(Ordering::SeqCst);
+        // Only an answer from the peer (its close frame, or the end of its stream) completes the
+        // close; the reader also ends the connection on its own clocks (the close deadline, the
+        // heartbeat), and then it did not complete.
+        let answered = shared.answered.load(Ordering::SeqCst);
+        if waited && answered {
+            return Ok(());
+        }
         let _ = shared.lock().stream.shutdown_both();
         shared.set_closed();
         // Without a reader nobody could see an answer; that is no timeout.
-        if had_reader {
+        if waited || had_reader {
             Err(Error::Timeout)
         } else {
             Ok(())
