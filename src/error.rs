@@ -416,7 +416,7 @@ pub enum TlsErrorKind {
     /// The server's certificate is valid but for another name than the one in the URL.
     NameMismatch,
     /// The server's certificate does not chain to a trusted root (self-signed, unknown CA,
-    /// expired). Add the CA with [`ClientTlsBuilder::add_root_file`](crate::ClientTlsBuilder::add_root_file).
+    /// expired). Add the CA with `ClientTlsBuilder::add_root_file`.
     UntrustedCertificate,
     /// The TLS handshake failed otherwise: the peer does not speak TLS, no common protocol
     /// version or cipher, the connection dropped.

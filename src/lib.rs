@@ -51,6 +51,7 @@
 //! ended at `debug`; only our own failures at `error`.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod broadcast;
