@@ -79,7 +79,7 @@ fn run() -> Result<i32, Box<dyn std::error::Error + Send + Sync>> {
         eprintln!("compression: permessage-deflate {agreed:?}");
     }
     let (mut reader, writer) = ws.split()?;
-    // Set by whoever starts our own close (stdin's end or Ctrl-C); they report how it went here.
+    // Set by whoever starts our own close (end of stdin, Ctrl-C); its outcome comes on our_close.
     let closing = Arc::new(AtomicBool::new(false));
     let (closed_ours, our_close) = mpsc::channel();
     {
