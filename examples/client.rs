@@ -1,5 +1,8 @@
 //! Sends each line of stdin as a text message and prints every message received on its own line.
-//! At end of input it waits for the echoes of what it sent, closes with 1000 and exits 0.
+//! At end of input it waits for the echoes of what it sent, closes with 1000 and exits 0; Ctrl-C
+//! closes with 1000 at once. When the server closes first it exits without waiting for stdin,
+//! printing the close code and reason to stderr: status 0 for 1000, 1001 or a close without a
+//! code, 1 for any other code or a connection dropped without a close frame.
 //!
 //! ```text
 //! cargo run --release --example client -- [URL] [-H 'Name: value']... [--protocol NAME]...
@@ -14,10 +17,11 @@
 
 use std::io::{BufRead, Write};
 use std::process::exit;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use syncws::{Client, ClientTls, CloseCode, Message};
+use syncws::{Client, ClientTls, CloseCode, CloseFrame, Message, Writer};
 
 const USAGE: &str = "usage: client [URL] [-H 'Name: value']... [--protocol NAME]... [--ca FILE] \
                      [--insecure] [--deflate]";
@@ -29,13 +33,17 @@ fn usage(problem: &str) -> ! {
 
 fn main() {
     env_logger::init();
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        exit(1);
+    match run() {
+        Ok(status) => exit(status),
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit(1);
+        }
     }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// Runs the tool; returns its exit status.
+fn run() -> Result<i32, Box<dyn std::error::Error + Send + Sync>> {
     let mut url = "ws://127.0.0.1:9001".to_owned();
     let mut builder = Client::builder();
     let mut tls = ClientTls::builder();
@@ -71,25 +79,61 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("compression: permessage-deflate {agreed:?}");
     }
     let (mut reader, writer) = ws.split()?;
+    // Set by whoever starts our own close (end of stdin, Ctrl-C); its outcome comes on our_close.
+    let closing = Arc::new(AtomicBool::new(false));
+    let (closed_ours, our_close) = mpsc::channel();
+    {
+        let (writer, closing, closed_ours) = (writer.clone(), closing.clone(), closed_ours.clone());
+        ctrlc::set_handler(move || close_ours(&writer, &closing, &closed_ours, Ok(())))?;
+    }
     let (got_one, arrivals) = mpsc::channel();
-    let printer = std::thread::spawn(move || -> syncws::Result<()> {
-        while let Some(msg) = reader.recv()? {
-            let mut out = std::io::stdout().lock();
-            match msg {
-                Message::Text(t) => writeln!(out, "{t}")?,
-                Message::Binary(b) => writeln!(out, "<{} bytes binary>", b.len())?,
-            }
-            out.flush()?;
-            let _ = got_one.send(());
+    let sender_closing = closing.clone();
+    std::thread::spawn(move || {
+        if let Some(input) = send_lines(&writer, &arrivals) {
+            close_ours(&writer, &sender_closing, &closed_ours, input);
         }
-        Ok(())
     });
+    // The main thread prints what arrives until the connection ends, whoever ends it; stdin may
+    // still be open then, and is not waited for.
+    let ended = loop {
+        match reader.recv() {
+            Ok(Some(msg)) => {
+                let mut out = std::io::stdout().lock();
+                match msg {
+                    Message::Text(t) => writeln!(out, "{t}")?,
+                    Message::Binary(b) => writeln!(out, "<{} bytes binary>", b.len())?,
+                }
+                out.flush()?;
+                let _ = got_one.send(());
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    if closing.load(Ordering::SeqCst) {
+        // Our close: the peer's answer ended the loop, and the close itself says how it went.
+        return match our_close.recv() {
+            Ok(Ok(())) => Ok(0),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the closing thread died".into()),
+        };
+    }
+    Ok(peer_ended(reader.close_frame(), ended))
+}
+
+/// Sends stdin's lines; at its end waits for as many messages as were sent (at most 5 s).
+/// `Some` when the connection is ours to close (with the stdin error if reading failed),
+/// `None` when a send failed: the connection is already ending and the receiving side reports it.
+fn send_lines(writer: &Writer, arrivals: &mpsc::Receiver<()>) -> Option<Outcome> {
     let mut sent = 0;
     for line in std::io::stdin().lock().lines() {
-        writer.send(line?)?;
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => return Some(Err(format!("reading stdin: {e}").into())),
+        };
+        writer.send(line).ok()?;
         sent += 1;
     }
-    // Wait for as many messages as we sent (at most 5 s), then close.
     let deadline = Instant::now() + Duration::from_secs(5);
     for _ in 0..sent {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -97,9 +141,44 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
     }
-    writer.close(CloseCode::NORMAL, "")?;
-    printer.join().expect("printer thread")?;
-    Ok(())
+    Some(Ok(()))
+}
+
+type Outcome = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Closes with 1000 and reports `before` (what ended our side), or the close's own failure.
+fn close_ours(
+    writer: &Writer,
+    closing: &AtomicBool,
+    report: &mpsc::Sender<Outcome>,
+    before: Outcome,
+) {
+    closing.store(true, Ordering::SeqCst);
+    let closed = writer.close(CloseCode::NORMAL, "").map_err(Into::into);
+    let _ = report.send(before.and(closed));
+}
+
+/// The exit status when the peer ended the connection: 0 for a normal end (1000, 1001, a close
+/// frame without a code), 1 for any other code or a connection dropped without a close frame.
+fn peer_ended(frame: Option<&CloseFrame>, error: Option<syncws::Error>) -> i32 {
+    let Some(frame) = frame else {
+        match error {
+            Some(e) => eprintln!("connection dropped without a close frame: {e}"),
+            None => eprintln!("connection dropped without a close frame"),
+        }
+        return 1;
+    };
+    if frame.code == CloseCode::NO_STATUS {
+        eprintln!("closed by peer without a code");
+    } else {
+        eprintln!("closed by peer: {} {}", frame.code, frame.reason);
+    }
+    let normal = [
+        CloseCode::NORMAL,
+        CloseCode::GOING_AWAY,
+        CloseCode::NO_STATUS,
+    ];
+    if normal.contains(&frame.code) { 0 } else { 1 }
 }
 
 #[cfg(feature = "deflate")]

@@ -2,17 +2,23 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server -- [ADDR] [--tls-cert FILE --tls-key FILE] [--deflate]
+//!                                               [--allow-origin ORIGIN]...
 //! ```
 //!
 //! ADDR defaults to 127.0.0.1:9001. With a PEM certificate chain and PKCS#8 PEM key it serves
 //! `wss://` (try it with `tests/fixtures/server.pem` and `server.key`, and the client's
 //! `--ca tests/fixtures/ca.pem`). `--deflate` accepts permessage-deflate (a build with
-//! `--features deflate`). Set `RUST_LOG=debug` to see every connection open and end.
+//! `--features deflate`). `--allow-origin` lets browser pages from that origin connect
+//! (repeatable, e.g. `http://localhost:5173` for a dev server); by default only pages from this
+//! server itself may. Set `RUST_LOG=debug` to see every connection open and end.
 
 use std::process::exit;
 
+const USAGE: &str = "usage: echo_server [ADDR] [--tls-cert FILE --tls-key FILE] [--deflate] \
+                     [--allow-origin ORIGIN]...";
+
 fn usage(problem: &str) -> ! {
-    eprintln!("{problem}\nusage: echo_server [ADDR] [--tls-cert FILE --tls-key FILE] [--deflate]");
+    eprintln!("{problem}\n{USAGE}");
     exit(2)
 }
 
@@ -28,6 +34,7 @@ fn run() -> Result<(), syncws::Error> {
     let mut addr = "127.0.0.1:9001".to_owned();
     let (mut cert, mut key) = (None, None);
     let mut config = syncws::Config::default();
+    let mut origins = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -38,12 +45,16 @@ fn run() -> Result<(), syncws::Error> {
             "--tls-cert" => cert = Some(value("--tls-cert")),
             "--tls-key" => key = Some(value("--tls-key")),
             "--deflate" => config = deflate(config),
+            "--allow-origin" => origins.push(origin(value("--allow-origin"))),
             "-h" | "--help" => usage("echoes every message back"),
             flag if flag.starts_with('-') => usage(&format!("unknown option {flag}")),
             _ => addr = arg,
         }
     }
     let mut server = syncws::Server::bind(&addr)?.config(config);
+    if !origins.is_empty() {
+        server = server.allowed_origins(origins);
+    }
     let scheme = match (cert, key) {
         (Some(cert), Some(key)) => {
             server = server.tls(syncws::ServerTls::from_pem_files(cert, key)?);
@@ -59,6 +70,20 @@ fn run() -> Result<(), syncws::Error> {
         }
         Ok(())
     })
+}
+
+/// An origin to allow, as browsers send it: `scheme://host[:port]`.
+fn origin(origin: String) -> String {
+    if origin == "*" {
+        // Server::allowed_origins compares exact origins and has no "any origin" entry.
+        usage("--allow-origin '*' is not supported yet: name each origin")
+    }
+    if !origin.contains("://") {
+        usage(&format!(
+            "--allow-origin wants scheme://host[:port], got {origin:?}"
+        ))
+    }
+    origin
 }
 
 #[cfg(feature = "deflate")]

@@ -2,8 +2,10 @@
 //! talking to each other, join and leave notices. Shows HTTP beside WebSocket on one port,
 //! gatekeeping (same-origin policy plus a token in the URL) and broadcast.
 //!
-//! `cargo run --example chat -- [ADDR] [--seconds N]` (ADDR defaults to 127.0.0.1:8000); open
-//! the printed URL in a few tabs. Stops on Ctrl-C, or after N seconds.
+//! `cargo run --example chat -- [ADDR] [--seconds N] [--allow-origin ORIGIN]...` (ADDR defaults
+//! to 127.0.0.1:8000); open the printed URL in a few tabs. Stops on Ctrl-C, or after N seconds.
+//! `--allow-origin` (repeatable) also lets pages from that origin join, e.g.
+//! `http://localhost:5173` for a page served by a dev server; the page served here always may.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +19,22 @@ struct Name(String);
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
     let mut args = std::env::args().skip(1);
-    let (mut addr, mut seconds) = ("127.0.0.1:8000".to_owned(), None);
+    let (mut addr, mut seconds, mut origins) = ("127.0.0.1:8000".to_owned(), None, Vec::new());
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = Some(args.next().ok_or("--seconds needs a value")?.parse()?),
+            "--allow-origin" => {
+                let origin = args.next().ok_or("--allow-origin needs a value")?;
+                if origin == "*" {
+                    // Server::allowed_origins compares exact origins and has no "any" entry.
+                    return Err("--allow-origin '*' is not supported yet: name each origin".into());
+                }
+                origins.push(origin);
+            }
+            "-h" | "--help" => {
+                println!("usage: chat [ADDR] [--seconds N] [--allow-origin ORIGIN]...");
+                return Ok(());
+            }
             _ => addr = arg,
         }
     }
@@ -29,7 +43,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A short write timeout: a tab that stops reading is dropped instead of stalling the room.
     let config = Config::default().write_timeout(Some(Duration::from_secs(1)));
     let gate_token = token.clone();
-    let server = Server::bind(&addr)?
+    let mut server = Server::bind(&addr)?;
+    if !origins.is_empty() {
+        // A list replaces the same-origin default, so name this server's own page too.
+        let here = server.local_addr()?;
+        origins.push(format!("http://{here}"));
+        if here.ip().is_loopback() {
+            origins.push(format!("http://localhost:{}", here.port()));
+        }
+        server = server.allowed_origins(origins);
+    }
+    let server = server
         .config(config)
         .http(|req| match req.path() {
             "/" => Response::html(PAGE),
