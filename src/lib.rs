@@ -31,8 +31,8 @@
 //!
 //! - [`WebSocket::send`] takes `&str`/`String` (text) and `&[u8]`/`Vec<u8>` (binary) without
 //!   copying; [`WebSocket::send_fragmented`] sends one message in pieces.
-//! - [`WebSocket::recv`] returns whole messages and `Ok(None)` once the peer closed; pings are
-//!   answered for you. A `WebSocket` is also an iterator over messages.
+//! - [`WebSocket::recv`] returns whole messages and `Ok(None)` once the connection ended
+//!   normally; pings are answered for you. A `WebSocket` is also an iterator over messages.
 //! - Every RFC 6455 rule is checked on receive; a violation closes with the RFC's code (1002,
 //!   1007, 1009) and comes back as [`Error::Protocol`]. Text is validated as it arrives.
 //! - Limits and timeouts live in [`Config`], with defaults documented there.
@@ -42,8 +42,13 @@
 //!
 //! # Errors
 //!
-//! One enum, [`Error`]. A peer that closes normally is not an error (`recv` returns `Ok(None)`);
-//! a peer that vanishes without a close frame is an [`Error::Io`] of kind `UnexpectedEof`.
+//! One enum, [`Error`]. A normal end is not an error: `recv` returns `Ok(None)` when the peer
+//! closes with 1000, 1001 or no code, when a close this side started completes, and when a
+//! server's shutdown ends the connection. A peer that closes with any other code (1008, 1009,
+//! 1011, 4xxx) ends it with [`Error::PeerClosed`], which carries its close frame, so a refusal
+//! does not look like a goodbye; a peer that vanishes without a close frame is an
+//! [`Error::Io`] of kind `UnexpectedEof`. Violations close with the RFC's code and a reason
+//! that says what was wrong (`message of 2097152 bytes over the 1048576 limit`).
 //!
 //! # Logging
 //!

@@ -277,12 +277,23 @@ impl<S: Transport> WebSocket<S> {
 
     /// Receives the next text or binary message.
     ///
-    /// Pings are answered and pongs consumed on the way; while waiting, the heartbeat pings an
-    /// idle peer ([`Config::ping_interval`]). Returns `Ok(None)` once the peer has closed with a
-    /// close frame (its code is then in [`WebSocket::close_frame`]), and again on every later
-    /// call. A protocol violation fails the connection with the RFC's close code and returns
-    /// [`Error::Protocol`]; a peer that does not answer the heartbeat ends it with
-    /// [`Error::HeartbeatTimeout`].
+    /// Pings are answered and pongs consumed on the way (a pong that answers our last ping
+    /// sets [`rtt`](Self::rtt)); while waiting, the heartbeat pings an idle peer
+    /// ([`Config::ping_interval`]).
+    ///
+    /// How it ends, and again on every later call:
+    /// - `Ok(None)` for a normal end: the peer closed with 1000, 1001 or no code
+    ///   ([`CloseCode::is_normal`]), a close this side started completed (whatever code the peer
+    ///   echoed), or the socket's owner closed it (a server's shutdown).
+    /// - [`Error::PeerClosed`] with the peer's close frame when the peer closed with any other
+    ///   code (1008, 1009, 1011, 4xxx...): the closing handshake completed, but the peer said
+    ///   something went wrong.
+    /// - [`Error::Protocol`] when the peer broke the protocol or a limit: the connection was
+    ///   failed with the RFC's close code and a reason saying what was wrong;
+    ///   [`Error::HeartbeatTimeout`] when it did not answer the heartbeat;
+    ///   [`Error::Io`] when the connection dropped (without a close frame: 1006).
+    ///
+    /// The peer's close frame is in [`close_frame`](Self::close_frame) either way.
     pub fn recv(&mut self) -> Result<Option<Message>> {
         self.conn.recv_until(None)
     }

@@ -244,7 +244,8 @@ impl<S: Split> Drop for ReadEnd<S> {
 }
 
 impl<S: Split> Reader<S> {
-    /// Receives the next message; `Ok(None)` once the connection closed normally.
+    /// Receives the next message; `Ok(None)` once the connection ended normally,
+    /// [`Error::PeerClosed`] when the peer closed it with an error code.
     /// See [`WebSocket::recv`](crate::WebSocket::recv).
     pub fn recv(&mut self) -> Result<Option<Message>> {
         self.conn.recv_until(None)
