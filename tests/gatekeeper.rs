@@ -168,6 +168,43 @@ fn origin_matrix_over_real_sockets() {
     listed.shutdown();
 }
 
+#[test]
+fn origin_refusal_names_the_origin_and_how_to_allow_it() {
+    let same_origin = start(bind());
+    let listed = start(bind().allowed_origins(["http://app.example"]));
+    let ask = |server: &ServerHandle, origin: &str| {
+        let mut c = Http::connect(server.local_addr());
+        c.exchange(upgrade("/", &format!("Origin: {origin}\r\n")))
+    };
+    let r = ask(&same_origin, "http://evil.example:3000");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    let text = r.text();
+    assert!(
+        text.starts_with("origin http://evil.example:3000 is not allowed"),
+        "{text}"
+    );
+    assert!(text.contains("Server::allowed_origins"), "{text}");
+    let r = ask(&listed, "http://evil.example");
+    assert!(
+        r.text().contains("not in Server::allowed_origins"),
+        "{}",
+        r.text()
+    );
+
+    // What is echoed is the client's: no control characters, and bounded.
+    let long = format!("http://\tx{}.example", "a".repeat(5_000));
+    let r = ask(&same_origin, &long);
+    assert_eq!(r.status, 403);
+    let text = r.text();
+    assert!(text.len() < 600, "{} bytes echoed", text.len());
+    assert!(text.starts_with("origin http://xaaa"), "{text}");
+    assert!(text.contains("aaa... is not allowed"), "{text}");
+    assert_eq!(text.matches(char::is_control).collect::<String>(), "\n");
+    same_origin.shutdown();
+    listed.shutdown();
+}
+
 // ------------------------------------------------------------------ subprotocols
 
 /// Upgrades by hand offering `offer` (None: no header); returns the answered subprotocol header

@@ -36,7 +36,8 @@ pub(super) fn upgrade(
     };
     if !gate::origin_allowed(&request, opts.allowed_origins.as_deref(), opts.is_tls()) {
         log::debug!("origin {:?} refused", request.origin());
-        send_response(&mut stream, deadline, config, &Response::forbidden());
+        let refusal = gate::origin_refused(&request, opts.allowed_origins.is_some());
+        send_response(&mut stream, deadline, config, &refusal);
         return Err(HandshakeError::OriginRefused.into());
     }
     let accepted = match &opts.gatekeeper {
