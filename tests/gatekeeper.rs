@@ -125,6 +125,28 @@ fn token_in_url_and_authorization_header_both_authenticate() {
 // ------------------------------------------------------------------ origin policy
 
 #[test]
+fn refused_origins_are_warned_about_once_per_period_not_once_each() {
+    capture_logs();
+    let server = start(bind());
+    let origin = "http://flood.example";
+    for _ in 0..20 {
+        let mut c = Http::connect(server.local_addr());
+        let r = c.exchange(upgrade("/", &format!("Origin: {origin}\r\n")));
+        assert_eq!(r.status, 403);
+    }
+    let warned = logged(log::Level::Warn, origin);
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(
+        warned[0].contains("Server::allowed_origins"),
+        "{}",
+        warned[0]
+    );
+    // Each one is still there at debug level.
+    assert_eq!(logged(log::Level::Debug, origin).len(), 20);
+    server.shutdown();
+}
+
+#[test]
 fn origin_matrix_over_real_sockets() {
     let same_origin = start(bind());
     let listed = start(bind().allowed_origins(["http://app.example", "https://other.example/"]));

@@ -19,7 +19,8 @@
 //! what the setters set; `accept` the accept loop, the accept-time limits and the registry of
 //! live connections; `limits` per-IP counts, rates and cheap refusals; `connection` one
 //! connection's thread; `http` plain responses and bodies; `gate` the origin and host policies
-//! and the gatekeeper's answer; `handle` the `ServerHandle` that stops it all.
+//! and the gatekeeper's answer; `throttle` log lines a flood cannot multiply; `handle` the
+//! `ServerHandle` that stops it all.
 
 mod accept;
 mod connection;
@@ -28,6 +29,7 @@ mod handle;
 mod http;
 mod limits;
 mod options;
+mod throttle;
 mod upgrade;
 
 use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};

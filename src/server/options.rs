@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
+use super::throttle::Throttle;
 use super::{Accept, ConnectionError, Response, limits};
 use crate::proto::head::Request;
 
@@ -39,6 +40,9 @@ pub(crate) struct Options {
     #[cfg(feature = "tls")]
     pub(super) tls: Option<crate::tls::ServerTls>,
     pub(super) trusted_proxies: Vec<IpAddr>,
+    /// The warnings about refused origins: a misconfigured page retries in a loop, and an
+    /// attacker can send refused origins as fast as the network allows.
+    pub(super) origin_warnings: Throttle,
 }
 
 impl Options {
@@ -50,6 +54,9 @@ impl Options {
         false
     }
 }
+
+/// At most one warning about a refused origin per this long, per server.
+pub(super) const ORIGIN_WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl Default for Options {
     fn default() -> Self {
@@ -74,6 +81,7 @@ impl Default for Options {
             #[cfg(feature = "tls")]
             tls: None,
             trusted_proxies: Vec::new(),
+            origin_warnings: Throttle::new(ORIGIN_WARN_EVERY),
         }
     }
 }
