@@ -224,7 +224,8 @@ impl Server {
         self
     }
 
-    /// Most live connections (handshakes included); more get `503` with `Retry-After`.
+    /// Most live connections (handshakes included); more get `503` with
+    /// [`retry_after`](Self::retry_after).
     ///
     /// Each connection holds a file descriptor, and a limit above what the process may open
     /// turns the `503` into clients waiting unanswered in the listen backlog while `accept`
@@ -284,7 +285,8 @@ impl Server {
         self
     }
 
-    /// Most live connections from one IP address; more get `429`. Defaults to no limit (behind a
+    /// Most live connections from one IP address; more get `429` with
+    /// [`retry_after`](Self::retry_after). Defaults to no limit (behind a
     /// reverse proxy every client has the proxy's address).
     pub fn max_connections_per_ip(mut self, max: usize) -> Self {
         self.opts.max_per_ip = Some(max);
@@ -292,9 +294,23 @@ impl Server {
     }
 
     /// Most new connections one IP address may open per `window`; more get `429` with
-    /// `Retry-After`. Defaults to no limit.
+    /// `Retry-After` saying when the window frees a slot (whole seconds, rounded up, at least 1).
+    /// Defaults to no limit.
     pub fn rate_limit(mut self, connections: u32, window: Duration) -> Self {
         self.opts.rate_limit = Some((connections, window));
+        self
+    }
+
+    /// The `Retry-After` of refusals whose end the server cannot know: the `503` at
+    /// [`max_connections`](Self::max_connections) or while shutting down, and the `429` at
+    /// [`max_connections_per_ip`](Self::max_connections_per_ip) (a slot frees when some
+    /// connection ends). Sent in whole seconds, rounded up. A [`rate_limit`](Self::rate_limit)
+    /// `429` says instead when its window frees a slot. Defaults to 5 seconds: soon enough for
+    /// a client to retry without a user noticing, far enough apart that retrying clients do
+    /// not themselves keep the server full.
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        self.opts.retry_after = secs.min(u64::from(u32::MAX)) as u32;
         self
     }
 

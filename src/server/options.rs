@@ -34,6 +34,7 @@ pub(crate) struct Options {
     pub(super) stack_size: usize,
     pub(super) max_body: usize,
     pub(super) max_message_memory: usize,
+    /// Seconds, for the refusals whose end is not knowable.
     pub(super) retry_after: u32,
     pub(super) shutdown_timeout: Duration,
     pub(super) errors: Option<SyncSender<ConnectionError>>,
