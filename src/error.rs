@@ -68,7 +68,13 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "i/o error: {e}"),
             Error::Protocol(e) => write!(f, "protocol error: {e}"),
             Error::Handshake(e) => write!(f, "handshake failed: {e}"),
-            Error::Http(r) => write!(f, "server answered {} instead of 101", r.status),
+            Error::Http(r) => {
+                write!(f, "server answered {} instead of 101", r.status)?;
+                match r.summary() {
+                    Some(summary) => write!(f, ": {summary}"),
+                    None => Ok(()),
+                }
+            }
             Error::Url(e) => write!(f, "invalid url: {e}"),
             Error::Closed => f.write_str("connection closed"),
             Error::Timeout => f.write_str("timed out"),
@@ -321,7 +327,10 @@ impl fmt::Display for HandshakeError {
 impl std::error::Error for HandshakeError {}
 
 /// An HTTP response that was not the `101 Switching Protocols` the client asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` shows the body as text when it is UTF-8 (the first 200 bytes of it), since
+/// refusals are usually a line of text saying why.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// The status code, e.g. 403.
     pub status: u16,
@@ -329,6 +338,73 @@ pub struct HttpResponse {
     pub headers: Vec<(String, String)>,
     /// The body, or its first 64 KiB.
     pub body: Vec<u8>,
+}
+
+/// Most body bytes `HttpResponse`'s `Debug` shows.
+const DEBUG_BODY: usize = 200;
+
+/// Most characters of the body `Error::Http`'s `Display` shows.
+const DISPLAY_BODY: usize = 100;
+
+impl HttpResponse {
+    /// The body as text, if it is UTF-8; a body cut at 64 KiB may end inside a character,
+    /// which is left off.
+    fn text(&self) -> Option<&str> {
+        match std::str::from_utf8(&self.body) {
+            Ok(text) => Some(text),
+            Err(e) if e.error_len().is_none() => {
+                std::str::from_utf8(&self.body[..e.valid_up_to()]).ok()
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The body's first non-empty line, trimmed, without control characters and at most
+    /// [`DISPLAY_BODY`] characters (`...` marks a cut); `None` for an empty or binary body.
+    fn summary(&self) -> Option<String> {
+        let line = self
+            .text()?
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())?;
+        let mut chars = line.chars().filter(|c| !c.is_control());
+        let mut out: String = chars.by_ref().take(DISPLAY_BODY).collect();
+        if chars.next().is_some() {
+            out.push_str("...");
+        }
+        Some(out)
+    }
+}
+
+impl fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &BodyDebug(self))
+            .finish()
+    }
+}
+
+/// An `HttpResponse` body in `Debug`: quoted text when it is UTF-8, cut at [`DEBUG_BODY`]
+/// bytes with the full length after it; otherwise only its length.
+struct BodyDebug<'a>(&'a HttpResponse);
+
+impl fmt::Debug for BodyDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self.0.body.len();
+        let Some(text) = self.0.text() else {
+            return write!(f, "<{len} bytes, not utf-8>");
+        };
+        if len <= DEBUG_BODY {
+            return write!(f, "{text:?}");
+        }
+        let mut end = DEBUG_BODY;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{:?}... ({len} bytes)", &text[..end])
+    }
 }
 
 /// What is wrong with something the caller asked to send.
@@ -480,6 +556,62 @@ mod tests {
         assert_eq!(ProtocolError::ReservedBits.close_code().0, 1002);
         assert_eq!(ProtocolError::UnmaskedFrame.close_code().0, 1002);
         assert_eq!(ProtocolError::OverMemoryBudget.close_code().0, 1013);
+    }
+
+    fn http(status: u16, body: &[u8]) -> Error {
+        Error::Http(Box::new(HttpResponse {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body: body.to_vec(),
+        }))
+    }
+
+    #[test]
+    fn http_display_says_the_start_of_the_body() {
+        let rows: &[(&[u8], &str)] = &[
+            (
+                b"wrong token\n",
+                "server answered 403 instead of 101: wrong token",
+            ),
+            (b"", "server answered 403 instead of 101"),
+            (b"\xff\xfe binary", "server answered 403 instead of 101"),
+            (
+                b"\r\n  \n  first\tline  \nsecond",
+                "server answered 403 instead of 101: firstline",
+            ),
+            (
+                "caf\u{e9} \u{1b}[31mred".as_bytes(),
+                "server answered 403 instead of 101: caf\u{e9} [31mred",
+            ),
+            // A body cut at 64 KiB inside a character is still text.
+            (b"cut \xc3", "server answered 403 instead of 101: cut"),
+        ];
+        for (body, want) in rows {
+            assert_eq!(http(403, body).to_string(), *want, "{body:?}");
+        }
+        let long = http(403, "x".repeat(500).as_bytes()).to_string();
+        assert_eq!(
+            long,
+            format!("server answered 403 instead of 101: {}...", "x".repeat(100))
+        );
+    }
+
+    #[test]
+    fn http_debug_shows_a_text_body_as_text() {
+        let e = http(403, b"wrong token\n");
+        assert_eq!(
+            format!("{e:?}"),
+            "Http(HttpResponse { status: 403, headers: [(\"Content-Type\", \"text/plain\")], \
+             body: \"wrong token\\n\" })"
+        );
+        let long = format!("{:?}", http(500, "\u{e9}".repeat(300).as_bytes()));
+        let shown = format!("\"{}\"... (600 bytes)", "\u{e9}".repeat(100));
+        assert!(long.ends_with(&format!("body: {shown} }})")), "{long}");
+        let binary = format!("{:?}", http(500, &[0xff; 1_000]));
+        assert!(
+            binary.ends_with("body: <1000 bytes, not utf-8> })"),
+            "{binary}"
+        );
     }
 
     #[test]
