@@ -509,11 +509,16 @@ impl fmt::Display for TlsError {
 impl std::error::Error for TlsError {}
 
 /// What is wrong with a URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UrlError {
-    /// The scheme is not `ws` (or `wss` with TLS).
-    UnsupportedScheme,
+    /// The scheme is missing or not one accepted here: `ws` or `wss` (`wss` needs the `tls`
+    /// feature) for a WebSocket URL, also `http` and `https` in a redirect, `http` for a proxy.
+    /// Says which scheme it got and which it accepts.
+    ///
+    /// Boxed to keep [`Error`] two words: a `Box<str>` is two words itself, and with the other
+    /// variants' tag would make `UrlError`, and so `Error`, three.
+    UnsupportedScheme(Box<SchemeError>),
     /// The host is missing or malformed.
     BadHost,
     /// The port is not a number from 1 to 65535.
@@ -527,7 +532,7 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            UrlError::UnsupportedScheme => "scheme must be ws",
+            UrlError::UnsupportedScheme(e) => return write!(f, "{e}"),
             UrlError::BadHost => "missing or malformed host",
             UrlError::BadPort => "bad port",
             UrlError::Fragment => "websocket urls must not have a fragment",
@@ -537,6 +542,57 @@ impl fmt::Display for UrlError {
 }
 
 impl std::error::Error for UrlError {}
+
+/// The scheme of a URL that was refused with [`UrlError::UnsupportedScheme`], and the ones
+/// that would have been accepted there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemeError {
+    got: String,
+    supported: &'static [(&'static str, u16)],
+}
+
+impl SchemeError {
+    /// `got` refused where `supported` (scheme, default port) are accepted.
+    pub(crate) fn new(got: &str, supported: &'static [(&'static str, u16)]) -> Self {
+        SchemeError {
+            got: got.to_owned(),
+            supported,
+        }
+    }
+
+    /// The scheme as written in the URL (empty when it had none).
+    pub fn scheme(&self) -> &str {
+        &self.got
+    }
+
+    /// The schemes accepted where the URL was given, e.g. `ws` and `wss`.
+    pub fn supported(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.supported.iter().map(|(name, _)| *name)
+    }
+}
+
+impl fmt::Display for SchemeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The scheme is the caller's text: quoted, so spaces or an empty one still read clearly.
+        match self.got.as_str() {
+            "" => f.write_str("no scheme")?,
+            got => write!(f, "unsupported scheme {got:?}")?,
+        }
+        f.write_str(", expected ")?;
+        for (i, name) in self.supported().enumerate() {
+            match i {
+                0 => {}
+                i if i + 1 == self.supported.len() => f.write_str(" or ")?,
+                _ => f.write_str(", ")?,
+            }
+            write!(f, "{name}://")?;
+            if name == "wss" && !cfg!(feature = "tls") {
+                f.write_str(" (with the tls feature)")?;
+            }
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -612,6 +668,36 @@ mod tests {
             binary.ends_with("body: <1000 bytes, not utf-8> })"),
             "{binary}"
         );
+    }
+
+    #[test]
+    fn unsupported_scheme_names_the_scheme_and_the_supported_ones() {
+        const WS: &[(&str, u16)] = &[("ws", 80), ("wss", 443)];
+        const PROXY: &[(&str, u16)] = &[("http", 80)];
+        let tls = if cfg!(feature = "tls") {
+            ""
+        } else {
+            " (with the tls feature)"
+        };
+        let rows = [
+            (
+                "http",
+                WS,
+                format!("unsupported scheme \"http\", expected ws:// or wss://{tls}"),
+            ),
+            ("", WS, format!("no scheme, expected ws:// or wss://{tls}")),
+            (
+                "socks5",
+                PROXY,
+                "unsupported scheme \"socks5\", expected http://".to_owned(),
+            ),
+        ];
+        for (got, supported, want) in rows {
+            let e = UrlError::UnsupportedScheme(Box::new(SchemeError::new(got, supported)));
+            assert_eq!(e.to_string(), want);
+        }
+        let e = SchemeError::new("ftp", &[("ws", 80), ("wss", 443), ("http", 80)]);
+        assert!(e.to_string().ends_with("ws://, wss:// or http://"), "{e}");
     }
 
     #[test]
