@@ -30,7 +30,9 @@ fn gatekeeper_accepts_with_protocol_header_and_data() {
             Ok(Accept::new()
                 .protocol("chat")
                 .header("X-Welcome", "yes")
-                .data(User(req.query_param("user").unwrap_or_default())))
+                .data(User(
+                    req.query_param("user").unwrap_or_default().into_owned(),
+                )))
         })
         .start(|ws| {
             let user = ws.data::<User>().map_or("no data", |u| u.0.as_str());
