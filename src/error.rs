@@ -697,7 +697,8 @@ mod tests {
             assert_eq!(e.to_string(), want);
         }
         let e = SchemeError::new("ftp", &[("ws", 80), ("wss", 443), ("http", 80)]);
-        assert!(e.to_string().ends_with("ws://, wss:// or http://"), "{e}");
+        let want = format!("expected ws://, wss://{tls} or http://");
+        assert!(e.to_string().ends_with(&want), "{e}");
     }
 
     #[test]
