@@ -180,7 +180,7 @@ fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
             .trusted_proxies([trusted.parse().unwrap()])
             .max_connections_per_ip(1)
             .http(|req| syncws::Response::text(200, format!("{:?}", req.peer_addr())));
-        let addr = server.local_addr().unwrap();
+        let addr = server.local_addr();
         thread::spawn(move || {
             server.serve(|ws| {
                 ws.send(format!("{:?}", ws.peer_addr()))?;

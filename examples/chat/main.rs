@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })))
         });
     let handle = server.handle();
-    println!("chat on http://{}/?token={token}", server.local_addr()?);
+    println!("chat on http://{}/?token={token}", server.local_addr());
     let stopper = handle.clone();
     ctrlc::set_handler(move || {
         stopper.shutdown();

@@ -366,9 +366,11 @@ impl Server {
         self
     }
 
-    /// The address the server listens on, with the real port after binding port 0.
-    pub fn local_addr(&self) -> Result<SocketAddr> {
-        Ok(self.shared.addr)
+    /// The address the server listens on, with the real port after binding port 0. Cannot
+    /// fail: it was read once, at [`bind`](Self::bind); the same as
+    /// [`ServerHandle::local_addr`].
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
     }
 
     /// A handle to watch and stop the server from any thread; take it before `serve`.
