@@ -63,7 +63,7 @@ fn run() -> Result<(), syncws::Error> {
         (None, None) => "ws",
         _ => usage("--tls-cert and --tls-key go together"),
     };
-    println!("echo server on {scheme}://{}", server.local_addr()?);
+    println!("echo server on {scheme}://{}", server.local_addr());
     server.serve(|ws| {
         while let Some(msg) = ws.recv()? {
             ws.send(&msg)?;

@@ -60,7 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => Response::not_found(),
         })
         .gatekeeper(move |req| {
-            if req.path() != "/chat" || req.query_param("token") != Some(gate_token.clone()) {
+            if req.path() != "/chat"
+                || req.query_param("token").as_deref() != Some(gate_token.as_str())
+            {
                 return Err(Response::text(403, "wrong token\n"));
             }
             let name: String = req
@@ -76,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })))
         });
     let handle = server.handle();
-    println!("chat on http://{}/?token={token}", server.local_addr()?);
+    println!("chat on http://{}/?token={token}", server.local_addr());
     let stopper = handle.clone();
     ctrlc::set_handler(move || {
         stopper.shutdown();

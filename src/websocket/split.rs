@@ -429,3 +429,38 @@ impl<S: Split> fmt::Debug for ReadEnd<S> {
         f.write_str("ReadEnd")
     }
 }
+
+/// Like [`WebSocket`](crate::WebSocket)'s: `Reader(server, OPEN)`.
+impl<S: Split> fmt::Display for Reader<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let role = match self.conn.role {
+            super::Role::Server => "server",
+            super::Role::Client => "client",
+        };
+        write!(f, "Reader({role}, {})", state_name(self.conn.state()))
+    }
+}
+
+/// Like [`WebSocket`](crate::WebSocket)'s, without the role, which the writer's shared state
+/// does not keep: `Writer(OPEN)`, `Writer(CLOSING)` once a close frame went out, then
+/// `Writer(CLOSED)`.
+impl<S: Split> fmt::Display for Writer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.is_closed() {
+            State::Closed
+        } else if self.shared.close_sent.load(Ordering::SeqCst) {
+            State::Closing
+        } else {
+            State::Open
+        };
+        write!(f, "Writer({})", state_name(state))
+    }
+}
+
+fn state_name(state: State) -> &'static str {
+    match state {
+        State::Open => "OPEN",
+        State::Closing => "CLOSING",
+        State::Closed => "CLOSED",
+    }
+}

@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests, by concern: servers on port 0 ([`server`]), frames
 //! built and read byte by byte ([`frames`]), the HTTP side of a hand-made upgrade
 //! ([`http_head`]), raw peers that speak WebSocket by hand so tests can send exactly what a
-//! well-behaved library never would ([`raw_peer`]), payloads ([`payloads`]) and external daemons
-//! such as tinyproxy or nginx ([`daemon`]). Everything is re-exported: `use support::*;`.
+//! well-behaved library never would ([`raw_peer`]), payloads ([`payloads`]), external daemons
+//! such as tinyproxy or nginx ([`daemon`]) and what the library logged ([`logs`]). Everything is
+//! re-exported: `use support::*;`.
 
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
@@ -10,6 +11,7 @@
 mod daemon;
 mod frames;
 mod http_head;
+mod logs;
 mod payloads;
 mod raw_peer;
 mod server;
@@ -17,6 +19,7 @@ mod server;
 pub use daemon::*;
 pub use frames::*;
 pub use http_head::*;
+pub use logs::*;
 pub use payloads::*;
 pub use raw_peer::*;
 pub use server::*;
