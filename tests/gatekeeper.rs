@@ -152,6 +152,7 @@ fn refused_origins_are_warned_about_once_per_period_not_once_each() {
 fn origin_matrix_over_real_sockets() {
     let same_origin = start(bind());
     let listed = start(bind().allowed_origins(["http://app.example", "https://other.example/"]));
+    let any = start(bind().allowed_origins(["*"]));
     let home = |h: &ServerHandle| format!("http://{}", h.local_addr());
     let port = same_origin.local_addr().port();
     let rows: Vec<(&ServerHandle, Option<String>, bool)> = vec![
@@ -174,6 +175,9 @@ fn origin_matrix_over_real_sockets() {
         (&listed, Some("https://other.example".into()), true),
         (&listed, Some(home(&listed)), false),
         (&listed, Some("http://evil.example".into()), false),
+        (&any, None, true),
+        (&any, Some("http://evil.example".into()), true),
+        (&any, Some(home(&any)), true),
     ];
     for (server, origin, accepted) in rows {
         let mut client = Client::builder();
@@ -190,6 +194,7 @@ fn origin_matrix_over_real_sockets() {
     }
     same_origin.shutdown();
     listed.shutdown();
+    any.shutdown();
 }
 
 #[test]
@@ -227,6 +232,7 @@ fn origin_refusal_names_the_origin_and_how_to_allow_it() {
     assert_eq!(text.matches(char::is_control).collect::<String>(), "\n");
     same_origin.shutdown();
     listed.shutdown();
+    any.shutdown();
 }
 
 // ------------------------------------------------------------------ subprotocols

@@ -99,7 +99,7 @@ pub(crate) fn origin_allowed(req: &Request, allowed: Option<&[String]>, tls: boo
     if let Some(list) = allowed {
         return list
             .iter()
-            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin));
+            .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin));
     }
     let Some(host) = req.header("host") else {
         return false;

@@ -161,7 +161,10 @@ impl Server {
         self
     }
 
-    /// The origins browsers may connect from, e.g. `["https://app.example.com"]`.
+    /// The origins browsers may connect from, e.g. `["https://app.example.com"]`; an entry `"*"`
+    /// allows every origin (for development, or a public API that uses no cookies). The list
+    /// replaces the same-origin default: name this server's own origin too if its pages
+    /// connect.
     ///
     /// By default a request carrying `Origin` must come from this server itself (scheme, host
     /// and port equal to its `Host`), else it gets 403: this stops a page on another site from
