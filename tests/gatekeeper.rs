@@ -232,7 +232,6 @@ fn origin_refusal_names_the_origin_and_how_to_allow_it() {
     assert_eq!(text.matches(char::is_control).collect::<String>(), "\n");
     same_origin.shutdown();
     listed.shutdown();
-    any.shutdown();
 }
 
 // ------------------------------------------------------------------ subprotocols
