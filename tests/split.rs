@@ -366,9 +366,9 @@ fn halves_display_like_the_websocket() {
     assert_eq!(ws.to_string(), "WebSocket(client, OPEN)");
     let (mut reader, writer) = ws.split().unwrap();
     assert_eq!(reader.to_string(), "Reader(client, OPEN)");
-    assert_eq!(writer.to_string(), "Writer(OPEN)");
+    assert_eq!(writer.to_string(), "Writer(client, OPEN)");
     writer.send("bye").unwrap();
     assert_eq!(reader.recv().unwrap(), None);
     assert_eq!(reader.to_string(), "Reader(client, CLOSED)");
-    assert_eq!(writer.to_string(), "Writer(CLOSED)");
+    assert_eq!(writer.to_string(), "Writer(client, CLOSED)");
 }
