@@ -459,6 +459,9 @@ pub enum InputError {
     ReservedHeader,
     /// The same header given twice where one copy is allowed (a client's `Origin`).
     DuplicateHeader,
+    /// A client's socket offered to a [`Hub`](crate::Hub): hub frames are encoded once,
+    /// unmasked, for servers' sockets.
+    ClientSocket,
 }
 
 impl fmt::Display for InputError {
@@ -472,6 +475,7 @@ impl fmt::Display for InputError {
             InputError::HeaderValue => "header value contains a control character (cr, lf, nul)",
             InputError::ReservedHeader => "header is written by the library and may not be set",
             InputError::DuplicateHeader => "header may be given only once",
+            InputError::ClientSocket => "a hub takes servers' sockets only",
         })
     }
 }

@@ -63,6 +63,7 @@ mod broadcast;
 mod client;
 mod config;
 mod error;
+mod hub;
 mod io;
 mod message;
 /// The sans-IO protocol core (frames, masking, UTF-8, handshake and HTTP rules, compression).
@@ -87,7 +88,8 @@ pub use error::{
     Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, SchemeError, TlsError,
     TlsErrorKind, UrlError,
 };
-pub use io::{Split, Stream, Transport};
+pub use hub::{DEFAULT_BACKLOG, Delivery, Hub, HubBuilder, Overflow, Overflowed, RETRY_BOUND};
+pub use io::{Aborter, Split, Stream, Transport};
 pub use message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
 #[cfg(feature = "deflate")]
 pub use proto::deflate::DeflateParams;

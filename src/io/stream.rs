@@ -101,6 +101,30 @@ pub trait Split: Transport + Sized {
     type WriteHalf: Transport + Send + 'static;
     /// Splits the stream.
     fn split(self) -> io::Result<(Self::ReadHalf, Self::WriteHalf)>;
+
+    /// A handle that shuts the connection down at once from any thread, without the lock the
+    /// writers hold (a fan-out dropping a member whose socket is full). The default has none;
+    /// such a stream's writer is then only marked closed.
+    fn aborter(&self) -> Option<Aborter> {
+        None
+    }
+}
+
+/// Shuts a TCP connection down, both directions, from any thread: a blocked reader or writer on
+/// it wakes with an error or end-of-stream.
+#[derive(Debug, Clone)]
+pub struct Aborter(Arc<TcpStream>);
+
+impl Aborter {
+    /// A handle on `tcp` (the same socket, not a new connection).
+    pub fn new(tcp: Arc<TcpStream>) -> Self {
+        Aborter(tcp)
+    }
+
+    /// Shuts the connection down.
+    pub fn abort(&self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
 }
 
 impl Split for TcpStream {
@@ -110,6 +134,10 @@ impl Split for TcpStream {
     /// Two handles on one socket: the kernel lets one thread read while another writes.
     fn split(self) -> io::Result<(TcpStream, TcpStream)> {
         Ok((self.try_clone()?, self))
+    }
+
+    fn aborter(&self) -> Option<Aborter> {
+        Some(Aborter::new(Arc::new(self.try_clone().ok()?)))
     }
 }
 
@@ -432,6 +460,10 @@ impl Split for Stream {
             deadline: self.deadline.clone(),
         };
         Ok((reader, self))
+    }
+
+    fn aborter(&self) -> Option<Aborter> {
+        Some(Aborter::new(Arc::clone(&self.tcp)))
     }
 }
 

@@ -36,6 +36,7 @@ mod accessors;
 mod budget;
 mod conn;
 mod opening;
+mod outbox;
 mod receiver;
 mod sender;
 mod split;
@@ -56,6 +57,9 @@ use sender::Sender;
 pub use crate::proto::rules::Role;
 pub use budget::MemoryBudget;
 pub(crate) use opening::{CloseRequest, Opening};
+#[cfg(test)]
+pub(crate) use outbox::Prepared;
+pub(crate) use outbox::{Flushed, Offer, Outlet, prepare};
 pub use split::{Reader, Writer};
 
 /// Where a connection is in its life.

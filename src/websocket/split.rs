@@ -20,11 +20,13 @@
 //! stream behind a lock that the reader takes only once bytes are waiting (see `io::Split`).
 
 use std::fmt;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Link, SentPing};
+use super::outbox::{Flushed, Offer, Outbox, Outlet, Prepared};
 use super::sender::Sender;
 use super::{State, fragment_opcodes};
 use crate::error::{Error, Result};
@@ -70,6 +72,13 @@ struct Shared<W: Transport> {
     close_timeout: Duration,
     id: u64,
     role: super::Role,
+    /// Frames a hub queued for this connection, written before the next message of its own.
+    outbox: Mutex<Outbox>,
+    /// Shuts the connection down at once without the write lock (for a hub dropping a member
+    /// whose socket is full); `None` for streams that have no such handle.
+    aborter: Option<crate::io::Aborter>,
+    /// Run once when the connection closes or its last half is dropped (a hub forgetting it).
+    on_closed: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
 }
 
 struct Out<W> {
@@ -89,6 +98,7 @@ pub(crate) fn split<S: Split, L: Link>(
     sender: Sender,
     close_sent: bool,
 ) -> Result<(Reader<S>, Writer<S>)> {
+    let aborter = stream.aborter();
     let (read_half, write_half) = stream.split()?;
     let shared = Arc::new(Shared {
         out: Mutex::new(Out {
@@ -104,6 +114,9 @@ pub(crate) fn split<S: Split, L: Link>(
         close_timeout: conn.config.close_timeout,
         id: conn.info.id,
         role: conn.role,
+        outbox: Mutex::new(Outbox::default()),
+        aborter,
+        on_closed: Mutex::new(Vec::new()),
     });
     let writer = Writer { shared };
     let link = ReadEnd {
@@ -131,6 +144,36 @@ impl<W: Transport> Shared<W> {
     fn set_closed(&self) {
         *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.closed_changed.notify_all();
+        self.run_on_closed();
+    }
+
+    fn run_on_closed(&self) {
+        let hooks = std::mem::take(&mut *self.on_closed.lock().unwrap_or_else(|e| e.into_inner()));
+        self.outbox().clear();
+        for hook in hooks {
+            hook();
+        }
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes what others queued, under the write lock and within the write timeout: all of it
+    /// before a message or a close of our own (so order holds), only a frame under way before a
+    /// control frame (which may come between messages, never inside a frame). The outbox lock
+    /// is not held while writing, so publishers never wait on this socket; only writers, which
+    /// hold the write lock, take frames off it.
+    fn drain_outbox(&self, out: &mut Out<W>, all: bool) -> io::Result<()> {
+        loop {
+            let (frame, written) = match self.outbox().front_for(all) {
+                Some(front) => front,
+                None => return Ok(()),
+            };
+            let Out { stream, sender } = out;
+            sender.write_prepared(stream, &frame[written..])?;
+            self.outbox().advance(frame.len() - written);
+        }
     }
 
     /// Writes one frame under the lock. A failed write may have cut a frame in half, so it ends
@@ -151,15 +194,17 @@ impl<W: Transport> Shared<W> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let Out { stream, sender } = out;
-        sender
-            .write_data(stream, op, fin, payload, compress)
-            .map_err(|e| {
-                log::debug!("ws#{} write failed: {e}", self.id);
-                let _ = stream.shutdown_both();
-                self.set_closed();
-                Error::Io(e)
-            })?;
+        let all = matches!(op, OpCode::Text | OpCode::Binary | OpCode::Close);
+        let written = self.drain_outbox(out, all).and_then(|()| {
+            let Out { stream, sender } = out;
+            sender.write_data(stream, op, fin, payload, compress)
+        });
+        written.map_err(|e| {
+            log::debug!("ws#{} write failed: {e}", self.id);
+            let _ = out.stream.shutdown_both();
+            self.set_closed();
+            Error::Io(e)
+        })?;
         if op == OpCode::Ping {
             *self.last_ping.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(SentPing::now(payload));
@@ -176,11 +221,20 @@ impl<W: Transport> Drop for Shared<W> {
         if !closed && !*self.close_sent.get_mut() {
             let payload = close::encode(Some(CloseCode::GOING_AWAY), "");
             out.sender.set_write_timeout(Some(self.close_timeout));
+            // A queued frame under way is finished first, or the close frame would land inside
+            // it; the rest of the queue is dropped.
+            let q = self.outbox.get_mut().unwrap_or_else(|e| e.into_inner());
+            if let Some((frame, written)) = q.front_for(false) {
+                let _ = out
+                    .sender
+                    .write_prepared(&mut out.stream, &frame[written..]);
+            }
             let _ =
                 out.sender
                     .write_frame(&mut out.stream, OpCode::Close, true, payload.as_bytes());
         }
         let _ = out.stream.shutdown_both();
+        self.run_on_closed();
     }
 }
 
@@ -406,6 +460,13 @@ impl<S: Split> Writer<S> {
     pub fn id(&self) -> u64 {
         self.shared.id
     }
+
+    /// The connection as a hub holds it: weakly, so a member whose halves are all gone is not
+    /// kept open by its rooms.
+    pub(crate) fn outlet(&self) -> std::sync::Weak<dyn Outlet> {
+        let shared: Arc<dyn Outlet> = self.shared.clone();
+        Arc::downgrade(&shared)
+    }
 }
 
 impl<S: Split> fmt::Debug for Reader<S> {
@@ -472,5 +533,106 @@ fn state_name(state: State) -> &'static str {
         State::Open => "OPEN",
         State::Closing => "CLOSING",
         State::Closed => "CLOSED",
+    }
+}
+
+impl<W: Transport + Send + 'static> Outlet for Shared<W> {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn is_server(&self) -> bool {
+        self.role == super::Role::Server
+    }
+
+    fn offer(&self, frame: &Prepared, limit: usize) -> Offer {
+        // Checked under the queue's lock: `set_closed` clears the queue after setting the flag,
+        // so nothing offered afterwards stays queued.
+        let mut q = self.outbox();
+        if self.is_closed() {
+            return Offer::Closed;
+        }
+        q.push(frame, limit)
+    }
+
+    fn flush(&self) -> Flushed {
+        let mut out = match self.out.try_lock() {
+            Ok(out) => out,
+            Err(std::sync::TryLockError::WouldBlock) => return Flushed::Busy,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        };
+        if self.is_closed() {
+            return Flushed::Closed;
+        }
+        // Non-blocking for this one attempt only. The flag belongs to the socket, which the
+        // reader shares: a read that starts meanwhile returns `WouldBlock` and the reader,
+        // taking it for a timeout that is not yet due, reads again. A read already waiting is
+        // not affected (the kernel looks at the flag when a call starts).
+        if let Err(e) = out.stream.set_nonblocking(true) {
+            log::debug!("ws#{} cannot write without blocking: {e}", self.id);
+            return Flushed::WouldBlock;
+        }
+        let result = self.write_queued(&mut out.stream);
+        let restored = out.stream.set_nonblocking(false);
+        match (result, restored) {
+            (Ok(done), Ok(())) => done,
+            (Err(e), _) | (_, Err(e)) => {
+                log::debug!("ws#{} queued write failed: {e}", self.id);
+                let _ = out.stream.shutdown_both();
+                self.set_closed();
+                Flushed::Closed
+            }
+        }
+    }
+
+    fn abort(&self) {
+        if let Some(aborter) = &self.aborter {
+            aborter.abort();
+        }
+        self.set_closed();
+    }
+
+    fn when_closed(&self, hook: Box<dyn FnOnce() + Send>) {
+        let mut hooks = self.on_closed.lock().unwrap_or_else(|e| e.into_inner());
+        if Shared::is_closed(self) {
+            drop(hooks);
+            hook();
+        } else {
+            hooks.push(hook);
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.outbox().bytes()
+    }
+}
+
+impl<W: Transport> Shared<W> {
+    /// Writes queued frames on a non-blocking stream until the queue is empty or the kernel is
+    /// full; a frame the stream refused stays under way, to be given again before anything else.
+    fn write_queued(&self, stream: &mut W) -> io::Result<Flushed> {
+        loop {
+            let Some((frame, written)) = self.outbox().front_for(true) else {
+                return Ok(Flushed::Empty);
+            };
+            match stream.write(&frame[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) if n == frame.len() - written && self.outbox().bytes() == n => {
+                    self.outbox().advance(n);
+                    // A TLS session may hold the last bytes of a record until flushed.
+                    return match stream.flush() {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Flushed::WouldBlock),
+                        other => other.map(|()| Flushed::Empty),
+                    };
+                }
+                Ok(n) => self.outbox().advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.outbox().mark_started();
+                    return Ok(Flushed::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
