@@ -18,11 +18,15 @@ const ROOM: &str = "room";
 /// write timeout is long, so a publish that waited on a member's socket would show. Returns its
 /// address and a channel that hears of every join.
 fn room_server(hub: &Hub) -> (SocketAddr, mpsc::Receiver<()>) {
+    room_server_on(hub, Server::bind("127.0.0.1:0").unwrap())
+}
+
+fn room_server_on(hub: &Hub, server: Server) -> (SocketAddr, mpsc::Receiver<()>) {
     let (joined_tx, joined) = mpsc::channel::<()>();
     let joined_tx = Mutex::new(joined_tx);
     let members = hub.clone();
     let config = Config::default().write_timeout(Some(Duration::from_secs(20)));
-    let server = Server::bind("127.0.0.1:0").unwrap().config(config);
+    let server = server.config(config);
     let addr = server.local_addr();
     thread::spawn(move || {
         server.serve(move |ws| {
@@ -395,4 +399,43 @@ fn a_pong_waits_for_a_room_frame_the_kernel_took_in_part() {
         Some(Message::Text("after".into()))
     );
     assert!(ws.rtt().is_some(), "the pong came");
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn rooms_work_over_tls_with_a_stalled_member() {
+    const HEALTHY: usize = 4;
+    const SIZE: usize = 8 << 10;
+    let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let tls = syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key"));
+    let hub = Hub::builder().backlog(2 << 20).build().unwrap();
+    let server = Server::bind("127.0.0.1:0").unwrap().tls(tls.unwrap());
+    let (addr, joins) = room_server_on(&hub, server);
+    let client_tls = syncws::ClientTls::builder()
+        .add_root_file(fixture("ca.pem"))
+        .build()
+        .unwrap();
+    let wss = || {
+        syncws::Client::builder()
+            .tls(client_tls.clone())
+            .no_proxy()
+            .connect(&format!("wss://localhost:{}/", addr.port()))
+            .unwrap()
+    };
+    let healthy: Vec<_> = (0..HEALTHY).map(|_| reader(wss(), SIZE)).collect();
+    // Connected over TLS, then never reads.
+    let stalled = wss();
+    joined(&joins, HEALTHY + 1);
+    // 12 MB each: past the stalled member's buffers and backlog.
+    let count = 1500;
+    publish_numbered(&hub, count, SIZE, Duration::from_micros(500));
+    hub.publish(ROOM, format!("end {count}"));
+    let mut open = Vec::new();
+    for h in healthy {
+        let (end, got, ws) = h.join().unwrap();
+        assert_eq!((end, got), (format!("end {count}"), count));
+        open.push(ws);
+    }
+    assert_eq!(hub.count(ROOM), HEALTHY, "the stalled member was dropped");
+    drop(stalled);
 }
