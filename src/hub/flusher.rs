@@ -102,13 +102,24 @@ impl Flushers {
         Ok(Flushers { state, threads })
     }
 
-    /// Hands over a member whose queue just got its first frame.
-    pub fn schedule(&self, member: Weak<dyn Outlet>) {
-        self.state.work().ready.push_back(Task {
+    /// Hands over the members whose queues just got their first frame: one lock and one
+    /// wake-up per publish, not per member.
+    pub fn schedule(&self, members: Vec<Weak<dyn Outlet>>) {
+        if members.is_empty() {
+            return;
+        }
+        let many = members.len() > 1;
+        let mut work = self.state.work();
+        work.ready.extend(members.into_iter().map(|member| Task {
             member,
             pause: Duration::ZERO,
-        });
-        self.state.wake.notify_one();
+        }));
+        drop(work);
+        if many {
+            self.state.wake.notify_all();
+        } else {
+            self.state.wake.notify_one();
+        }
     }
 }
 

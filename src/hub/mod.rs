@@ -304,6 +304,7 @@ impl Hub {
         let mut delivery = Delivery::default();
         let mut gone = Vec::new();
         let mut overflowed = Vec::new();
+        let mut to_flush = Vec::new();
         {
             let rooms = self.read();
             let Some(r) = rooms.by_name.get(room) else {
@@ -318,7 +319,7 @@ impl Hub {
                     Offer::Queued { first } => {
                         delivery.queued += 1;
                         if first {
-                            self.inner.flushers.schedule(m.outlet.clone());
+                            to_flush.push(m.outlet.clone());
                         }
                     }
                     Offer::Closed => gone.push(m.id),
@@ -340,6 +341,7 @@ impl Hub {
                 }
             }
         }
+        self.inner.flushers.schedule(to_flush);
         // Outside the lock: shutting a connection down runs its hooks, which record it as
         // departed, and the callback may call back into the hub.
         for (outlet, action, dropped) in overflowed {
