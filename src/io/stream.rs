@@ -60,6 +60,22 @@ pub trait Transport: Read + Write {
         Err(io::ErrorKind::Unsupported.into())
     }
 
+    /// Writes what the stream takes now, without blocking: `WouldBlock` when it takes nothing
+    /// (a fan-out's flusher, which must never wait on one member). The default switches the
+    /// stream to non-blocking for the one call. The mode belongs to the socket, which a split
+    /// reader shares: a read that starts meanwhile returns `WouldBlock`, which the reader takes
+    /// for a timeout not yet due and retries; a read already waiting is not affected (the
+    /// kernel looks at the mode when a call starts).
+    fn write_nonblocking(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.set_nonblocking(true)?;
+        let written = self
+            .write(buf)
+            .and_then(|n| flushed_or_pending(self.flush(), n));
+        let restored = self.set_nonblocking(false);
+        let n = written?;
+        restored.map(|()| n)
+    }
+
     /// The address of the other end, if there is one.
     fn peer_addr(&self) -> Option<SocketAddr> {
         None
@@ -107,6 +123,15 @@ pub trait Split: Transport + Sized {
     /// such a stream's writer is then only marked closed.
     fn aborter(&self) -> Option<Aborter> {
         None
+    }
+}
+
+/// `n` bytes were taken; a flush that would block leaves them with the stream (a TLS session
+/// sends them with its next write), which is not a failure to write them.
+fn flushed_or_pending(flushed: io::Result<()>, n: usize) -> io::Result<usize> {
+    match flushed {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+        other => other.map(|()| n),
     }
 }
 
@@ -433,6 +458,27 @@ impl Transport for Stream {
 
     fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
         self.tcp.set_nonblocking(nonblocking)
+    }
+
+    /// Over TLS the mode is switched under the session's lock, as the split reader does, so the
+    /// two never undo each other's switch.
+    fn write_nonblocking(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let mut session = tls.lock();
+            self.tcp.set_nonblocking(true)?;
+            let written = session
+                .write(buf)
+                .and_then(|n| flushed_or_pending(session.flush(), n));
+            let restored = self.tcp.set_nonblocking(false);
+            let n = written?;
+            return restored.map(|()| n);
+        }
+        self.tcp.set_nonblocking(true)?;
+        let written = (&*self.tcp).write(buf);
+        let restored = self.tcp.set_nonblocking(false);
+        let n = written?;
+        restored.map(|()| n)
     }
 
     fn peer_addr(&self) -> Option<SocketAddr> {

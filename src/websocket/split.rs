@@ -564,19 +564,9 @@ impl<W: Transport + Send + 'static> Outlet for Shared<W> {
         if self.is_closed() {
             return Flushed::Closed;
         }
-        // Non-blocking for this one attempt only. The flag belongs to the socket, which the
-        // reader shares: a read that starts meanwhile returns `WouldBlock` and the reader,
-        // taking it for a timeout that is not yet due, reads again. A read already waiting is
-        // not affected (the kernel looks at the flag when a call starts).
-        if let Err(e) = out.stream.set_nonblocking(true) {
-            log::debug!("ws#{} cannot write without blocking: {e}", self.id);
-            return Flushed::WouldBlock;
-        }
-        let result = self.write_queued(&mut out.stream);
-        let restored = out.stream.set_nonblocking(false);
-        match (result, restored) {
-            (Ok(done), Ok(())) => done,
-            (Err(e), _) | (_, Err(e)) => {
+        match self.write_queued(&mut out.stream) {
+            Ok(done) => done,
+            Err(e) => {
                 log::debug!("ws#{} queued write failed: {e}", self.id);
                 let _ = out.stream.shutdown_both();
                 self.set_closed();
@@ -608,23 +598,15 @@ impl<W: Transport + Send + 'static> Outlet for Shared<W> {
 }
 
 impl<W: Transport> Shared<W> {
-    /// Writes queued frames on a non-blocking stream until the queue is empty or the kernel is
-    /// full; a frame the stream refused stays under way, to be given again before anything else.
+    /// Writes queued frames without blocking until the queue is empty or the kernel is full; a
+    /// frame the stream refused stays under way, to be given again before anything else.
     fn write_queued(&self, stream: &mut W) -> io::Result<Flushed> {
         loop {
             let Some((frame, written)) = self.outbox().front_for(true) else {
                 return Ok(Flushed::Empty);
             };
-            match stream.write(&frame[written..]) {
+            match stream.write_nonblocking(&frame[written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) if n == frame.len() - written && self.outbox().bytes() == n => {
-                    self.outbox().advance(n);
-                    // A TLS session may hold the last bytes of a record until flushed.
-                    return match stream.flush() {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Flushed::WouldBlock),
-                        other => other.map(|()| Flushed::Empty),
-                    };
-                }
                 Ok(n) => self.outbox().advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.outbox().mark_started();
