@@ -79,7 +79,7 @@ mod tls;
 mod websocket;
 
 pub use broadcast::Broadcast;
-pub use client::{Client, ClientBuilder, Url};
+pub use client::{Backoff, Client, ClientBuilder, Ended, Reconnecting, StopHandle, Url};
 pub use config::Config;
 #[cfg(feature = "deflate")]
 pub use config::DeflateConfig;
