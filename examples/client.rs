@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
-use syncws::{Client, ClientBuilder, ClientTls, CloseCode, CloseFrame, Ended, Message, Writer};
+use syncws::{Client, ClientBuilder, ClientTls, CloseCode, CloseFrame, Ending, Message, Writer};
 
 const USAGE: &str = "usage: client [URL] [-H 'Name: value']... [--protocol NAME]... [--ca FILE] \
                      [--insecure] [--deflate] [--reconnect]";
@@ -155,13 +155,13 @@ fn run_reconnecting(
             let again = ended.reconnects();
             if again {
                 match ended {
-                    Ended::Peer(frame) => {
+                    Ending::Peer(frame) => {
                         eprintln!(
                             "closed by peer: {} {}; reconnecting",
                             frame.code, frame.reason
                         )
                     }
-                    Ended::Failed(e) => eprintln!("connection lost: {e}; reconnecting"),
+                    Ending::Failed(e) => eprintln!("connection lost: {e}; reconnecting"),
                     _ => eprintln!("reconnecting"),
                 }
             }

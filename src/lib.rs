@@ -82,7 +82,7 @@ mod tls;
 mod websocket;
 
 pub use broadcast::Broadcast;
-pub use client::{Backoff, Client, ClientBuilder, Ended, Reconnecting, StopHandle, Url};
+pub use client::{Backoff, Client, ClientBuilder, Ending, Reconnecting, StopHandle, Url};
 pub use config::Config;
 #[cfg(feature = "deflate")]
 pub use config::DeflateConfig;

@@ -15,7 +15,7 @@ use crate::proto::{handshake, head};
 use crate::websocket::{Opening, Role, WebSocket};
 use proxy::{Proxy, ProxySetting};
 
-pub use reconnect::{Backoff, Ended, Reconnecting, StopHandle};
+pub use reconnect::{Backoff, Ending, Reconnecting, StopHandle};
 pub use url::Url;
 
 /// Most body bytes kept from a response that was not `101`.

@@ -152,7 +152,7 @@ impl Backoff {
 /// an error it passed on, else the peer's close frame if the peer started the close.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
-pub enum Ended<'a> {
+pub enum Ending<'a> {
     /// The session returned `Ok(())` and the peer did not start a close: this side closed, or
     /// the session returned with the connection open (the loop then closes it with 1000).
     Ours,
@@ -164,7 +164,7 @@ pub enum Ended<'a> {
     Failed(&'a Error),
 }
 
-impl Ended<'_> {
+impl Ending<'_> {
     /// The default rule: whether this ending calls for a reconnect.
     ///
     /// | ending | reconnect | why |
@@ -182,17 +182,17 @@ impl Ended<'_> {
     /// | any other error the session returns | no | the session's own |
     ///
     /// ```
-    /// use syncws::{CloseCode, CloseFrame, Ended};
+    /// use syncws::{CloseCode, CloseFrame, Ending};
     /// let frame = |code| CloseFrame { code, reason: String::new() };
-    /// assert!(Ended::Peer(&frame(CloseCode::GOING_AWAY)).reconnects());
-    /// assert!(!Ended::Peer(&frame(CloseCode::NORMAL)).reconnects());
-    /// assert!(!Ended::Peer(&frame(CloseCode::POLICY)).reconnects());
+    /// assert!(Ending::Peer(&frame(CloseCode::GOING_AWAY)).reconnects());
+    /// assert!(!Ending::Peer(&frame(CloseCode::NORMAL)).reconnects());
+    /// assert!(!Ending::Peer(&frame(CloseCode::POLICY)).reconnects());
     /// ```
     pub fn reconnects(&self) -> bool {
         match self {
-            Ended::Ours => false,
-            Ended::Peer(frame) => code_reconnects(frame.code),
-            Ended::Failed(e) => match e {
+            Ending::Ours => false,
+            Ending::Peer(frame) => code_reconnects(frame.code),
+            Ending::Failed(e) => match e {
                 Error::Io(_) | Error::HeartbeatTimeout | Error::Timeout => true,
                 Error::PeerClosed(frame) => code_reconnects(frame.code),
                 Error::Protocol(ProtocolError::OverMemoryBudget) => true,
@@ -202,19 +202,19 @@ impl Ended<'_> {
     }
 
     /// What the session returned (`result`) and the socket tell.
-    fn of<'a>(result: &'a Result<()>, peer_started: Option<&'a CloseFrame>) -> Ended<'a> {
+    fn of<'a>(result: &'a Result<()>, peer_started: Option<&'a CloseFrame>) -> Ending<'a> {
         match result {
-            Err(Error::PeerClosed(frame)) => Ended::Peer(frame),
-            Err(e) => Ended::Failed(e),
+            Err(Error::PeerClosed(frame)) => Ending::Peer(frame),
+            Err(e) => Ending::Failed(e),
             Ok(()) => match peer_started {
-                Some(frame) => Ended::Peer(frame),
-                None => Ended::Ours,
+                Some(frame) => Ending::Peer(frame),
+                None => Ending::Ours,
             },
         }
     }
 }
 
-/// The close codes that call for a reconnect (see [`Ended::reconnects`]).
+/// The close codes that call for a reconnect (see [`Ending::reconnects`]).
 fn code_reconnects(code: CloseCode) -> bool {
     matches!(
         code,
@@ -300,9 +300,11 @@ fn random_unit() -> f64 {
 /// Ends a [`Reconnecting`] loop from any thread: a wait in progress ends at once, and no new
 /// connection is made. Cheap to clone.
 ///
-/// A connection in progress is not touched: the session owns it and ends it (for example
-/// through a [`Writer`](crate::Writer) clone of its split socket, as the `client` example does
-/// on Ctrl-C); the loop then returns instead of reconnecting.
+/// A connection attempt in progress finishes first (it is bounded by the builder's connect
+/// timeout and the handshake timeout); a connection it opens is closed with 1000 at once.
+/// A session in progress is not touched: the session owns its connection and ends it (for
+/// example through a [`Writer`](crate::Writer) clone of its split socket, as the `client`
+/// example does on Ctrl-C); the loop then returns instead of reconnecting.
 #[derive(Debug, Clone, Default)]
 pub struct StopHandle {
     shared: Arc<(Mutex<bool>, Condvar)>,
@@ -341,7 +343,7 @@ impl StopHandle {
 }
 
 type Hook<'a> = Box<dyn FnMut(&mut WebSocket) -> Result<()> + Send + 'a>;
-type Rule<'a> = Box<dyn FnMut(&Ended<'_>) -> bool + Send + 'a>;
+type Rule<'a> = Box<dyn FnMut(&Ending<'_>) -> bool + Send + 'a>;
 
 /// A client that connects, runs a session on each connection and reconnects when the
 /// connection ends in a way worth reconnecting for. Made by
@@ -376,7 +378,7 @@ type Rule<'a> = Box<dyn FnMut(&Ended<'_>) -> bool + Send + 'a>;
 ///
 /// # Which endings reconnect
 ///
-/// See [`Ended::reconnects`] for the table; [`reconnect_if`](Self::reconnect_if) replaces it.
+/// See [`Ending::reconnects`] for the table; [`reconnect_if`](Self::reconnect_if) replaces it.
 /// The rule follows what `recv` says: `Ok(None)` (a normal end) stops the loop when it was
 /// 1000 or a close without a code, or a close this side started; 1001 ("going away", a server
 /// restarting) is also a normal end for `recv` but reconnects. [`Error::PeerClosed`] reconnects
@@ -451,22 +453,22 @@ impl<'a> Reconnecting<'a> {
         self
     }
 
-    /// Replaces the default reconnect rule ([`Ended::reconnects`]) for endings of connections
+    /// Replaces the default reconnect rule ([`Ending::reconnects`]) for endings of connections
     /// (not for failed connects). For example, to also come back after the application's own
     /// "come back later" code:
     ///
     /// ```no_run
-    /// use syncws::{Client, CloseCode, Ended};
+    /// use syncws::{Client, CloseCode, Ending};
     /// let reconnecting = Client::builder()
     ///     .reconnecting("ws://127.0.0.1:9001/")
     ///     .reconnect_if(|ended| match ended {
-    ///         Ended::Peer(frame) if frame.code == CloseCode(4000) => true,
+    ///         Ending::Peer(frame) if frame.code == CloseCode(4000) => true,
     ///         other => other.reconnects(),
     ///     });
     /// ```
     pub fn reconnect_if<F>(mut self, rule: F) -> Self
     where
-        F: FnMut(&Ended<'_>) -> bool + Send + 'a,
+        F: FnMut(&Ending<'_>) -> bool + Send + 'a,
     {
         self.rule = Some(Box::new(rule));
         self
@@ -527,7 +529,7 @@ impl<'a> Reconnecting<'a> {
                         }
                     };
                     let frame = ws.peer_started_close();
-                    let ended = Ended::of(&result, frame.as_ref());
+                    let ended = Ending::of(&result, frame.as_ref());
                     let again = match &mut self.rule {
                         Some(rule) => rule(&ended),
                         None => ended.reconnects(),
@@ -593,7 +595,7 @@ mod tests {
 
     #[test]
     fn close_codes_that_reconnect() {
-        // (code, reconnects) for every code a peer may send, by the table in Ended::reconnects.
+        // (code, reconnects) for every code a peer may send, by the table in Ending::reconnects.
         let rows = [
             (1000, false),
             (1001, true),
@@ -615,13 +617,13 @@ mod tests {
         for (code, want) in rows {
             let f = frame(code);
             assert_eq!(
-                Ended::Peer(&f).reconnects(),
+                Ending::Peer(&f).reconnects(),
                 want,
                 "peer closed with {code}"
             );
             // recv's error for a code that is not normal lands on the same answer.
             let e = Error::PeerClosed(Box::new(f.clone()));
-            assert_eq!(Ended::Failed(&e).reconnects(), want, "PeerClosed({code})");
+            assert_eq!(Ending::Failed(&e).reconnects(), want, "PeerClosed({code})");
         }
     }
 
@@ -639,9 +641,9 @@ mod tests {
             (Error::InvalidInput(crate::InputError::CloseCode), false),
         ];
         for (e, want) in rows {
-            assert_eq!(Ended::Failed(&e).reconnects(), want, "{e:?}");
+            assert_eq!(Ending::Failed(&e).reconnects(), want, "{e:?}");
         }
-        assert!(!Ended::Ours.reconnects());
+        assert!(!Ending::Ours.reconnects());
     }
 
     #[test]
@@ -649,14 +651,14 @@ mod tests {
         let going = frame(1001);
         let policy = Error::PeerClosed(Box::new(frame(1008)));
         let ok: Result<()> = Ok(());
-        assert!(matches!(Ended::of(&ok, None), Ended::Ours));
-        assert!(matches!(Ended::of(&ok, Some(&going)), Ended::Peer(f) if f.code.0 == 1001));
+        assert!(matches!(Ending::of(&ok, None), Ending::Ours));
+        assert!(matches!(Ending::of(&ok, Some(&going)), Ending::Peer(f) if f.code.0 == 1001));
         let err: Result<()> = Err(policy);
-        assert!(matches!(Ended::of(&err, None), Ended::Peer(f) if f.code.0 == 1008));
+        assert!(matches!(Ending::of(&err, None), Ending::Peer(f) if f.code.0 == 1008));
         let err: Result<()> = Err(Error::HeartbeatTimeout);
         assert!(matches!(
-            Ended::of(&err, Some(&going)),
-            Ended::Failed(Error::HeartbeatTimeout)
+            Ending::of(&err, Some(&going)),
+            Ending::Failed(Error::HeartbeatTimeout)
         ));
     }
 
@@ -796,6 +798,16 @@ mod tests {
         for (retry, asked, random, want) in rows {
             assert_eq!(b.wait(retry, asked, random), want, "{retry} {asked:?}");
         }
+    }
+
+    #[test]
+    fn a_reconnecting_client_can_move_to_another_thread() {
+        fn send<T: Send>(_: &T) {}
+        let reconnecting = ClientBuilder::default()
+            .reconnecting("ws://127.0.0.1:9/")
+            .on_connect(|_| Ok(()));
+        send(&reconnecting);
+        send(&reconnecting.stop_handle());
     }
 
     #[test]
