@@ -347,7 +347,9 @@ type Rule<'a> = Box<dyn FnMut(&Ending<'_>) -> bool + Send + 'a>;
 
 /// A client that connects, runs a session on each connection and reconnects when the
 /// connection ends in a way worth reconnecting for. Made by
-/// [`ClientBuilder::reconnecting`](crate::ClientBuilder::reconnecting).
+/// [`ClientBuilder::reconnecting`](crate::ClientBuilder::reconnecting); its lifetime is that of
+/// what the hook and the rule borrow (`'static` when they borrow nothing). `Send`, so it can run
+/// on a thread of its own.
 ///
 /// ```no_run
 /// use syncws::{Backoff, Client, Message};
