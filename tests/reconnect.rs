@@ -250,14 +250,16 @@ enum End {
 }
 
 /// A server that completes each upgrade by hand and ends connection `i` as `ends[i]` says
-/// (the last entry for all after); returns its address and how many connections it served.
-/// Its thread ends once `done` is set.
-fn ending_server(ends: Vec<End>, done: Arc<AtomicBool>) -> (SocketAddr, Arc<AtomicUsize>) {
+/// (the last entry for all after); returns its address, how many connections it served and
+/// when each came. Its thread ends once `done` is set.
+fn ending_server(ends: Vec<End>, done: Arc<AtomicBool>) -> (SocketAddr, Arc<AtomicUsize>, Times) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let served = Arc::new(AtomicUsize::new(0));
     let count = served.clone();
+    let times = Times::default();
+    let log = times.clone();
     thread::spawn(move || {
         while !done.load(Ordering::SeqCst) {
             let stream = match listener.accept() {
@@ -267,13 +269,16 @@ fn ending_server(ends: Vec<End>, done: Arc<AtomicBool>) -> (SocketAddr, Arc<Atom
                     continue;
                 }
             };
+            log.lock().unwrap().push(Instant::now());
             let i = count.fetch_add(1, Ordering::SeqCst);
             let end = ends[i.min(ends.len() - 1)];
             serve_raw(stream, end);
         }
     });
-    (addr, served)
+    (addr, served, times)
 }
+
+type Times = Arc<Mutex<Vec<Instant>>>;
 
 /// The `101` by hand, then the ending.
 fn serve_raw(mut stream: TcpStream, end: End) {
@@ -316,7 +321,7 @@ fn close_codes_and_drops_that_reconnect_and_those_that_end_the_loop() {
     ];
     for (end, connections, error) in rows {
         let done = Arc::new(AtomicBool::new(false));
-        let (addr, served) = ending_server(vec![end, End::Close(1000)], done.clone());
+        let (addr, served, _) = ending_server(vec![end, End::Close(1000)], done.clone());
         let url = ws_url(addr, "/");
         let result = run_within(TIMEOUT, move || {
             reconnecting(&url).run(|ws| {
@@ -341,7 +346,7 @@ fn a_hook_that_fails_on_a_dropped_connection_is_retried_and_one_refused_is_not()
     let rows = [(End::Drop, 2), (End::Close(1008), 1)];
     for (end, connections) in rows {
         let done = Arc::new(AtomicBool::new(false));
-        let (addr, served) = ending_server(vec![end, End::Close(1000)], done.clone());
+        let (addr, served, _) = ending_server(vec![end, End::Close(1000)], done.clone());
         let url = ws_url(addr, "/");
         let hooks = Arc::new(AtomicUsize::new(0));
         let counted = hooks.clone();
@@ -449,7 +454,7 @@ fn a_split_session_reconnects_on_the_peers_1001() {
     let _serial = serial();
     let done = Arc::new(AtomicBool::new(false));
     let ends = vec![End::Close(1001), End::Close(1000)];
-    let (addr, served) = ending_server(ends, done.clone());
+    let (addr, served, _) = ending_server(ends, done.clone());
     let url = ws_url(addr, "/");
     let result = run_within(TIMEOUT, move || {
         reconnecting(&url).run(|ws| {
@@ -461,4 +466,55 @@ fn a_split_session_reconnects_on_the_peers_1001() {
     done.store(true, Ordering::SeqCst);
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(served.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn the_backoff_starts_again_after_a_connection_that_stayed_up() {
+    let _serial = serial();
+    // Four 1001s, then 1000. Waits of 100 ms doubling (no jitter): without a reset they grow to
+    // 800 ms; when every connection counts as one that stayed up they stay at 100 ms.
+    // (reset_after, the longest gap between connections at least, at most)
+    let rows = [
+        (Duration::ZERO, None, Some(Duration::from_millis(450))),
+        (
+            Duration::from_secs(3600),
+            Some(Duration::from_millis(750)),
+            None,
+        ),
+    ];
+    for (reset_after, at_least, at_most) in rows {
+        let done = Arc::new(AtomicBool::new(false));
+        let mut ends = vec![End::Close(1001); 4];
+        ends.push(End::Close(1000));
+        let (addr, served, times) = ending_server(ends, done.clone());
+        let url = ws_url(addr, "/");
+        let backoff = Backoff::default()
+            .initial(Duration::from_millis(100))
+            .max(Duration::from_secs(1))
+            .jitter(0.0)
+            .reset_after(reset_after);
+        let result = run_within(TIMEOUT, move || {
+            reconnecting(&url).backoff(backoff).run(|ws| {
+                while ws.recv()?.is_some() {}
+                Ok(())
+            })
+        });
+        done.store(true, Ordering::SeqCst);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(served.load(Ordering::SeqCst), 5);
+        let times = times.lock().unwrap();
+        let longest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        if let Some(at_least) = at_least {
+            assert!(
+                longest >= at_least,
+                "reset_after {reset_after:?}: {longest:?}"
+            );
+        }
+        if let Some(at_most) = at_most {
+            assert!(
+                longest <= at_most,
+                "reset_after {reset_after:?}: {longest:?}"
+            );
+        }
+    }
 }
