@@ -2,6 +2,7 @@
 
 mod proxy;
 mod reconnect;
+mod reconnecting;
 mod url;
 
 use std::io;
@@ -15,7 +16,8 @@ use crate::proto::{handshake, head};
 use crate::websocket::{Opening, Role, WebSocket};
 use proxy::{Proxy, ProxySetting};
 
-pub use reconnect::{Backoff, Ending, Reconnecting, StopHandle};
+pub use reconnect::{Backoff, Ending};
+pub use reconnecting::{Reconnecting, StopHandle};
 pub use url::Url;
 
 /// Most body bytes kept from a response that was not `101`.
