@@ -36,6 +36,9 @@
 //! - Every RFC 6455 rule is checked on receive; a violation closes with the RFC's code (1002,
 //!   1007, 1009) and comes back as [`Error::Protocol`]. Text is validated as it arrives.
 //! - Limits and timeouts live in [`Config`], with defaults documented there.
+//! - [`ClientBuilder::reconnecting`] for clients of real networks: reconnects with backoff and
+//!   jitter after drops, 1001 and 1011-1014 (not after 1000 or a refusal such as 1008 or 401),
+//!   with a hook after each connect and a stop handle.
 //! - permessage-deflate compression (RFC 7692) with the cargo feature `deflate`: one setting,
 //!   `Config::deflate`, makes a client offer it and a server accept it; limits apply to the
 //!   inflated bytes, so a decompression bomb is refused before memory grows.
@@ -80,7 +83,7 @@ mod tls;
 mod websocket;
 
 pub use broadcast::Broadcast;
-pub use client::{Client, ClientBuilder, Url};
+pub use client::{Backoff, Client, ClientBuilder, Ending, Reconnecting, StopHandle, Url};
 pub use config::Config;
 #[cfg(feature = "deflate")]
 pub use config::DeflateConfig;

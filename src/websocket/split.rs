@@ -31,7 +31,7 @@ use super::sender::Sender;
 use super::{State, fragment_opcodes};
 use crate::error::{Error, Result};
 use crate::io::{Split, Transport};
-use crate::message::{CloseCode, Message, ToMessage};
+use crate::message::{CloseCode, CloseFrame, Message, ToMessage};
 use crate::proto::close;
 use crate::proto::frame::OpCode;
 
@@ -69,6 +69,9 @@ struct Shared<W: Transport> {
     /// The reader saw the peer's close frame or the end of its stream: a waiting
     /// [`Writer::close`] completed rather than timed out.
     answered: AtomicBool,
+    /// The peer's close frame when the peer started the closing handshake, for the split
+    /// socket's owner (a reconnecting client decides by it after the reader is gone).
+    peer_started_close: Mutex<Option<CloseFrame>>,
     close_timeout: Duration,
     id: u64,
     role: super::Role,
@@ -111,6 +114,7 @@ pub(crate) fn split<S: Split, L: Link>(
         reader_alive: AtomicBool::new(true),
         last_ping: Mutex::new(None),
         answered: AtomicBool::new(false),
+        peer_started_close: Mutex::new(None),
         close_timeout: conn.config.close_timeout,
         id: conn.info.id,
         role: conn.role,
@@ -288,6 +292,15 @@ impl<S: Split> Link for ReadEnd<S> {
     fn set_answered(&mut self) {
         self.writer.shared.answered.store(true, Ordering::SeqCst);
     }
+
+    fn peer_started_close(&mut self, frame: &CloseFrame) {
+        let shared = &self.writer.shared;
+        let mut slot = shared
+            .peer_started_close
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *slot = Some(frame.clone());
+    }
 }
 
 impl<S: Split> Drop for ReadEnd<S> {
@@ -345,6 +358,12 @@ impl<S: Split> Iterator for Reader<S> {
 }
 
 impl<S: Split> Writer<S> {
+    /// The peer's close frame if the peer started the closing handshake, as the reader saw it.
+    pub(crate) fn peer_started_close(&self) -> Option<CloseFrame> {
+        let slot = self.shared.peer_started_close.lock();
+        slot.unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Sends a whole message in one frame; see [`WebSocket::send`](crate::WebSocket::send).
     pub fn send<M: ToMessage>(&self, msg: M) -> Result<()> {
         self.send_message(msg.to_message(), true)
