@@ -419,7 +419,10 @@ mod tests {
             (tls(TlsErrorKind::NameMismatch), Retry::No),
             (tls(TlsErrorKind::UntrustedCertificate), Retry::No),
             (tls(TlsErrorKind::NotEnabled), Retry::No),
-            (Error::Url(crate::UrlError::UnsupportedScheme), Retry::No),
+            (
+                Error::Url(crate::Url::parse("http://x/").unwrap_err()),
+                Retry::No,
+            ),
             (
                 Error::InvalidInput(crate::InputError::HeaderValue),
                 Retry::No,
