@@ -18,10 +18,15 @@ const ROOM: &str = "room";
 /// write timeout is long, so a publish that waited on a member's socket would show. Returns its
 /// address and a channel that hears of every join.
 fn room_server(hub: &Hub) -> (SocketAddr, mpsc::Receiver<()>) {
-    room_server_on(hub, Server::bind("127.0.0.1:0").unwrap())
+    room_server_on(hub, Server::bind("127.0.0.1:0").unwrap(), |_| None)
 }
 
-fn room_server_on(hub: &Hub, server: Server) -> (SocketAddr, mpsc::Receiver<()>) {
+/// Like [`room_server`] on `server`; each member answers a message from its client with what
+/// `answer` makes of it, through its own writer.
+fn room_server_on<F>(hub: &Hub, server: Server, answer: F) -> (SocketAddr, mpsc::Receiver<()>)
+where
+    F: Fn(&Message) -> Option<String> + Send + Sync + 'static,
+{
     let (joined_tx, joined) = mpsc::channel::<()>();
     let joined_tx = Mutex::new(joined_tx);
     let members = hub.clone();
@@ -33,7 +38,11 @@ fn room_server_on(hub: &Hub, server: Server) -> (SocketAddr, mpsc::Receiver<()>)
             let (mut reader, writer) = ws.split()?;
             members.join(ROOM, &writer)?;
             joined_tx.lock().unwrap().send(())?;
-            while reader.recv()?.is_some() {}
+            while let Some(msg) = reader.recv()? {
+                if let Some(reply) = answer(&msg) {
+                    writer.send(reply)?;
+                }
+            }
             Ok(())
         })
     });
@@ -217,24 +226,12 @@ fn a_members_own_sends_go_between_the_rooms_messages_whole() {
     const SIZE: usize = 40 << 10;
     // Room for everything: this test is about frames, not overflow.
     let hub = Hub::builder().backlog(64 << 20).build().unwrap();
-    let members = hub.clone();
     let server = Server::bind("127.0.0.1:0").unwrap();
-    let addr = server.local_addr();
-    let (joined_tx, joined_rx) = mpsc::channel();
-    let joined_tx = Mutex::new(joined_tx);
-    thread::spawn(move || {
-        server.serve(move |ws| {
-            let (mut reader, writer) = ws.split()?;
-            members.join(ROOM, &writer)?;
-            joined_tx.lock().unwrap().send(())?;
-            while let Some(msg) = reader.recv()? {
-                writer.send(format!("own {}", msg.as_text().unwrap_or("")))?;
-            }
-            Ok(())
-        })
+    let (addr, joins) = room_server_on(&hub, server, |msg| {
+        Some(format!("own {}", msg.as_text().unwrap_or("")))
     });
     let mut ws = connect(addr, Config::default());
-    joined_rx.recv_timeout(TIMEOUT).unwrap();
+    joined(&joins, 1);
     let (mut client_reader, client_writer) = ws.split().unwrap();
     let publishing = {
         let hub = hub.clone();
@@ -342,24 +339,10 @@ fn a_members_own_send_goes_behind_what_the_room_queued_for_it() {
     const SIZE: usize = 64 << 10;
     const COUNT: u32 = 128;
     let hub = Hub::builder().backlog(64 << 20).build().unwrap();
-    let members = hub.clone();
     let server = Server::bind("127.0.0.1:0").unwrap();
-    let addr = server.local_addr();
-    let (joined_tx, joined_rx) = mpsc::channel();
-    let joined_tx = Mutex::new(joined_tx);
-    thread::spawn(move || {
-        server.serve(move |ws| {
-            let (mut reader, writer) = ws.split()?;
-            members.join(ROOM, &writer)?;
-            joined_tx.lock().unwrap().send(())?;
-            while reader.recv()?.is_some() {
-                writer.send("own")?;
-            }
-            Ok(())
-        })
-    });
+    let (addr, joins) = room_server_on(&hub, server, |_| Some("own".into()));
     let mut ws = connect(addr, Config::default());
-    joined_rx.recv_timeout(TIMEOUT).unwrap();
+    joined(&joins, 1);
     for i in 0..COUNT {
         assert_eq!(hub.publish(ROOM, &numbered(i, SIZE)[..]).queued, 1);
     }
@@ -410,7 +393,7 @@ fn rooms_work_over_tls_with_a_stalled_member() {
     let tls = syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key"));
     let hub = Hub::builder().backlog(2 << 20).build().unwrap();
     let server = Server::bind("127.0.0.1:0").unwrap().tls(tls.unwrap());
-    let (addr, joins) = room_server_on(&hub, server);
+    let (addr, joins) = room_server_on(&hub, server, |_| None);
     let client_tls = syncws::ClientTls::builder()
         .add_root_file(fixture("ca.pem"))
         .build()
