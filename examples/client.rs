@@ -282,6 +282,12 @@ fn send_lines_to(current: &Current, arrivals: &mpsc::Receiver<()>) -> Outcome {
         }
         sent += 1;
     }
+    wait_for_echoes(arrivals, sent);
+    Ok(())
+}
+
+/// Waits for `sent` messages to arrive, at most 5 s in all.
+fn wait_for_echoes(arrivals: &mpsc::Receiver<()>, sent: usize) {
     let deadline = Instant::now() + Duration::from_secs(5);
     for _ in 0..sent {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -289,7 +295,6 @@ fn send_lines_to(current: &Current, arrivals: &mpsc::Receiver<()>) -> Outcome {
             break;
         }
     }
-    Ok(())
 }
 
 /// Sends stdin's lines; at its end waits for as many messages as were sent (at most 5 s).
@@ -305,13 +310,7 @@ fn send_lines(writer: &Writer, arrivals: &mpsc::Receiver<()>) -> Option<Outcome>
         writer.send(line).ok()?;
         sent += 1;
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for _ in 0..sent {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if arrivals.recv_timeout(left).is_err() {
-            break;
-        }
-    }
+    wait_for_echoes(arrivals, sent);
     Some(Ok(()))
 }
 
