@@ -1,0 +1,313 @@
+//! Fan-out benchmark (issue 18): one room, many members, a publisher at a steady rate; with every
+//! member reading, and with some members that never read. Prints delivery latency at the healthy
+//! members, the publish call's latency, server threads and RSS, for the `Hub` and, as the
+//! reference, the older `Broadcast`.
+//!
+//! ```text
+//! cargo bench --bench fanout                    # 2,000 members, 40 stalled, 10 msg/s of 1 KiB, 30 s
+//! cargo bench --bench fanout -- --quick         # 200 members, 4 stalled, 5 s: a smoke run
+//! cargo bench --bench fanout -- --members 500 --stalled 10 --seconds 10 --rate 20 --size 4096
+//! ```
+//!
+//! The server runs in this process, pinned to CPU 0; the members are threads of a child process
+//! (this binary re-executed with `SYNCWS_FANOUT_CLIENT=ADDR`), pinned to the last CPU. Each
+//! message carries its number and the wall-clock time it was published; a member records
+//! `now - then` for each message and checks that the numbers come in order without a gap. A
+//! stalled member upgrades, shrinks its receive buffer to 4 KiB and never reads, so its share
+//! fills the server's socket buffer and its backlog within seconds; the hub's backlog is 64 KiB
+//! here (1 KiB messages at 10/s would take minutes to fill the 1 MiB default). The `Broadcast`
+//! server uses a 1 s write timeout, as the chat example did.
+
+#[path = "support/cpu.rs"]
+mod cpu;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use syncws::{Broadcast, Client, Config, Hub, Message, Server};
+
+const CLIENT_ENV: &str = "SYNCWS_FANOUT_CLIENT";
+
+#[derive(Clone, Copy)]
+struct Load {
+    members: usize,
+    stalled: usize,
+    rate: u32,
+    size: usize,
+    seconds: u64,
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(CLIENT_ENV) {
+        return client(&spec);
+    }
+    let mut load = Load {
+        members: 2000,
+        stalled: 40,
+        rate: 10,
+        size: 1024,
+        seconds: 30,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || {
+            args.next()
+                .expect("a value")
+                .parse::<u64>()
+                .expect("a number")
+        };
+        match a.as_str() {
+            "--quick" => {
+                load.members = 200;
+                load.stalled = 4;
+                load.seconds = 5;
+            }
+            "--members" => load.members = value() as usize,
+            "--stalled" => load.stalled = value() as usize,
+            "--rate" => load.rate = value() as u32,
+            "--size" => load.size = (value() as usize).max(16),
+            "--seconds" => load.seconds = value(),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    cpu::pin_to(0);
+    println!(
+        "fan-out: {} members, {} msg/s of {} B for {} s; healthy members' delivery latency and \
+         the publish call (ms)",
+        load.members, load.rate, load.size, load.seconds
+    );
+    println!(
+        "{:<10} {:>7} {:>22} {:>22} {:>8} {:>8} {:>7} {:>9}",
+        "impl",
+        "stalled",
+        "delivery p50/p99/max",
+        "publish p50/p99/max",
+        "lost",
+        "dropped",
+        "threads",
+        "RSS MiB"
+    );
+    for imp in ["hub", "broadcast"] {
+        for stalled in [0, load.stalled] {
+            run(imp, Load { stalled, ..load });
+        }
+    }
+}
+
+/// One run: a fresh server and a fresh client process.
+fn run(imp: &str, load: Load) {
+    let joined = Arc::new(AtomicUsize::new(0));
+    let hub = Hub::builder().backlog(64 << 10).build().unwrap();
+    let broadcast = Arc::new(Broadcast::new());
+    let config = Config::default().write_timeout(Some(Duration::from_secs(1)));
+    let server = Server::bind("127.0.0.1:0")
+        .unwrap()
+        .config(config)
+        .max_connections(load.members + load.stalled + 100);
+    let addr = server.local_addr();
+    let handle = {
+        let (hub, broadcast, joined) = (hub.clone(), Arc::clone(&broadcast), Arc::clone(&joined));
+        let imp = imp.to_owned();
+        server
+            .start(move |ws| {
+                let (mut reader, writer) = ws.split()?;
+                if imp == "hub" {
+                    hub.join("room", &writer)?;
+                } else {
+                    broadcast.add(writer);
+                }
+                joined.fetch_add(1, Ordering::SeqCst);
+                while reader.recv()?.is_some() {}
+                Ok(())
+            })
+            .unwrap()
+    };
+    let exe = std::env::current_exe().unwrap();
+    let last_cpu = thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let mut child = Command::new(exe)
+        .env(
+            CLIENT_ENV,
+            format!("{addr} {} {} {last_cpu}", load.members, load.stalled),
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let total = load.members + load.stalled;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while joined.load(Ordering::SeqCst) < total {
+        assert!(Instant::now() < deadline, "members did not join");
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut publish = Vec::new();
+    let count = load.rate as u64 * load.seconds;
+    let period = Duration::from_secs(1) / load.rate;
+    let start = Instant::now();
+    let mut dropped = 0;
+    for seq in 0..count {
+        let due = start + period * seq as u32;
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+        let mut msg = vec![0u8; load.size];
+        msg[..8].copy_from_slice(&seq.to_be_bytes());
+        msg[8..16].copy_from_slice(&now_nanos().to_be_bytes());
+        let began = Instant::now();
+        if imp == "hub" {
+            let d = hub.publish("room", &msg[..]);
+            dropped += d.dropped + d.disconnected;
+        } else {
+            broadcast.send(&msg[..]);
+        }
+        publish.push(began.elapsed());
+    }
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    let rss = rss_kib();
+    let end = format!("end {count}");
+    if imp == "hub" {
+        hub.publish("room", end);
+    } else {
+        broadcast.send(end);
+    }
+    // The client prints one line: delivered, lost (gaps), then latencies in microseconds.
+    let report = lines.next().expect("a report").unwrap();
+    let mut fields = report.split_whitespace().map(|f| f.parse::<u64>().unwrap());
+    let (_delivered, lost) = (fields.next().unwrap(), fields.next().unwrap());
+    let mut lat: Vec<u64> = fields.collect();
+    lat.sort_unstable();
+    publish.sort_unstable();
+    let _ = child.wait();
+    handle.shutdown();
+    let p = |v: &[u64], q: f64| {
+        v.get(((v.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let ms = |us: u64| us as f64 / 1000.0;
+    let pub_us: Vec<u64> = publish.iter().map(|d| d.as_micros() as u64).collect();
+    println!(
+        "{:<10} {:>7} {:>22} {:>22} {:>8} {:>8} {:>7} {:>9.1}",
+        imp,
+        load.stalled,
+        format!(
+            "{:.2}/{:.2}/{:.2}",
+            ms(p(&lat, 0.5)),
+            ms(p(&lat, 0.99)),
+            ms(p(&lat, 1.0))
+        ),
+        format!(
+            "{:.3}/{:.3}/{:.3}",
+            ms(p(&pub_us, 0.5)),
+            ms(p(&pub_us, 0.99)),
+            ms(p(&pub_us, 1.0))
+        ),
+        lost,
+        dropped,
+        threads,
+        rss as f64 / 1024.0
+    );
+}
+
+/// The member side: `ADDR MEMBERS STALLED CPU`. Prints one line once every reading member saw
+/// the end: how many messages were delivered, how many were missing, and every latency in µs.
+fn client(spec: &str) {
+    let parts: Vec<&str> = spec.split_whitespace().collect();
+    let addr: SocketAddr = parts[0].parse().unwrap();
+    let (members, stalled): (usize, usize) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
+    cpu::pin_to(parts[3].parse().unwrap());
+    let results = Arc::new(Mutex::new((0u64, 0u64, Vec::<u64>::new())));
+    let readers: Vec<_> = (0..members)
+        .map(|_| {
+            let results = Arc::clone(&results);
+            let mut ws = Client::builder()
+                .no_proxy()
+                .connect(&format!("ws://{addr}/"))
+                .unwrap();
+            thread::Builder::new()
+                .stack_size(128 << 10)
+                .spawn(move || {
+                    let (mut next, mut lost, mut lat) = (0u64, 0u64, Vec::new());
+                    loop {
+                        match ws.recv() {
+                            Ok(Some(Message::Binary(b))) => {
+                                let seq = u64::from_be_bytes(b[..8].try_into().unwrap());
+                                let sent = u64::from_be_bytes(b[8..16].try_into().unwrap());
+                                lost += seq.saturating_sub(next);
+                                next = seq + 1;
+                                lat.push(now_nanos().saturating_sub(sent) / 1000);
+                            }
+                            Ok(Some(Message::Text(_))) | Ok(None) | Err(_) => break,
+                        }
+                    }
+                    let mut r = results.lock().unwrap();
+                    r.0 += lat.len() as u64;
+                    r.1 += lost;
+                    r.2.extend(lat);
+                })
+                .unwrap()
+        })
+        .collect();
+    let silent: Vec<TcpStream> = (0..stalled).map(|_| stalled_member(addr)).collect();
+    for r in readers {
+        let _ = r.join();
+    }
+    drop(silent);
+    let r = results.lock().unwrap();
+    let mut out = format!("{} {}", r.0, r.1);
+    for l in &r.2 {
+        out.push(' ');
+        out.push_str(&l.to_string());
+    }
+    println!("{out}");
+}
+
+/// Upgrades by hand, shrinks the receive buffer, and never reads again.
+fn stalled_member(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let small: libc::c_int = 4096;
+    // SAFETY: a valid socket and an int option of the size given.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &small as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    s
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
