@@ -74,7 +74,7 @@ mod message;
 #[doc(hidden)]
 pub mod proto;
 mod server;
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 mod tls;
 mod websocket;
 
@@ -96,7 +96,7 @@ pub use server::{
     Accept, BoxError, ConnectionError, HandlerResult, Response, Server, ServerHandle, accept,
     accept_with,
 };
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 pub use tls::{ClientTls, ClientTlsBuilder, ServerTls};
 pub use websocket::{MemoryBudget, Reader, State, WebSocket, Writer};
 // Defined with the receive rules in `proto`; documented here, where users name it.

@@ -1,7 +1,12 @@
 //! wss:// over real sockets: our server and client with the test CA in `tests/fixtures`,
 //! tungstenite as the peer both ways, certificate failures, non-TLS clients on the TLS port,
 //! and a split connection with concurrent senders over one TLS session.
-#![cfg(feature = "tls")]
+//!
+//! Every test runs on the backend the build picks: native-tls with the default `tls` feature,
+//! rustls with `--no-default-features --features rustls` and whenever `rustls` is on. The
+//! independent peers (native-tls directly, tungstenite over it) are OpenSSL in both builds, so
+//! the rustls runs also cross TLS implementations.
+#![cfg(any(feature = "tls", feature = "rustls"))]
 
 mod support;
 
@@ -74,6 +79,20 @@ fn tls_kind(result: syncws::Result<WebSocket>) -> TlsErrorKind {
 }
 
 #[test]
+fn the_features_pick_the_backend() {
+    let tls = server_tls("server.pem", "server.key");
+    let client = ClientTls::new().unwrap();
+    // rustls whenever it is compiled in, native-tls otherwise.
+    let want = if cfg!(feature = "rustls") {
+        "rustls"
+    } else {
+        "native-tls"
+    };
+    assert_eq!(format!("{tls:?}"), format!("ServerTls({want})"));
+    assert_eq!(format!("{client:?}"), format!("ClientTls({want})"));
+}
+
+#[test]
 fn wss_echo_with_our_client() {
     let addr = wss_server("server.pem", "server.key", Config::default());
     for host in ["localhost", "127.0.0.1"] {
@@ -100,6 +119,8 @@ fn wss_echo_with_our_client() {
     }
 }
 
+/// PKCS#12 goes through native-tls whichever backend serves PEM (rustls reads no PKCS#12).
+#[cfg(feature = "tls")]
 #[test]
 fn pkcs12_identity_serves_the_same_certificate() {
     let tls = ServerTls::from_pkcs12(&read_fixture("server.p12"), "syncws").unwrap();

@@ -1,4 +1,4 @@
-//! The byte stream under a WebSocket: plain TCP today, TLS behind a feature later.
+//! The byte stream under a WebSocket: plain TCP, or TLS over TCP through either backend.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -131,7 +131,8 @@ pub(crate) fn drain_until<S: Transport + ?Sized>(stream: &mut S, deadline: Insta
     }
 }
 
-/// The stream a server or client connection runs over: plain TCP, or TLS over TCP (feature `tls`).
+/// The stream a server or client connection runs over: plain TCP, or TLS over TCP (feature `tls`
+/// or `rustls`).
 ///
 /// The socket is shared, not duplicated: the halves of a split connection and a server's
 /// shutdown registry hold the same socket, so a connection costs one file descriptor. Socket
@@ -147,7 +148,7 @@ pub(crate) fn drain_until<S: Transport + ?Sized>(stream: &mut S, deadline: Insta
 #[derive(Debug)]
 pub struct Stream {
     tcp: Arc<TcpStream>,
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     tls: Option<TlsHandle>,
     read_timeout: Option<Option<Duration>>,
     write_timeout: Option<Option<Duration>>,
@@ -166,12 +167,12 @@ pub(crate) struct PhaseDeadline(Arc<Mutex<Option<Instant>>>);
 
 impl PhaseDeadline {
     /// A cell set to `deadline`.
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     pub(crate) fn new(deadline: Option<Instant>) -> Self {
         PhaseDeadline(Arc::new(Mutex::new(deadline)))
     }
 
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     fn get(&self) -> Option<Instant> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -182,7 +183,7 @@ impl PhaseDeadline {
 
     /// Arms the socket's read or write timeout with the time left, if a deadline is set; past
     /// it, fails as an expired socket timeout does.
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     fn arm(&self, tcp: &TcpStream, write: bool) -> io::Result<()> {
         let Some(deadline) = self.get() else {
             return Ok(());
@@ -199,7 +200,7 @@ impl PhaseDeadline {
     }
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 #[derive(Debug)]
 struct TlsHandle {
     session: Arc<std::sync::Mutex<crate::tls::Tls>>,
@@ -219,7 +220,7 @@ impl Stream {
     pub(crate) fn plain(tcp: Arc<TcpStream>) -> Self {
         Stream {
             tcp,
-            #[cfg(feature = "tls")]
+            #[cfg(any(feature = "tls", feature = "rustls"))]
             tls: None,
             read_timeout: None,
             write_timeout: None,
@@ -229,7 +230,7 @@ impl Stream {
 
     /// A TLS session over `tcp` (the same socket the session writes to), whose socket view
     /// shares `deadline`.
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     pub(crate) fn tls(
         tcp: Arc<TcpStream>,
         session: crate::tls::Tls,
@@ -247,9 +248,9 @@ impl Stream {
 
     /// Whether this stream is TLS.
     pub fn is_tls(&self) -> bool {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         return self.tls.is_some();
-        #[cfg(not(feature = "tls"))]
+        #[cfg(not(any(feature = "tls", feature = "rustls")))]
         false
     }
 
@@ -259,7 +260,7 @@ impl Stream {
     }
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 impl TlsHandle {
     fn lock(&self) -> std::sync::MutexGuard<'_, crate::tls::Tls> {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
@@ -272,7 +273,7 @@ impl TlsHandle {
         loop {
             {
                 let mut session = self.lock();
-                if session.buffered_read_size().unwrap_or(0) > 0 {
+                if session.read_ready() {
                     return session.read(buf);
                 }
             }
@@ -320,7 +321,7 @@ impl TlsHandle {
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &mut self.tls {
             return tls.read(&self.tcp, buf);
         }
@@ -330,7 +331,7 @@ impl Read for Stream {
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
             return tls.lock().write(buf);
         }
@@ -338,7 +339,7 @@ impl Write for Stream {
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &mut self.tls {
             return tls.write_vectored(bufs);
         }
@@ -346,7 +347,7 @@ impl Write for Stream {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
             return tls.lock().flush();
         }
@@ -392,7 +393,7 @@ impl Transport for Stream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         // TLS says goodbye first (close_notify), so the peer can tell the end from a cut.
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
             let _ = tls.lock().shutdown();
         }
@@ -421,7 +422,7 @@ impl Split for Stream {
     fn split(self) -> io::Result<(Stream, Stream)> {
         let reader = Stream {
             tcp: Arc::clone(&self.tcp),
-            #[cfg(feature = "tls")]
+            #[cfg(any(feature = "tls", feature = "rustls"))]
             tls: self.tls.as_ref().map(|t| TlsHandle {
                 session: Arc::clone(&t.session),
                 split_reader: true,
@@ -437,14 +438,14 @@ impl Split for Stream {
 
 /// A shared TCP socket as a byte stream for the TLS session, under the phase deadline of the
 /// [`Stream`] it belongs to.
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 #[derive(Debug)]
 pub(crate) struct TcpRef {
     pub(crate) tcp: Arc<TcpStream>,
     pub(crate) deadline: PhaseDeadline,
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 impl Read for TcpRef {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.deadline.arm(&self.tcp, false)?;
@@ -452,7 +453,7 @@ impl Read for TcpRef {
     }
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 impl Write for TcpRef {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.deadline.arm(&self.tcp, true)?;
