@@ -36,6 +36,9 @@
 //! - Every RFC 6455 rule is checked on receive; a violation closes with the RFC's code (1002,
 //!   1007, 1009) and comes back as [`Error::Protocol`]. Text is validated as it arrives.
 //! - Limits and timeouts live in [`Config`], with defaults documented there.
+//! - `wss://` for servers and clients through native-tls (cargo feature `tls`, on by default;
+//!   OpenSSL on Linux) or rustls (feature `rustls`, no system library: build with
+//!   `--no-default-features --features rustls`), with the same API and error kinds on both.
 //! - permessage-deflate compression (RFC 7692) with the cargo feature `deflate`: one setting,
 //!   `Config::deflate`, makes a client offer it and a server accept it; limits apply to the
 //!   inflated bytes, so a decompression bomb is refused before memory grows.
