@@ -296,3 +296,72 @@ impl Write for Session {
         self.send_pending()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(e: rustls::Error) -> TlsErrorKind {
+        match classify(&e) {
+            Error::Tls(e) => e.kind(),
+            other => panic!("not a TLS error: {other}"),
+        }
+    }
+
+    #[test]
+    fn failures_sort_into_the_kinds_callers_act_on() {
+        use CertificateError::*;
+        use TlsErrorKind::*;
+        let rows = [
+            (
+                rustls::Error::InvalidCertificate(NotValidForName),
+                NameMismatch,
+            ),
+            (
+                rustls::Error::InvalidCertificate(UnknownIssuer),
+                UntrustedCertificate,
+            ),
+            (
+                rustls::Error::InvalidCertificate(Expired),
+                UntrustedCertificate,
+            ),
+            (
+                rustls::Error::InvalidCertificate(NotValidYet),
+                UntrustedCertificate,
+            ),
+            (
+                rustls::Error::InvalidCertificate(BadSignature),
+                UntrustedCertificate,
+            ),
+            (
+                rustls::Error::InvalidCertificate(Revoked),
+                UntrustedCertificate,
+            ),
+            (rustls::Error::NoCertificatesPresented, Handshake),
+            (
+                rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+                Handshake,
+            ),
+            (
+                rustls::Error::InappropriateMessage {
+                    expect_types: vec![],
+                    got_type: rustls::ContentType::ApplicationData,
+                },
+                Handshake,
+            ),
+        ];
+        for (error, want) in rows {
+            let text = error.to_string();
+            assert_eq!(kind(error), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn server_settings_errors_are_config() {
+        let err = server_config(
+            b"",
+            b"-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+        );
+        assert!(matches!(err, Err(Error::Tls(e)) if e.kind() == TlsErrorKind::Config));
+    }
+}
