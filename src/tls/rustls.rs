@@ -244,11 +244,16 @@ impl Session {
         self.send_pending()
     }
 
-    /// Writes every record the session has ready to the socket.
+    /// Writes every record the session has ready to the socket. An interrupted system call is
+    /// retried here, not reported: `write` may already have taken the caller's bytes, and a
+    /// caller retrying on `Interrupted` would send them twice.
     fn send_pending(&mut self) -> io::Result<()> {
         while self.conn.wants_write() {
-            if self.conn.write_tls(&mut self.socket)? == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+            match self.conn.write_tls(&mut self.socket) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(())
