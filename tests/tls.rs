@@ -203,6 +203,19 @@ fn a_certificate_for_another_name_is_refused() {
     assert_eq!(kind, TlsErrorKind::NameMismatch);
 }
 
+/// A wss client reaching a server that does not speak TLS: a handshake failure, not a hang, on
+/// either backend.
+#[test]
+fn a_plain_server_is_a_handshake_failure() {
+    let server = Server::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    thread::spawn(move || server.serve(echo));
+    let started = Instant::now();
+    let kind = tls_kind(trusting_client().connect(&wss_url("localhost", addr, "/")));
+    assert_eq!(kind, TlsErrorKind::Handshake);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
 #[test]
 fn non_tls_clients_fail_only_their_own_connection() {
     let config = Config::default().handshake_timeout(Duration::from_millis(500));
