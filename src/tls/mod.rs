@@ -55,6 +55,11 @@ mod rustls;
 
 /// A server's TLS identity (certificate chain and private key), ready to accept connections.
 /// Give it to [`Server::tls`](crate::Server::tls).
+///
+/// Built on native-tls (feature `tls`, the default) or rustls (feature `rustls`); with both
+/// compiled in, the PEM constructors use rustls and only the native-tls ones (`from_pkcs12`,
+/// `from_acceptor`) use native-tls: turning `rustls` on is the explicit choice, while `tls` is
+/// on unless someone turned the default off. `Debug` names the backend.
 #[derive(Clone)]
 pub struct ServerTls {
     backend: ServerBackend,
@@ -158,7 +163,15 @@ impl fmt::Debug for ServerTls {
 
 /// A client's TLS settings: which certificates it trusts. Give it to
 /// [`ClientBuilder::tls`](crate::ClientBuilder::tls); without one, clients trust the default
-/// roots (the platform's with native-tls, Mozilla's bundled set with rustls).
+/// roots.
+///
+/// The default roots are the platform's with native-tls (feature `tls`) and, with rustls
+/// (feature `rustls`), Mozilla's root set compiled into the program through `webpki-roots`
+/// (data under CDLA-Permissive-2.0): it works where the machine has no CA files (static
+/// binaries, `FROM scratch` containers) but follows the crate's releases, not the system's
+/// trust settings. With both features compiled in, [`ClientTls::builder`] and
+/// [`ClientTls::new`] use rustls, and only `from_connector` native-tls.
+/// `Debug` names the backend.
 #[derive(Clone)]
 pub struct ClientTls {
     backend: ClientBackend,
