@@ -460,6 +460,12 @@ impl Write for TcpRef {
         (&*self.tcp).write(buf)
     }
 
+    /// rustls hands over every record it has ready at once: one system call, not one each.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.deadline.arm(&self.tcp, true)?;
+        (&*self.tcp).write_vectored(bufs)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
