@@ -3,8 +3,8 @@
 //! - `tls` (on by default): `native-tls`, i.e. OpenSSL on Linux and the platform's own TLS on
 //!   macOS and Windows. Clients trust the platform's roots.
 //! - `rustls`: rustls with the `ring` crypto provider, no system library (ring compiles its own
-//!   assembly and C), so `--no-default-features --features rustls` links no OpenSSL and builds
-//!   static binaries.
+//!   assembly and C), so `--no-default-features --features rustls` links no OpenSSL and needs
+//!   no TLS library at run time.
 //!   Clients trust Mozilla's root set, bundled through `webpki-roots`: it needs no certificate
 //!   files on the machine (containers built `FROM scratch`, distroless images), at the price of
 //!   following the crate's release rather than the system's trust settings; add a private CA
