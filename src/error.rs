@@ -503,7 +503,7 @@ pub enum TlsErrorKind {
     Handshake,
     /// A certificate, key or archive could not be read or used.
     Config,
-    /// A `wss://` URL or TLS setting was used in a build without the `tls` feature.
+    /// A `wss://` URL or TLS setting was used in a build without the `tls` or `rustls` feature.
     NotEnabled,
 }
 
@@ -517,7 +517,7 @@ impl TlsError {
         self.kind
     }
 
-    /// The TLS library's description (OpenSSL's, on Linux).
+    /// The TLS library's description (OpenSSL's or rustls's, depending on the backend).
     pub fn message(&self) -> &str {
         &self.message
     }

@@ -39,6 +39,9 @@
 //! - [`ClientBuilder::reconnecting`] for clients of real networks: reconnects with backoff and
 //!   jitter after drops, 1001 and 1011-1014 (not after 1000 or a refusal such as 1008 or 401),
 //!   with a hook after each connect and a stop handle.
+//! - `wss://` for servers and clients through native-tls (cargo feature `tls`, on by default;
+//!   OpenSSL on Linux) or rustls (feature `rustls`, no system library: build with
+//!   `--no-default-features --features rustls`), with the same API and error kinds on both.
 //! - permessage-deflate compression (RFC 7692) with the cargo feature `deflate`: one setting,
 //!   `Config::deflate`, makes a client offer it and a server accept it; limits apply to the
 //!   inflated bytes, so a decompression bomb is refused before memory grows.
@@ -78,7 +81,7 @@ mod message;
 #[doc(hidden)]
 pub mod proto;
 mod server;
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 mod tls;
 mod websocket;
 
@@ -101,7 +104,7 @@ pub use server::{
     Accept, BoxError, ConnectionError, HandlerResult, Response, Server, ServerHandle, accept,
     accept_with,
 };
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 pub use tls::{ClientTls, ClientTlsBuilder, ServerTls};
 pub use websocket::{MemoryBudget, Reader, State, WebSocket, Writer};
 // Defined with the receive rules in `proto`; documented here, where users name it.

@@ -186,7 +186,7 @@ fn redirect_loops_stop_at_the_limit() {
     );
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 #[test]
 fn redirects_from_wss_to_ws_are_refused() {
     let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -405,7 +405,7 @@ fn a_normal_client_is_served_beside_the_tests_above() {
     handle.shutdown();
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 mod tls {
     use super::*;
     use std::sync::Arc;

@@ -384,7 +384,7 @@ fn a_pong_waits_for_a_room_frame_the_kernel_took_in_part() {
     assert!(ws.rtt().is_some(), "the pong came");
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 #[test]
 fn rooms_work_over_tls_with_a_stalled_member() {
     const HEALTHY: usize = 4;

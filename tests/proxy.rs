@@ -54,7 +54,7 @@ const WHO_AM_I: &str = "who am I?";
 
 // ------------------------------------------------------------------ tinyproxy
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -168,12 +168,12 @@ fn ws_server() -> SocketAddr {
 }
 
 /// Only the `wss` rows of [`ENV_CASES`] call this, and they need the `tls` feature.
-#[cfg(not(feature = "tls"))]
+#[cfg(not(any(feature = "tls", feature = "rustls")))]
 fn wss_server() -> SocketAddr {
     unreachable!("wss rows need the tls feature")
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 fn wss_server() -> SocketAddr {
     let tls =
         syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key")).unwrap();
@@ -184,17 +184,17 @@ fn wss_server() -> SocketAddr {
 }
 
 /// Default settings (the proxy from the environment), the test CA trusted.
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 fn connect_trusting_test_ca(url: &str) -> syncws::Result<WebSocket> {
     Client::builder().tls(test_ca()).connect(url)
 }
 
-#[cfg(not(feature = "tls"))]
+#[cfg(not(any(feature = "tls", feature = "rustls")))]
 fn connect_trusting_test_ca(url: &str) -> syncws::Result<WebSocket> {
     Client::connect(url)
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 fn test_ca() -> syncws::ClientTls {
     syncws::ClientTls::builder()
         .add_root_file(fixture("ca.pem"))
@@ -303,7 +303,7 @@ fn ws_through_explicit_proxy() {
     proxied_echo(&mut ws, &proxy, addr.port(), 1, 1);
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 #[test]
 #[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
 fn wss_through_explicit_proxy() {
@@ -500,7 +500,7 @@ fn env_child() {
 enum Scheme {
     Ws,
     /// Only with the `tls` feature.
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "tls", feature = "rustls")), allow(dead_code))]
     Wss,
 }
 
@@ -620,7 +620,7 @@ const ENV_CASES: &[EnvCase] = &[
         via: Via::Proxy,
     },
     // `wss` uses `HTTPS_PROXY`, not `HTTP_PROXY`.
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     EnvCase {
         name: "HTTP_PROXY is not for wss",
         scheme: Scheme::Wss,
@@ -628,7 +628,7 @@ const ENV_CASES: &[EnvCase] = &[
         vars: &[("HTTP_PROXY", "{proxy}")],
         via: Via::Direct,
     },
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     EnvCase {
         name: "HTTPS_PROXY for wss",
         scheme: Scheme::Wss,

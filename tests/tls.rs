@@ -1,7 +1,12 @@
 //! wss:// over real sockets: our server and client with the test CA in `tests/fixtures`,
 //! tungstenite as the peer both ways, certificate failures, non-TLS clients on the TLS port,
 //! and a split connection with concurrent senders over one TLS session.
-#![cfg(feature = "tls")]
+//!
+//! Every test runs on the backend the build picks: native-tls with the default `tls` feature,
+//! rustls with `--no-default-features --features rustls` and whenever `rustls` is on. The
+//! independent peers (native-tls directly, tungstenite over it) are OpenSSL in both builds, so
+//! the rustls runs also cross TLS implementations.
+#![cfg(any(feature = "tls", feature = "rustls"))]
 
 mod support;
 
@@ -74,6 +79,20 @@ fn tls_kind(result: syncws::Result<WebSocket>) -> TlsErrorKind {
 }
 
 #[test]
+fn the_features_pick_the_backend() {
+    let tls = server_tls("server.pem", "server.key");
+    let client = ClientTls::new().unwrap();
+    // rustls whenever it is compiled in, native-tls otherwise.
+    let want = if cfg!(feature = "rustls") {
+        "rustls"
+    } else {
+        "native-tls"
+    };
+    assert_eq!(format!("{tls:?}"), format!("ServerTls({want})"));
+    assert_eq!(format!("{client:?}"), format!("ClientTls({want})"));
+}
+
+#[test]
 fn wss_echo_with_our_client() {
     let addr = wss_server("server.pem", "server.key", Config::default());
     for host in ["localhost", "127.0.0.1"] {
@@ -100,6 +119,8 @@ fn wss_echo_with_our_client() {
     }
 }
 
+/// PKCS#12 goes through native-tls whichever backend serves PEM (rustls reads no PKCS#12).
+#[cfg(feature = "tls")]
 #[test]
 fn pkcs12_identity_serves_the_same_certificate() {
     let tls = ServerTls::from_pkcs12(&read_fixture("server.p12"), "syncws").unwrap();
@@ -180,6 +201,19 @@ fn a_certificate_for_another_name_is_refused() {
     thread::spawn(move || server.serve(echo));
     let kind = tls_kind(trusting_client().connect(&format!("wss://{other_ip}/")));
     assert_eq!(kind, TlsErrorKind::NameMismatch);
+}
+
+/// A wss client reaching a server that does not speak TLS: a handshake failure, not a hang, on
+/// either backend.
+#[test]
+fn a_plain_server_is_a_handshake_failure() {
+    let server = Server::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr();
+    thread::spawn(move || server.serve(echo));
+    let started = Instant::now();
+    let kind = tls_kind(trusting_client().connect(&wss_url("localhost", addr, "/")));
+    assert_eq!(kind, TlsErrorKind::Handshake);
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
@@ -587,4 +621,95 @@ fn silent_refused_clients_do_not_stall_accepts() {
     assert!(took < Duration::from_secs(4), "served after {took:?}");
     drop(silent);
     server.shutdown();
+}
+
+/// With both features on, each backend serves the other: a native-tls server (through
+/// `from_acceptor`) for the rustls client the builder makes, and a rustls server (from PEM) for
+/// a native-tls client (through `from_connector`).
+#[cfg(all(feature = "tls", feature = "rustls"))]
+#[test]
+fn both_backends_in_one_build_talk_to_each_other() {
+    let identity =
+        native_tls::Identity::from_pkcs8(&read_fixture("server.pem"), &read_fixture("server.key"))
+            .unwrap();
+    let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();
+    let native = ServerTls::from_acceptor(acceptor);
+    assert_eq!(format!("{native:?}"), "ServerTls(native-tls)");
+    let server = Server::bind("127.0.0.1:0").unwrap().tls(native);
+    let native_addr = server.local_addr();
+    thread::spawn(move || server.serve(echo));
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", native_addr, "/"))
+        .unwrap();
+    ws.send("rustls to native-tls").unwrap();
+    assert_eq!(
+        ws.recv().unwrap(),
+        Some(Message::from("rustls to native-tls"))
+    );
+
+    let rustls_addr = wss_server("server.pem", "server.key", Config::default());
+    let (connector, _) = native_tls_to(rustls_addr);
+    let client = ClientTls::from_connector(connector);
+    assert_eq!(format!("{client:?}"), "ClientTls(native-tls)");
+    let mut ws = Client::builder()
+        .tls(client)
+        .no_proxy()
+        .connect(&wss_url("localhost", rustls_addr, "/"))
+        .unwrap();
+    ws.send("native-tls to rustls").unwrap();
+    assert_eq!(
+        ws.recv().unwrap(),
+        Some(Message::from("native-tls to rustls"))
+    );
+}
+
+/// A rustls configuration built by hand goes in through `from_rustls`, on both sides.
+#[cfg(feature = "rustls")]
+#[test]
+fn hand_built_rustls_settings() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = CertificateDer::pem_slice_iter(&read_fixture("server.pem"))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&read_fixture("server.key")).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&read_fixture("ca.pem")) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let client = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+        let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        ClientTls::from_rustls(Arc::new(config))
+    };
+    let server = Server::bind("127.0.0.1:0")
+        .unwrap()
+        .tls(ServerTls::from_rustls(Arc::new(server)));
+    let addr = server.local_addr();
+    thread::spawn(move || server.serve(echo));
+    let url = wss_url("localhost", addr, "/");
+    let versions = [&rustls::version::TLS12, &rustls::version::TLS13];
+    let mut ws = Client::builder()
+        .tls(client(&versions))
+        .no_proxy()
+        .connect(&url)
+        .unwrap();
+    ws.send("tls 1.2").unwrap();
+    assert_eq!(ws.recv().unwrap(), Some(Message::from("tls 1.2")));
+    // The server takes TLS 1.2 only and a client held to 1.3 fails: the settings given by hand
+    // are the ones in force on both sides.
+    let only_13 = Client::builder()
+        .tls(client(&[&rustls::version::TLS13]))
+        .no_proxy();
+    assert_eq!(tls_kind(only_13.connect(&url)), TlsErrorKind::Handshake);
 }

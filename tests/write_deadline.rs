@@ -91,7 +91,7 @@ fn server_send_fails_within_the_write_timeout() {
 }
 
 /// Over TLS the bound holds too: the server's handler sends to a wss client that never reads.
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 #[test]
 fn server_send_over_tls_fails_within_the_write_timeout() {
     let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));

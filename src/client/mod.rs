@@ -72,7 +72,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     max_redirects: usize,
     proxy: ProxySetting,
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     tls: Option<crate::tls::ClientTls>,
 }
 
@@ -85,7 +85,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             max_redirects: 5,
             proxy: ProxySetting::Environment,
-            #[cfg(feature = "tls")]
+            #[cfg(any(feature = "tls", feature = "rustls"))]
             tls: None,
         }
     }
@@ -152,7 +152,7 @@ impl ClientBuilder {
     }
 
     /// TLS settings for `wss` URLs (trusted roots, test mode); see [`ClientTls`](crate::ClientTls).
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
         self.tls = Some(tls);
         self
@@ -260,7 +260,7 @@ impl ClientBuilder {
         self.handshake_with(stream, url, headers, deadline)
     }
 
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     fn start_tls(
         &self,
         url: &Url,
@@ -274,14 +274,14 @@ impl ClientBuilder {
         tls.connect(&url.host, tcp, deadline)
     }
 
-    #[cfg(not(feature = "tls"))]
+    #[cfg(not(any(feature = "tls", feature = "rustls")))]
     fn start_tls(
         &self,
         _url: &Url,
         _tcp: std::sync::Arc<TcpStream>,
         _deadline: Instant,
     ) -> Result<Stream> {
-        let message = "wss:// needs the `tls` cargo feature".to_owned();
+        let message = "wss:// needs the `tls` or the `rustls` cargo feature".to_owned();
         Err(crate::error::TlsError::new(crate::TlsErrorKind::NotEnabled, message).into())
     }
 

@@ -11,5 +11,5 @@ pub(crate) use deadline::Deadline;
 pub(crate) use head::{read_head, read_to_len, write_all_by};
 pub(crate) use stream::drain_until;
 pub use stream::{Aborter, Split, Stream, Transport};
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 pub(crate) use stream::{PhaseDeadline, TcpRef};

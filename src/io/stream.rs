@@ -1,4 +1,4 @@
-//! The byte stream under a WebSocket: plain TCP today, TLS behind a feature later.
+//! The byte stream under a WebSocket: plain TCP, or TLS over TCP through either backend.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -68,12 +68,19 @@ pub trait Transport: Read + Write {
     /// kernel looks at the mode when a call starts).
     fn write_nonblocking(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.set_nonblocking(true)?;
-        let written = self
-            .write(buf)
-            .and_then(|n| flushed_or_pending(self.flush(), n));
+        let written = self.write(buf);
         let restored = self.set_nonblocking(false);
         let n = written?;
         restored.map(|()| n)
+    }
+
+    /// Sends what the stream holds back (a TLS session's pending records) without blocking:
+    /// `WouldBlock` while some is left.
+    fn flush_nonblocking(&mut self) -> io::Result<()> {
+        self.set_nonblocking(true)?;
+        let flushed = self.flush();
+        let restored = self.set_nonblocking(false);
+        flushed.and(restored)
     }
 
     /// The address of the other end, if there is one.
@@ -126,15 +133,6 @@ pub trait Split: Transport + Sized {
     }
 }
 
-/// `n` bytes were taken; a flush that would block leaves them with the stream (a TLS session
-/// sends them with its next write), which is not a failure to write them.
-fn flushed_or_pending(flushed: io::Result<()>, n: usize) -> io::Result<usize> {
-    match flushed {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
-        other => other.map(|()| n),
-    }
-}
-
 /// Shuts a TCP connection down, both directions, from any thread: a blocked reader or writer on
 /// it wakes with an error or end-of-stream.
 #[derive(Debug, Clone)]
@@ -184,7 +182,8 @@ pub(crate) fn drain_until<S: Transport + ?Sized>(stream: &mut S, deadline: Insta
     }
 }
 
-/// The stream a server or client connection runs over: plain TCP, or TLS over TCP (feature `tls`).
+/// The stream a server or client connection runs over: plain TCP, or TLS over TCP (feature `tls`
+/// or `rustls`).
 ///
 /// The socket is shared, not duplicated: the halves of a split connection and a server's
 /// shutdown registry hold the same socket, so a connection costs one file descriptor. Socket
@@ -200,7 +199,7 @@ pub(crate) fn drain_until<S: Transport + ?Sized>(stream: &mut S, deadline: Insta
 #[derive(Debug)]
 pub struct Stream {
     tcp: Arc<TcpStream>,
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     tls: Option<TlsHandle>,
     read_timeout: Option<Option<Duration>>,
     write_timeout: Option<Option<Duration>>,
@@ -219,12 +218,12 @@ pub(crate) struct PhaseDeadline(Arc<Mutex<Option<Instant>>>);
 
 impl PhaseDeadline {
     /// A cell set to `deadline`.
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     pub(crate) fn new(deadline: Option<Instant>) -> Self {
         PhaseDeadline(Arc::new(Mutex::new(deadline)))
     }
 
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     fn get(&self) -> Option<Instant> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -235,7 +234,7 @@ impl PhaseDeadline {
 
     /// Arms the socket's read or write timeout with the time left, if a deadline is set; past
     /// it, fails as an expired socket timeout does.
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     fn arm(&self, tcp: &TcpStream, write: bool) -> io::Result<()> {
         let Some(deadline) = self.get() else {
             return Ok(());
@@ -252,7 +251,7 @@ impl PhaseDeadline {
     }
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 #[derive(Debug)]
 struct TlsHandle {
     session: Arc<std::sync::Mutex<crate::tls::Tls>>,
@@ -272,7 +271,7 @@ impl Stream {
     pub(crate) fn plain(tcp: Arc<TcpStream>) -> Self {
         Stream {
             tcp,
-            #[cfg(feature = "tls")]
+            #[cfg(any(feature = "tls", feature = "rustls"))]
             tls: None,
             read_timeout: None,
             write_timeout: None,
@@ -282,7 +281,7 @@ impl Stream {
 
     /// A TLS session over `tcp` (the same socket the session writes to), whose socket view
     /// shares `deadline`.
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     pub(crate) fn tls(
         tcp: Arc<TcpStream>,
         session: crate::tls::Tls,
@@ -300,9 +299,9 @@ impl Stream {
 
     /// Whether this stream is TLS.
     pub fn is_tls(&self) -> bool {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         return self.tls.is_some();
-        #[cfg(not(feature = "tls"))]
+        #[cfg(not(any(feature = "tls", feature = "rustls")))]
         false
     }
 
@@ -312,7 +311,7 @@ impl Stream {
     }
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 impl TlsHandle {
     fn lock(&self) -> std::sync::MutexGuard<'_, crate::tls::Tls> {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
@@ -325,7 +324,7 @@ impl TlsHandle {
         loop {
             {
                 let mut session = self.lock();
-                if session.buffered_read_size().unwrap_or(0) > 0 {
+                if session.read_ready() {
                     return session.read(buf);
                 }
             }
@@ -373,7 +372,7 @@ impl TlsHandle {
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &mut self.tls {
             return tls.read(&self.tcp, buf);
         }
@@ -383,7 +382,7 @@ impl Read for Stream {
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
             return tls.lock().write(buf);
         }
@@ -391,7 +390,7 @@ impl Write for Stream {
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &mut self.tls {
             return tls.write_vectored(bufs);
         }
@@ -399,7 +398,7 @@ impl Write for Stream {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
             return tls.lock().flush();
         }
@@ -445,7 +444,7 @@ impl Transport for Stream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         // TLS says goodbye first (close_notify), so the peer can tell the end from a cut.
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
             let _ = tls.lock().shutdown();
         }
@@ -463,13 +462,11 @@ impl Transport for Stream {
     /// Over TLS the mode is switched under the session's lock, as the split reader does, so the
     /// two never undo each other's switch.
     fn write_nonblocking(&mut self, buf: &[u8]) -> io::Result<usize> {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
             let mut session = tls.lock();
             self.tcp.set_nonblocking(true)?;
-            let written = session
-                .write(buf)
-                .and_then(|n| flushed_or_pending(session.flush(), n));
+            let written = session.write(buf);
             let restored = self.tcp.set_nonblocking(false);
             let n = written?;
             return restored.map(|()| n);
@@ -479,6 +476,18 @@ impl Transport for Stream {
         let restored = self.tcp.set_nonblocking(false);
         let n = written?;
         restored.map(|()| n)
+    }
+
+    fn flush_nonblocking(&mut self) -> io::Result<()> {
+        #[cfg(any(feature = "tls", feature = "rustls"))]
+        if let Some(tls) = &self.tls {
+            let mut session = tls.lock();
+            self.tcp.set_nonblocking(true)?;
+            let flushed = session.flush();
+            let restored = self.tcp.set_nonblocking(false);
+            return flushed.and(restored);
+        }
+        Ok(())
     }
 
     fn peer_addr(&self) -> Option<SocketAddr> {
@@ -495,7 +504,7 @@ impl Split for Stream {
     fn split(self) -> io::Result<(Stream, Stream)> {
         let reader = Stream {
             tcp: Arc::clone(&self.tcp),
-            #[cfg(feature = "tls")]
+            #[cfg(any(feature = "tls", feature = "rustls"))]
             tls: self.tls.as_ref().map(|t| TlsHandle {
                 session: Arc::clone(&t.session),
                 split_reader: true,
@@ -515,14 +524,14 @@ impl Split for Stream {
 
 /// A shared TCP socket as a byte stream for the TLS session, under the phase deadline of the
 /// [`Stream`] it belongs to.
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 #[derive(Debug)]
 pub(crate) struct TcpRef {
     pub(crate) tcp: Arc<TcpStream>,
     pub(crate) deadline: PhaseDeadline,
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 impl Read for TcpRef {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.deadline.arm(&self.tcp, false)?;
@@ -530,11 +539,17 @@ impl Read for TcpRef {
     }
 }
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 impl Write for TcpRef {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.deadline.arm(&self.tcp, true)?;
         (&*self.tcp).write(buf)
+    }
+
+    /// rustls hands over every record it has ready at once: one system call, not one each.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.deadline.arm(&self.tcp, true)?;
+        (&*self.tcp).write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

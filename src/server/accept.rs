@@ -111,7 +111,7 @@ fn busy(status: u16, why: &str, retry_after: u32) -> Vec<u8> {
 /// Answers a connection refused at accept time without giving it a thread of its own; over
 /// TLS after a TLS handshake, so that a `wss://` client can read why.
 fn reject(tcp: TcpStream, opts: &Options, response: &[u8]) {
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     if let Some(tls) = &opts.tls {
         limits::reject_tls(tcp, tls, response);
         return;

@@ -223,7 +223,7 @@ fn open_stream(
     id: u64,
     peer: SocketAddr,
 ) -> Option<Stream> {
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     if let Some(tls) = &opts.tls {
         return match tls.accept(Arc::clone(&tcp), deadline) {
             Ok(stream) => Some(stream),

@@ -254,7 +254,7 @@ pub(crate) fn reject_fast(mut tcp: TcpStream, response: &[u8]) {
 /// lingering close. A client that does not finish in time is dropped; so are connections that
 /// find the queue full (a flood of them is not worth more threads), and those count against
 /// the same descriptor budget as lingering sockets.
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 pub(crate) fn reject_tls(tcp: TcpStream, tls: &crate::tls::ServerTls, response: &[u8]) {
     type Job = (TcpStream, crate::tls::ServerTls, Vec<u8>);
     static QUEUE: OnceLock<Option<Mutex<SyncSender<Job>>>> = OnceLock::new();
@@ -298,14 +298,14 @@ pub(crate) fn reject_tls(tcp: TcpStream, tls: &crate::tls::ServerTls, response: 
 }
 
 /// Threads answering refused TLS connections.
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 const TLS_REFUSERS: usize = 2;
 
 /// How long a refused TLS client gets for its handshake, reading the answer and closing.
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 const TLS_REFUSAL_TIME: Duration = Duration::from_secs(2);
 
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "rustls"))]
 fn refuse_over_tls(tcp: TcpStream, tls: &crate::tls::ServerTls, response: &[u8]) {
     use crate::io::Transport;
     let deadline = Instant::now() + TLS_REFUSAL_TIME;

@@ -276,7 +276,7 @@ impl Server {
     /// })?;
     /// # Ok::<(), syncws::Error>(())
     /// ```
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
         self.opts.tls = Some(tls);
         self

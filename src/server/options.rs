@@ -38,7 +38,7 @@ pub(crate) struct Options {
     pub(super) retry_after: u32,
     pub(super) shutdown_timeout: Duration,
     pub(super) errors: Option<SyncSender<ConnectionError>>,
-    #[cfg(feature = "tls")]
+    #[cfg(any(feature = "tls", feature = "rustls"))]
     pub(super) tls: Option<crate::tls::ServerTls>,
     pub(super) trusted_proxies: Vec<IpAddr>,
     /// The warnings about refused origins: a misconfigured page retries in a loop, and an
@@ -49,9 +49,9 @@ pub(crate) struct Options {
 impl Options {
     /// Whether connections speak TLS (`wss://`, `https://`).
     pub(crate) fn is_tls(&self) -> bool {
-        #[cfg(feature = "tls")]
+        #[cfg(any(feature = "tls", feature = "rustls"))]
         return self.tls.is_some();
-        #[cfg(not(feature = "tls"))]
+        #[cfg(not(any(feature = "tls", feature = "rustls")))]
         false
     }
 }
@@ -79,7 +79,7 @@ impl Default for Options {
             retry_after: 5,
             shutdown_timeout: Duration::from_secs(5),
             errors: None,
-            #[cfg(feature = "tls")]
+            #[cfg(any(feature = "tls", feature = "rustls"))]
             tls: None,
             trusted_proxies: Vec::new(),
             origin_warnings: Throttle::new(ORIGIN_WARN_EVERY),

@@ -622,7 +622,12 @@ impl<W: Transport> Shared<W> {
     fn write_queued(&self, stream: &mut W) -> io::Result<Flushed> {
         loop {
             let Some((frame, written)) = self.outbox().front_for(true) else {
-                return Ok(Flushed::Empty);
+                // A TLS session may still hold records the socket did not take.
+                return match stream.flush_nonblocking() {
+                    Ok(()) => Ok(Flushed::Empty),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Flushed::WouldBlock),
+                    Err(e) => Err(e),
+                };
             };
             match stream.write_nonblocking(&frame[written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
