@@ -233,17 +233,13 @@ fn client(spec: &str) {
                 .stack_size(128 << 10)
                 .spawn(move || {
                     let (mut next, mut lost, mut lat) = (0u64, 0u64, Vec::new());
-                    loop {
-                        match ws.recv() {
-                            Ok(Some(Message::Binary(b))) => {
-                                let seq = u64::from_be_bytes(b[..8].try_into().unwrap());
-                                let sent = u64::from_be_bytes(b[8..16].try_into().unwrap());
-                                lost += seq.saturating_sub(next);
-                                next = seq + 1;
-                                lat.push(now_nanos().saturating_sub(sent) / 1000);
-                            }
-                            Ok(Some(Message::Text(_))) | Ok(None) | Err(_) => break,
-                        }
+                    // Until the text that ends the run (or the connection ends).
+                    while let Ok(Some(Message::Binary(b))) = ws.recv() {
+                        let seq = u64::from_be_bytes(b[..8].try_into().unwrap());
+                        let sent = u64::from_be_bytes(b[8..16].try_into().unwrap());
+                        lost += seq.saturating_sub(next);
+                        next = seq + 1;
+                        lat.push(now_nanos().saturating_sub(sent) / 1000);
                     }
                     let mut r = results.lock().unwrap();
                     r.0 += lat.len() as u64;
