@@ -1,10 +1,24 @@
-//! HTTP `CONNECT` proxies: which one a URL goes through (explicit setting or the environment,
-//! with `NO_PROXY`), and the tunnel request.
+//! Proxies: which one a URL goes through (explicit setting or the environment, with
+//! `NO_PROXY`), and opening the tunnel through it.
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | the proxy URL, the choice from the settings and environment, `NO_PROXY` |
+//! | `http.rs` | HTTP `CONNECT`, over plain TCP or inside TLS with an `https://` proxy |
+//! | `socks.rs` | the SOCKS5 exchange over the socket (the bytes are in `proto::socks`) |
 
+mod http;
+mod socks;
+
+use std::fmt;
 use std::net::IpAddr;
 
 use super::url::{Url, basic_auth};
-use crate::error::UrlError;
+use crate::error::{Error, UrlError};
+use crate::proto::head::percent_decode;
+
+pub(crate) use http::tunnel as http_tunnel;
+pub(crate) use socks::tunnel as socks_tunnel;
 
 /// Where a client's proxy setting comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,17 +33,44 @@ pub(crate) enum ProxySetting {
     Direct,
 }
 
-/// A parsed proxy: where to connect and what credentials to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the client talks to a proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProxyKind {
+    /// `http://`: HTTP `CONNECT` over plain TCP.
+    Http,
+    /// `https://`: HTTP `CONNECT` inside a TLS session with the proxy.
+    Https,
+    /// `socks5://`: SOCKS5, the target's name resolved here.
+    Socks5,
+    /// `socks5h://`: SOCKS5, the target's name sent for the proxy to resolve.
+    Socks5h,
+}
+
+/// A parsed proxy: how to talk to it, where it is and what credentials to send.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Proxy {
+    pub kind: ProxyKind,
     pub host: String,
     pub port: u16,
-    pub auth: Option<String>,
+    /// `user:password` as written in the URL, still percent-encoded.
+    userinfo: Option<String>,
+}
+
+/// Without the credentials, which must not reach a log.
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("credentials", &self.userinfo.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 impl Proxy {
-    /// `http://[user:password@]host[:port][/]`; without a scheme `http` is assumed, without a
-    /// port 80. Only HTTP proxies (the tunnel itself carries TLS for `wss`).
+    /// `scheme://[user:password@]host[:port][/]` with the scheme `http` (default port 80),
+    /// `https` (443), `socks5` or `socks5h` (both 1080); without a scheme `http` is assumed.
     pub fn parse(raw: &str) -> Result<Proxy, UrlError> {
         let raw = raw.trim();
         let with_scheme = if raw.contains("://") {
@@ -37,11 +78,24 @@ impl Proxy {
         } else {
             format!("http://{raw}")
         };
-        let url = Url::parse_with(&with_scheme, &[("http", 80)])?;
+        let schemes = [
+            ("http", 80),
+            ("https", 443),
+            ("socks5", 1080),
+            ("socks5h", 1080),
+        ];
+        let url = Url::parse_with(&with_scheme, &schemes)?;
+        let kind = match url.scheme.as_str() {
+            "http" => ProxyKind::Http,
+            "https" => ProxyKind::Https,
+            "socks5" => ProxyKind::Socks5,
+            _ => ProxyKind::Socks5h,
+        };
         Ok(Proxy {
+            kind,
             host: url.host,
             port: url.port,
-            auth: url.userinfo.as_deref().map(basic_auth),
+            userinfo: url.userinfo,
         })
     }
 
@@ -75,15 +129,36 @@ impl Proxy {
         Proxy::parse(&raw).map(Some)
     }
 
-    /// The `CONNECT` request for a tunnel to `url`'s host and port.
-    pub fn connect_request(&self, url: &Url) -> Vec<u8> {
-        let target = url.authority();
-        let mut out = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
-        if let Some(auth) = &self.auth {
-            out.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
+    /// Whether the client speaks SOCKS5 to this proxy.
+    pub fn is_socks(&self) -> bool {
+        matches!(self.kind, ProxyKind::Socks5 | ProxyKind::Socks5h)
+    }
+
+    /// What can be checked before connecting: SOCKS5 credentials and, for `socks5h`, the target
+    /// name fit their one-byte lengths.
+    pub fn check(&self, url: &Url) -> Result<(), Error> {
+        if self.is_socks() {
+            if let Some((user, password)) = self.credentials() {
+                crate::proto::socks::check_credentials(&user, &password)?;
+            }
+            if self.kind == ProxyKind::Socks5h {
+                let target = crate::proto::socks::Target::Name(&url.host, url.port);
+                crate::proto::socks::check_target(&target)?;
+            }
         }
-        out.push_str("\r\n");
-        out.into_bytes()
+        Ok(())
+    }
+
+    /// User name and password, percent-decoded (a missing password is empty).
+    fn credentials(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let userinfo = self.userinfo.as_deref()?;
+        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        Some((percent_decode(user, false), percent_decode(password, false)))
+    }
+
+    /// The `Proxy-Authorization` value for an HTTP proxy.
+    fn basic_auth(&self) -> Option<String> {
+        self.userinfo.as_deref().map(basic_auth)
     }
 }
 
@@ -203,10 +278,13 @@ mod tests {
             ("HTTPS_PROXY", "http://u:p@p2:8080"),
         ]);
         let p = Proxy::choose(&set, &ws, &vars).unwrap().unwrap();
-        assert_eq!((p.host.as_str(), p.port, p.auth), ("p1", 3128, None));
+        assert_eq!(
+            (p.host.as_str(), p.port, p.basic_auth()),
+            ("p1", 3128, None)
+        );
         let p = Proxy::choose(&set, &wss, &vars).unwrap().unwrap();
         assert_eq!((p.host.as_str(), p.port), ("p2", 8080));
-        assert_eq!(p.auth.as_deref(), Some("Basic dTpw"));
+        assert_eq!(p.basic_auth().as_deref(), Some("Basic dTpw"));
         let vars = env(&[("ALL_PROXY", "p3:1"), ("NO_PROXY", ".example")]);
         assert_eq!(Proxy::choose(&set, &ws, &vars).unwrap(), None);
         let vars = env(&[("ALL_PROXY", "p3:1"), ("no_proxy", "other")]);
@@ -223,17 +301,88 @@ mod tests {
             Proxy::choose(&ProxySetting::Direct, &ws, &vars).unwrap(),
             None
         );
-        let bad = ProxySetting::Explicit("socks5://p:1".into());
+        let bad = ProxySetting::Explicit("socks4://p:1".into());
         assert!(Proxy::choose(&bad, &ws, &vars).is_err());
+        // ALL_PROXY may name a SOCKS proxy; NO_PROXY applies to it as to the others.
+        let vars = env(&[("ALL_PROXY", "socks5h://u:p@p7")]);
+        let p = Proxy::choose(&set, &ws, &vars).unwrap().unwrap();
+        assert_eq!(
+            (p.kind, p.host.as_str(), p.port),
+            (ProxyKind::Socks5h, "p7", 1080)
+        );
+        let vars = env(&[("all_proxy", "socks5://p8:9"), ("NO_PROXY", "h.example")]);
+        assert_eq!(Proxy::choose(&set, &wss, &vars).unwrap(), None);
+        let vars = env(&[("all_proxy", "socks5://p8:9"), ("NO_PROXY", "other")]);
+        let p = Proxy::choose(&set, &wss, &vars).unwrap().unwrap();
+        assert_eq!((p.kind, p.port), (ProxyKind::Socks5, 9));
     }
 
     #[test]
-    fn connect_request_names_the_target() {
-        let proxy = Proxy::parse("http://user:pw@127.0.0.1:3128").unwrap();
-        let url = Url::parse("wss://[::1]:9443/x").unwrap();
-        let req = String::from_utf8(proxy.connect_request(&url)).unwrap();
-        assert!(req.starts_with("CONNECT [::1]:9443 HTTP/1.1\r\nHost: [::1]:9443\r\n"));
-        assert!(req.contains("Proxy-Authorization: Basic dXNlcjpwdw==\r\n"));
-        assert!(req.ends_with("\r\n\r\n"));
+    fn proxy_urls() {
+        let rows = [
+            ("p:1", ProxyKind::Http, "p", 1),
+            ("http://p", ProxyKind::Http, "p", 80),
+            ("HTTPS://p/", ProxyKind::Https, "p", 443),
+            ("socks5://[::1]", ProxyKind::Socks5, "::1", 1080),
+            ("socks5h://u:p@p:9050", ProxyKind::Socks5h, "p", 9050),
+        ];
+        for (raw, kind, host, port) in rows {
+            let p = Proxy::parse(raw).unwrap();
+            assert_eq!(
+                (p.kind, p.host.as_str(), p.port),
+                (kind, host, port),
+                "{raw}"
+            );
+        }
+        for raw in ["socks4://p", "ftp://p", "socks5://", "socks5://p:0"] {
+            assert!(Proxy::parse(raw).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_decoded_checked_and_not_shown() {
+        let p = Proxy::parse("socks5://us%3Aer:p%40ss@p").unwrap();
+        assert_eq!(p.credentials(), Some((b"us:er".to_vec(), b"p@ss".to_vec())));
+        assert!(!format!("{p:?}").contains("ss"), "{p:?}");
+        let ws = Url::parse("ws://h.example/").unwrap();
+        assert!(p.check(&ws).is_ok());
+        let long = "x".repeat(256);
+        let rows = [
+            format!("socks5://{long}:pw@p"),
+            format!("socks5h://user:{long}@p"),
+            "socks5://user@p".to_owned(),
+            "socks5://:pw@p".to_owned(),
+        ];
+        for raw in &rows {
+            let err = Proxy::parse(raw).unwrap().check(&ws).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidInput(crate::error::InputError::SocksField)
+                ),
+                "{raw}: {err:?}"
+            );
+        }
+        // Only socks5h sends the name; socks5 resolves it here.
+        let long_host = Url::parse(&format!("ws://{}.example/", "a".repeat(250))).unwrap();
+        assert!(
+            Proxy::parse("socks5h://p")
+                .unwrap()
+                .check(&long_host)
+                .is_err()
+        );
+        assert!(
+            Proxy::parse("socks5://p")
+                .unwrap()
+                .check(&long_host)
+                .is_ok()
+        );
+        // HTTP proxies take any credentials.
+        assert!(
+            Proxy::parse(&format!("http://{long}@p"))
+                .unwrap()
+                .check(&ws)
+                .is_ok()
+        );
     }
 }
