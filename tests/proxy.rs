@@ -17,10 +17,10 @@
 mod support;
 
 use std::fs;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -425,41 +425,6 @@ fn run_child(target: &str, expect: Route, vars: &[(&str, &str)]) {
     // A misspelt filter would run no test and still exit 0.
     assert!(stdout.contains("SYNCWS_CHILD_DONE"), "{report}");
     assert!(stdout.contains("1 passed"), "{report}");
-}
-
-/// Runs `cmd` to its end, killing it after `timeout` (status `None`); returns its status and
-/// output.
-fn run_bounded(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
-        thread::spawn(move || {
-            let mut out = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut out);
-            }
-            String::from_utf8_lossy(&out).into_owned()
-        })
-    }
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    (status, stdout.join().unwrap(), stderr.join().unwrap())
 }
 
 /// The child side of the environment tests: does nothing unless `SYNCWS_CHILD_TARGET` is set;

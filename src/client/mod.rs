@@ -143,7 +143,8 @@ impl ClientBuilder {
     ///   checked like a server's (the [`tls`](Self::tls) settings apply); `ws://` targets only
     ///   for now, `wss://` through it fails with [`Error::Tls`];
     /// - `socks5://[user:password@]host[:port]` (port 1080): SOCKS5 (RFC 1928), the target's
-    ///   name resolved here and its first address sent; credentials by username/password
+    ///   name resolved here and its addresses asked for in turn (a new connection to the proxy
+    ///   for each, while it answers unreachable or refused); credentials by username/password
     ///   (RFC 1929), each 1 to 255 bytes, else [`Error::InvalidInput`] before connecting;
     /// - `socks5h://...`: the same, but the name is sent for the proxy to resolve (at most 255
     ///   bytes).
@@ -242,14 +243,15 @@ impl ClientBuilder {
             let stream = self.over_tcp(url, tcp, deadline)?;
             return self.handshake_with(stream, url, headers, deadline);
         };
-        let mut tcp = connect_tcp(&proxy.host, proxy.port, self.connect_timeout)?;
+        let to_proxy = || connect_tcp(&proxy.host, proxy.port, self.connect_timeout);
         let stream = match proxy.kind {
             ProxyKind::Http => {
+                let mut tcp = to_proxy()?;
                 proxy::http_tunnel(&mut tcp, &proxy, url, deadline, &self.config)?;
                 self.over_tcp(url, tcp, deadline)?
             }
             ProxyKind::Socks5 | ProxyKind::Socks5h => {
-                proxy::socks_tunnel(&mut tcp, &proxy, url, deadline)?;
+                let tcp = proxy::socks_open(&proxy, url, deadline, to_proxy)?;
                 self.over_tcp(url, tcp, deadline)?
             }
             ProxyKind::Https => {
@@ -262,6 +264,7 @@ impl ClientBuilder {
                     let kind = crate::TlsErrorKind::NotEnabled;
                     return Err(crate::error::TlsError::new(kind, message).into());
                 }
+                let tcp = to_proxy()?;
                 tcp.set_nodelay(true)?;
                 let mut stream = self.start_tls(&proxy.host, std::sync::Arc::new(tcp), deadline)?;
                 proxy::http_tunnel(&mut stream, &proxy, url, deadline, &self.config)?;

@@ -1,25 +1,30 @@
 //! Helpers shared by the integration tests, by concern: servers on port 0 ([`server`]), frames
 //! built and read byte by byte ([`frames`]), the HTTP side of a hand-made upgrade
 //! ([`http_head`]), raw peers that speak WebSocket by hand so tests can send exactly what a
-//! well-behaved library never would ([`raw_peer`]), payloads ([`payloads`]) and external daemons
-//! such as tinyproxy or nginx ([`daemon`]). Everything is re-exported: `use support::*;`.
+//! well-behaved library never would ([`raw_peer`]), payloads ([`payloads`]), external daemons
+//! such as tinyproxy or nginx ([`daemon`]), a hand-written SOCKS5 server ([`socks`]) and child
+//! runs of a test binary ([`child`]). Everything is re-exported: `use support::*;`.
 
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+mod child;
 mod daemon;
 mod frames;
 mod http_head;
 mod payloads;
 mod raw_peer;
 mod server;
+mod socks;
 
+pub use child::*;
 pub use daemon::*;
 pub use frames::*;
 pub use http_head::*;
 pub use payloads::*;
 pub use raw_peer::*;
 pub use server::*;
+pub use socks::*;
 
 use std::net::TcpStream;
 use std::time::Duration;

@@ -18,7 +18,7 @@ use crate::error::{Error, UrlError};
 use crate::proto::head::percent_decode;
 
 pub(crate) use http::tunnel as http_tunnel;
-pub(crate) use socks::tunnel as socks_tunnel;
+pub(crate) use socks::open as socks_open;
 
 /// Where a client's proxy setting comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -12,13 +12,55 @@ use crate::error::{Error, HandshakeError, Result, is_timeout_kind};
 use crate::io::{Deadline, Transport, write_all_by};
 use crate::proto::socks::{self, MAX_REPLY, Status, Target};
 
-/// Asks the SOCKS5 proxy on the other end of `stream` for a connection to `url`'s host and
-/// port, all before `deadline`; on success `stream` is the tunnel. For `socks5://` the host is
-/// resolved here and its first address sent; for `socks5h://` the name is sent.
-pub(crate) fn tunnel<S: Transport + ?Sized>(
-    stream: &mut S,
+/// Opens a tunnel to `url`'s host and port through the SOCKS5 `proxy`, all of the exchange
+/// before `deadline`; `connect` opens a connection to the proxy.
+///
+/// For `socks5h://` the name is sent for the proxy to resolve. For `socks5://` it is resolved
+/// here and each address asked for in turn, each over a connection of its own, while the proxy
+/// answers that the address is unreachable or refuses connections (as a direct connection tries
+/// every address).
+pub(crate) fn open<S: Transport>(
     proxy: &Proxy,
     url: &Url,
+    deadline: Instant,
+    mut connect: impl FnMut() -> Result<S>,
+) -> Result<S> {
+    if proxy.kind == ProxyKind::Socks5h {
+        let mut stream = connect()?;
+        exchange(
+            &mut stream,
+            proxy,
+            &Target::Name(&url.host, url.port),
+            deadline,
+        )?;
+        return Ok(stream);
+    }
+    let addrs: Vec<_> = (url.host.as_str(), url.port).to_socket_addrs()?.collect();
+    let mut last = None;
+    for addr in addrs {
+        let mut stream = connect()?;
+        match exchange(&mut stream, proxy, &Target::Addr(addr), deadline) {
+            Ok(()) => return Ok(stream),
+            // RFC 1928 6: 3 network unreachable, 4 host unreachable, 5 connection refused.
+            Err(e @ Error::Handshake(HandshakeError::SocksRefused(3..=5))) => {
+                log::debug!("socks5 proxy cannot reach {addr}: {e}");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        let message = format!("{} has no address", url.host);
+        io::Error::new(io::ErrorKind::NotFound, message).into()
+    }))
+}
+
+/// One SOCKS5 exchange on `stream`: greeting, username/password if the proxy chooses it,
+/// CONNECT to `target`; on success `stream` is the tunnel.
+fn exchange<S: Transport + ?Sized>(
+    stream: &mut S,
+    proxy: &Proxy,
+    target: &Target<'_>,
     deadline: Instant,
 ) -> Result<()> {
     let credentials = proxy.credentials();
@@ -30,21 +72,7 @@ pub(crate) fn tunnel<S: Transport + ?Sized>(
         write_all_by(stream, &socks::auth_request(user, password)?, deadline)?;
         read_reply(stream, deadline, socks::parse_auth_reply)?;
     }
-    let resolved;
-    let target = match proxy.kind {
-        ProxyKind::Socks5h => Target::Name(&url.host, url.port),
-        _ => {
-            resolved = (url.host.as_str(), url.port)
-                .to_socket_addrs()?
-                .next()
-                .ok_or_else(|| {
-                    let message = format!("{} has no address", url.host);
-                    io::Error::new(io::ErrorKind::NotFound, message)
-                })?;
-            Target::Addr(resolved)
-        }
-    };
-    write_all_by(stream, &socks::connect_request(&target)?, deadline)?;
+    write_all_by(stream, &socks::connect_request(target)?, deadline)?;
     read_reply(stream, deadline, socks::parse_reply)?;
     Ok(())
 }
