@@ -21,7 +21,6 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -179,7 +178,7 @@ fn wss_server() -> SocketAddr {
         syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key")).unwrap();
     let server = syncws::Server::bind("127.0.0.1:0").unwrap().tls(tls);
     let addr = server.local_addr().unwrap();
-    thread::spawn(move || server.serve(peer_echo));
+    std::thread::spawn(move || server.serve(peer_echo));
     addr
 }
 
