@@ -140,7 +140,7 @@ impl ClientBuilder {
     /// - `http://[user:password@]host[:port]` (port 80; also without a scheme): HTTP `CONNECT`,
     ///   credentials sent as `Proxy-Authorization: Basic`;
     /// - `https://...` (port 443): the same inside TLS with the proxy, whose certificate is
-    ///   checked like a server's (the [`tls`](Self::tls) settings apply); `ws://` targets only
+    ///   checked like a server's (the `tls` settings apply); `ws://` targets only
     ///   for now, `wss://` through it fails with [`Error::Tls`];
     /// - `socks5://[user:password@]host[:port]` (port 1080): SOCKS5 (RFC 1928), the target's
     ///   name resolved here and its addresses asked for in turn (a new connection to the proxy
