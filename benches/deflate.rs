@@ -149,7 +149,7 @@ fn serve(key: &str) -> ! {
         .expect("bind")
         .config(config_of(key))
         .max_connections(100_000);
-    println!("PORT {}", server.local_addr().expect("addr").port());
+    println!("PORT {}", server.local_addr().port());
     let handle = server
         .start(|ws| {
             while let Some(msg) = ws.recv()? {

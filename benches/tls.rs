@@ -31,7 +31,7 @@ fn server(tls: bool, split: bool) -> SocketAddr {
         let identity = ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key"));
         server = server.tls(identity.unwrap());
     }
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     thread::spawn(move || {
         server.serve(move |ws| {
             if split {

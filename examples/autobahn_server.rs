@@ -10,7 +10,7 @@ fn main() -> Result<(), syncws::Error> {
     let addr = args.iter().find(|a| !a.starts_with('-'));
     let addr = addr.map_or("127.0.0.1:9002", String::as_str);
     let server = syncws::Server::bind(addr)?.config(config(deflate));
-    println!("autobahn echo server on {}", server.local_addr()?);
+    println!("autobahn echo server on {}", server.local_addr());
     server.serve(|ws| {
         while let Some(msg) = ws.recv()? {
             ws.send(&msg)?;

@@ -5,7 +5,7 @@ use syncws::{Client, CloseCode, Message, Server};
 
 fn main() -> Result<(), syncws::Error> {
     let server = Server::bind("127.0.0.1:0")?;
-    let addr = server.local_addr()?;
+    let addr = server.local_addr();
     std::thread::spawn(move || {
         server.serve(|ws| {
             println!(

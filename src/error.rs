@@ -85,7 +85,13 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "i/o error: {e}"),
             Error::Protocol(e) => write!(f, "protocol error: {e}"),
             Error::Handshake(e) => write!(f, "handshake failed: {e}"),
-            Error::Http(r) => write!(f, "server answered {} instead of 101", r.status),
+            Error::Http(r) => {
+                write!(f, "server answered {} instead of 101", r.status)?;
+                match r.summary() {
+                    Some(summary) => write!(f, ": {summary}"),
+                    None => Ok(()),
+                }
+            }
             Error::Url(e) => write!(f, "invalid url: {e}"),
             Error::Closed => f.write_str("connection closed"),
             Error::PeerClosed(frame) if frame.reason.is_empty() => {
@@ -372,7 +378,10 @@ impl fmt::Display for HandshakeError {
 impl std::error::Error for HandshakeError {}
 
 /// An HTTP response that was not the `101 Switching Protocols` the client asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` shows the body as text when it is UTF-8 (the first 200 bytes of it), since
+/// refusals are usually a line of text saying why.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// The status code, e.g. 403.
     pub status: u16,
@@ -380,6 +389,73 @@ pub struct HttpResponse {
     pub headers: Vec<(String, String)>,
     /// The body, or its first 64 KiB.
     pub body: Vec<u8>,
+}
+
+/// Most body bytes `HttpResponse`'s `Debug` shows.
+const DEBUG_BODY: usize = 200;
+
+/// Most characters of the body `Error::Http`'s `Display` shows.
+const DISPLAY_BODY: usize = 100;
+
+impl HttpResponse {
+    /// The body as text, if it is UTF-8; a body cut at 64 KiB may end inside a character,
+    /// which is left off.
+    fn text(&self) -> Option<&str> {
+        match std::str::from_utf8(&self.body) {
+            Ok(text) => Some(text),
+            Err(e) if e.error_len().is_none() => {
+                std::str::from_utf8(&self.body[..e.valid_up_to()]).ok()
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The body's first non-empty line, trimmed, without control characters and at most
+    /// [`DISPLAY_BODY`] characters (`...` marks a cut); `None` for an empty or binary body.
+    fn summary(&self) -> Option<String> {
+        let line = self
+            .text()?
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())?;
+        let mut chars = line.chars().filter(|c| !c.is_control());
+        let mut out: String = chars.by_ref().take(DISPLAY_BODY).collect();
+        if chars.next().is_some() {
+            out.push_str("...");
+        }
+        Some(out)
+    }
+}
+
+impl fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &BodyDebug(self))
+            .finish()
+    }
+}
+
+/// An `HttpResponse` body in `Debug`: quoted text when it is UTF-8, cut at [`DEBUG_BODY`]
+/// bytes with the full length after it; otherwise only its length.
+struct BodyDebug<'a>(&'a HttpResponse);
+
+impl fmt::Debug for BodyDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self.0.body.len();
+        let Some(text) = self.0.text() else {
+            return write!(f, "<{len} bytes, not utf-8>");
+        };
+        if len <= DEBUG_BODY {
+            return write!(f, "{text:?}");
+        }
+        let mut end = DEBUG_BODY;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{:?}... ({len} bytes)", &text[..end])
+    }
 }
 
 /// What is wrong with something the caller asked to send.
@@ -493,11 +569,17 @@ impl fmt::Display for TlsError {
 impl std::error::Error for TlsError {}
 
 /// What is wrong with a URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UrlError {
-    /// The scheme is not `ws` (or `wss` with TLS).
-    UnsupportedScheme,
+    /// The scheme is missing or not one accepted here: `ws` or `wss` (`wss` needs the `tls`
+    /// feature) for a WebSocket URL, also `http` and `https` in a redirect; `http`, `https`,
+    /// `socks5` or `socks5h` for a proxy.
+    /// Says which scheme it got and which it accepts.
+    ///
+    /// Boxed to keep [`Error`] two words: a `Box<str>` is two words itself, and with the other
+    /// variants' tag would make `UrlError`, and so `Error`, three.
+    UnsupportedScheme(Box<SchemeError>),
     /// The host is missing or malformed.
     BadHost,
     /// The port is not a number from 1 to 65535.
@@ -511,7 +593,7 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            UrlError::UnsupportedScheme => "scheme must be ws",
+            UrlError::UnsupportedScheme(e) => return write!(f, "{e}"),
             UrlError::BadHost => "missing or malformed host",
             UrlError::BadPort => "bad port",
             UrlError::Fragment => "websocket urls must not have a fragment",
@@ -521,6 +603,57 @@ impl fmt::Display for UrlError {
 }
 
 impl std::error::Error for UrlError {}
+
+/// The scheme of a URL that was refused with [`UrlError::UnsupportedScheme`], and the ones
+/// that would have been accepted there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemeError {
+    got: String,
+    supported: &'static [(&'static str, u16)],
+}
+
+impl SchemeError {
+    /// `got` refused where `supported` (scheme, default port) are accepted.
+    pub(crate) fn new(got: &str, supported: &'static [(&'static str, u16)]) -> Self {
+        SchemeError {
+            got: got.to_owned(),
+            supported,
+        }
+    }
+
+    /// The scheme as written in the URL (empty when it had none).
+    pub fn scheme(&self) -> &str {
+        &self.got
+    }
+
+    /// The schemes accepted where the URL was given, e.g. `ws` and `wss`.
+    pub fn supported(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.supported.iter().map(|(name, _)| *name)
+    }
+}
+
+impl fmt::Display for SchemeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The scheme is the caller's text: quoted, so spaces or an empty one still read clearly.
+        match self.got.as_str() {
+            "" => f.write_str("no scheme")?,
+            got => write!(f, "unsupported scheme {got:?}")?,
+        }
+        f.write_str(", expected ")?;
+        for (i, name) in self.supported().enumerate() {
+            match i {
+                0 => {}
+                i if i + 1 == self.supported.len() => f.write_str(" or ")?,
+                _ => f.write_str(", ")?,
+            }
+            write!(f, "{name}://")?;
+            if name == "wss" && !cfg!(feature = "tls") {
+                f.write_str(" (with the tls feature)")?;
+            }
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -540,6 +673,93 @@ mod tests {
         assert_eq!(ProtocolError::ReservedBits.close_code().0, 1002);
         assert_eq!(ProtocolError::UnmaskedFrame.close_code().0, 1002);
         assert_eq!(ProtocolError::OverMemoryBudget.close_code().0, 1013);
+    }
+
+    fn http(status: u16, body: &[u8]) -> Error {
+        Error::Http(Box::new(HttpResponse {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body: body.to_vec(),
+        }))
+    }
+
+    #[test]
+    fn http_display_says_the_start_of_the_body() {
+        let rows: &[(&[u8], &str)] = &[
+            (
+                b"wrong token\n",
+                "server answered 403 instead of 101: wrong token",
+            ),
+            (b"", "server answered 403 instead of 101"),
+            (b"\xff\xfe binary", "server answered 403 instead of 101"),
+            (
+                b"\r\n  \n  first\tline  \nsecond",
+                "server answered 403 instead of 101: firstline",
+            ),
+            (
+                "caf\u{e9} \u{1b}[31mred".as_bytes(),
+                "server answered 403 instead of 101: caf\u{e9} [31mred",
+            ),
+            // A body cut at 64 KiB inside a character is still text.
+            (b"cut \xc3", "server answered 403 instead of 101: cut"),
+        ];
+        for (body, want) in rows {
+            assert_eq!(http(403, body).to_string(), *want, "{body:?}");
+        }
+        let long = http(403, "x".repeat(500).as_bytes()).to_string();
+        assert_eq!(
+            long,
+            format!("server answered 403 instead of 101: {}...", "x".repeat(100))
+        );
+    }
+
+    #[test]
+    fn http_debug_shows_a_text_body_as_text() {
+        let e = http(403, b"wrong token\n");
+        assert_eq!(
+            format!("{e:?}"),
+            "Http(HttpResponse { status: 403, headers: [(\"Content-Type\", \"text/plain\")], \
+             body: \"wrong token\\n\" })"
+        );
+        let long = format!("{:?}", http(500, "\u{e9}".repeat(300).as_bytes()));
+        let shown = format!("\"{}\"... (600 bytes)", "\u{e9}".repeat(100));
+        assert!(long.ends_with(&format!("body: {shown} }})")), "{long}");
+        let binary = format!("{:?}", http(500, &[0xff; 1_000]));
+        assert!(
+            binary.ends_with("body: <1000 bytes, not utf-8> })"),
+            "{binary}"
+        );
+    }
+
+    #[test]
+    fn unsupported_scheme_names_the_scheme_and_the_supported_ones() {
+        const WS: &[(&str, u16)] = &[("ws", 80), ("wss", 443)];
+        const PROXY: &[(&str, u16)] = &[("http", 80)];
+        let tls = if cfg!(feature = "tls") {
+            ""
+        } else {
+            " (with the tls feature)"
+        };
+        let rows = [
+            (
+                "http",
+                WS,
+                format!("unsupported scheme \"http\", expected ws:// or wss://{tls}"),
+            ),
+            ("", WS, format!("no scheme, expected ws:// or wss://{tls}")),
+            (
+                "socks5",
+                PROXY,
+                "unsupported scheme \"socks5\", expected http://".to_owned(),
+            ),
+        ];
+        for (got, supported, want) in rows {
+            let e = UrlError::UnsupportedScheme(Box::new(SchemeError::new(got, supported)));
+            assert_eq!(e.to_string(), want);
+        }
+        let e = SchemeError::new("ftp", &[("ws", 80), ("wss", 443), ("http", 80)]);
+        let want = format!("expected ws://, wss://{tls} or http://");
+        assert!(e.to_string().ends_with(&want), "{e}");
     }
 
     #[test]

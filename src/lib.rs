@@ -84,8 +84,8 @@ pub use config::Config;
 #[cfg(feature = "deflate")]
 pub use config::DeflateConfig;
 pub use error::{
-    Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, TlsError, TlsErrorKind,
-    UrlError,
+    Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, SchemeError, TlsError,
+    TlsErrorKind, UrlError,
 };
 pub use io::{Split, Stream, Transport};
 pub use message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};

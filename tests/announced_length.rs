@@ -49,7 +49,7 @@ fn child_server() {
     set_limit(libc::RLIMIT_NOFILE, None);
     set_limit(libc::RLIMIT_AS, Some(ADDRESS_SPACE));
     let server = Server::bind("127.0.0.1:0").unwrap();
-    let port = server.local_addr().unwrap().port();
+    let port = server.local_addr().port();
     let handle = server.start(echo).unwrap();
     println!("port {port}");
     let mut line = String::new();

@@ -116,7 +116,7 @@ fn client_sends_headers_and_protocols() {
             ));
             Ok(Accept::new())
         });
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     thread::spawn(move || server.serve(echo));
     let (ok, out, err) = run_client(
         &[

@@ -252,10 +252,13 @@ fn echo_server_allows_the_origins_named_on_its_command_line() {
 }
 
 #[test]
-#[ignore = "Server::allowed_origins has no \"any origin\" entry yet; the example refuses '*'"]
 fn echo_server_allows_any_origin_with_a_star() {
     let (_server, addr) = server("echo_server", &["--allow-origin", "*"]);
     assert_eq!(upgrade_status(addr, "/", FOREIGN), 101);
+    assert_eq!(upgrade_status(addr, "/", "https://any.example"), 101);
+    // Without the flag the same page is refused.
+    let (_server, addr) = server("echo_server", &[]);
+    assert_eq!(upgrade_status(addr, "/", FOREIGN), 403);
 }
 
 #[test]

@@ -42,7 +42,7 @@ where
                 }
                 None => Ok(Accept::new()),
             });
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     thread::spawn(move || {
         server.serve(|ws| {
             let seen = describe(ws.request().expect("server side has the request"));
@@ -203,7 +203,7 @@ fn redirects_from_wss_to_ws_are_refused() {
             "/x" => Ok(Accept::new()),
             _ => Err(Response::new(308).header("Location", "/x")),
         });
-    let secure = server.local_addr().unwrap();
+    let secure = server.local_addr();
     thread::spawn(move || server.serve(echo));
     let roots = syncws::ClientTls::builder()
         .add_root_file(fixture("ca.pem"))
@@ -236,7 +236,7 @@ fn subprotocols_are_offered_and_the_choice_checked() {
     let server = Server::bind("127.0.0.1:0")
         .unwrap()
         .protocols(["v2", "chat"]);
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     thread::spawn(move || {
         server.serve(|ws| {
             let offered = ws.request().unwrap().protocols().join(",");

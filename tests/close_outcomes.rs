@@ -130,7 +130,7 @@ fn the_error_callback_tells_a_peers_close_from_a_handler_failure() {
     let server = Server::bind("127.0.0.1:0")
         .unwrap()
         .on_error(move |e| errors_tx.send(e).unwrap());
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     thread::spawn(move || {
         server.serve(|ws| {
             while let Some(msg) = ws.recv()? {

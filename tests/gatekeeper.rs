@@ -30,7 +30,9 @@ fn gatekeeper_accepts_with_protocol_header_and_data() {
             Ok(Accept::new()
                 .protocol("chat")
                 .header("X-Welcome", "yes")
-                .data(User(req.query_param("user").unwrap_or_default())))
+                .data(User(
+                    req.query_param("user").unwrap_or_default().into_owned(),
+                )))
         })
         .start(|ws| {
             let user = ws.data::<User>().map_or("no data", |u| u.0.as_str());
@@ -125,9 +127,32 @@ fn token_in_url_and_authorization_header_both_authenticate() {
 // ------------------------------------------------------------------ origin policy
 
 #[test]
+fn refused_origins_are_warned_about_once_per_period_not_once_each() {
+    capture_logs();
+    let server = start(bind());
+    let origin = "http://flood.example";
+    for _ in 0..20 {
+        let mut c = Http::connect(server.local_addr());
+        let r = c.exchange(upgrade("/", &format!("Origin: {origin}\r\n")));
+        assert_eq!(r.status, 403);
+    }
+    let warned = logged(log::Level::Warn, origin);
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(
+        warned[0].contains("Server::allowed_origins"),
+        "{}",
+        warned[0]
+    );
+    // Each one is still there at debug level.
+    assert_eq!(logged(log::Level::Debug, origin).len(), 20);
+    server.shutdown();
+}
+
+#[test]
 fn origin_matrix_over_real_sockets() {
     let same_origin = start(bind());
     let listed = start(bind().allowed_origins(["http://app.example", "https://other.example/"]));
+    let any = start(bind().allowed_origins(["*"]));
     let home = |h: &ServerHandle| format!("http://{}", h.local_addr());
     let port = same_origin.local_addr().port();
     let rows: Vec<(&ServerHandle, Option<String>, bool)> = vec![
@@ -150,6 +175,9 @@ fn origin_matrix_over_real_sockets() {
         (&listed, Some("https://other.example".into()), true),
         (&listed, Some(home(&listed)), false),
         (&listed, Some("http://evil.example".into()), false),
+        (&any, None, true),
+        (&any, Some("http://evil.example".into()), true),
+        (&any, Some(home(&any)), true),
     ];
     for (server, origin, accepted) in rows {
         let mut client = Client::builder();
@@ -164,6 +192,44 @@ fn origin_matrix_over_real_sockets() {
             assert_eq!(refused_status(result), 403, "origin {origin:?}");
         }
     }
+    same_origin.shutdown();
+    listed.shutdown();
+    any.shutdown();
+}
+
+#[test]
+fn origin_refusal_names_the_origin_and_how_to_allow_it() {
+    let same_origin = start(bind());
+    let listed = start(bind().allowed_origins(["http://app.example"]));
+    let ask = |server: &ServerHandle, origin: &str| {
+        let mut c = Http::connect(server.local_addr());
+        c.exchange(upgrade("/", &format!("Origin: {origin}\r\n")))
+    };
+    let r = ask(&same_origin, "http://evil.example:3000");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    let text = r.text();
+    assert!(
+        text.starts_with("origin http://evil.example:3000 is not allowed"),
+        "{text}"
+    );
+    assert!(text.contains("Server::allowed_origins"), "{text}");
+    let r = ask(&listed, "http://evil.example");
+    assert!(
+        r.text().contains("not in Server::allowed_origins"),
+        "{}",
+        r.text()
+    );
+
+    // What is echoed is the client's: no control characters, and bounded.
+    let long = format!("http://\tx{}.example", "a".repeat(5_000));
+    let r = ask(&same_origin, &long);
+    assert_eq!(r.status, 403);
+    let text = r.text();
+    assert!(text.len() < 600, "{} bytes echoed", text.len());
+    assert!(text.starts_with("origin http://xaaa"), "{text}");
+    assert!(text.contains("aaa... is not allowed"), "{text}");
+    assert_eq!(text.matches(char::is_control).collect::<String>(), "\n");
     same_origin.shutdown();
     listed.shutdown();
 }

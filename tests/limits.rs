@@ -86,6 +86,65 @@ fn rate_limit_answers_429_within_the_window_even_after_earlier_connections_ended
 }
 
 #[test]
+fn rate_limit_retry_after_is_when_the_window_frees_a_slot() {
+    let server = start(bind().rate_limit(1, Duration::from_secs(60)));
+    let mut ws = Client::connect(&url(&server, "/")).unwrap();
+    echo_once(&mut ws, "first");
+    let r = refused(server.local_addr());
+    assert_eq!(r.status, 429, "{}", r.text());
+    let retry: u32 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((58..=60).contains(&retry), "Retry-After: {retry}");
+    server.shutdown();
+
+    // The same for a client behind a trusted proxy, counted once its request has arrived.
+    let proxied = bind()
+        .trusted_proxies(["127.0.0.1".parse().unwrap()])
+        .rate_limit(1, Duration::from_secs(60));
+    let proxied = start(proxied);
+    let xff = "X-Forwarded-For: 203.0.113.9\r\n";
+    let mut ws = Client::builder()
+        .no_proxy()
+        .header("X-Forwarded-For", "203.0.113.9")
+        .connect(&url(&proxied, "/"))
+        .unwrap();
+    echo_once(&mut ws, "first");
+    let r = Http::connect(proxied.local_addr()).exchange(upgrade("/", xff));
+    assert_eq!(r.status, 429, "{}", r.text());
+    let retry: u32 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((58..=60).contains(&retry), "Retry-After: {retry}");
+    proxied.shutdown();
+}
+
+#[test]
+fn retry_after_of_the_503_and_the_per_ip_429_is_configurable() {
+    let default = start(bind().max_connections(0));
+    assert_eq!(
+        refused(default.local_addr()).header("retry-after"),
+        Some("5")
+    );
+    default.shutdown();
+
+    let full = start(
+        bind()
+            .max_connections(0)
+            .retry_after(Duration::from_secs(7)),
+    );
+    let r = refused(full.local_addr());
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("7")));
+    full.shutdown();
+
+    let per_ip = bind()
+        .max_connections_per_ip(1)
+        .retry_after(Duration::from_millis(8_500));
+    let per_ip = start(per_ip);
+    let mut ws = Client::connect(&url(&per_ip, "/")).unwrap();
+    echo_once(&mut ws, "held");
+    let r = refused(per_ip.local_addr());
+    assert_eq!((r.status, r.header("retry-after")), (429, Some("9")));
+    per_ip.shutdown();
+}
+
+#[test]
 fn peer_filter_closes_without_a_byte() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let handled = Arc::new(AtomicUsize::new(0));
@@ -121,7 +180,7 @@ fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
             .trusted_proxies([trusted.parse().unwrap()])
             .max_connections_per_ip(1)
             .http(|req| syncws::Response::text(200, format!("{:?}", req.peer_addr())));
-        let addr = server.local_addr().unwrap();
+        let addr = server.local_addr();
         thread::spawn(move || {
             server.serve(|ws| {
                 ws.send(format!("{:?}", ws.peer_addr()))?;

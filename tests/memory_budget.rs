@@ -44,7 +44,7 @@ fn rss_kib(field: &str) -> u64 {
 /// A server that answers each message with its length, so a message handed over is dropped at
 /// once and the heap shows what the connections hold.
 fn length_server(server: Server) -> std::net::SocketAddr {
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     thread::spawn(move || {
         server.serve(|ws| {
             while let Some(msg) = ws.recv()? {

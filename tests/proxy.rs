@@ -177,7 +177,7 @@ fn wss_server() -> SocketAddr {
     let tls =
         syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key")).unwrap();
     let server = syncws::Server::bind("127.0.0.1:0").unwrap().tls(tls);
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     std::thread::spawn(move || server.serve(peer_echo));
     addr
 }

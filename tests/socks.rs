@@ -462,7 +462,7 @@ fn wss_through_microsocks() {
     let tls =
         syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key")).unwrap();
     let server = syncws::Server::bind("127.0.0.1:0").unwrap().tls(tls);
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     std::thread::spawn(move || server.serve(echo));
     let ca = syncws::ClientTls::builder()
         .add_root_file(fixture("ca.pem"))

@@ -355,3 +355,20 @@ fn dropping_every_half_says_going_away() {
     drop(ws);
     assert_eq!(server.join().unwrap(), Some(1001));
 }
+
+#[test]
+fn halves_display_like_the_websocket() {
+    let addr = serve(Config::default(), |ws| {
+        ws.recv()?;
+        Ok(())
+    });
+    let mut ws = connect(addr, Config::default());
+    assert_eq!(ws.to_string(), "WebSocket(client, OPEN)");
+    let (mut reader, writer) = ws.split().unwrap();
+    assert_eq!(reader.to_string(), "Reader(client, OPEN)");
+    assert_eq!(writer.to_string(), "Writer(client, OPEN)");
+    writer.send("bye").unwrap();
+    assert_eq!(reader.recv().unwrap(), None);
+    assert_eq!(reader.to_string(), "Reader(client, CLOSED)");
+    assert_eq!(writer.to_string(), "Writer(client, CLOSED)");
+}

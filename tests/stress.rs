@@ -57,7 +57,7 @@ fn serve() -> ! {
         .config(server_config())
         .thread_stack_size(256 << 10)
         .shutdown_timeout(Duration::from_secs(3));
-    let port = server.local_addr().unwrap().port();
+    let port = server.local_addr().port();
     let handle = server
         .start(|ws| {
             let panics = ws.request().is_some_and(|r| r.path() == "/panic");

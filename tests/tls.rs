@@ -36,7 +36,7 @@ fn wss_server(cert: &str, key: &str, config: Config) -> SocketAddr {
         .config(config)
         .tls(server_tls(cert, key))
         .http(|req| syncws::Response::text(200, format!("https ok {}\n", req.path())));
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     thread::spawn(move || server.serve(echo));
     addr
 }
@@ -104,7 +104,7 @@ fn wss_echo_with_our_client() {
 fn pkcs12_identity_serves_the_same_certificate() {
     let tls = ServerTls::from_pkcs12(&read_fixture("server.p12"), "syncws").unwrap();
     let server = Server::bind("127.0.0.1:0").unwrap().tls(tls);
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     thread::spawn(move || server.serve(echo));
     let mut ws = trusting_client()
         .connect(&wss_url("localhost", addr, "/"))
@@ -176,7 +176,7 @@ fn a_certificate_for_another_name_is_refused() {
     let server = Server::bind("127.0.0.2:0")
         .unwrap()
         .tls(server_tls("server.pem", "server.key"));
-    let other_ip = server.local_addr().unwrap();
+    let other_ip = server.local_addr();
     thread::spawn(move || server.serve(echo));
     let kind = tls_kind(trusting_client().connect(&format!("wss://{other_ip}/")));
     assert_eq!(kind, TlsErrorKind::NameMismatch);
@@ -377,7 +377,7 @@ fn server_side_split_over_tls() {
     let server = Server::bind("127.0.0.1:0")
         .unwrap()
         .tls(server_tls("server.pem", "server.key"));
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     thread::spawn(move || {
         server.serve(|ws| {
             let (mut reader, writer) = ws.split()?;
@@ -471,7 +471,7 @@ fn heartbeat_and_shutdown_work_over_tls() {
         .unwrap()
         .config(config)
         .tls(server_tls("server.pem", "server.key"));
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     let handle = server
         .start(move |ws| {
             // Waits in recv while the heartbeat pings; the shutdown ends the wait.
@@ -506,7 +506,7 @@ fn wss_server_with(setup: impl FnOnce(Server) -> Server) -> SocketAddr {
         .unwrap()
         .tls(server_tls("server.pem", "server.key"));
     let server = setup(server);
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     thread::spawn(move || server.serve(echo));
     addr
 }

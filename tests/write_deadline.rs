@@ -101,7 +101,7 @@ fn server_send_over_tls_fails_within_the_write_timeout() {
         .unwrap()
         .config(config())
         .tls(tls.unwrap());
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     std::thread::spawn(move || {
         server.serve(move |ws| {
             let big = vec![0u8; SIZE];

@@ -1,7 +1,7 @@
 //! The small part of URL parsing a WebSocket client needs (RFC 6455 3): scheme, host, port,
 //! path and query; no fragment.
 
-use crate::error::UrlError;
+use crate::error::{SchemeError, UrlError};
 use crate::proto::head::{percent_decode, split_host_port};
 
 /// A parsed `ws://` URL.
@@ -19,14 +19,23 @@ pub struct Url {
     pub userinfo: Option<String>,
 }
 
+/// The schemes of a WebSocket URL, with their default ports.
+const WS_SCHEMES: &[(&str, u16)] = &[("ws", 80), ("wss", 443)];
+
+/// The schemes a redirect's `Location` may have (the HTTP ones mean their WebSocket twins).
+const REDIRECT_SCHEMES: &[(&str, u16)] = &[("ws", 80), ("wss", 443), ("http", 80), ("https", 443)];
+
 impl Url {
     /// Parses `url`, refusing fragments, other schemes and malformed hosts or ports.
     pub fn parse(url: &str) -> Result<Url, UrlError> {
-        Self::parse_with(url, &[("ws", 80), ("wss", 443)])
+        Self::parse_with(url, WS_SCHEMES)
     }
 
     /// Parses a URL with one of `schemes` (name and default port).
-    pub(crate) fn parse_with(url: &str, schemes: &[(&str, u16)]) -> Result<Url, UrlError> {
+    pub(crate) fn parse_with(
+        url: &str,
+        schemes: &'static [(&'static str, u16)],
+    ) -> Result<Url, UrlError> {
         if url.bytes().any(|b| b <= b' ' || b == 0x7F) {
             return Err(UrlError::BadCharacter);
         }
@@ -34,13 +43,16 @@ impl Url {
         if url.contains('#') {
             return Err(UrlError::Fragment);
         }
-        let (scheme, rest) = url.split_once("://").ok_or(UrlError::UnsupportedScheme)?;
+        let unsupported =
+            |got: &str| UrlError::UnsupportedScheme(Box::new(SchemeError::new(got, schemes)));
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| unsupported(""))?;
+        let written = scheme;
         let scheme = scheme.to_ascii_lowercase();
         let default_port = schemes
             .iter()
             .find(|(name, _)| *name == scheme)
             .map(|(_, port)| *port)
-            .ok_or(UrlError::UnsupportedScheme)?;
+            .ok_or_else(|| unsupported(written))?;
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(split);
         let target = match target.chars().next() {
@@ -96,7 +108,10 @@ impl Url {
             let scheme = match scheme.to_ascii_lowercase().as_str() {
                 "http" | "ws" => "ws",
                 "https" | "wss" => "wss",
-                _ => return Err(UrlError::UnsupportedScheme),
+                _ => {
+                    let e = SchemeError::new(scheme, REDIRECT_SCHEMES);
+                    return Err(UrlError::UnsupportedScheme(Box::new(e)));
+                }
             };
             return Url::parse(&format!("{scheme}://{rest}"));
         }
@@ -226,11 +241,16 @@ mod tests {
         assert_eq!(u.userinfo.as_deref(), Some("user:pw"));
     }
 
+    fn unsupported(got: &str) -> UrlError {
+        UrlError::UnsupportedScheme(Box::new(SchemeError::new(got, WS_SCHEMES)))
+    }
+
     #[test]
     fn refused_urls() {
         let rows = [
-            ("http://h/", UrlError::UnsupportedScheme),
-            ("h:80/", UrlError::UnsupportedScheme),
+            ("http://h/", unsupported("http")),
+            ("HTTPS://h/", unsupported("HTTPS")),
+            ("h:80/", unsupported("")),
             ("ws://h/#frag", UrlError::Fragment),
             ("ws:///path", UrlError::BadHost),
             ("ws://:80/", UrlError::BadHost),

@@ -2,6 +2,8 @@
 //! parsed from the start of a byte slice as complete-or-partial. No I/O; the rules on top are in
 //! `http.rs` (HTTP) and `handshake.rs` (RFC 6455).
 
+use std::borrow::Cow;
+
 use crate::error::HandshakeError;
 
 /// An HTTP request head as the server received it.
@@ -77,13 +79,18 @@ impl Request {
             .collect()
     }
 
-    /// The first value of query parameter `name`, percent-decoded: for `/chat?token=a%20b`,
-    /// `query_param("token")` is `Some("a b")`.
-    pub fn query_param(&self, name: &str) -> Option<String> {
+    /// The first value of query parameter `name`, percent-decoded (`+` as a space, bytes that
+    /// do not decode to UTF-8 as U+FFFD): for `/chat?token=a%20b`, `query_param("token")` is
+    /// `Some("a b")`.
+    ///
+    /// A string slice like [`header`](Self::header)'s, borrowed from the request when the value
+    /// has nothing to decode (the usual token or id), so reading one costs no allocation; only a
+    /// value with `%` or `+` is decoded into a new `String`. Compare it with `as_deref()`:
+    /// `req.query_param("token").as_deref() == Some("s3cret")`.
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
         self.query()?.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let text = |s: &str| String::from_utf8_lossy(&percent_decode(s, true)).into_owned();
-            (text(k) == name).then(|| text(v))
+            (decode_component(k) == name).then(|| decode_component(v))
         })
     }
 
@@ -122,6 +129,15 @@ pub fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
         Some((host, port)) => (host, Some(port)),
         None => (s, None),
     })
+}
+
+/// A query string component, percent-decoded with `+` as a space; borrowed when it has
+/// neither.
+fn decode_component(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(String::from_utf8_lossy(&percent_decode(s, true)).into_owned())
 }
 
 /// Decodes `%XX` escapes (invalid ones stay as they are). With `plus_as_space`, `+` is a space,
@@ -314,6 +330,19 @@ mod tests {
         assert_eq!(req.query_param("bad").as_deref(), Some("%zz"));
         assert_eq!(req.query_param("empty").as_deref(), Some(""));
         assert_eq!(req.query_param("missing"), None);
+        // Decoded values are new strings; those with nothing to decode borrow from the request.
+        assert!(matches!(req.query_param("token"), Some(Cow::Owned(_))));
+        assert!(matches!(req.query_param("bad"), Some(Cow::Owned(_))));
+        assert!(matches!(req.query_param("empty"), Some(Cow::Borrowed(""))));
+        let (plain, _) = parse_request(b"GET /c?a%62=x&id=42 HTTP/1.1\r\n\r\n", 8)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(plain.query_param("id"), Some(Cow::Borrowed("42"))));
+        assert_eq!(
+            plain.query_param("ab").as_deref(),
+            Some("x"),
+            "keys are decoded too"
+        );
         assert_eq!(req.protocols(), vec!["chat", "v2", "v3"]);
         assert!(req.wants_keep_alive());
     }

@@ -154,11 +154,11 @@ fn admit<F>(
             .admit(peer.ip(), opts.max_per_ip, opts.rate_limit)
     {
         log::debug!("refusing {peer}: {refusal:?}");
-        reject(
-            tcp,
-            opts,
-            &busy(429, "too many connections from your address"),
-        );
+        let answer = refusal
+            .response(opts.retry_after)
+            .to_bytes_or_500(crate::proto::http::Persist::Close, false)
+            .0;
+        reject(tcp, opts, &answer);
         return;
     }
     let id = crate::websocket::next_id();

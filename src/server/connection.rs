@@ -92,8 +92,7 @@ pub(crate) fn run<F>(
             _counted = None;
             if let Err(refusal) = per_ip.admit(peer.ip(), opts.max_per_ip, opts.rate_limit) {
                 log::debug!("refusing {peer} (via {socket_peer}): {refusal:?}");
-                let why = "too many connections from your address";
-                let busy = Response::busy(429, why, opts.retry_after);
+                let busy = refusal.response(opts.retry_after);
                 send_response(&mut stream, deadline, config, &busy);
                 return;
             }

@@ -99,7 +99,7 @@ pub(crate) fn origin_allowed(req: &Request, allowed: Option<&[String]>, tls: boo
     if let Some(list) = allowed {
         return list
             .iter()
-            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin));
+            .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin));
     }
     let Some(host) = req.header("host") else {
         return false;
@@ -119,6 +119,35 @@ pub(crate) fn origin_allowed(req: &Request, allowed: Option<&[String]>, tls: boo
         (Some((oh, op)), Some((hh, hp))) => oh.eq_ignore_ascii_case(hh) && op == hp,
         _ => false,
     }
+}
+
+/// The answer to a request refused by [`origin_allowed`]: which `Origin` was refused and how to
+/// allow it, so the developer whose page failed to connect learns why from the browser's
+/// network panel.
+pub(crate) fn origin_refused(req: &Request, listed: bool) -> Response {
+    let origin = echo(req.origin().unwrap_or(""));
+    let why = if listed {
+        "it is not in Server::allowed_origins; add it there"
+    } else {
+        "only pages from this server itself may connect; allow it with Server::allowed_origins"
+    };
+    Response::text(403, format!("origin {origin} is not allowed: {why}\n"))
+}
+
+/// Most characters of a client's value echoed into an answer or a log line: an origin is a
+/// scheme, a host name (at most 253) and a port.
+const ECHO_MAX: usize = 280;
+
+/// A client's value made safe to repeat in a text body or a log line: control characters
+/// (which could end the line and forge what follows) dropped, at most [`ECHO_MAX`] characters
+/// kept, a cut marked with `...`.
+pub(crate) fn echo(value: &str) -> String {
+    let mut kept = value.chars().filter(|c| !c.is_control());
+    let mut out: String = kept.by_ref().take(ECHO_MAX).collect();
+    if kept.next().is_some() {
+        out.push_str("...");
+    }
+    out
 }
 
 /// Whether a request's `Host` names this server (DNS rebinding protection).

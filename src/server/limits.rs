@@ -19,6 +19,8 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::http::Response;
+
 /// Most expiry-queue items one admission looks at. Each admission or release adds at most one
 /// item, so sweeping more than one per admission keeps the queue from growing beyond the
 /// entries that are still within their window.
@@ -75,8 +77,33 @@ struct IpState {
 /// Why a peer was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
+    /// At its cap of live connections: when one ends is not knowable.
     TooManyLive,
-    TooFast,
+    /// Out of new connections for this rate window, which ends in `free_in`.
+    TooFast { free_in: Duration },
+}
+
+impl Refusal {
+    /// The `429` for this refusal. Its `Retry-After` is the time until the rate window frees a
+    /// slot, in whole seconds rounded up (a client that comes back a moment early would be
+    /// refused again) and at least 1; for a peer at its live cap, `unknowable_end` seconds.
+    pub(crate) fn response(self, unknowable_end: u32) -> Response {
+        match self {
+            Refusal::TooManyLive => Response::busy(
+                429,
+                "too many connections from your address",
+                unknowable_end,
+            ),
+            Refusal::TooFast { free_in } => {
+                let secs = free_in.as_secs() + u64::from(free_in.subsec_nanos() > 0);
+                Response::busy(
+                    429,
+                    "too many connections from your address in too short a time",
+                    secs.clamp(1, u64::from(u32::MAX)) as u32,
+                )
+            }
+        }
+    }
 }
 
 impl Table {
@@ -176,7 +203,8 @@ fn check(
             state.opened = 0;
         }
         if state.opened >= limit {
-            return Err(Refusal::TooFast);
+            let free_in = window.saturating_sub(now.duration_since(state.window_start));
+            return Err(Refusal::TooFast { free_in });
         }
         state.opened += 1;
     }
@@ -509,6 +537,10 @@ impl PerIp {
 mod tests {
     use super::*;
 
+    fn too_fast(verdict: Result<(), Refusal>) -> bool {
+        matches!(verdict, Err(Refusal::TooFast { .. }))
+    }
+
     #[test]
     fn live_cap_and_rate() {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
@@ -527,13 +559,52 @@ mod tests {
             assert_eq!(per.admit(ip, None, rate), Ok(()));
             per.release(ip);
         }
-        assert_eq!(per.admit(ip, None, rate), Err(Refusal::TooFast));
+        assert!(too_fast(per.admit(ip, None, rate)));
         assert_eq!(per.admit(other, None, rate), Ok(()));
         let short = Some((1, Duration::from_millis(1)));
         let per = PerIp::default();
         assert_eq!(per.admit(ip, None, short), Ok(()));
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(per.admit(ip, None, short), Ok(()));
+    }
+
+    #[test]
+    fn rate_refusal_says_when_the_window_frees_a_slot() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let per = PerIp::default();
+        let rate = Some((1, Duration::from_secs(60)));
+        assert_eq!(per.admit(ip, None, rate), Ok(()));
+        let Err(Refusal::TooFast { free_in }) = per.admit(ip, None, rate) else {
+            panic!("the second connection in the window is refused");
+        };
+        assert!(free_in <= Duration::from_secs(60) && free_in > Duration::from_secs(59));
+        let retry_after = |free_in: Duration| {
+            let r = Refusal::TooFast { free_in }.response(5);
+            let (_, v) = r
+                .headers
+                .iter()
+                .find(|(n, _)| n == "Retry-After")
+                .cloned()
+                .unwrap();
+            v
+        };
+        let rows = [
+            (0, "1"),
+            (1, "1"),
+            (999, "1"),
+            (1_000, "1"),
+            (1_001, "2"),
+            (59_999, "60"),
+        ];
+        for (ms, want) in rows {
+            assert_eq!(retry_after(Duration::from_millis(ms)), want, "{ms} ms");
+        }
+        let live = Refusal::TooManyLive.response(7);
+        assert!(
+            live.headers
+                .iter()
+                .any(|(n, v)| n == "Retry-After" && v == "7")
+        );
     }
 
     /// The n-th of many distinct addresses.
@@ -571,7 +642,7 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(per.admit(addr(0), None, rate), Ok(()));
         }
-        assert_eq!(per.admit(addr(0), None, rate), Err(Refusal::TooFast));
+        assert!(too_fast(per.admit(addr(0), None, rate)));
     }
 
     #[test]
@@ -596,10 +667,7 @@ mod tests {
         let window = Duration::from_millis(30);
         let rate = Some((1, window));
         churn(&per, 0, 1_000, rate);
-        assert_eq!(
-            per.admit(addr(5_000), None, Some((0, window))),
-            Err(Refusal::TooFast)
-        );
+        assert!(too_fast(per.admit(addr(5_000), None, Some((0, window)))));
         assert_eq!(per.len(), 1_001);
         // Waiting for the window to pass is what is tested, not synchronisation.
         std::thread::sleep(window);
@@ -648,7 +716,7 @@ mod tests {
         assert!(per.len() <= 1_000 + 2, "{} peers kept", per.len());
         assert_eq!(per.admit(held, Some(1), None), Err(Refusal::TooManyLive));
         // The most recent peers are still counted; the oldest were forgotten.
-        assert_eq!(per.admit(addr(9_999), None, rate), Err(Refusal::TooFast));
+        assert!(too_fast(per.admit(addr(9_999), None, rate)));
         assert_eq!(per.admit(addr(0), None, rate), Ok(()));
     }
 }

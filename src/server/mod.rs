@@ -19,7 +19,8 @@
 //! what the setters set; `accept` the accept loop, the accept-time limits and the registry of
 //! live connections; `limits` per-IP counts, rates and cheap refusals; `connection` one
 //! connection's thread; `http` plain responses and bodies; `gate` the origin and host policies
-//! and the gatekeeper's answer; `handle` the `ServerHandle` that stops it all.
+//! and the gatekeeper's answer; `throttle` log lines a flood cannot multiply; `handle` the
+//! `ServerHandle` that stops it all.
 
 mod accept;
 mod connection;
@@ -28,6 +29,7 @@ mod handle;
 mod http;
 mod limits;
 mod options;
+mod throttle;
 mod upgrade;
 
 use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
@@ -159,7 +161,10 @@ impl Server {
         self
     }
 
-    /// The origins browsers may connect from, e.g. `["https://app.example.com"]`.
+    /// The origins browsers may connect from, e.g. `["https://app.example.com"]`; an entry `"*"`
+    /// allows every origin (for development, or a public API that uses no cookies). The list
+    /// replaces the same-origin default: name this server's own origin too if its pages
+    /// connect.
     ///
     /// By default a request carrying `Origin` must come from this server itself (scheme, host
     /// and port equal to its `Host`), else it gets 403: this stops a page on another site from
@@ -231,7 +236,8 @@ impl Server {
         self
     }
 
-    /// Most live connections (handshakes included); more get `503` with `Retry-After`.
+    /// Most live connections (handshakes included); more get `503` with
+    /// [`retry_after`](Self::retry_after).
     ///
     /// Each connection holds a file descriptor, and a limit above what the process may open
     /// turns the `503` into clients waiting unanswered in the listen backlog while `accept`
@@ -291,7 +297,8 @@ impl Server {
         self
     }
 
-    /// Most live connections from one IP address; more get `429`. Defaults to no limit (behind a
+    /// Most live connections from one IP address; more get `429` with
+    /// [`retry_after`](Self::retry_after). Defaults to no limit (behind a
     /// reverse proxy every client has the proxy's address).
     pub fn max_connections_per_ip(mut self, max: usize) -> Self {
         self.opts.max_per_ip = Some(max);
@@ -299,9 +306,23 @@ impl Server {
     }
 
     /// Most new connections one IP address may open per `window`; more get `429` with
-    /// `Retry-After`. Defaults to no limit.
+    /// `Retry-After` saying when the window frees a slot (whole seconds, rounded up, at least 1).
+    /// Defaults to no limit.
     pub fn rate_limit(mut self, connections: u32, window: Duration) -> Self {
         self.opts.rate_limit = Some((connections, window));
+        self
+    }
+
+    /// The `Retry-After` of refusals whose end the server cannot know: the `503` at
+    /// [`max_connections`](Self::max_connections) or while shutting down, and the `429` at
+    /// [`max_connections_per_ip`](Self::max_connections_per_ip) (a slot frees when some
+    /// connection ends). Sent in whole seconds, rounded up. A [`rate_limit`](Self::rate_limit)
+    /// `429` says instead when its window frees a slot. Defaults to 5 seconds: soon enough for
+    /// a client to retry without a user noticing, far enough apart that retrying clients do
+    /// not themselves keep the server full.
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        self.opts.retry_after = secs.min(u64::from(u32::MAX)) as u32;
         self
     }
 
@@ -357,9 +378,11 @@ impl Server {
         self
     }
 
-    /// The address the server listens on, with the real port after binding port 0.
-    pub fn local_addr(&self) -> Result<SocketAddr> {
-        Ok(self.shared.addr)
+    /// The address the server listens on, with the real port after binding port 0. Cannot
+    /// fail: it was read once, at [`bind`](Self::bind); the same as
+    /// [`ServerHandle::local_addr`].
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
     }
 
     /// A handle to watch and stop the server from any thread; take it before `serve`.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
+use super::throttle::Throttle;
 use super::{Accept, ConnectionError, Response, limits};
 use crate::proto::head::Request;
 
@@ -33,12 +34,16 @@ pub(crate) struct Options {
     pub(super) stack_size: usize,
     pub(super) max_body: usize,
     pub(super) max_message_memory: usize,
+    /// Seconds, for the refusals whose end is not knowable.
     pub(super) retry_after: u32,
     pub(super) shutdown_timeout: Duration,
     pub(super) errors: Option<SyncSender<ConnectionError>>,
     #[cfg(feature = "tls")]
     pub(super) tls: Option<crate::tls::ServerTls>,
     pub(super) trusted_proxies: Vec<IpAddr>,
+    /// The warnings about refused origins: a misconfigured page retries in a loop, and an
+    /// attacker can send refused origins as fast as the network allows.
+    pub(super) origin_warnings: Throttle,
 }
 
 impl Options {
@@ -50,6 +55,9 @@ impl Options {
         false
     }
 }
+
+/// At most one warning about a refused origin per this long, per server.
+pub(super) const ORIGIN_WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl Default for Options {
     fn default() -> Self {
@@ -74,6 +82,7 @@ impl Default for Options {
             #[cfg(feature = "tls")]
             tls: None,
             trusted_proxies: Vec::new(),
+            origin_warnings: Throttle::new(ORIGIN_WARN_EVERY),
         }
     }
 }

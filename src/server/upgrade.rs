@@ -17,6 +17,27 @@ use crate::proto::handshake;
 use crate::proto::head::Request;
 use crate::websocket::{CloseRequest, Opening, Role, WebSocket};
 
+/// Logs a refused origin at `warn` (the server's own pages are misconfigured, or someone is
+/// probing), at most once per [`ORIGIN_WARN_EVERY`](super::options::ORIGIN_WARN_EVERY); each
+/// refusal is logged at `debug` as well.
+fn warn_origin_refused(request: &Request, opts: &Options) {
+    let origin = gate::echo(request.origin().unwrap_or(""));
+    let peer = request
+        .peer_addr()
+        .map_or_else(|| "a client".to_owned(), |p| p.to_string());
+    log::debug!("{peer}: origin {origin} refused");
+    if let Some(left_out) = opts.origin_warnings.allow() {
+        let more = match left_out {
+            0 => String::new(),
+            n => format!(" ({n} more refused since the last warning)"),
+        };
+        log::warn!(
+            "{peer}: refused origin {origin}: allow it with Server::allowed_origins if it is \
+             yours{more}"
+        );
+    }
+}
+
 /// The checks before the `101`, then the `101` itself.
 pub(super) fn upgrade(
     mut stream: Stream,
@@ -35,8 +56,9 @@ pub(super) fn upgrade(
         }
     };
     if !gate::origin_allowed(&request, opts.allowed_origins.as_deref(), opts.is_tls()) {
-        log::debug!("origin {:?} refused", request.origin());
-        send_response(&mut stream, deadline, config, &Response::forbidden());
+        warn_origin_refused(&request, opts);
+        let refusal = gate::origin_refused(&request, opts.allowed_origins.is_some());
+        send_response(&mut stream, deadline, config, &refusal);
         return Err(HandshakeError::OriginRefused.into());
     }
     let accepted = match &opts.gatekeeper {

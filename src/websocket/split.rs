@@ -69,6 +69,7 @@ struct Shared<W: Transport> {
     answered: AtomicBool,
     close_timeout: Duration,
     id: u64,
+    role: super::Role,
 }
 
 struct Out<W> {
@@ -102,6 +103,7 @@ pub(crate) fn split<S: Split, L: Link>(
         answered: AtomicBool::new(false),
         close_timeout: conn.config.close_timeout,
         id: conn.info.id,
+        role: conn.role,
     });
     let writer = Writer { shared };
     let link = ReadEnd {
@@ -427,5 +429,48 @@ impl<S: Split> fmt::Debug for Writer<S> {
 impl<S: Split> fmt::Debug for ReadEnd<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ReadEnd")
+    }
+}
+
+/// Like [`WebSocket`](crate::WebSocket)'s: `Reader(server, OPEN)`.
+impl<S: Split> fmt::Display for Reader<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let role = role_name(self.conn.role);
+        write!(f, "Reader({role}, {})", state_name(self.conn.state()))
+    }
+}
+
+/// Like [`WebSocket`](crate::WebSocket)'s: `Writer(client, OPEN)`, `Writer(client, CLOSING)`
+/// once a close frame went out, then `Writer(client, CLOSED)`.
+impl<S: Split> fmt::Display for Writer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.is_closed() {
+            State::Closed
+        } else if self.shared.close_sent.load(Ordering::SeqCst) {
+            State::Closing
+        } else {
+            State::Open
+        };
+        write!(
+            f,
+            "Writer({}, {})",
+            role_name(self.shared.role),
+            state_name(state)
+        )
+    }
+}
+
+fn role_name(role: super::Role) -> &'static str {
+    match role {
+        super::Role::Server => "server",
+        super::Role::Client => "client",
+    }
+}
+
+fn state_name(state: State) -> &'static str {
+    match state {
+        State::Open => "OPEN",
+        State::Closing => "CLOSING",
+        State::Closed => "CLOSED",
     }
 }

@@ -2,8 +2,9 @@
 //! built and read byte by byte ([`frames`]), the HTTP side of a hand-made upgrade
 //! ([`http_head`]), raw peers that speak WebSocket by hand so tests can send exactly what a
 //! well-behaved library never would ([`raw_peer`]), payloads ([`payloads`]), external daemons
-//! such as tinyproxy or nginx ([`daemon`]), a hand-written SOCKS5 server ([`socks`]) and child
-//! runs of a test binary ([`child`]). Everything is re-exported: `use support::*;`.
+//! such as tinyproxy or nginx ([`daemon`]), what the library logged ([`logs`]), a hand-written
+//! SOCKS5 server ([`socks`]) and child runs of a test binary ([`child`]). Everything is
+//! re-exported: `use support::*;`.
 
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
@@ -12,6 +13,7 @@ mod child;
 mod daemon;
 mod frames;
 mod http_head;
+mod logs;
 mod payloads;
 mod raw_peer;
 mod server;
@@ -21,6 +23,7 @@ pub use child::*;
 pub use daemon::*;
 pub use frames::*;
 pub use http_head::*;
+pub use logs::*;
 pub use payloads::*;
 pub use raw_peer::*;
 pub use server::*;

@@ -18,7 +18,7 @@ where
     F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
 {
     let server = Server::bind("127.0.0.1:0").unwrap().config(config);
-    let addr = server.local_addr().unwrap();
+    let addr = server.local_addr();
     thread::spawn(move || server.serve(handler));
     addr
 }

@@ -20,6 +20,14 @@ use crate::proto::head::percent_decode;
 pub(crate) use http::tunnel as http_tunnel;
 pub(crate) use socks::open as socks_open;
 
+/// The schemes of a proxy URL, with their default ports.
+const PROXY_SCHEMES: &[(&str, u16)] = &[
+    ("http", 80),
+    ("https", 443),
+    ("socks5", 1080),
+    ("socks5h", 1080),
+];
+
 /// Where a client's proxy setting comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum ProxySetting {
@@ -78,13 +86,7 @@ impl Proxy {
         } else {
             format!("http://{raw}")
         };
-        let schemes = [
-            ("http", 80),
-            ("https", 443),
-            ("socks5", 1080),
-            ("socks5h", 1080),
-        ];
-        let url = Url::parse_with(&with_scheme, &schemes)?;
+        let url = Url::parse_with(&with_scheme, PROXY_SCHEMES)?;
         let kind = match url.scheme.as_str() {
             "http" => ProxyKind::Http,
             "https" => ProxyKind::Https,
@@ -336,6 +338,13 @@ mod tests {
         }
         for raw in ["socks4://p", "ftp://p", "socks5://", "socks5://p:0"] {
             assert!(Proxy::parse(raw).is_err(), "{raw}");
+        }
+        match Proxy::parse("socks4://p") {
+            Err(UrlError::UnsupportedScheme(e)) => assert_eq!(
+                e.to_string(),
+                "unsupported scheme \"socks4\", expected http://, https://, socks5:// or socks5h://"
+            ),
+            other => panic!("{other:?}"),
         }
     }
 
