@@ -531,9 +531,7 @@ pub enum TlsErrorKind {
     Handshake,
     /// A certificate, key or archive could not be read or used.
     Config,
-    /// A `wss://` URL, an `https://` proxy or a TLS setting was used in a build without the
-    /// `tls` feature, or a combination this build does not support yet (`wss://` through an
-    /// `https://` proxy).
+    /// A `wss://` URL or TLS setting was used in a build without the `tls` feature.
     NotEnabled,
 }
 

@@ -176,6 +176,30 @@ impl ClientTls {
         let name = host.trim_start_matches('[').trim_end_matches(']');
         handshake(tcp, deadline, |socket| self.connector.connect(name, socket))
     }
+
+    /// Like [`connect`](Self::connect), inside the TLS session of `outer` (a tunnel through an
+    /// `https://` proxy): TLS in TLS over the one socket, under one deadline.
+    pub(crate) fn connect_inside(
+        &self,
+        host: &str,
+        outer: Stream,
+        deadline: Instant,
+    ) -> Result<Stream> {
+        let Some((tcp, session, phase)) = outer.into_tls() else {
+            let message = "no tls session to run inside".to_owned();
+            return Err(TlsError::new(TlsErrorKind::Handshake, message).into());
+        };
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        set_deadline(&tcp, deadline)?;
+        phase.set(Some(deadline));
+        let socket = TcpRef {
+            tcp: Arc::clone(&tcp),
+            deadline: phase.clone(),
+            outer: Some(Box::new(session)),
+        };
+        let session = finish(self.connector.connect(name, socket), &tcp, deadline)?;
+        Ok(Stream::tls(tcp, session, phase))
+    }
 }
 
 impl fmt::Debug for ClientTls {
@@ -275,6 +299,7 @@ where
     let started = start(TcpRef {
         tcp: Arc::clone(&tcp),
         deadline: phase.clone(),
+        outer: None,
     });
     let session = finish(started, &tcp, deadline)?;
     Ok(Stream::tls(tcp, session, phase))

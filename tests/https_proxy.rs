@@ -1,7 +1,8 @@
-//! The client through an `https://` proxy: HTTP `CONNECT` inside a TLS session with the proxy.
-//! The proxy is written here on `native-tls` with the test certificate (for `localhost`), so it
-//! can only read the request once the TLS handshake with it succeeded, and it records every
-//! request head it reads.
+//! The client through an `https://` proxy: HTTP `CONNECT` inside a TLS session with the proxy,
+//! and for `wss://` a TLS session with the server inside that one (TLS in TLS). The proxy is
+//! written here on `native-tls` with the test certificate (for `localhost`), so it can only read
+//! the request once the TLS handshake with it succeeded; it records every request head it reads
+//! and then only relays bytes.
 
 #![cfg(feature = "tls")]
 
@@ -9,7 +10,6 @@ mod support;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -33,7 +33,6 @@ fn test_ca() -> ClientTls {
 struct TlsProxy {
     addr: SocketAddr,
     heads: Arc<Mutex<Vec<String>>>,
-    accepted: Arc<AtomicUsize>,
 }
 
 impl TlsProxy {
@@ -45,23 +44,17 @@ impl TlsProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let (heads2, accepted2) = (Arc::clone(&heads), Arc::clone(&accepted));
+        let heads2 = Arc::clone(&heads);
         thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                accepted2.fetch_add(1, Ordering::SeqCst);
                 let (acceptor, heads) = (Arc::clone(&acceptor), Arc::clone(&heads2));
                 thread::spawn(move || {
                     let _ = serve_one(conn, &acceptor, &heads, status);
                 });
             }
         });
-        TlsProxy {
-            addr,
-            heads,
-            accepted,
-        }
+        TlsProxy { addr, heads }
     }
 
     /// `https://[userinfo@]localhost:port`, the name in the test certificate.
@@ -231,21 +224,73 @@ fn a_refusal_inside_tls() {
     assert_eq!(proxy.heads().len(), 1);
 }
 
-/// TLS to the target inside TLS to the proxy is not supported yet: refused before connecting,
-/// with an error that says so.
+fn wss_server() -> SocketAddr {
+    let tls =
+        syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key")).unwrap();
+    let server = syncws::Server::bind("127.0.0.1:0").unwrap().tls(tls);
+    let addr = server.local_addr();
+    thread::spawn(move || server.serve(echo));
+    addr
+}
+
+/// TLS to the server inside TLS to the proxy: the proxy only relays bytes it cannot read, and
+/// the connection outlives the handshake deadline (the deadline cell both sessions arm their
+/// socket calls with is cleared for both).
 #[test]
-fn wss_through_an_https_proxy_is_refused_clearly() {
+fn wss_through_an_https_proxy() {
+    let server = wss_server();
     let proxy = TlsProxy::start(200);
-    let result = Client::builder()
+    let short = syncws::Config::default().handshake_timeout(Duration::from_millis(800));
+    let mut ws = Client::builder()
         .proxy(&proxy.url(None))
         .tls(test_ca())
-        .connect("wss://localhost:9/");
-    match result {
-        Err(Error::Tls(e)) => {
-            assert_eq!(e.kind(), TlsErrorKind::NotEnabled);
-            assert!(e.to_string().contains("https:// proxy"), "{e}");
-        }
-        other => panic!("expected a TLS error, got {other:?}"),
+        .config(short)
+        .connect(&format!("wss://localhost:{}/", server.port()))
+        .unwrap();
+    assert_eq!(ws.get_ref().tcp().peer_addr().unwrap(), proxy.addr);
+    let heads = proxy.heads();
+    assert!(
+        heads[0].starts_with(&format!("CONNECT localhost:{} HTTP/1.1\r\n", server.port())),
+        "{heads:?}"
+    );
+    thread::sleep(Duration::from_millis(1000));
+    for len in [0, 1, 1000, 70_000, 1 << 20] {
+        let big = bytes_of_len(len);
+        ws.send(&big).unwrap();
+        assert_eq!(
+            ws.recv_timeout(TIMEOUT).unwrap(),
+            Some(Message::Binary(big))
+        );
     }
-    assert_eq!(proxy.accepted.load(Ordering::SeqCst), 0);
+    ws.close(CloseCode::NORMAL, "bye").unwrap();
+}
+
+/// The split reader waits on the socket outside the session's lock; inside TLS in TLS it must
+/// also see bytes the outer session has already decrypted, or it waits for a peek that never
+/// comes. Many small messages in flight both ways make records of both sessions share reads.
+#[test]
+fn wss_through_an_https_proxy_split() {
+    let server = wss_server();
+    let proxy = TlsProxy::start(200);
+    let mut ws = Client::builder()
+        .proxy(&proxy.url(None))
+        .tls(test_ca())
+        .connect(&format!("wss://localhost:{}/", server.port()))
+        .unwrap();
+    let (mut reader, writer) = ws.split().unwrap();
+    const N: usize = 2000;
+    let sender = thread::spawn(move || {
+        for i in 0..N {
+            writer.send(format!("message {i}")).unwrap();
+        }
+        writer
+    });
+    for i in 0..N {
+        let got = reader.recv_timeout(TIMEOUT).unwrap().expect("a message");
+        assert_eq!(got, Message::Text(format!("message {i}")));
+    }
+    let writer = sender.join().unwrap();
+    let closer = thread::spawn(move || writer.close(CloseCode::NORMAL, "bye"));
+    assert_eq!(reader.recv_timeout(TIMEOUT).unwrap(), None);
+    closer.join().unwrap().unwrap();
 }

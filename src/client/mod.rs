@@ -140,8 +140,8 @@ impl ClientBuilder {
     /// - `http://[user:password@]host[:port]` (port 80; also without a scheme): HTTP `CONNECT`,
     ///   credentials sent as `Proxy-Authorization: Basic`;
     /// - `https://...` (port 443): the same inside TLS with the proxy, whose certificate is
-    ///   checked like a server's (the `tls` settings apply); `ws://` targets only
-    ///   for now, `wss://` through it fails with [`Error::Tls`];
+    ///   checked like a server's (the `tls` settings apply); for `wss://` the TLS session with
+    ///   the server runs inside the one with the proxy;
     /// - `socks5://[user:password@]host[:port]` (port 1080): SOCKS5 (RFC 1928), the target's
     ///   name resolved here and its addresses asked for in turn (a new connection to the proxy
     ///   for each, while it answers unreachable or refused); credentials by username/password
@@ -255,20 +255,15 @@ impl ClientBuilder {
                 self.over_tcp(url, tcp, deadline)?
             }
             ProxyKind::Https => {
-                if url.is_tls() {
-                    // TLS to the target inside TLS to the proxy needs a TLS session over a
-                    // `Stream`, which the TLS layer does not offer yet.
-                    let message = "wss:// through an https:// proxy (tls inside tls) is not \
-                                   supported; use an http:// or socks5:// proxy"
-                        .to_owned();
-                    let kind = crate::TlsErrorKind::NotEnabled;
-                    return Err(crate::error::TlsError::new(kind, message).into());
-                }
                 let tcp = to_proxy()?;
                 tcp.set_nodelay(true)?;
                 let mut stream = self.start_tls(&proxy.host, std::sync::Arc::new(tcp), deadline)?;
                 proxy::http_tunnel(&mut stream, &proxy, url, deadline, &self.config)?;
-                stream
+                if url.is_tls() {
+                    self.start_tls_inside(&url.host, stream, deadline)?
+                } else {
+                    stream
+                }
             }
         };
         self.handshake_with(stream, url, headers, deadline)
@@ -298,6 +293,22 @@ impl ClientBuilder {
             None => crate::tls::ClientTls::system()?,
         };
         tls.connect(host, tcp, deadline)
+    }
+
+    /// TLS with `host` inside the TLS session of `outer` (a tunnel through an `https://` proxy).
+    #[cfg(feature = "tls")]
+    fn start_tls_inside(&self, host: &str, outer: Stream, deadline: Instant) -> Result<Stream> {
+        let tls = match &self.tls {
+            Some(tls) => tls.clone(),
+            None => crate::tls::ClientTls::system()?,
+        };
+        tls.connect_inside(host, outer, deadline)
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn start_tls_inside(&self, _host: &str, _outer: Stream, _deadline: Instant) -> Result<Stream> {
+        let message = "wss:// and https:// proxies need the `tls` cargo feature".to_owned();
+        Err(crate::error::TlsError::new(crate::TlsErrorKind::NotEnabled, message).into())
     }
 
     #[cfg(not(feature = "tls"))]

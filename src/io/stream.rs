@@ -176,7 +176,7 @@ impl PhaseDeadline {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set(&self, deadline: Option<Instant>) {
+    pub(crate) fn set(&self, deadline: Option<Instant>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
     }
 
@@ -245,6 +245,15 @@ impl Stream {
         stream
     }
 
+    /// The socket, the TLS session and the deadline cell of a TLS stream that was not split,
+    /// to run another session inside it.
+    #[cfg(feature = "tls")]
+    pub(crate) fn into_tls(self) -> Option<(Arc<TcpStream>, crate::tls::Tls, PhaseDeadline)> {
+        let session = Arc::try_unwrap(self.tls?.session).ok()?;
+        let session = session.into_inner().unwrap_or_else(|e| e.into_inner());
+        Some((self.tcp, session, self.deadline))
+    }
+
     /// Whether this stream is TLS.
     pub fn is_tls(&self) -> bool {
         #[cfg(feature = "tls")]
@@ -270,14 +279,16 @@ impl TlsHandle {
             return self.lock().read(buf);
         }
         loop {
-            {
+            let outer_ready = {
                 let mut session = self.lock();
                 if session.buffered_read_size().unwrap_or(0) > 0 {
                     return session.read(buf);
                 }
-            }
-            // Wait for the network without the lock, under this handle's read timeout.
-            if tcp.peek(&mut [0u8])? == 0 {
+                session.get_ref().outer_ready()
+            };
+            // Wait for the network without the lock, under this handle's read timeout (unless
+            // an outer session already holds bytes for this one).
+            if !outer_ready && tcp.peek(&mut [0u8])? == 0 {
                 // End of stream: let the session tell a clean close from a truncation.
                 return self.lock().read(buf);
             }
@@ -437,16 +448,35 @@ impl Split for Stream {
 
 /// A shared TCP socket as a byte stream for the TLS session, under the phase deadline of the
 /// [`Stream`] it belongs to.
+///
+/// With `outer` set, the session runs inside another TLS session over the socket (TLS to a
+/// `wss://` server inside TLS to an `https://` proxy): its bytes go through `outer`, which
+/// reads and writes the socket under the same deadline.
 #[cfg(feature = "tls")]
 #[derive(Debug)]
 pub(crate) struct TcpRef {
     pub(crate) tcp: Arc<TcpStream>,
     pub(crate) deadline: PhaseDeadline,
+    pub(crate) outer: Option<Box<crate::tls::Tls>>,
+}
+
+#[cfg(feature = "tls")]
+impl TcpRef {
+    /// Whether the outer session holds decrypted bytes not read yet, which no socket `peek`
+    /// would announce.
+    fn outer_ready(&self) -> bool {
+        self.outer
+            .as_ref()
+            .is_some_and(|o| o.buffered_read_size().unwrap_or(0) > 0)
+    }
 }
 
 #[cfg(feature = "tls")]
 impl Read for TcpRef {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(outer) = &mut self.outer {
+            return outer.read(buf);
+        }
         self.deadline.arm(&self.tcp, false)?;
         (&*self.tcp).read(buf)
     }
@@ -455,11 +485,17 @@ impl Read for TcpRef {
 #[cfg(feature = "tls")]
 impl Write for TcpRef {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(outer) = &mut self.outer {
+            return outer.write(buf);
+        }
         self.deadline.arm(&self.tcp, true)?;
         (&*self.tcp).write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match &mut self.outer {
+            Some(outer) => outer.flush(),
+            None => Ok(()),
+        }
     }
 }
