@@ -29,7 +29,8 @@ fn test_ca() -> ClientTls {
         .unwrap()
 }
 
-/// A TLS-terminating `CONNECT` proxy on 127.0.0.1:0. Answers `status` (200 relays).
+/// A TLS-terminating `CONNECT` proxy on 127.0.0.1:0. Answers `status` (200 relays; 0 never
+/// answers, holding the connection until the client leaves).
 struct TlsProxy {
     addr: SocketAddr,
     heads: Arc<Mutex<Vec<String>>>,
@@ -87,6 +88,10 @@ fn serve_one(
     }
     let head = String::from_utf8_lossy(&head).into_owned();
     heads.lock().unwrap().push(head.clone());
+    if status == 0 {
+        let _ = io::copy(&mut tls, &mut io::sink());
+        return Ok(());
+    }
     if status != 200 {
         let answer = format!("HTTP/1.1 {status} No\r\nContent-Length: 0\r\n\r\n");
         return tls.write_all(answer.as_bytes());
@@ -222,6 +227,39 @@ fn a_refusal_inside_tls() {
         other => panic!("expected ProxyRefused(407), got {other:?}"),
     }
     assert_eq!(proxy.heads().len(), 1);
+}
+
+/// The TLS handshake with the proxy and its answer to `CONNECT` count against the handshake
+/// timeout: a proxy silent before TLS, or after it, fails the connection in time.
+#[test]
+fn a_silent_https_proxy_meets_the_deadline() {
+    let silent_tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let before_tls = format!(
+        "https://localhost:{}",
+        silent_tcp.local_addr().unwrap().port()
+    );
+    let held = thread::spawn(move || silent_tcp.accept().map(|(conn, _)| conn));
+    let silent_after_tls = TlsProxy::start(0);
+    let timeout = Duration::from_millis(700);
+    for (proxy, what) in [
+        (before_tls, "before tls"),
+        (silent_after_tls.url(None), "after tls"),
+    ] {
+        let start = std::time::Instant::now();
+        let result = Client::builder()
+            .proxy(&proxy)
+            .tls(test_ca())
+            .config(syncws::Config::default().handshake_timeout(timeout))
+            .connect("ws://127.0.0.1:9/");
+        let took = start.elapsed();
+        let err = result.err().unwrap_or_else(|| panic!("{what}: connected"));
+        assert!(
+            matches!(err, Error::Handshake(HandshakeError::Timeout)),
+            "{what}: {err:?}"
+        );
+        assert!(took < timeout + Duration::from_secs(1), "{what}: {took:?}");
+    }
+    drop(held);
 }
 
 fn wss_server() -> SocketAddr {
