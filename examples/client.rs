@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release --example client -- [URL] [-H 'Name: value']... [--protocol NAME]...
-//!                                          [--ca FILE] [--insecure] [--deflate]
+//!                                          [--ca FILE] [--insecure] [--deflate] [--reconnect]
 //! ```
 //!
 //! URL defaults to ws://127.0.0.1:9001. `-H` adds a request header (repeatable), `--protocol`
@@ -14,17 +14,23 @@
 //! `--insecure` accepts any certificate (testing only), `--deflate` offers permessage-deflate (a
 //! build with `--features deflate`). Proxies come from `HTTPS_PROXY`,
 //! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`.
+//!
+//! `--reconnect` keeps the session alive across drops and server restarts: it reconnects with
+//! backoff (1 s doubling to 60 s) when the connection drops or the server closes with 1001 or
+//! 1011-1014 (or refuses with 5xx or 429), saying so on stderr; lines typed meanwhile go out on
+//! the next connection. A close with 1000, 1008 or another refusal still ends it, as above.
+//! `RUST_LOG=syncws=debug` shows each failed attempt and wait.
 
 use std::io::{BufRead, Write};
 use std::process::exit;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
-use syncws::{Client, ClientTls, CloseCode, CloseFrame, Message, Writer};
+use syncws::{Client, ClientBuilder, ClientTls, CloseCode, CloseFrame, Ending, Message, Writer};
 
 const USAGE: &str = "usage: client [URL] [-H 'Name: value']... [--protocol NAME]... [--ca FILE] \
-                     [--insecure] [--deflate]";
+                     [--insecure] [--deflate] [--reconnect]";
 
 fn usage(problem: &str) -> ! {
     eprintln!("{problem}\n{USAGE}");
@@ -47,6 +53,7 @@ fn run() -> Result<i32, Box<dyn std::error::Error + Send + Sync>> {
     let mut url = "ws://127.0.0.1:9001".to_owned();
     let mut builder = Client::builder();
     let mut tls = ClientTls::builder();
+    let mut reconnect = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -65,12 +72,17 @@ fn run() -> Result<i32, Box<dyn std::error::Error + Send + Sync>> {
             "--ca" => tls = tls.add_root_file(value("--ca")),
             "--insecure" => tls = tls.insecure(true),
             "--deflate" => builder = builder.config(deflate()),
+            "--reconnect" => reconnect = true,
             "-h" | "--help" => usage("sends stdin lines, prints what arrives"),
             flag if flag.starts_with('-') => usage(&format!("unknown option {flag}")),
             _ => url = arg,
         }
     }
-    let mut ws = builder.tls(tls.build()?).connect(&url)?;
+    let builder = builder.tls(tls.build()?);
+    if reconnect {
+        return run_reconnecting(&builder, &url);
+    }
+    let mut ws = builder.connect(&url)?;
     if let Some(protocol) = ws.protocol() {
         eprintln!("subprotocol: {protocol}");
     }
@@ -97,15 +109,7 @@ fn run() -> Result<i32, Box<dyn std::error::Error + Send + Sync>> {
     // still be open then, and is not waited for.
     let ended = loop {
         match reader.recv() {
-            Ok(Some(msg)) => {
-                let mut out = std::io::stdout().lock();
-                match msg {
-                    Message::Text(t) => writeln!(out, "{t}")?,
-                    Message::Binary(b) => writeln!(out, "<{} bytes binary>", b.len())?,
-                }
-                out.flush()?;
-                let _ = got_one.send(());
-            }
+            Ok(Some(msg)) => show(msg, &got_one)?,
             Ok(None) => break None,
             Err(e) => break Some(e),
         }
@@ -119,6 +123,173 @@ fn run() -> Result<i32, Box<dyn std::error::Error + Send + Sync>> {
         };
     }
     Ok(peer_ended(reader.close_frame(), ended))
+}
+
+/// Prints a message on its own line and counts it as an arrival.
+fn show(msg: Message, got_one: &mpsc::Sender<()>) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match msg {
+        Message::Text(t) => writeln!(out, "{t}")?,
+        Message::Binary(b) => writeln!(out, "<{} bytes binary>", b.len())?,
+    }
+    out.flush()?;
+    let _ = got_one.send(());
+    Ok(())
+}
+
+/// `--reconnect`: each connection is split like a single one; the stdin thread sends through
+/// whichever connection is current. End of stdin and Ctrl-C stop the loop and close the current
+/// connection with 1000.
+fn run_reconnecting(
+    builder: &ClientBuilder,
+    url: &str,
+) -> Result<i32, Box<dyn std::error::Error + Send + Sync>> {
+    let current = Arc::new(Current::default());
+    let reconnecting = builder
+        .reconnecting(url)
+        .on_connect(|_| {
+            eprintln!("connected to {url}");
+            Ok(())
+        })
+        .reconnect_if(|ended| {
+            let again = ended.reconnects();
+            if again {
+                match ended {
+                    Ending::Peer(frame) => {
+                        eprintln!(
+                            "closed by peer: {} {}; reconnecting",
+                            frame.code, frame.reason
+                        )
+                    }
+                    Ending::Failed(e) => eprintln!("connection lost: {e}; reconnecting"),
+                    _ => eprintln!("reconnecting"),
+                }
+            }
+            again
+        });
+    let stop = reconnecting.stop_handle();
+    {
+        let (current, stop) = (current.clone(), stop.clone());
+        ctrlc::set_handler(move || {
+            stop.stop();
+            current.close();
+        })?;
+    }
+    let (got_one, arrivals) = mpsc::channel();
+    let sender = current.clone();
+    std::thread::spawn(move || {
+        let outcome = send_lines_to(&sender, &arrivals);
+        stop.stop();
+        sender.close();
+        if let Err(e) = outcome {
+            eprintln!("{e}");
+        }
+    });
+    let ended = reconnecting.run(|ws| {
+        let (mut reader, writer) = ws.split()?;
+        current.install(writer);
+        let ended = loop {
+            match reader.recv() {
+                Ok(Some(msg)) => show(msg, &got_one)?,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        current.remove();
+        ended
+    });
+    match ended {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("ended: {e}");
+            Ok(1)
+        }
+    }
+}
+
+/// The writer of the connection `--reconnect` has now, if any.
+#[derive(Default)]
+struct Current {
+    /// The writer, and whether the tool is closing (no writer is taken any more).
+    slot: Mutex<(Option<Writer>, bool)>,
+    changed: Condvar,
+}
+
+impl Current {
+    fn lock(&self) -> MutexGuard<'_, (Option<Writer>, bool)> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new connection's writer; closed at once if the tool is closing.
+    fn install(&self, writer: Writer) {
+        let mut slot = self.lock();
+        if slot.1 {
+            drop(slot);
+            let _ = writer.close(CloseCode::NORMAL, "");
+            return;
+        }
+        slot.0 = Some(writer);
+        self.changed.notify_all();
+    }
+
+    fn remove(&self) {
+        self.lock().0 = None;
+    }
+
+    /// The current writer, waiting for a connection; `None` once closing.
+    fn wait(&self) -> Option<Writer> {
+        let mut slot = self.lock();
+        loop {
+            match &*slot {
+                (_, true) => return None,
+                (Some(writer), false) => return Some(writer.clone()),
+                (None, false) => {
+                    slot = self.changed.wait(slot).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
+
+    /// Closes the current connection with 1000 and takes no new one.
+    fn close(&self) {
+        let writer = {
+            let mut slot = self.lock();
+            slot.1 = true;
+            self.changed.notify_all();
+            slot.0.take()
+        };
+        if let Some(writer) = writer {
+            let _ = writer.close(CloseCode::NORMAL, "");
+        }
+    }
+}
+
+/// Sends stdin's lines through the current connection (a line whose send fails goes out again
+/// on the next one); at the end waits for the echoes, as `send_lines` does.
+fn send_lines_to(current: &Current, arrivals: &mpsc::Receiver<()>) -> Outcome {
+    let mut sent = 0;
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+        loop {
+            let Some(writer) = current.wait() else {
+                return Ok(());
+            };
+            if writer.send(line.as_str()).is_ok() {
+                break;
+            }
+            // This connection is ending; the session takes it out and the next one comes in.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sent += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for _ in 0..sent {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if arrivals.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Sends stdin's lines; at its end waits for as many messages as were sent (at most 5 s).

@@ -484,6 +484,9 @@ pub enum InputError {
     ReservedHeader,
     /// The same header given twice where one copy is allowed (a client's `Origin`).
     DuplicateHeader,
+    /// A client's socket offered to a [`Hub`](crate::Hub): hub frames are encoded once,
+    /// unmasked, for servers' sockets.
+    ClientSocket,
     /// A SOCKS5 proxy's user name or password is empty or longer than 255 bytes (RFC 1929), or
     /// a host name for a `socks5h://` proxy to resolve is longer than 255 bytes (RFC 1928):
     /// refused before connecting.
@@ -501,6 +504,7 @@ impl fmt::Display for InputError {
             InputError::HeaderValue => "header value contains a control character (cr, lf, nul)",
             InputError::ReservedHeader => "header is written by the library and may not be set",
             InputError::DuplicateHeader => "header may be given only once",
+            InputError::ClientSocket => "a hub takes servers' sockets only",
             InputError::SocksField => {
                 "socks5 user name and password must be 1 to 255 bytes, host names at most 255"
             }

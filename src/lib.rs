@@ -36,6 +36,9 @@
 //! - Every RFC 6455 rule is checked on receive; a violation closes with the RFC's code (1002,
 //!   1007, 1009) and comes back as [`Error::Protocol`]. Text is validated as it arrives.
 //! - Limits and timeouts live in [`Config`], with defaults documented there.
+//! - [`ClientBuilder::reconnecting`] for clients of real networks: reconnects with backoff and
+//!   jitter after drops, 1001 and 1011-1014 (not after 1000 or a refusal such as 1008 or 401),
+//!   with a hook after each connect and a stop handle.
 //! - permessage-deflate compression (RFC 7692) with the cargo feature `deflate`: one setting,
 //!   `Config::deflate`, makes a client offer it and a server accept it; limits apply to the
 //!   inflated bytes, so a decompression bomb is refused before memory grows.
@@ -63,6 +66,7 @@ mod broadcast;
 mod client;
 mod config;
 mod error;
+mod hub;
 mod io;
 mod message;
 /// The sans-IO protocol core (frames, masking, UTF-8, handshake and HTTP rules, compression).
@@ -79,7 +83,7 @@ mod tls;
 mod websocket;
 
 pub use broadcast::Broadcast;
-pub use client::{Client, ClientBuilder, Url};
+pub use client::{Backoff, Client, ClientBuilder, Ending, Reconnecting, StopHandle, Url};
 pub use config::Config;
 #[cfg(feature = "deflate")]
 pub use config::DeflateConfig;
@@ -87,7 +91,8 @@ pub use error::{
     Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, SchemeError, TlsError,
     TlsErrorKind, UrlError,
 };
-pub use io::{Split, Stream, Transport};
+pub use hub::{DEFAULT_BACKLOG, Delivery, Hub, HubBuilder, Overflow, Overflowed, RETRY_BOUND};
+pub use io::{Aborter, Split, Stream, Transport};
 pub use message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
 #[cfg(feature = "deflate")]
 pub use proto::deflate::DeflateParams;

@@ -274,3 +274,58 @@ fn chat_allows_named_origins_and_still_its_own_page() {
     );
     assert_eq!(upgrade_status(addr, path, FOREIGN), 403);
 }
+
+/// Starts the client example with `--reconnect` on `url`; returns it, its stdin and its stdout
+/// lines as they come.
+fn reconnecting_client(url: &str) -> (Process, ChildStdin, mpsc::Receiver<String>) {
+    let mut child = Command::new(example("client"))
+        .args([url, "--reconnect"])
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("ALL_PROXY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (Process(child), stdin, lines)
+}
+
+#[test]
+fn client_with_reconnect_comes_back_after_a_server_restart_and_keeps_echoing() {
+    let first = syncws::Server::bind("127.0.0.1:0")
+        .unwrap()
+        .start(echo)
+        .unwrap();
+    let addr = first.local_addr();
+    let (mut client, mut stdin, lines) = reconnecting_client(&ws_url(addr, "/"));
+    stdin.write_all(b"one\n").unwrap();
+    assert_eq!(lines.recv_timeout(TIMEOUT).unwrap(), "one");
+    // The server restarts: its clients get 1001, and the port refuses for a moment.
+    assert!(first.shutdown());
+    thread::sleep(Duration::from_millis(300));
+    let second = syncws::Server::bind(addr).unwrap().start(echo).unwrap();
+    stdin.write_all(b"two\n").unwrap();
+    assert_eq!(lines.recv_timeout(TIMEOUT).unwrap(), "two");
+    // End of input still closes with 1000 and exits 0.
+    drop(stdin);
+    let status = client.exit_within(TIMEOUT).expect("client still running");
+    let err = client.stderr();
+    assert!(status.success(), "{status}: {err}");
+    assert!(
+        err.contains("1001") && err.contains("reconnecting"),
+        "{err}"
+    );
+    second.shutdown();
+}

@@ -318,8 +318,13 @@ fn app(ws: &mut WebSocket, name: &str, records: &Records) -> HandlerResult {
         }
         _ => {}
     }
-    while let Some(msg) = ws.recv()? {
-        ws.send(&msg)?;
+    // Until the client closes: normally (Ok(None)) or with its own code (PeerClosed).
+    loop {
+        match ws.recv() {
+            Ok(Some(msg)) => ws.send(&msg)?,
+            Ok(None) | Err(Error::PeerClosed(_)) => break,
+            Err(e) => return Err(e.into()),
+        }
     }
     records
         .closes
@@ -482,7 +487,9 @@ fn close_codes_pass_through_nginx_both_ways() {
 
     // Server closes: the client sees the code and the reason, and the closing handshake ends.
     let mut ws = connect(&nginx.url("/close4002"));
-    assert!(ws.recv_timeout(TIMEOUT).unwrap().is_none());
+    // 4002 is not a normal end: it comes back as an error carrying the frame.
+    let ended = ws.recv_timeout(TIMEOUT).unwrap_err();
+    assert_eq!(ended.peer_close(), ws.close_frame());
     assert_eq!(
         ws.close_frame(),
         Some(&CloseFrame {

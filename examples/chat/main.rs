@@ -1,6 +1,6 @@
 //! A chat room: an HTML page at `/` whose script connects back to `/chat`, several browser tabs
 //! talking to each other, join and leave notices. Shows HTTP beside WebSocket on one port,
-//! gatekeeping (same-origin policy plus a token in the URL) and broadcast.
+//! gatekeeping (same-origin policy plus a token in the URL) and a hub room.
 //!
 //! `cargo run --example chat -- [ADDR] [--seconds N] [--allow-origin ORIGIN]...` (ADDR defaults
 //! to 127.0.0.1:8000); open the printed URL in a few tabs. Stops on Ctrl-C, or after N seconds.
@@ -8,14 +8,16 @@
 //! `http://localhost:5173` for a page served by a dev server (`'*'`: any origin); the page
 //! served here always may.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use syncws::{Accept, Broadcast, Config, Message, Response, Server};
+use syncws::{Accept, Config, Hub, Message, Response, Server};
 
 const PAGE: &str = include_str!("page.html");
 
 struct Name(String);
+
+/// The one room every tab joins.
+const ROOM: &str = "chat";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
@@ -35,8 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let token = std::env::var("CHAT_TOKEN").unwrap_or_else(|_| "letmein".into());
-    let members = Arc::new(Broadcast::new());
-    // A short write timeout: a tab that stops reading is dropped instead of stalling the room.
+    // One room; a tab that stops reading fills its backlog and is dropped, without holding up
+    // the others (publishing never waits for a socket).
+    let members = Hub::new()?;
     let config = Config::default().write_timeout(Some(Duration::from_secs(1)));
     let gate_token = token.clone();
     let mut server = Server::bind(&addr)?;
@@ -92,13 +95,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_or("guest".to_owned(), |n| n.0.clone());
         let (mut reader, writer) = ws.split()?;
         let id = writer.id();
-        members.add(writer);
-        members.send(format!("* {name} joined"));
+        members.join(ROOM, &writer)?;
+        members.publish(ROOM, format!("* {name} joined"));
         let mut ended = Ok(());
         loop {
             match reader.recv() {
                 Ok(Some(Message::Text(text))) => {
-                    members.send(format!("{name}: {text}"));
+                    members.publish(ROOM, format!("{name}: {text}"));
                 }
                 Ok(Some(Message::Binary(_))) => {}
                 Ok(None) => break,
@@ -108,8 +111,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        members.remove(id);
-        members.send(format!("* {name} left"));
+        members.leave(ROOM, id);
+        members.publish(ROOM, format!("* {name} left"));
         Ok(ended?)
     })?;
     println!("chat stopped");

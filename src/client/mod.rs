@@ -1,6 +1,8 @@
 //! The client front end: parse the URL, connect with a deadline, run the opening handshake.
 
 mod proxy;
+mod reconnect;
+mod reconnecting;
 mod url;
 
 use std::io;
@@ -14,6 +16,8 @@ use crate::proto::{handshake, head};
 use crate::websocket::{Opening, Role, WebSocket};
 use proxy::{Proxy, ProxyKind, ProxySetting};
 
+pub use reconnect::{Backoff, Ending};
+pub use reconnecting::{Reconnecting, StopHandle};
 pub use url::Url;
 
 /// Most body bytes kept from a response that was not `101`.
@@ -229,6 +233,27 @@ impl ClientBuilder {
             );
             url = next;
         }
+    }
+
+    /// A client for `url` that reconnects with backoff when a connection drops or the server
+    /// restarts, running a hook after each connect and a session on each connection; see
+    /// [`Reconnecting`]. Each attempt connects as [`connect`](Self::connect) does, with these
+    /// settings.
+    ///
+    /// ```no_run
+    /// syncws::Client::builder()
+    ///     .header("Authorization", "Bearer 123")
+    ///     .reconnecting("wss://chat.example/socket")
+    ///     .run(|ws| {
+    ///         while let Some(msg) = ws.recv()? {
+    ///             println!("{msg:?}");
+    ///         }
+    ///         Ok(())
+    ///     })?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn reconnecting<'a>(&self, url: &str) -> Reconnecting<'a> {
+        Reconnecting::new(self.clone(), url)
     }
 
     /// One attempt: TCP (directly or through the proxy), TLS for `wss`, then the handshake.

@@ -10,6 +10,6 @@ pub(crate) use buffer::ReadBuf;
 pub(crate) use deadline::Deadline;
 pub(crate) use head::{read_head, read_to_len, write_all_by};
 pub(crate) use stream::drain_until;
+pub use stream::{Aborter, Split, Stream, Transport};
 #[cfg(feature = "tls")]
 pub(crate) use stream::{PhaseDeadline, TcpRef};
-pub use stream::{Split, Stream, Transport};

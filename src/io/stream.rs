@@ -60,6 +60,22 @@ pub trait Transport: Read + Write {
         Err(io::ErrorKind::Unsupported.into())
     }
 
+    /// Writes what the stream takes now, without blocking: `WouldBlock` when it takes nothing
+    /// (a fan-out's flusher, which must never wait on one member). The default switches the
+    /// stream to non-blocking for the one call. The mode belongs to the socket, which a split
+    /// reader shares: a read that starts meanwhile returns `WouldBlock`, which the reader takes
+    /// for a timeout not yet due and retries; a read already waiting is not affected (the
+    /// kernel looks at the mode when a call starts).
+    fn write_nonblocking(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.set_nonblocking(true)?;
+        let written = self
+            .write(buf)
+            .and_then(|n| flushed_or_pending(self.flush(), n));
+        let restored = self.set_nonblocking(false);
+        let n = written?;
+        restored.map(|()| n)
+    }
+
     /// The address of the other end, if there is one.
     fn peer_addr(&self) -> Option<SocketAddr> {
         None
@@ -101,6 +117,39 @@ pub trait Split: Transport + Sized {
     type WriteHalf: Transport + Send + 'static;
     /// Splits the stream.
     fn split(self) -> io::Result<(Self::ReadHalf, Self::WriteHalf)>;
+
+    /// A handle that shuts the connection down at once from any thread, without the lock the
+    /// writers hold (a fan-out dropping a member whose socket is full). The default has none;
+    /// such a stream's writer is then only marked closed.
+    fn aborter(&self) -> Option<Aborter> {
+        None
+    }
+}
+
+/// `n` bytes were taken; a flush that would block leaves them with the stream (a TLS session
+/// sends them with its next write), which is not a failure to write them.
+fn flushed_or_pending(flushed: io::Result<()>, n: usize) -> io::Result<usize> {
+    match flushed {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+        other => other.map(|()| n),
+    }
+}
+
+/// Shuts a TCP connection down, both directions, from any thread: a blocked reader or writer on
+/// it wakes with an error or end-of-stream.
+#[derive(Debug, Clone)]
+pub struct Aborter(Arc<TcpStream>);
+
+impl Aborter {
+    /// A handle on `tcp` (the same socket, not a new connection).
+    pub fn new(tcp: Arc<TcpStream>) -> Self {
+        Aborter(tcp)
+    }
+
+    /// Shuts the connection down.
+    pub fn abort(&self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
 }
 
 impl Split for TcpStream {
@@ -110,6 +159,10 @@ impl Split for TcpStream {
     /// Two handles on one socket: the kernel lets one thread read while another writes.
     fn split(self) -> io::Result<(TcpStream, TcpStream)> {
         Ok((self.try_clone()?, self))
+    }
+
+    fn aborter(&self) -> Option<Aborter> {
+        Some(Aborter::new(Arc::new(self.try_clone().ok()?)))
     }
 }
 
@@ -418,6 +471,27 @@ impl Transport for Stream {
         self.tcp.set_nonblocking(nonblocking)
     }
 
+    /// Over TLS the mode is switched under the session's lock, as the split reader does, so the
+    /// two never undo each other's switch.
+    fn write_nonblocking(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let mut session = tls.lock();
+            self.tcp.set_nonblocking(true)?;
+            let written = session
+                .write(buf)
+                .and_then(|n| flushed_or_pending(session.flush(), n));
+            let restored = self.tcp.set_nonblocking(false);
+            let n = written?;
+            return restored.map(|()| n);
+        }
+        self.tcp.set_nonblocking(true)?;
+        let written = (&*self.tcp).write(buf);
+        let restored = self.tcp.set_nonblocking(false);
+        let n = written?;
+        restored.map(|()| n)
+    }
+
     fn peer_addr(&self) -> Option<SocketAddr> {
         self.tcp.peer_addr().ok()
     }
@@ -443,6 +517,10 @@ impl Split for Stream {
             deadline: self.deadline.clone(),
         };
         Ok((reader, self))
+    }
+
+    fn aborter(&self) -> Option<Aborter> {
+        Some(Aborter::new(Arc::clone(&self.tcp)))
     }
 }
 

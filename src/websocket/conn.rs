@@ -54,6 +54,9 @@ pub(crate) trait Link {
     /// Records that the peer answered our close or ended the stream, so a close waiting on
     /// another half knows it completed.
     fn set_answered(&mut self);
+    /// The peer started the closing handshake with `frame` (it is not the echo of ours), for
+    /// other halves to read once the reader is gone.
+    fn peer_started_close(&mut self, _frame: &CloseFrame) {}
 }
 
 /// The last ping a link wrote, so the pong that answers it gives a round-trip time.
@@ -149,6 +152,9 @@ pub(crate) struct Conn<L: Link> {
     normal_end: bool,
     /// The code of the close frame we sent, for logs.
     sent_close: Option<CloseCode>,
+    /// The peer's close frame opened the closing handshake rather than answering ours: a
+    /// reconnecting client reconnects on the peer's word, never on the echo of its own close.
+    peer_started: bool,
     /// Set while `try_recv` runs: the stream is non-blocking and timeouts are not armed.
     pub nonblocking: bool,
     read_timeout: Option<Duration>,
@@ -169,6 +175,7 @@ impl<L: Link> Conn<L> {
             peer_close: None,
             normal_end: false,
             sent_close: None,
+            peer_started: false,
             nonblocking: false,
             // Unknown (the handshake left some timeout set); zero never fits, so the first
             // receive sets the one it needs.
@@ -195,6 +202,7 @@ impl<L: Link> Conn<L> {
             peer_close: self.peer_close,
             normal_end: self.normal_end,
             sent_close: self.sent_close,
+            peer_started: self.peer_started,
             nonblocking: false,
             read_timeout: self.read_timeout,
             close_deadline: self.close_deadline,
@@ -221,6 +229,11 @@ impl<L: Link> Conn<L> {
     /// The code of the close frame this side sent, if it sent one.
     pub fn sent_close(&self) -> Option<CloseCode> {
         self.sent_close
+    }
+
+    /// The peer's close frame if the peer started the closing handshake (not an echo of ours).
+    pub fn peer_started_close(&self) -> Option<&CloseFrame> {
+        self.peer_close.as_ref().filter(|_| self.peer_started)
     }
 
     /// What a receive on a closed connection returns: `Ok(None)` after a normal end, the peer's
@@ -471,7 +484,11 @@ impl<L: Link> Conn<L> {
             frame.reason
         );
         // A closing handshake we started ends normally whatever code the peer echoes.
-        self.normal_end = self.link.close_sent() || frame.code.is_normal();
+        self.peer_started = !self.link.close_sent();
+        self.normal_end = !self.peer_started || frame.code.is_normal();
+        if self.peer_started {
+            self.link.peer_started_close(&frame);
+        }
         // RFC 6455 5.5.1: answer with a close frame, typically echoing the status code.
         let echo = (frame.code != CloseCode::NO_STATUS).then_some(frame.code);
         let _ = self.say_goodbye(echo, "");

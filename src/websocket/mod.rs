@@ -36,6 +36,7 @@ mod accessors;
 mod budget;
 mod conn;
 mod opening;
+mod outbox;
 mod receiver;
 mod sender;
 mod split;
@@ -56,6 +57,9 @@ use sender::Sender;
 pub use crate::proto::rules::Role;
 pub use budget::MemoryBudget;
 pub(crate) use opening::{CloseRequest, Opening};
+#[cfg(test)]
+pub(crate) use outbox::Prepared;
+pub(crate) use outbox::{Flushed, Offer, Outlet, prepare};
 pub use split::{Reader, Writer};
 
 /// Where a connection is in its life.
@@ -106,11 +110,14 @@ struct Owned<S: Transport> {
     close_timeout: Duration,
     /// After `split`: closes the connection through its writer.
     split_closer: Option<SplitCloser>,
+    /// After `split`: the peer's close frame as the reader saw it, if the peer started the close.
+    split_peer_close: Option<SplitPeerClose>,
     /// The last ping written, so its pong gives the round-trip time.
     last_ping: Option<SentPing>,
 }
 
 type SplitCloser = Box<dyn Fn(CloseCode, &str) -> Result<()> + Send + Sync>;
+type SplitPeerClose = Box<dyn Fn() -> Option<crate::CloseFrame> + Send + Sync>;
 
 impl<S: Transport> Owned<S> {
     fn stream(&mut self) -> &mut S {
@@ -251,6 +258,7 @@ impl<S: Transport> WebSocket<S> {
             nonblocking: false,
             close_timeout: config.close_timeout,
             split_closer: None,
+            split_peer_close: None,
             last_ping: None,
         };
         #[allow(unused_mut)]
@@ -268,6 +276,16 @@ impl<S: Transport> WebSocket<S> {
     /// The code of the close frame this side sent, for the server's log.
     pub(crate) fn sent_close(&self) -> Option<CloseCode> {
         self.conn.sent_close()
+    }
+
+    /// The peer's close frame if the peer started the closing handshake (not the echo of a close
+    /// this side sent), also after `split` once the reader saw it: what a reconnecting client
+    /// decides by.
+    pub(crate) fn peer_started_close(&self) -> Option<crate::CloseFrame> {
+        match &self.conn.link.split_peer_close {
+            Some(read) => read(),
+            None => self.conn.peer_started_close().cloned(),
+        }
     }
 
     /// The stream underneath, e.g. to read socket options.
@@ -445,6 +463,7 @@ impl<S: Split + 'static> WebSocket<S> {
             nonblocking: false,
             close_timeout: self.conn.config.close_timeout,
             split_closer: None,
+            split_peer_close: None,
             last_ping: None,
         };
         let husk = Conn::new(husk, self.conn.role, empty, &[], info);
@@ -456,6 +475,8 @@ impl<S: Split + 'static> WebSocket<S> {
         let closer = writer.clone();
         self.conn.link.split_closer =
             Some(Box::new(move |code, reason| closer.close(code, reason)));
+        let watcher = writer.clone();
+        self.conn.link.split_peer_close = Some(Box::new(move || watcher.peer_started_close()));
         Ok((reader, writer))
     }
 }

@@ -141,6 +141,17 @@ impl Sender {
         result
     }
 
+    /// Writes bytes that are already a frame (or the rest of one), e.g. a hub's prepared frame,
+    /// and flushes them, within one write timeout.
+    pub fn write_prepared<W: Transport + ?Sized>(
+        &mut self,
+        w: &mut W,
+        bytes: &[u8],
+    ) -> io::Result<()> {
+        let w = &mut Timed::start(w, self.write_timeout, &mut self.armed)?;
+        w.write_all(bytes).and_then(|()| w.flush())
+    }
+
     /// Writes one uncompressed frame and flushes it. The payload is never modified.
     pub fn write_frame<W: Transport + ?Sized>(
         &mut self,

@@ -20,16 +20,18 @@
 //! stream behind a lock that the reader takes only once bytes are waiting (see `io::Split`).
 
 use std::fmt;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Link, SentPing};
+use super::outbox::{Flushed, Offer, Outbox, Outlet, Prepared};
 use super::sender::Sender;
 use super::{State, fragment_opcodes};
 use crate::error::{Error, Result};
 use crate::io::{Split, Transport};
-use crate::message::{CloseCode, Message, ToMessage};
+use crate::message::{CloseCode, CloseFrame, Message, ToMessage};
 use crate::proto::close;
 use crate::proto::frame::OpCode;
 
@@ -67,9 +69,19 @@ struct Shared<W: Transport> {
     /// The reader saw the peer's close frame or the end of its stream: a waiting
     /// [`Writer::close`] completed rather than timed out.
     answered: AtomicBool,
+    /// The peer's close frame when the peer started the closing handshake, for the split
+    /// socket's owner (a reconnecting client decides by it after the reader is gone).
+    peer_started_close: Mutex<Option<CloseFrame>>,
     close_timeout: Duration,
     id: u64,
     role: super::Role,
+    /// Frames a hub queued for this connection, written before the next message of its own.
+    outbox: Mutex<Outbox>,
+    /// Shuts the connection down at once without the write lock (for a hub dropping a member
+    /// whose socket is full); `None` for streams that have no such handle.
+    aborter: Option<crate::io::Aborter>,
+    /// Run once when the connection closes or its last half is dropped (a hub forgetting it).
+    on_closed: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
 }
 
 struct Out<W> {
@@ -89,6 +101,7 @@ pub(crate) fn split<S: Split, L: Link>(
     sender: Sender,
     close_sent: bool,
 ) -> Result<(Reader<S>, Writer<S>)> {
+    let aborter = stream.aborter();
     let (read_half, write_half) = stream.split()?;
     let shared = Arc::new(Shared {
         out: Mutex::new(Out {
@@ -101,9 +114,13 @@ pub(crate) fn split<S: Split, L: Link>(
         reader_alive: AtomicBool::new(true),
         last_ping: Mutex::new(None),
         answered: AtomicBool::new(false),
+        peer_started_close: Mutex::new(None),
         close_timeout: conn.config.close_timeout,
         id: conn.info.id,
         role: conn.role,
+        outbox: Mutex::new(Outbox::default()),
+        aborter,
+        on_closed: Mutex::new(Vec::new()),
     });
     let writer = Writer { shared };
     let link = ReadEnd {
@@ -131,6 +148,36 @@ impl<W: Transport> Shared<W> {
     fn set_closed(&self) {
         *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.closed_changed.notify_all();
+        self.run_on_closed();
+    }
+
+    fn run_on_closed(&self) {
+        let hooks = std::mem::take(&mut *self.on_closed.lock().unwrap_or_else(|e| e.into_inner()));
+        self.outbox().clear();
+        for hook in hooks {
+            hook();
+        }
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes what others queued, under the write lock and within the write timeout: all of it
+    /// before a message or a close of our own (so order holds), only a frame under way before a
+    /// control frame (which may come between messages, never inside a frame). The outbox lock
+    /// is not held while writing, so publishers never wait on this socket; only writers, which
+    /// hold the write lock, take frames off it.
+    fn drain_outbox(&self, out: &mut Out<W>, all: bool) -> io::Result<()> {
+        loop {
+            let (frame, written) = match self.outbox().front_for(all) {
+                Some(front) => front,
+                None => return Ok(()),
+            };
+            let Out { stream, sender } = out;
+            sender.write_prepared(stream, &frame[written..])?;
+            self.outbox().advance(frame.len() - written);
+        }
     }
 
     /// Writes one frame under the lock. A failed write may have cut a frame in half, so it ends
@@ -151,15 +198,17 @@ impl<W: Transport> Shared<W> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let Out { stream, sender } = out;
-        sender
-            .write_data(stream, op, fin, payload, compress)
-            .map_err(|e| {
-                log::debug!("ws#{} write failed: {e}", self.id);
-                let _ = stream.shutdown_both();
-                self.set_closed();
-                Error::Io(e)
-            })?;
+        let all = matches!(op, OpCode::Text | OpCode::Binary | OpCode::Close);
+        let written = self.drain_outbox(out, all).and_then(|()| {
+            let Out { stream, sender } = out;
+            sender.write_data(stream, op, fin, payload, compress)
+        });
+        written.map_err(|e| {
+            log::debug!("ws#{} write failed: {e}", self.id);
+            let _ = out.stream.shutdown_both();
+            self.set_closed();
+            Error::Io(e)
+        })?;
         if op == OpCode::Ping {
             *self.last_ping.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(SentPing::now(payload));
@@ -176,11 +225,20 @@ impl<W: Transport> Drop for Shared<W> {
         if !closed && !*self.close_sent.get_mut() {
             let payload = close::encode(Some(CloseCode::GOING_AWAY), "");
             out.sender.set_write_timeout(Some(self.close_timeout));
+            // A queued frame under way is finished first, or the close frame would land inside
+            // it; the rest of the queue is dropped.
+            let q = self.outbox.get_mut().unwrap_or_else(|e| e.into_inner());
+            if let Some((frame, written)) = q.front_for(false) {
+                let _ = out
+                    .sender
+                    .write_prepared(&mut out.stream, &frame[written..]);
+            }
             let _ =
                 out.sender
                     .write_frame(&mut out.stream, OpCode::Close, true, payload.as_bytes());
         }
         let _ = out.stream.shutdown_both();
+        self.run_on_closed();
     }
 }
 
@@ -233,6 +291,15 @@ impl<S: Split> Link for ReadEnd<S> {
 
     fn set_answered(&mut self) {
         self.writer.shared.answered.store(true, Ordering::SeqCst);
+    }
+
+    fn peer_started_close(&mut self, frame: &CloseFrame) {
+        let shared = &self.writer.shared;
+        let mut slot = shared
+            .peer_started_close
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *slot = Some(frame.clone());
     }
 }
 
@@ -291,6 +358,12 @@ impl<S: Split> Iterator for Reader<S> {
 }
 
 impl<S: Split> Writer<S> {
+    /// The peer's close frame if the peer started the closing handshake, as the reader saw it.
+    pub(crate) fn peer_started_close(&self) -> Option<CloseFrame> {
+        let slot = self.shared.peer_started_close.lock();
+        slot.unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Sends a whole message in one frame; see [`WebSocket::send`](crate::WebSocket::send).
     pub fn send<M: ToMessage>(&self, msg: M) -> Result<()> {
         self.send_message(msg.to_message(), true)
@@ -406,6 +479,13 @@ impl<S: Split> Writer<S> {
     pub fn id(&self) -> u64 {
         self.shared.id
     }
+
+    /// The connection as a hub holds it: weakly, so a member whose halves are all gone is not
+    /// kept open by its rooms.
+    pub(crate) fn outlet(&self) -> std::sync::Weak<dyn Outlet> {
+        let shared: Arc<dyn Outlet> = self.shared.clone();
+        Arc::downgrade(&shared)
+    }
 }
 
 impl<S: Split> fmt::Debug for Reader<S> {
@@ -472,5 +552,88 @@ fn state_name(state: State) -> &'static str {
         State::Open => "OPEN",
         State::Closing => "CLOSING",
         State::Closed => "CLOSED",
+    }
+}
+
+impl<W: Transport + Send + 'static> Outlet for Shared<W> {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn is_server(&self) -> bool {
+        self.role == super::Role::Server
+    }
+
+    fn offer(&self, frame: &Prepared, limit: usize) -> Offer {
+        // Checked under the queue's lock: `set_closed` clears the queue after setting the flag,
+        // so nothing offered afterwards stays queued.
+        let mut q = self.outbox();
+        if self.is_closed() {
+            return Offer::Closed;
+        }
+        q.push(frame, limit)
+    }
+
+    fn flush(&self) -> Flushed {
+        let mut out = match self.out.try_lock() {
+            Ok(out) => out,
+            Err(std::sync::TryLockError::WouldBlock) => return Flushed::Busy,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+        };
+        if self.is_closed() {
+            return Flushed::Closed;
+        }
+        match self.write_queued(&mut out.stream) {
+            Ok(done) => done,
+            Err(e) => {
+                log::debug!("ws#{} queued write failed: {e}", self.id);
+                let _ = out.stream.shutdown_both();
+                self.set_closed();
+                Flushed::Closed
+            }
+        }
+    }
+
+    fn abort(&self) {
+        if let Some(aborter) = &self.aborter {
+            aborter.abort();
+        }
+        self.set_closed();
+    }
+
+    fn when_closed(&self, hook: Box<dyn FnOnce() + Send>) {
+        let mut hooks = self.on_closed.lock().unwrap_or_else(|e| e.into_inner());
+        if Shared::is_closed(self) {
+            drop(hooks);
+            hook();
+        } else {
+            hooks.push(hook);
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.outbox().bytes()
+    }
+}
+
+impl<W: Transport> Shared<W> {
+    /// Writes queued frames without blocking until the queue is empty or the kernel is full; a
+    /// frame the stream refused stays under way, to be given again before anything else.
+    fn write_queued(&self, stream: &mut W) -> io::Result<Flushed> {
+        loop {
+            let Some((frame, written)) = self.outbox().front_for(true) else {
+                return Ok(Flushed::Empty);
+            };
+            match stream.write_nonblocking(&frame[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.outbox().advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.outbox().mark_started();
+                    return Ok(Flushed::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }

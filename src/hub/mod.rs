@@ -1,0 +1,411 @@
+//! Fan-out: rooms of connections that receive the same messages, where no member can stall a
+//! publisher or the other members.
+//!
+//! ```text
+//!   publish(room, msg)                       each member (a split socket's writer)
+//!   +--------------------------+            +----------------------------------+
+//!   | encode the frame once    |  offer     | queue of prepared frames,        |
+//!   | for each member: queue   |----------->| bounded in bytes (`backlog`)     |
+//!   | it, or apply the room's  |            +----------------------------------+
+//!   | overflow policy          |                 |  first frame: hand over   ^ own send: queue
+//!   +--------------------------+                 v                           | first, then its
+//!                                           flusher threads: write without   | message
+//!                                           blocking; a full socket is tried |
+//!                                           again after 2..50 ms             |
+//! ```
+//!
+//! Files: `rooms` keeps the membership tables, `flusher` the threads that write the queues.
+//! The queue itself belongs to the connection (`websocket::outbox`), since the member's own
+//! sends must go behind it.
+
+mod flusher;
+mod rooms;
+
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::Duration;
+
+use crate::error::{Error, InputError, Result};
+use crate::io::Split;
+use crate::message::ToMessage;
+use crate::websocket::{Offer, Writer, prepare};
+use flusher::Flushers;
+use rooms::Rooms;
+
+/// What a room does with a member whose queue is full (its peer reads slower than the room
+/// publishes, or not at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Drops the member: its TCP connection is shut down at once (a close frame could not pass
+    /// a full buffer), its reader ends, and it leaves every room. The default: a member that
+    /// cannot keep up would otherwise miss messages without knowing.
+    Disconnect,
+    /// Keeps the member and drops the messages that do not fit, counting them (see
+    /// [`Overflowed::dropped`]): for feeds where the latest value matters more than every
+    /// value, such as prices or positions.
+    DropMessages,
+}
+
+/// One overflow, as [`HubBuilder::on_overflow`] hears of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Overflowed {
+    /// The room that published.
+    pub room: String,
+    /// The member's connection id ([`Writer::id`]).
+    pub member: u64,
+    /// What was done.
+    pub action: Overflow,
+    /// Messages dropped for this member in this room so far (under
+    /// [`Overflow::DropMessages`]; 0 for a disconnect).
+    pub dropped: u64,
+}
+
+/// What one publish did, on this process's members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// Members the message was queued for. Queued is not yet delivered: it reaches the kernel
+    /// as fast as the member's socket takes it.
+    pub queued: usize,
+    /// Members whose queue was full and who kept their place ([`Overflow::DropMessages`]).
+    pub dropped: usize,
+    /// Members whose queue was full and who were disconnected ([`Overflow::Disconnect`]).
+    pub disconnected: usize,
+}
+
+type OverflowHook = Box<dyn Fn(&Overflowed) + Send + Sync>;
+
+/// Settings of a [`Hub`]; see [`Hub::builder`].
+pub struct HubBuilder {
+    backlog: usize,
+    overflow: Overflow,
+    flushers: usize,
+    on_overflow: Option<OverflowHook>,
+}
+
+impl std::fmt::Debug for HubBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubBuilder")
+            .field("backlog", &self.backlog)
+            .field("overflow", &self.overflow)
+            .field("flushers", &self.flushers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default [`HubBuilder::backlog`]: 1 MiB per member.
+pub const DEFAULT_BACKLOG: usize = 1 << 20;
+
+impl HubBuilder {
+    /// The most bytes queued for one member and not yet taken by its socket (beyond what the
+    /// kernel's socket buffer holds). Defaults to [`DEFAULT_BACKLOG`], 1 MiB. One message is
+    /// always accepted into an empty queue, whatever its size.
+    pub fn backlog(mut self, bytes: usize) -> Self {
+        self.backlog = bytes;
+        self
+    }
+
+    /// What rooms do by default with a member whose queue is full; defaults to
+    /// [`Overflow::Disconnect`]. [`Hub::set_overflow`] chooses per room.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// How many threads write the members' queues; defaults to 2. Their writes never block,
+    /// so a few serve thousands of members.
+    pub fn flushers(mut self, n: usize) -> Self {
+        self.flushers = n.max(1);
+        self
+    }
+
+    /// Called for every overflow, in the publishing thread after its work is done: keep it
+    /// short. Overflows are also logged (a disconnect at `info`, dropped messages at `debug`).
+    pub fn on_overflow<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Overflowed) + Send + Sync + 'static,
+    {
+        self.on_overflow = Some(Box::new(hook));
+        self
+    }
+
+    /// Starts the hub's flusher threads; they stop when the last clone of the hub is dropped.
+    pub fn build(self) -> Result<Hub> {
+        let flushers = Flushers::start(self.flushers)?;
+        Ok(Hub {
+            inner: Arc::new(Inner {
+                rooms: RwLock::new(Rooms::default()),
+                departed: Mutex::new(Vec::new()),
+                flushers,
+                backlog: self.backlog,
+                overflow: self.overflow,
+                on_overflow: self.on_overflow,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    rooms: RwLock<Rooms>,
+    /// Connections that ended, to be removed from their rooms by the next operation (they are
+    /// recorded from inside the connection, which may hold its own locks).
+    departed: Mutex<Vec<u64>>,
+    flushers: Flushers,
+    backlog: usize,
+    overflow: Overflow,
+    on_overflow: Option<OverflowHook>,
+}
+
+/// Named rooms of connections, where publishing never waits for a member's socket.
+///
+/// A publish encodes the message once and queues it for each member, within a byte limit per
+/// member ([`HubBuilder::backlog`]); flusher threads write the queues without blocking. So a
+/// member whose peer stopped reading costs the others nothing: its queue fills, and the room's
+/// [`Overflow`] policy drops it (or the messages it cannot take). Messages reach each member in
+/// the order they were published to it; a member's own [`Writer::send`] goes behind what the
+/// hub queued for it (waiting up to the write timeout for it to drain), so frames never mix.
+///
+/// Members are the writers of split server sockets. A connection leaves every room when it
+/// ends. Messages go out uncompressed, also on connections that negotiated permessage-deflate
+/// (allowed: compression is chosen per message).
+///
+/// ```no_run
+/// use syncws::{Hub, Server};
+/// let hub = Hub::new()?;
+/// let rooms = hub.clone();
+/// Server::bind("127.0.0.1:8000")?.serve(move |ws| {
+///     let room = ws.path().unwrap_or("/").to_owned();
+///     let (mut reader, writer) = ws.split()?;
+///     rooms.join(&room, &writer)?;
+///     while let Some(msg) = reader.recv()? {
+///         rooms.publish_except(&room, &msg, writer.id());
+///     }
+///     Ok(())
+/// })?;
+/// # Ok::<(), syncws::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("rooms", &self.read().by_name.len())
+            .field("backlog", &self.inner.backlog)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub with the default settings (see [`HubBuilder`]); starts its flusher threads.
+    pub fn new() -> Result<Hub> {
+        Hub::builder().build()
+    }
+
+    /// Settings for a hub.
+    pub fn builder() -> HubBuilder {
+        HubBuilder {
+            backlog: DEFAULT_BACKLOG,
+            overflow: Overflow::Disconnect,
+            flushers: 2,
+            on_overflow: None,
+        }
+    }
+
+    /// Adds the connection of `writer` to `room` (created if new); true if it was not a member
+    /// yet. Fails with [`InputError::ClientSocket`] for a client's socket (its frames must be
+    /// masked one by one, which a shared encoding cannot be) and [`Error::Closed`] for a
+    /// closed one.
+    pub fn join<S: Split + 'static>(&self, room: &str, writer: &Writer<S>) -> Result<bool> {
+        let outlet = writer.outlet();
+        let Some(live) = outlet.upgrade() else {
+            return Err(Error::Closed);
+        };
+        if !live.is_server() {
+            return Err(Error::InvalidInput(InputError::ClientSocket));
+        }
+        let id = writer.id();
+        let first_room = {
+            let mut rooms = self.write();
+            let first = !rooms.knows(id);
+            let overflow = self.inner.overflow;
+            if !rooms.join(room, id, outlet, overflow) {
+                return Ok(false);
+            }
+            first
+        };
+        if first_room {
+            let hub: Weak<Inner> = Arc::downgrade(&self.inner);
+            live.when_closed(Box::new(move || {
+                if let Some(hub) = hub.upgrade() {
+                    hub.departed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(id);
+                }
+            }));
+        }
+        Ok(true)
+    }
+
+    /// Removes connection `id` from `room`; true if it was a member.
+    pub fn leave(&self, room: &str, id: u64) -> bool {
+        self.write().leave(room, id)
+    }
+
+    /// Removes connection `id` from every room; returns how many it was in. Connections leave
+    /// by themselves when they end; this is for one that stays open.
+    pub fn leave_all(&self, id: u64) -> usize {
+        self.write().leave_all(id)
+    }
+
+    /// Chooses what `room` does with a member whose queue is full (see [`Overflow`]); applies
+    /// to the room as long as it has members.
+    pub fn set_overflow(&self, room: &str, overflow: Overflow) {
+        if let Some(r) = self.write().by_name.get_mut(room) {
+            r.overflow = overflow;
+        }
+    }
+
+    /// The connection ids in `room`, in the order they joined.
+    pub fn members(&self, room: &str) -> Vec<u64> {
+        let rooms = self.read();
+        let Some(r) = rooms.by_name.get(room) else {
+            return Vec::new();
+        };
+        r.members.iter().map(|m| m.id).collect()
+    }
+
+    /// How many members `room` has.
+    pub fn count(&self, room: &str) -> usize {
+        self.read().by_name.get(room).map_or(0, |r| r.members.len())
+    }
+
+    /// The names of the rooms that have members.
+    pub fn rooms(&self) -> Vec<String> {
+        self.read().by_name.keys().cloned().collect()
+    }
+
+    /// Queues `msg` for every member of `room`; never waits for a member's socket.
+    pub fn publish<M: ToMessage>(&self, room: &str, msg: M) -> Delivery {
+        self.deliver(room, msg, None)
+    }
+
+    /// Like [`publish`](Self::publish), leaving out connection `except` (e.g. the sender).
+    pub fn publish_except<M: ToMessage>(&self, room: &str, msg: M, except: u64) -> Delivery {
+        self.deliver(room, msg, Some(except))
+    }
+
+    fn deliver<M: ToMessage>(&self, room: &str, msg: M, except: Option<u64>) -> Delivery {
+        let frame = prepare(msg.to_message());
+        let mut delivery = Delivery::default();
+        let mut gone = Vec::new();
+        let mut overflowed = Vec::new();
+        let mut to_flush = Vec::new();
+        {
+            let rooms = self.read();
+            let Some(r) = rooms.by_name.get(room) else {
+                return delivery;
+            };
+            for m in r.members.iter().filter(|m| Some(m.id) != except) {
+                let Some(outlet) = m.outlet.upgrade() else {
+                    gone.push(m.id);
+                    continue;
+                };
+                match outlet.offer(&frame, self.inner.backlog) {
+                    Offer::Queued { first } => {
+                        delivery.queued += 1;
+                        if first {
+                            to_flush.push(m.outlet.clone());
+                        }
+                    }
+                    Offer::Closed => gone.push(m.id),
+                    Offer::Full => {
+                        let action = r.overflow;
+                        let dropped = match action {
+                            Overflow::Disconnect => {
+                                delivery.disconnected += 1;
+                                gone.push(m.id);
+                                0
+                            }
+                            Overflow::DropMessages => {
+                                delivery.dropped += 1;
+                                1 + m.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                            }
+                        };
+                        overflowed.push((outlet, action, dropped));
+                    }
+                }
+            }
+        }
+        self.inner.flushers.schedule(to_flush);
+        // Outside the lock: shutting a connection down runs its hooks, which record it as
+        // departed, and the callback may call back into the hub.
+        for (outlet, action, dropped) in overflowed {
+            let event = Overflowed {
+                room: room.to_owned(),
+                member: outlet.id(),
+                action,
+                dropped,
+            };
+            match action {
+                Overflow::Disconnect => {
+                    log::info!(
+                        "hub: room {room:?} dropped ws#{}: {} bytes queued, over the backlog",
+                        event.member,
+                        outlet.queued()
+                    );
+                    outlet.abort();
+                }
+                Overflow::DropMessages => log::debug!(
+                    "hub: room {room:?} dropped a message for ws#{} ({dropped} so far)",
+                    event.member
+                ),
+            }
+            if let Some(hook) = &self.inner.on_overflow {
+                hook(&event);
+            }
+        }
+        if !gone.is_empty() {
+            let mut rooms = self.write();
+            for id in gone {
+                rooms.leave_all(id);
+            }
+        }
+        delivery
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Rooms> {
+        self.forget_departed();
+        self.inner.rooms.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Rooms> {
+        let mut rooms = self.inner.rooms.write().unwrap_or_else(|e| e.into_inner());
+        let departed = std::mem::take(&mut *self.departed());
+        for id in departed {
+            rooms.leave_all(id);
+        }
+        rooms
+    }
+
+    /// Removes the connections that ended since the last operation from their rooms.
+    fn forget_departed(&self) {
+        if !self.departed().is_empty() {
+            drop(self.write());
+        }
+    }
+
+    fn departed(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.inner
+            .departed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How long a flusher waits at most before trying a full member's socket again.
+pub const RETRY_BOUND: Duration = flusher::LAST_RETRY;
