@@ -29,7 +29,7 @@ const PROXY_SCHEMES: &[(&str, u16)] = &[
 ];
 
 /// Where a client's proxy setting comes from.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) enum ProxySetting {
     /// `HTTPS_PROXY` for `wss`, `HTTP_PROXY` for `ws`, then `ALL_PROXY` (lowercase names first),
     /// skipped for hosts in `NO_PROXY`.
@@ -39,6 +39,24 @@ pub(crate) enum ProxySetting {
     Explicit(String),
     /// Never a proxy.
     Direct,
+}
+
+/// Without the credentials of an explicit proxy URL (`ClientBuilder`'s `Debug` shows this).
+impl fmt::Debug for ProxySetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxySetting::Environment => f.write_str("Environment"),
+            ProxySetting::Direct => f.write_str("Direct"),
+            ProxySetting::Explicit(raw) => {
+                let start = raw.find("://").map_or(0, |i| i + 3);
+                let hidden = match raw[start..].rfind('@') {
+                    Some(at) => format!("{}<hidden>{}", &raw[..start], &raw[start + at..]),
+                    None => raw.clone(),
+                };
+                f.debug_tuple("Explicit").field(&hidden).finish()
+            }
+        }
+    }
 }
 
 /// How the client talks to a proxy.
@@ -346,6 +364,21 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn settings_do_not_show_credentials() {
+        let rows = [
+            ("socks5://user:secret@p:1080", "socks5://<hidden>@p:1080"),
+            ("user:secret@p:3128", "<hidden>@p:3128"),
+            ("http://p:3128", "http://p:3128"),
+        ];
+        for (raw, shown) in rows {
+            let debug = format!("{:?}", ProxySetting::Explicit(raw.to_owned()));
+            assert_eq!(debug, format!("Explicit({shown:?})"));
+        }
+        let builder = crate::Client::builder().proxy("https://u:hunter2@p");
+        assert!(!format!("{builder:?}").contains("hunter2"));
     }
 
     #[test]
