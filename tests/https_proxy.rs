@@ -253,8 +253,10 @@ fn a_silent_https_proxy_meets_the_deadline() {
             .connect("ws://127.0.0.1:9/");
         let took = start.elapsed();
         let err = result.err().unwrap_or_else(|| panic!("{what}: connected"));
+        // Reading, the client ends with HandshakeError::Timeout; on a loaded machine the TLS
+        // handshake can use up the time and the write of CONNECT find it gone (an I/O timeout).
         assert!(
-            matches!(err, Error::Handshake(HandshakeError::Timeout)),
+            matches!(err, Error::Handshake(HandshakeError::Timeout)) || err.is_timeout(),
             "{what}: {err:?}"
         );
         assert!(took < timeout + Duration::from_secs(1), "{what}: {took:?}");

@@ -258,6 +258,8 @@ fn hostile_replies() {
         let took = start.elapsed();
         match result {
             Err(Error::Handshake(e)) => assert_eq!(e, case.want, "{}", case.name),
+            // On a loaded machine the time can run out before a write, an I/O timeout.
+            Err(e) if case.want == HandshakeError::Timeout && e.is_timeout() => {}
             Err(e) => panic!("{}: expected {:?}, got {e:?}", case.name, case.want),
             Ok(_) => panic!("{}: connected", case.name),
         }
