@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(frame_server frame_client frame_deflate handshake_request handshake_response utf8 inflate)
+TARGETS=(frame_server frame_client frame_deflate handshake_request handshake_response utf8 inflate socks_reply)
 seconds=60
 if [ "${1:-}" = "--smoke" ]; then
     seconds=10

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The client against a real HTTP CONNECT proxy, loopback only, bounded in time:
-# installs tinyproxy (Debian package) when missing, then runs tests/proxy.rs, where every test
-# starts its own tinyproxy on a free 127.0.0.1 port with a generated config.
+# installs tinyproxy and stunnel4 (Debian packages) when missing, then runs tests/proxy.rs, where
+# every test starts its own tinyproxy on a free 127.0.0.1 port with a generated config (and, for
+# the https:// proxy, a stunnel in front of it).
 # Usage: scripts/proxy_test.sh [extra arguments for the test binary, e.g. a test name]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,20 @@ if ! find_tinyproxy >/dev/null; then
         fi
     done
 fi
+if [ ! -x /usr/bin/stunnel4 ]; then
+    echo "== installing stunnel4"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! timeout 300 $sudo apt-get install -y stunnel4; then
+        timeout 300 $sudo apt-get update
+        timeout 300 $sudo apt-get install -y stunnel4
+    fi
+    # Its service starts only the tunnels configured in /etc/stunnel, none on install.
+fi
 echo "== $(find_tinyproxy) ($("$(find_tinyproxy)" -v 2>&1 | head -n 1))"
+echo "== /usr/bin/stunnel4 ($(/usr/bin/stunnel4 -version 2>&1 | grep -m 1 '^stunnel'))"
 
 timeout 600 cargo test --all-features --test proxy -- --include-ignored --test-threads=1 "$@"

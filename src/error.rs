@@ -302,6 +302,18 @@ pub enum HandshakeError {
     /// The HTTP proxy answered `CONNECT` with this status instead of 200 (407: it wants
     /// credentials).
     ProxyRefused(u16),
+    /// The SOCKS5 proxy refused to connect to the target, with this RFC 1928 reply code (1
+    /// general failure, 2 not allowed by its rules, 3 network unreachable, 4 host unreachable,
+    /// 5 connection refused, 6 TTL expired, 7 command or 8 address type not supported).
+    SocksRefused(u8),
+    /// The SOCKS5 proxy accepts none of the authentication methods offered: it wants a user
+    /// name and password and the proxy URL has none, or a method this client does not speak.
+    SocksNoMethod,
+    /// The SOCKS5 proxy rejected the user name and password (RFC 1929).
+    SocksAuthFailed,
+    /// The proxy's answer is not SOCKS5: a wrong version byte, a method that was not offered, an
+    /// unknown address type.
+    MalformedSocks,
     /// An HTTP/1.1 request without `Host` (answered with 400).
     MissingHost,
     /// A request with more than one `Host`, `Origin`, `Sec-WebSocket-Key` or
@@ -346,6 +358,19 @@ impl fmt::Display for HandshakeError {
             HandshakeError::ProxyRefused(status) => {
                 return write!(f, "proxy answered {status} to connect");
             }
+            HandshakeError::SocksRefused(code) => {
+                let meaning = crate::proto::socks::reply_meaning(*code);
+                return write!(
+                    f,
+                    "socks5 proxy refused to connect: {meaning} (code {code})"
+                );
+            }
+            HandshakeError::SocksNoMethod => {
+                "socks5 proxy accepts none of the offered authentication methods \
+                 (does it want a user name and password?)"
+            }
+            HandshakeError::SocksAuthFailed => "socks5 proxy rejected the user name or password",
+            HandshakeError::MalformedSocks => "proxy answer is not socks5",
         })
     }
 }
@@ -462,6 +487,10 @@ pub enum InputError {
     /// A client's socket offered to a [`Hub`](crate::Hub): hub frames are encoded once,
     /// unmasked, for servers' sockets.
     ClientSocket,
+    /// A SOCKS5 proxy's user name or password is empty or longer than 255 bytes (RFC 1929), or
+    /// a host name for a `socks5h://` proxy to resolve is longer than 255 bytes (RFC 1928):
+    /// refused before connecting.
+    SocksField,
 }
 
 impl fmt::Display for InputError {
@@ -476,6 +505,9 @@ impl fmt::Display for InputError {
             InputError::ReservedHeader => "header is written by the library and may not be set",
             InputError::DuplicateHeader => "header may be given only once",
             InputError::ClientSocket => "a hub takes servers' sockets only",
+            InputError::SocksField => {
+                "socks5 user name and password must be 1 to 255 bytes, host names at most 255"
+            }
         })
     }
 }
@@ -543,7 +575,8 @@ impl std::error::Error for TlsError {}
 #[non_exhaustive]
 pub enum UrlError {
     /// The scheme is missing or not one accepted here: `ws` or `wss` (`wss` needs the `tls`
-    /// feature) for a WebSocket URL, also `http` and `https` in a redirect, `http` for a proxy.
+    /// feature) for a WebSocket URL, also `http` and `https` in a redirect; `http`, `https`,
+    /// `socks5` or `socks5h` for a proxy.
     /// Says which scheme it got and which it accepts.
     ///
     /// Boxed to keep [`Error`] two words: a `Box<str>` is two words itself, and with the other

@@ -1,10 +1,11 @@
 //! The client against a real HTTP `CONNECT` proxy: tinyproxy (the Debian package), one process
 //! per test on a free loopback port with a generated config. `ws://` and `wss://` through an
-//! explicit proxy, proxy authentication (407 without credentials; tinyproxy answers wrong ones
-//! with 401), the proxy environment variables and a proxy that is not listening.
+//! explicit proxy and through an `https://` one (stunnel, also from Debian, terminating TLS in
+//! front of tinyproxy), proxy authentication (407 without credentials; tinyproxy answers wrong
+//! ones with 401), the proxy environment variables and a proxy that is not listening.
 //!
-//! The tests that need tinyproxy are ignored by default; `bash scripts/proxy_test.sh` installs it
-//! when missing and runs them.
+//! The tests that need tinyproxy (and stunnel) are ignored by default; `bash
+//! scripts/proxy_test.sh` installs them when missing and runs them.
 //!
 //! Whether a connection went through the proxy is checked twice, independently: at the sockets
 //! (the client's TCP peer is the proxy, and the server saw the connection come from a socket
@@ -17,11 +18,10 @@
 mod support;
 
 use std::fs;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -179,7 +179,7 @@ fn wss_server() -> SocketAddr {
         syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key")).unwrap();
     let server = syncws::Server::bind("127.0.0.1:0").unwrap().tls(tls);
     let addr = server.local_addr();
-    thread::spawn(move || server.serve(peer_echo));
+    std::thread::spawn(move || server.serve(peer_echo));
     addr
 }
 
@@ -329,6 +329,79 @@ fn wss_through_explicit_proxy() {
     );
 }
 
+/// Where Debian's `stunnel4` package puts the binary.
+#[cfg(feature = "tls")]
+const STUNNEL: &str = "/usr/bin/stunnel4";
+
+/// stunnel terminating TLS (the test certificate, for `localhost`) in front of a tinyproxy:
+/// together an `https://` proxy.
+#[cfg(feature = "tls")]
+fn stunnel_in_front_of(proxy: &Tinyproxy) -> Daemon {
+    assert!(
+        Path::new(STUNNEL).exists(),
+        "stunnel4 is not installed; run scripts/proxy_test.sh"
+    );
+    let upstream = proxy.port;
+    Daemon::builder("stunnel")
+        .start_within(PROXY_START)
+        .show("stunnel.log")
+        .start(move |dir, port| {
+            let config = format!(
+                "foreground = yes\npid =\noutput = {}\ndebug = info\n\n[https-proxy]\n\
+                 accept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{upstream}\ncert = {}\n\
+                 key = {}\n",
+                dir.join("stunnel.log").display(),
+                fixture("server.pem"),
+                fixture("server.key"),
+            );
+            let config_path = dir.join("stunnel.conf");
+            fs::write(&config_path, config).unwrap();
+            let mut cmd = Command::new(STUNNEL);
+            cmd.arg(&config_path);
+            cmd
+        })
+}
+
+/// An `https://` proxy (stunnel and tinyproxy): `CONNECT` inside TLS with the proxy, and for
+/// `wss://` TLS with the server inside that. The client's TCP peer is stunnel; tinyproxy,
+/// behind it, logs the `CONNECT` it could only read once stunnel had decrypted it.
+#[cfg(feature = "tls")]
+#[test]
+#[ignore = "needs tinyproxy and stunnel4: run scripts/proxy_test.sh"]
+fn ws_and_wss_through_an_https_proxy() {
+    let proxy = Tinyproxy::start();
+    let front = stunnel_in_front_of(&proxy);
+    let proxy_url = format!("https://localhost:{}", front.port());
+    for (addr, url) in [
+        (ws_server(), "ws://127.0.0.1"),
+        (wss_server(), "wss://localhost"),
+    ] {
+        let target = format!("{url}:{}/", addr.port());
+        let mut ws = Client::builder()
+            .tls(test_ca())
+            .proxy(&proxy_url)
+            .connect(&target)
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+        assert!(ws.get_ref().is_tls());
+        assert_eq!(route(&mut ws, addr.port()), Route::Proxied(front.port()));
+        echo_and_close(&mut ws);
+        assert_eq!(proxy.connect_requests(addr.port()), 1, "{}", proxy.log());
+    }
+    // The proxy's certificate is checked: without the test CA the client stops before CONNECT.
+    let addr = ws_server();
+    let result = Client::builder()
+        .tls(
+            syncws::ClientTls::builder()
+                .disable_system_roots(true)
+                .build()
+                .unwrap(),
+        )
+        .proxy(&proxy_url)
+        .connect(&ws_url(addr, "/"));
+    assert!(matches!(result, Err(Error::Tls(_))), "{result:?}");
+    assert_eq!(proxy.connect_requests(addr.port()), 0, "{}", proxy.log());
+}
+
 #[test]
 #[ignore = "needs tinyproxy: run scripts/proxy_test.sh"]
 fn proxy_authentication() {
@@ -425,41 +498,6 @@ fn run_child(target: &str, expect: Route, vars: &[(&str, &str)]) {
     // A misspelt filter would run no test and still exit 0.
     assert!(stdout.contains("SYNCWS_CHILD_DONE"), "{report}");
     assert!(stdout.contains("1 passed"), "{report}");
-}
-
-/// Runs `cmd` to its end, killing it after `timeout` (status `None`); returns its status and
-/// output.
-fn run_bounded(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
-        thread::spawn(move || {
-            let mut out = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut out);
-            }
-            String::from_utf8_lossy(&out).into_owned()
-        })
-    }
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    (status, stdout.join().unwrap(), stderr.join().unwrap())
 }
 
 /// The child side of the environment tests: does nothing unless `SYNCWS_CHILD_TARGET` is set;

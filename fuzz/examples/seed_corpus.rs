@@ -82,6 +82,9 @@ fn main() {
             total += write(&root, "frame_deflate", &format!("{name}.{how}"), &input);
         }
     }
+    for (name, raw) in socks_samples() {
+        total += write(&root, "socks_reply", name, &raw);
+    }
     println!("seed corpora written to {}: {total} bytes", root.display());
 }
 
@@ -226,6 +229,30 @@ fn deflate_frame_samples() -> Vec<(&'static str, Vec<u8>)> {
             ]
             .concat(),
         ),
+    ]
+}
+
+/// SOCKS5 replies (RFC 1928 6): each address type, the longest name, a refusal, truncations.
+fn socks_samples() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("choice_no_auth", vec![5, 0]),
+        ("choice_password", vec![5, 2]),
+        ("auth_ok", vec![1, 0]),
+        ("reply_ipv4", vec![5, 0, 0, 1, 127, 0, 0, 1, 0x1F, 0x90]),
+        (
+            "reply_ipv6",
+            [&[5, 0, 0, 4][..], &[0; 15], &[1, 0, 80]].concat(),
+        ),
+        (
+            "reply_name",
+            [&[5, 0, 0, 3, 9][..], b"localhost", &[0, 80]].concat(),
+        ),
+        (
+            "reply_longest_name",
+            [&[5, 0, 0, 3, 255][..], &[b'a'; 255], &[0, 80]].concat(),
+        ),
+        ("reply_refused", vec![5, 5, 0, 1, 0, 0, 0, 0, 0, 0]),
+        ("reply_cut", vec![5, 0, 0, 3, 200, b'a']),
     ]
 }
 

@@ -14,7 +14,7 @@ use crate::error::{Error, HandshakeError, HttpResponse, Result};
 use crate::io::{Stream, Transport, read_head, read_to_len};
 use crate::proto::{handshake, head};
 use crate::websocket::{Opening, Role, WebSocket};
-use proxy::{Proxy, ProxySetting};
+use proxy::{Proxy, ProxyKind, ProxySetting};
 
 pub use reconnect::{Backoff, Ending};
 pub use reconnecting::{Reconnecting, StopHandle};
@@ -63,7 +63,8 @@ impl Client {
 ///
 /// Defaults: connect timeout 10 s per address, up to 5 redirects, proxy from the environment
 /// (`HTTPS_PROXY` for `wss`, `HTTP_PROXY` for `ws`, then `ALL_PROXY`, except hosts in
-/// `NO_PROXY`), the system's trusted roots for `wss`.
+/// `NO_PROXY`; any of them may name an `http`, `https`, `socks5` or `socks5h` proxy, see
+/// [`proxy`](Self::proxy)), the system's trusted roots for `wss`.
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     config: Config,
@@ -138,8 +139,25 @@ impl ClientBuilder {
         self
     }
 
-    /// Tunnels through this HTTP proxy (`http://[user:password@]host:port`, credentials sent as
-    /// `Proxy-Authorization: Basic`), whatever the environment says.
+    /// Goes through this proxy, whatever the environment says:
+    ///
+    /// - `http://[user:password@]host[:port]` (port 80; also without a scheme): HTTP `CONNECT`,
+    ///   credentials sent as `Proxy-Authorization: Basic`;
+    /// - `https://...` (port 443): the same inside TLS with the proxy, whose certificate is
+    ///   checked like a server's (the `tls` settings apply); for `wss://` the TLS session with
+    ///   the server runs inside the one with the proxy;
+    /// - `socks5://[user:password@]host[:port]` (port 1080): SOCKS5 (RFC 1928), the target's
+    ///   name resolved here and its addresses asked for in turn (a new connection to the proxy
+    ///   for each, while it answers unreachable or refused); credentials by username/password
+    ///   (RFC 1929), each 1 to 255 bytes, else [`Error::InvalidInput`] before connecting;
+    /// - `socks5h://...`: the same, but the name is sent for the proxy to resolve (at most 255
+    ///   bytes).
+    ///
+    /// The proxy's answers count against the handshake timeout. A refusal is an
+    /// [`Error::Handshake`]: [`HandshakeError::ProxyRefused`] with the HTTP status,
+    /// [`HandshakeError::SocksRefused`] with the SOCKS reply code,
+    /// [`HandshakeError::SocksAuthFailed`] for rejected credentials. The same URLs work in the
+    /// proxy environment variables.
     pub fn proxy(mut self, proxy: &str) -> Self {
         self.proxy = ProxySetting::Explicit(proxy.to_owned());
         self
@@ -242,28 +260,56 @@ impl ClientBuilder {
     fn connect_once(&self, url: &Url, headers: &[(String, String)]) -> Result<WebSocket> {
         let deadline = Instant::now() + self.config.handshake_timeout;
         let proxy = Proxy::choose(&self.proxy, url, &|name| std::env::var(name).ok())?;
-        let tcp = match &proxy {
-            Some(proxy) => {
-                let mut tcp = connect_tcp(&proxy.host, proxy.port, self.connect_timeout)?;
-                tunnel(&mut tcp, proxy, url, deadline, &self.config)?;
-                tcp
-            }
-            None => connect_tcp(&url.host, url.port, self.connect_timeout)?,
+        if let Some(proxy) = &proxy {
+            proxy.check(url)?;
+        }
+        let Some(proxy) = proxy else {
+            let tcp = connect_tcp(&url.host, url.port, self.connect_timeout)?;
+            let stream = self.over_tcp(url, tcp, deadline)?;
+            return self.handshake_with(stream, url, headers, deadline);
         };
-        tcp.set_nodelay(true)?;
-        let tcp = std::sync::Arc::new(tcp);
-        let stream = if url.is_tls() {
-            self.start_tls(url, tcp, deadline)?
-        } else {
-            Stream::plain(tcp)
+        let to_proxy = || connect_tcp(&proxy.host, proxy.port, self.connect_timeout);
+        let stream = match proxy.kind {
+            ProxyKind::Http => {
+                let mut tcp = to_proxy()?;
+                proxy::http_tunnel(&mut tcp, &proxy, url, deadline, &self.config)?;
+                self.over_tcp(url, tcp, deadline)?
+            }
+            ProxyKind::Socks5 | ProxyKind::Socks5h => {
+                let tcp = proxy::socks_open(&proxy, url, deadline, to_proxy)?;
+                self.over_tcp(url, tcp, deadline)?
+            }
+            ProxyKind::Https => {
+                let tcp = to_proxy()?;
+                tcp.set_nodelay(true)?;
+                let mut stream = self.start_tls(&proxy.host, std::sync::Arc::new(tcp), deadline)?;
+                proxy::http_tunnel(&mut stream, &proxy, url, deadline, &self.config)?;
+                if url.is_tls() {
+                    self.start_tls_inside(&url.host, stream, deadline)?
+                } else {
+                    stream
+                }
+            }
         };
         self.handshake_with(stream, url, headers, deadline)
     }
 
+    /// The stream to the target over `tcp` (connected to it, or a tunnel): TLS for `wss`.
+    fn over_tcp(&self, url: &Url, tcp: TcpStream, deadline: Instant) -> Result<Stream> {
+        tcp.set_nodelay(true)?;
+        let tcp = std::sync::Arc::new(tcp);
+        if url.is_tls() {
+            self.start_tls(&url.host, tcp, deadline)
+        } else {
+            Ok(Stream::plain(tcp))
+        }
+    }
+
+    /// TLS with `host` (its name checked against the certificate) over `tcp`.
     #[cfg(any(feature = "tls", feature = "rustls"))]
     fn start_tls(
         &self,
-        url: &Url,
+        host: &str,
         tcp: std::sync::Arc<TcpStream>,
         deadline: Instant,
     ) -> Result<Stream> {
@@ -271,17 +317,35 @@ impl ClientBuilder {
             Some(tls) => tls.clone(),
             None => crate::tls::ClientTls::system()?,
         };
-        tls.connect(&url.host, tcp, deadline)
+        tls.connect(host, tcp, deadline)
+    }
+
+    /// TLS with `host` inside the TLS session of `outer` (a tunnel through an `https://` proxy).
+    #[cfg(any(feature = "tls", feature = "rustls"))]
+    fn start_tls_inside(&self, host: &str, outer: Stream, deadline: Instant) -> Result<Stream> {
+        let tls = match &self.tls {
+            Some(tls) => tls.clone(),
+            None => crate::tls::ClientTls::system()?,
+        };
+        tls.connect_inside(host, outer, deadline)
+    }
+
+    #[cfg(not(any(feature = "tls", feature = "rustls")))]
+    fn start_tls_inside(&self, _host: &str, _outer: Stream, _deadline: Instant) -> Result<Stream> {
+        let message = "wss:// and https:// proxies need the `tls` or the `rustls` cargo feature";
+        let message = message.to_owned();
+        Err(crate::error::TlsError::new(crate::TlsErrorKind::NotEnabled, message).into())
     }
 
     #[cfg(not(any(feature = "tls", feature = "rustls")))]
     fn start_tls(
         &self,
-        _url: &Url,
+        _host: &str,
         _tcp: std::sync::Arc<TcpStream>,
         _deadline: Instant,
     ) -> Result<Stream> {
-        let message = "wss:// needs the `tls` or the `rustls` cargo feature".to_owned();
+        let message = "wss:// and https:// proxies need the `tls` or the `rustls` cargo feature";
+        let message = message.to_owned();
         Err(crate::error::TlsError::new(crate::TlsErrorKind::NotEnabled, message).into())
     }
 
@@ -404,30 +468,6 @@ fn redirect_location(err: &Error) -> Option<&str> {
             .map(|(_, v)| v.as_str()),
         _ => None,
     }
-}
-
-/// Asks the proxy for a tunnel to `url`'s host and port; on `200` the socket is the tunnel.
-fn tunnel(
-    tcp: &mut TcpStream,
-    proxy: &Proxy,
-    url: &Url,
-    deadline: Instant,
-    config: &Config,
-) -> Result<()> {
-    crate::io::write_all_by(tcp, &proxy.connect_request(url), deadline)?;
-    let mut buf = Vec::new();
-    let max_headers = config.max_headers;
-    let (head, used) = read_head(tcp, &mut buf, deadline, config.max_header_bytes, |b| {
-        head::parse_proxy_response(b, max_headers)
-    })?;
-    if !(200..300).contains(&head.status) {
-        return Err(HandshakeError::ProxyRefused(head.status).into());
-    }
-    if used != buf.len() {
-        // Nothing may come through the tunnel before we speak.
-        return Err(HandshakeError::MalformedHttp.into());
-    }
-    Ok(())
 }
 
 /// Tries every resolved address with its own deadline; reports all failures together.

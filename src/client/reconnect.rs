@@ -227,7 +227,7 @@ pub(super) enum Retry {
 /// Retried: I/O errors (refused, reset, timed out, no route, a name that does not resolve: a
 /// resolver outage looks the same as a typo), a handshake that timed out or was cut off, a
 /// TLS handshake that failed, HTTP 5xx but 501 and 505 (those say the server never will), 429,
-/// and a proxy's 429 or 5xx. Not retried: any other HTTP status (401, 403, 404: asking again
+/// a proxy's 429 or 5xx, and a SOCKS5 proxy that cannot reach the server. Not retried: any other HTTP status (401, 403, 404: asking again
 /// changes nothing), a TLS certificate for another name or not trusted, a bad URL, bad
 /// settings, a server that answers without speaking WebSocket properly.
 pub(super) fn retry_connect(err: &Error) -> Retry {
@@ -244,6 +244,10 @@ pub(super) fn retry_connect(err: &Error) -> Retry {
         Error::Handshake(HandshakeError::ProxyRefused(status)) if status_retries(*status) => {
             Retry::Backoff
         }
+        // RFC 1928 6: general failure, network or host unreachable, connection refused, TTL
+        // expired: the server behind the proxy is down or unreachable, as a direct attempt
+        // would find. Not: refused by the proxy's rules, a command or address type it lacks.
+        Error::Handshake(HandshakeError::SocksRefused(1 | 3..=6)) => Retry::Backoff,
         Error::Http(response) if status_retries(response.status) => match retry_after(response) {
             Some(after) => Retry::After(after),
             None => Retry::Backoff,
@@ -397,6 +401,16 @@ mod tests {
                 Error::Handshake(HandshakeError::ProxyRefused(407)),
                 Retry::No,
             ),
+            (
+                Error::Handshake(HandshakeError::SocksRefused(5)),
+                Retry::Backoff,
+            ),
+            (
+                Error::Handshake(HandshakeError::SocksRefused(4)),
+                Retry::Backoff,
+            ),
+            (Error::Handshake(HandshakeError::SocksRefused(2)), Retry::No),
+            (Error::Handshake(HandshakeError::SocksAuthFailed), Retry::No),
             (http(500, &[]), Retry::Backoff),
             (http(502, &[]), Retry::Backoff),
             (http(503, &[]), Retry::Backoff),

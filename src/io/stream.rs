@@ -228,7 +228,7 @@ impl PhaseDeadline {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set(&self, deadline: Option<Instant>) {
+    pub(crate) fn set(&self, deadline: Option<Instant>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
     }
 
@@ -297,6 +297,15 @@ impl Stream {
         stream
     }
 
+    /// The socket, the TLS session and the deadline cell of a TLS stream that was not split,
+    /// to run another session inside it.
+    #[cfg(any(feature = "tls", feature = "rustls"))]
+    pub(crate) fn into_tls(self) -> Option<(Arc<TcpStream>, crate::tls::Tls, PhaseDeadline)> {
+        let session = Arc::try_unwrap(self.tls?.session).ok()?;
+        let session = session.into_inner().unwrap_or_else(|e| e.into_inner());
+        Some((self.tcp, session, self.deadline))
+    }
+
     /// Whether this stream is TLS.
     pub fn is_tls(&self) -> bool {
         #[cfg(any(feature = "tls", feature = "rustls"))]
@@ -322,14 +331,16 @@ impl TlsHandle {
             return self.lock().read(buf);
         }
         loop {
-            {
+            let outer_ready = {
                 let mut session = self.lock();
                 if session.read_ready() {
                     return session.read(buf);
                 }
-            }
-            // Wait for the network without the lock, under this handle's read timeout.
-            if tcp.peek(&mut [0u8])? == 0 {
+                session.socket_mut().outer_ready()
+            };
+            // Wait for the network without the lock, under this handle's read timeout (unless
+            // an outer session already holds bytes for this one).
+            if !outer_ready && tcp.peek(&mut [0u8])? == 0 {
                 // End of stream: let the session tell a clean close from a truncation.
                 return self.lock().read(buf);
             }
@@ -524,16 +535,42 @@ impl Split for Stream {
 
 /// A shared TCP socket as a byte stream for the TLS session, under the phase deadline of the
 /// [`Stream`] it belongs to.
+///
+/// With `outer` set, the session runs inside another TLS session over the socket (TLS to a
+/// `wss://` server inside TLS to an `https://` proxy): its bytes go through `outer`, which
+/// reads and writes the socket under the same deadline.
 #[cfg(any(feature = "tls", feature = "rustls"))]
 #[derive(Debug)]
 pub(crate) struct TcpRef {
     pub(crate) tcp: Arc<TcpStream>,
     pub(crate) deadline: PhaseDeadline,
+    pub(crate) outer: Option<Box<crate::tls::Tls>>,
+}
+
+#[cfg(any(feature = "tls", feature = "rustls"))]
+impl TcpRef {
+    /// A view of `tcp` under `deadline`, straight on the socket.
+    pub(crate) fn new(tcp: Arc<TcpStream>, deadline: PhaseDeadline) -> Self {
+        TcpRef {
+            tcp,
+            deadline,
+            outer: None,
+        }
+    }
+
+    /// Whether the outer session holds decrypted bytes not read yet, which no socket `peek`
+    /// would announce.
+    pub(crate) fn outer_ready(&mut self) -> bool {
+        self.outer.as_mut().is_some_and(|o| o.read_ready())
+    }
 }
 
 #[cfg(any(feature = "tls", feature = "rustls"))]
 impl Read for TcpRef {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(outer) = &mut self.outer {
+            return outer.read(buf);
+        }
         self.deadline.arm(&self.tcp, false)?;
         (&*self.tcp).read(buf)
     }
@@ -542,17 +579,26 @@ impl Read for TcpRef {
 #[cfg(any(feature = "tls", feature = "rustls"))]
 impl Write for TcpRef {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(outer) = &mut self.outer {
+            return outer.write(buf);
+        }
         self.deadline.arm(&self.tcp, true)?;
         (&*self.tcp).write(buf)
     }
 
     /// rustls hands over every record it has ready at once: one system call, not one each.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        if let Some(outer) = &mut self.outer {
+            return outer.write_vectored(bufs);
+        }
         self.deadline.arm(&self.tcp, true)?;
         (&*self.tcp).write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match &mut self.outer {
+            Some(outer) => outer.flush(),
+            None => Ok(()),
+        }
     }
 }

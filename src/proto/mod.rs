@@ -9,6 +9,7 @@
 //! | `http.rs` | HTTP rules: which fields may be written, body framing, `Expect`, plain responses |
 //! | `handshake.rs` | RFC 6455 section 4: the upgrade's checks, accept key, `101` and client request |
 //! | `extensions.rs` | the `Sec-WebSocket-Extensions` grammar (RFC 6455 9.1) |
+//! | `socks.rs` | the client's SOCKS5 messages and reply parsers (RFC 1928, RFC 1929) |
 //! | `deflate/` | permessage-deflate (RFC 7692): `negotiation.rs` and `codec.rs` |
 
 pub mod close;
@@ -21,4 +22,5 @@ pub mod head;
 pub mod http;
 pub mod mask;
 pub mod rules;
+pub mod socks;
 pub mod utf8;

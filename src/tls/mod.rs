@@ -46,7 +46,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::error::{Error, Result, TlsError, TlsErrorKind};
-use crate::io::Stream;
+use crate::io::{PhaseDeadline, Stream, TcpRef};
 
 #[cfg(feature = "tls")]
 mod native;
@@ -235,11 +235,45 @@ impl ClientTls {
     ) -> Result<Stream> {
         // An IPv6 literal is checked against the certificate without its brackets.
         let name = host.trim_start_matches('[').trim_end_matches(']');
+        let socket = TcpRef::new(Arc::clone(&tcp), PhaseDeadline::new(Some(deadline)));
+        self.connect_over(name, tcp, socket, deadline)
+    }
+
+    /// Like [`connect`](Self::connect), inside the TLS session of `outer` (a tunnel through an
+    /// `https://` proxy): TLS in TLS over the one socket, under one deadline.
+    pub(crate) fn connect_inside(
+        &self,
+        host: &str,
+        outer: Stream,
+        deadline: Instant,
+    ) -> Result<Stream> {
+        let Some((tcp, session, phase)) = outer.into_tls() else {
+            let message = "no tls session to run inside".to_owned();
+            return Err(TlsError::new(TlsErrorKind::Handshake, message).into());
+        };
+        let name = host.trim_start_matches('[').trim_end_matches(']');
+        phase.set(Some(deadline));
+        let mut socket = TcpRef::new(Arc::clone(&tcp), phase);
+        socket.outer = Some(Box::new(session));
+        self.connect_over(name, tcp, socket, deadline)
+    }
+
+    /// The client handshake for `name` over `socket` (a view of `tcp`, straight or through an
+    /// outer session).
+    fn connect_over(
+        &self,
+        name: &str,
+        tcp: Arc<TcpStream>,
+        socket: TcpRef,
+        deadline: Instant,
+    ) -> Result<Stream> {
         match &self.backend {
             #[cfg(feature = "tls")]
-            ClientBackend::Native(connector) => native::connect(connector, name, tcp, deadline),
+            ClientBackend::Native(connector) => {
+                native::connect(connector, name, tcp, socket, deadline)
+            }
             #[cfg(feature = "rustls")]
-            ClientBackend::Rustls(config) => rustls::connect(config, name, tcp, deadline),
+            ClientBackend::Rustls(config) => rustls::connect(config, name, tcp, socket, deadline),
         }
     }
 }
@@ -340,6 +374,16 @@ impl fmt::Debug for Tls {
 }
 
 impl Tls {
+    /// The socket view the session reads and writes through.
+    pub(crate) fn socket_mut(&mut self) -> &mut TcpRef {
+        match self {
+            #[cfg(feature = "tls")]
+            Tls::Native(s) => s.get_mut(),
+            #[cfg(feature = "rustls")]
+            Tls::Rustls(s) => s.socket_mut(),
+        }
+    }
+
     /// Whether a `read` would return without waiting for the socket: decrypted bytes are
     /// buffered (or the session has ended and reports that).
     pub(crate) fn read_ready(&mut self) -> bool {

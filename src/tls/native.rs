@@ -94,30 +94,32 @@ pub(super) fn accept(
     tcp: Arc<TcpStream>,
     deadline: Instant,
 ) -> Result<Stream> {
-    handshake(tcp, deadline, |socket| acceptor.accept(socket))
+    let socket = TcpRef::new(Arc::clone(&tcp), PhaseDeadline::new(Some(deadline)));
+    handshake(tcp, socket, deadline, |socket| acceptor.accept(socket))
 }
 
+/// The client side over `socket` (straight on `tcp`, or through an outer session).
 pub(super) fn connect(
     connector: &native_tls::TlsConnector,
     name: &str,
     tcp: Arc<TcpStream>,
+    socket: TcpRef,
     deadline: Instant,
 ) -> Result<Stream> {
-    handshake(tcp, deadline, |socket| connector.connect(name, socket))
+    handshake(tcp, socket, deadline, |socket| {
+        connector.connect(name, socket)
+    })
 }
 
 /// Runs one side of a TLS handshake (`start` begins it on the socket view) before `deadline`,
 /// every socket call in it armed with the time left; the stream keeps the deadline.
-fn handshake<F>(tcp: Arc<TcpStream>, deadline: Instant, start: F) -> Result<Stream>
+fn handshake<F>(tcp: Arc<TcpStream>, socket: TcpRef, deadline: Instant, start: F) -> Result<Stream>
 where
     F: FnOnce(TcpRef) -> std::result::Result<Session, NativeHandshakeError<TcpRef>>,
 {
     set_deadline(&tcp, deadline)?;
-    let phase = PhaseDeadline::new(Some(deadline));
-    let started = start(TcpRef {
-        tcp: Arc::clone(&tcp),
-        deadline: phase.clone(),
-    });
+    let phase = socket.deadline.clone();
+    let started = start(socket);
     let session = finish(started, &tcp, deadline)?;
     Ok(Stream::tls(tcp, Tls::Native(session), phase))
 }

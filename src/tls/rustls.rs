@@ -138,13 +138,16 @@ pub(super) fn accept(
 ) -> Result<Stream> {
     let conn = rustls::ServerConnection::new(Arc::clone(config))
         .map_err(|e| config_error(&format!("cannot start a TLS session: {e}")))?;
-    handshake(conn.into(), tcp, deadline)
+    let socket = TcpRef::new(Arc::clone(&tcp), PhaseDeadline::new(Some(deadline)));
+    handshake(conn.into(), tcp, socket, deadline)
 }
 
+/// The client side over `socket` (straight on `tcp`, or through an outer session).
 pub(super) fn connect(
     config: &Arc<ClientConfig>,
     name: &str,
     tcp: Arc<TcpStream>,
+    socket: TcpRef,
     deadline: Instant,
 ) -> Result<Stream> {
     let server_name = ServerName::try_from(name.to_owned()).map_err(|e| {
@@ -155,20 +158,21 @@ pub(super) fn connect(
     })?;
     let conn = rustls::ClientConnection::new(Arc::clone(config), server_name)
         .map_err(|e| config_error(&format!("cannot start a TLS session: {e}")))?;
-    handshake(conn.into(), tcp, deadline)
+    handshake(conn.into(), tcp, socket, deadline)
 }
 
 /// Runs one side of a TLS handshake before `deadline`, every socket call in it armed with the
 /// time left; a socket timeout re-arms with what is left, until nothing is. What the session
 /// has to send once it is established (a TLS 1.3 server's session tickets) goes out here too.
 /// The stream keeps the deadline.
-fn handshake(mut conn: Connection, tcp: Arc<TcpStream>, deadline: Instant) -> Result<Stream> {
+fn handshake(
+    mut conn: Connection,
+    tcp: Arc<TcpStream>,
+    mut socket: TcpRef,
+    deadline: Instant,
+) -> Result<Stream> {
     set_deadline(&tcp, deadline)?;
-    let phase = PhaseDeadline::new(Some(deadline));
-    let mut socket = TcpRef {
-        tcp: Arc::clone(&tcp),
-        deadline: phase.clone(),
-    };
+    let phase = socket.deadline.clone();
     loop {
         while conn.wants_write() {
             match conn.write_tls(&mut socket) {
@@ -229,6 +233,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The socket view the session reads and writes through.
+    pub(super) fn socket_mut(&mut self) -> &mut TcpRef {
+        &mut self.socket
+    }
+
     /// Whether a read would return without the socket: decrypted bytes wait, the peer said
     /// goodbye, or the session failed (the read reports it).
     pub(super) fn read_ready(&mut self) -> bool {

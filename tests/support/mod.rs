@@ -2,12 +2,14 @@
 //! built and read byte by byte ([`frames`]), the HTTP side of a hand-made upgrade
 //! ([`http_head`]), raw peers that speak WebSocket by hand so tests can send exactly what a
 //! well-behaved library never would ([`raw_peer`]), payloads ([`payloads`]), external daemons
-//! such as tinyproxy or nginx ([`daemon`]) and what the library logged ([`logs`]). Everything is
+//! such as tinyproxy or nginx ([`daemon`]), what the library logged ([`logs`]), a hand-written
+//! SOCKS5 server ([`socks`]) and child runs of a test binary ([`child`]). Everything is
 //! re-exported: `use support::*;`.
 
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+mod child;
 mod daemon;
 mod frames;
 mod http_head;
@@ -15,7 +17,9 @@ mod logs;
 mod payloads;
 mod raw_peer;
 mod server;
+mod socks;
 
+pub use child::*;
 pub use daemon::*;
 pub use frames::*;
 pub use http_head::*;
@@ -23,6 +27,7 @@ pub use logs::*;
 pub use payloads::*;
 pub use raw_peer::*;
 pub use server::*;
+pub use socks::*;
 
 use std::net::TcpStream;
 use std::time::Duration;
