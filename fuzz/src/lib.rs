@@ -224,8 +224,20 @@ fn drain(
                 messages.push((text, bytes));
                 assert!(messages.len() <= wire_len / 2, "more messages than frames");
             }
+            // A close frame ends the receive with Ok(None) for a normal code, with the frame as
+            // an error for any other; both read the same in the transcript.
             Ok(None) => {
                 let frame = ws.close_frame().expect("Ok(None) only after a close frame");
+                assert!(frame.code.is_normal(), "Ok(None) for {}", frame.code);
+                break (
+                    format!("closed {} {:?}", frame.code, frame.reason),
+                    None,
+                    true,
+                );
+            }
+            Err(Error::PeerClosed(frame)) => {
+                assert!(!frame.code.is_normal(), "an error for {}", frame.code);
+                assert_eq!(ws.close_frame(), Some(&*frame));
                 break (
                     format!("closed {} {:?}", frame.code, frame.reason),
                     None,
@@ -240,6 +252,7 @@ fn drain(
     match ws.recv() {
         Ok(None) => assert!(ended_ok, "Ok(None) after an error"),
         Ok(Some(m)) => panic!("a message after the end: {m:?}"),
+        Err(Error::PeerClosed(_)) => assert!(ended_ok, "a peer's close after an error"),
         Err(e) => assert!(!ended_ok, "error after a close: {e}"),
     }
     let peer_close = ws.close_frame().map(|f| f.code);
@@ -638,7 +651,10 @@ mod tests {
             bad_utf8.protocol_error,
             Some(syncws::ProtocolError::InvalidUtf8)
         );
-        assert_eq!(bad_utf8.replies, vec![(OpCode::Close, vec![0x03, 0xEF])]);
+        // 1007, and a reason that says what was wrong.
+        let mut close = vec![0x03, 0xEF];
+        close.extend_from_slice(b"invalid utf-8 in a text message");
+        assert_eq!(bad_utf8.replies, vec![(OpCode::Close, close)]);
         let unmasked = run(Role::Server, &[], &frame(0x1, true, b"x", false));
         assert_eq!(
             unmasked.protocol_error,
