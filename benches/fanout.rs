@@ -11,7 +11,8 @@
 //!
 //! The server runs in this process, pinned to CPU 0; the members are threads of a child process
 //! (this binary re-executed with `SYNCWS_FANOUT_CLIENT=ADDR`), pinned to the last CPU. Each
-//! message carries its number and the wall-clock time it was published; a member records
+//! message carries its number and the wall-clock time it was due (so a publisher held up by a
+//! slow member shows in every later message's latency); a member records
 //! `now - then` for each message and checks that the numbers come in order without a gap. A
 //! stalled member upgrades, shrinks its receive buffer to 4 KiB and never reads, so its share
 //! fills the server's socket buffer and its backlog within seconds; the hub's backlog is 64 KiB
@@ -151,13 +152,17 @@ fn run(imp: &str, load: Load) {
     let count = load.rate as u64 * load.seconds;
     let period = Duration::from_secs(1) / load.rate;
     let start = Instant::now();
+    let wall_start = now_nanos();
     let mut dropped = 0;
     for seq in 0..count {
         let due = start + period * seq as u32;
         thread::sleep(due.saturating_duration_since(Instant::now()));
         let mut msg = vec![0u8; load.size];
         msg[..8].copy_from_slice(&seq.to_be_bytes());
-        msg[8..16].copy_from_slice(&now_nanos().to_be_bytes());
+        // Stamped with the time it was due: a publisher held up by a member delays every later
+        // message, and that counts as delivery latency.
+        let due_wall = wall_start + (period * seq as u32).as_nanos() as u64;
+        msg[8..16].copy_from_slice(&due_wall.to_be_bytes());
         let began = Instant::now();
         if imp == "hub" {
             let d = hub.publish("room", &msg[..]);
