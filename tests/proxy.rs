@@ -36,19 +36,6 @@ const PROXY_START: Duration = Duration::from_secs(5);
 /// How long a child run of this binary may take.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Every variable the client reads for its proxy; removed from a child's environment before the
-/// test sets the ones it wants, so the environment of whoever runs the tests cannot interfere.
-const PROXY_VARS: [&str; 8] = [
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-];
-
 /// A text message the servers here answer with the peer address they see.
 const WHO_AM_I: &str = "who am I?";
 
@@ -464,21 +451,7 @@ fn proxy_not_listening() {
 /// Runs [`env_child`] in a child process with the proxy variables `vars` (and no others) to
 /// connect to `target`, and checks that it succeeded on the route `expect`.
 fn run_child(target: &str, expect: Route, vars: &[(&str, &str)]) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "env_child",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for name in PROXY_VARS {
-        cmd.env_remove(name);
-    }
-    for (name, value) in vars {
-        cmd.env(name, value);
-    }
-    cmd.env("SYNCWS_CHILD_TARGET", target);
+    let mut cmd = env_child_command(target, vars);
     match expect {
         Route::Proxied(port) => cmd
             .env("SYNCWS_CHILD_EXPECT", "proxied")

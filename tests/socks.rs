@@ -23,18 +23,6 @@ const MICROSOCKS: &str = "/usr/bin/microsocks";
 /// How long a child run of this binary may take.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The proxy variables the client reads; removed from a child's environment first.
-const PROXY_VARS: [&str; 8] = [
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-];
-
 /// A short handshake timeout for the hostile proxies, so a client that waits too long fails
 /// the test quickly.
 const SHORT: Duration = Duration::from_millis(700);
@@ -327,21 +315,7 @@ fn overlong_fields_are_refused_before_connecting() {
 
 /// Runs [`env_child`] with `vars` (and no other proxy variable) to connect to `target`.
 fn run_child(target: &str, vars: &[(&str, String)]) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "env_child",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for name in PROXY_VARS {
-        cmd.env_remove(name);
-    }
-    for (name, value) in vars {
-        cmd.env(name, value);
-    }
-    cmd.env("SYNCWS_CHILD_TARGET", target);
+    let cmd = env_child_command(target, vars);
     let (status, stdout, stderr) = run_bounded(cmd, CHILD_TIMEOUT);
     let report = format!("child with {vars:?}: {status:?}\n{stdout}\n{stderr}");
     assert!(status.is_some_and(|s| s.success()), "{report}");

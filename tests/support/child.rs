@@ -7,6 +7,40 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Every variable the client reads for its proxy; removed from a child's environment before the
+/// test sets the ones it wants, so the environment of whoever runs the tests cannot interfere.
+pub const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
+/// A command that runs this test binary's ignored test `env_child` alone, with the proxy
+/// variables `vars` and no others, to connect to `target` (it reads `SYNCWS_CHILD_TARGET`).
+pub fn env_child_command<V: AsRef<std::ffi::OsStr>>(target: &str, vars: &[(&str, V)]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "env_child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for name in PROXY_VARS {
+        cmd.env_remove(name);
+    }
+    for (name, value) in vars {
+        cmd.env(name, value);
+    }
+    cmd.env("SYNCWS_CHILD_TARGET", target);
+    cmd
+}
+
 /// Runs `cmd` to its end, killing it after `timeout` (status `None`); returns its status and
 /// output.
 pub fn run_bounded(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>, String, String) {
