@@ -6,6 +6,8 @@
 # Usage: scripts/proxy_test.sh [extra arguments for the test binary, e.g. a test name]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/apt.sh
+source scripts/apt.sh
 
 find_tinyproxy() {
     for p in /usr/bin/tinyproxy /usr/sbin/tinyproxy; do
@@ -19,15 +21,7 @@ find_tinyproxy() {
 
 if ! find_tinyproxy >/dev/null; then
     echo "== installing tinyproxy"
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo="sudo"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! timeout 300 $sudo apt-get install -y tinyproxy; then
-        timeout 300 $sudo apt-get update
-        timeout 300 $sudo apt-get install -y tinyproxy
-    fi
+    apt_install tinyproxy
     # The package may start a system tinyproxy on port 8888 (where policy-rc.d allows it). The
     # tests use their own ports, but leave nothing of ours running.
     $sudo service tinyproxy stop >/dev/null 2>&1 || true
@@ -40,15 +34,7 @@ if ! find_tinyproxy >/dev/null; then
 fi
 if [ ! -x /usr/bin/stunnel4 ]; then
     echo "== installing stunnel4"
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo="sudo"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! timeout 300 $sudo apt-get install -y stunnel4; then
-        timeout 300 $sudo apt-get update
-        timeout 300 $sudo apt-get install -y stunnel4
-    fi
+    apt_install stunnel4
     # Its service starts only the tunnels configured in /etc/stunnel, none on install.
 fi
 echo "== $(find_tinyproxy) ($("$(find_tinyproxy)" -v 2>&1 | head -n 1))"

@@ -6,20 +6,14 @@
 # Usage: scripts/socks_test.sh [extra arguments for the test binary, e.g. a test name]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/apt.sh
+source scripts/apt.sh
 
 MICROSOCKS=/usr/bin/microsocks
 
 if [ ! -x "$MICROSOCKS" ]; then
     echo "== installing microsocks"
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo="sudo"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if ! timeout 300 $sudo apt-get install -y microsocks; then
-        timeout 300 $sudo apt-get update
-        timeout 300 $sudo apt-get install -y microsocks
-    fi
+    apt_install microsocks
     # The package ships no service that starts on install; nothing to stop.
 fi
 echo "== $MICROSOCKS ($(dpkg-query -W -f '${Version}' microsocks 2>/dev/null || echo unknown version))"
