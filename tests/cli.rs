@@ -6,20 +6,12 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::thread;
 
 use support::*;
 use syncws::{Accept, Server};
-
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/cli-<hash> -> target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    dir.join(name)
-}
 
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -36,11 +28,8 @@ impl Drop for Killed {
 
 /// Runs the client example with `args`, feeding `input`; returns (exit ok, stdout, stderr).
 fn run_client(args: &[&str], input: &str) -> (bool, String, String) {
-    let mut child = Command::new(example("client"))
+    let mut child = example_command("client")
         .args(args)
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -68,7 +57,7 @@ fn wss_echo_server_and_client_from_the_command_line() {
         .unwrap()
         .port();
     let mut server = Killed(
-        Command::new(example("echo_server"))
+        example_command("echo_server")
             .args([
                 &format!("127.0.0.1:{port}"),
                 "--tls-cert",

@@ -8,7 +8,6 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -19,18 +18,6 @@ use syncws::{CloseCode, Config};
 
 /// How soon the client must be gone once the server has closed (its stdin still open).
 const EXIT_WITHIN: Duration = Duration::from_secs(1);
-
-/// An example binary; `cargo test` builds them into target/<profile>/examples, beside the
-/// deps directory that holds this test.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name)
-}
 
 /// A child process that is killed if the test ends (or panics) before it exits.
 struct Process(Child);
@@ -82,11 +69,8 @@ impl Drop for Process {
 /// Starts the client example on `url`; returns it and its stdin, which stays open as long as
 /// the test holds it.
 fn client(url: &str) -> (Process, ChildStdin) {
-    let mut child = Command::new(example("client"))
+    let mut child = example_command("client")
         .arg(url)
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -188,7 +172,7 @@ fn client_closes_with_1000_on_sigint() {
 /// Starts an example server on 127.0.0.1:0 with `args` and returns it with the address its
 /// banner (first stdout line, ending in `://ADDR` and maybe a path) names.
 fn server(name: &str, args: &[&str]) -> (Process, SocketAddr) {
-    let mut child = Command::new(example(name))
+    let mut child = example_command(name)
         .arg("127.0.0.1:0")
         .env_remove("CHAT_TOKEN")
         .args(args)
@@ -278,11 +262,8 @@ fn chat_allows_named_origins_and_still_its_own_page() {
 /// Starts the client example with `--reconnect` on `url`; returns it, its stdin and its stdout
 /// lines as they come.
 fn reconnecting_client(url: &str) -> (Process, ChildStdin, mpsc::Receiver<String>) {
-    let mut child = Command::new(example("client"))
+    let mut child = example_command("client")
         .args([url, "--reconnect"])
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -41,6 +41,19 @@ pub fn env_child_command<V: AsRef<std::ffi::OsStr>>(target: &str, vars: &[(&str,
     cmd
 }
 
+/// A command for the example binary `name`, which `cargo test` builds into
+/// target/<profile>/examples beside the deps directory of this test, without the proxy
+/// variables of whoever runs the tests (a proxy there would stand between it and loopback).
+pub fn example_command(name: &str) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let mut cmd = Command::new(dir.join(name));
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// Runs `cmd` to its end, killing it after `timeout` (status `None`); returns its status and
 /// output.
 pub fn run_bounded(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>, String, String) {
