@@ -253,9 +253,15 @@ pub struct DeflateConfig {
     /// nothing).
     pub peer_window_bits: u8,
     /// Compress every message on its own, forgetting the previous ones (`client_no_context_takeover`
-    /// from a client, `server_no_context_takeover` from a server): the compressor is freed
-    /// between messages, at the cost of ratio and of setting it up again each time. Defaults to
-    /// false.
+    /// from a client, `server_no_context_takeover` from a server). Defaults to true: a
+    /// connection then holds no compressor between messages (one with context takeover keeps
+    /// about 370 KiB per connection for as long as it lives; idle compressors are shared
+    /// through a small process-wide pool instead), and a [`Hub`](crate::Hub) compresses a
+    /// message once for all such members rather than once per member. The price is ratio on
+    /// small messages, which can no longer refer to earlier ones: 1 KiB JSON-like records go
+    /// out at about 33% of their size instead of 20%; from 16 KiB on the difference is a few
+    /// percent. Set it to false for a connection that sends many small, similar messages and
+    /// can spend the memory.
     pub no_context_takeover: bool,
     /// Ask the peer to compress every message on its own, so that the decompressor can be freed
     /// between messages. Defaults to false.
@@ -270,7 +276,7 @@ impl Default for DeflateConfig {
             threshold: 64,
             window_bits: 15,
             peer_window_bits: 15,
-            no_context_takeover: false,
+            no_context_takeover: true,
             peer_no_context_takeover: false,
         }
     }

@@ -26,6 +26,12 @@ fn deflate_config() -> Config {
     on(DeflateConfig::default())
 }
 
+/// The defaults, but our side keeps its context between messages (the default compresses every
+/// message on its own).
+fn takeover() -> DeflateConfig {
+    DeflateConfig::default().no_context_takeover(false)
+}
+
 /// An echo server that first tells, in one uncompressed text message, what it agreed.
 fn telling_echo_server(config: Config) -> SocketAddr {
     serve(config, |ws| {
@@ -254,7 +260,19 @@ fn split_halves_compress_and_inflate() {
 
 #[test]
 fn server_answers_offers_on_the_wire() {
-    let addr = echo_server_with(on(DeflateConfig::default().window_bits(12)));
+    // the defaults: every answer promises server_no_context_takeover
+    let addr = echo_server_with(deflate_config());
+    for offer in [
+        "permessage-deflate",
+        "permessage-deflate; client_max_window_bits",
+        "permessage-deflate; server_no_context_takeover",
+    ] {
+        let (mut raw, answer) = raw_deflate_client(addr, offer);
+        assert_eq!(answer, "permessage-deflate; server_no_context_takeover");
+        raw.send(&Frame::close(1000, ""));
+        assert_eq!(raw.expect_close(), Some(1000));
+    }
+    let addr = echo_server_with(on(takeover().window_bits(12)));
     let rows = [
         (
             "permessage-deflate",
@@ -384,7 +402,7 @@ fn context_takeover_on_and_off() {
             echo(ws)
         }
     };
-    let addr = serve(deflate_config(), twice);
+    let addr = serve(on(takeover()), twice);
     // server side: with takeover the repeat costs a few bytes; without, it is sent afresh
     for (offer, keeps) in [
         ("permessage-deflate", true),
@@ -405,10 +423,10 @@ fn context_takeover_on_and_off() {
     }
     // client side, as told by a raw server's answer (and by our own setting)
     let rows = [
-        ("permessage-deflate", DeflateConfig::default(), true),
+        ("permessage-deflate", takeover(), true),
         (
             "permessage-deflate; client_no_context_takeover",
-            DeflateConfig::default(),
+            takeover(),
             false,
         ),
         (

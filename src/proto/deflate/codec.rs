@@ -3,8 +3,9 @@
 //! payload inflated in bounded steps, so a small message that inflates to gigabytes is refused
 //! before memory grows. Bytes in, bytes out.
 //!
-//! Both halves are created on first use and, without context takeover, freed after every
-//! message, so an idle connection holds no compression state it does not need.
+//! Both halves are created on first use and, without context takeover, given up after every
+//! message (a compressor to the small pool in `pool`, a decompressor freed), so an idle
+//! connection holds no compression state it does not need.
 
 use std::io;
 
@@ -55,7 +56,11 @@ impl Compressor {
     pub fn compress(&mut self, mut input: &[u8], fin: bool, out: &mut Vec<u8>) -> io::Result<()> {
         let (level, bits) = (self.level, self.window_bits);
         let z = self.state.get_or_insert_with(|| {
-            Compress::new_with_window_bits(Compression::new(level), false, bits)
+            if self.no_context_takeover {
+                super::pool::take(level, bits)
+            } else {
+                Compress::new_with_window_bits(Compression::new(level), false, bits)
+            }
         });
         let start = out.len();
         loop {
@@ -81,7 +86,9 @@ impl Compressor {
                 out.push(0x00);
             }
             if self.no_context_takeover {
-                self.state = None;
+                if let Some(z) = self.state.take() {
+                    super::pool::give(level, bits, z);
+                }
             }
         }
         Ok(())

@@ -3,6 +3,8 @@
 
 mod codec;
 mod negotiation;
+mod pool;
 
 pub use codec::*;
 pub use negotiation::*;
+pub use pool::{POOL_MAX, pooled};

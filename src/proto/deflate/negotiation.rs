@@ -334,6 +334,24 @@ mod tests {
         }
     }
 
+    /// The settings these tables were written for: the defaults with context takeover (our
+    /// side's default is to compress every message on its own; see `defaults_keep_no_context`).
+    fn takeover() -> DeflateConfig {
+        DeflateConfig::default().no_context_takeover(false)
+    }
+
+    #[test]
+    fn defaults_keep_no_context() {
+        let config = DeflateConfig::default();
+        assert_eq!(
+            offer(&config),
+            "permessage-deflate; client_no_context_takeover; client_max_window_bits"
+        );
+        let (params, answer) = accept_offer(["permessage-deflate"], &config).unwrap();
+        assert_eq!(params, agreed(15, true, 15, false));
+        assert_eq!(answer, "permessage-deflate; server_no_context_takeover");
+    }
+
     fn agreed(window: u8, nct: bool, peer_window: u8, peer_nct: bool) -> DeflateParams {
         DeflateParams {
             window_bits: window,
@@ -345,12 +363,12 @@ mod tests {
 
     #[test]
     fn server_takes_the_first_acceptable_offer() {
-        let default = DeflateConfig::default();
-        let frugal = DeflateConfig::default()
+        let default = takeover();
+        let frugal = takeover()
             .window_bits(10)
             .peer_window_bits(11)
             .peer_no_context_takeover(true);
-        let quiet = DeflateConfig::default().no_context_takeover(true);
+        let quiet = takeover().no_context_takeover(true);
         type Row<'a> = (
             &'a [&'a str],
             &'a DeflateConfig,
@@ -484,12 +502,9 @@ mod tests {
     #[test]
     fn client_offers_what_it_is_configured_for() {
         let rows = [
+            (takeover(), "permessage-deflate; client_max_window_bits"),
             (
-                DeflateConfig::default(),
-                "permessage-deflate; client_max_window_bits",
-            ),
-            (
-                DeflateConfig::default()
+                takeover()
                     .window_bits(9)
                     .peer_window_bits(12)
                     .no_context_takeover(true)
@@ -497,7 +512,7 @@ mod tests {
                 "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12; client_max_window_bits=9",
             ),
             (
-                DeflateConfig::default().window_bits(3).peer_window_bits(99),
+                takeover().window_bits(3).peer_window_bits(99),
                 "permessage-deflate; client_max_window_bits=8",
             ),
         ];
@@ -509,12 +524,12 @@ mod tests {
     #[test]
     fn client_checks_the_answer() {
         use HandshakeError::{BadExtension, UnexpectedNegotiation};
-        let default = DeflateConfig::default();
-        let asks = DeflateConfig::default()
+        let default = takeover();
+        let asks = takeover()
             .window_bits(12)
             .peer_window_bits(10)
             .peer_no_context_takeover(true);
-        let promises = DeflateConfig::default().no_context_takeover(true);
+        let promises = takeover().no_context_takeover(true);
         type Row<'a> = (
             &'a [&'a str],
             &'a DeflateConfig,
@@ -638,15 +653,13 @@ mod tests {
     #[test]
     fn offer_and_answer_agree_from_both_ends() {
         let configs = [
-            DeflateConfig::default(),
-            DeflateConfig::default().window_bits(9).peer_window_bits(12),
-            DeflateConfig::default()
+            takeover(),
+            takeover().window_bits(9).peer_window_bits(12),
+            takeover()
                 .no_context_takeover(true)
                 .peer_no_context_takeover(true),
-            DeflateConfig::default().window_bits(8).peer_window_bits(8),
-            DeflateConfig::default()
-                .peer_window_bits(13)
-                .no_context_takeover(true),
+            takeover().window_bits(8).peer_window_bits(8),
+            takeover().peer_window_bits(13).no_context_takeover(true),
         ];
         for client in &configs {
             for server in &configs {
