@@ -85,10 +85,10 @@ impl Compressor {
                 // byte, the header of an empty stored block on a byte boundary.
                 out.push(0x00);
             }
-            if self.no_context_takeover {
-                if let Some(z) = self.state.take() {
-                    super::pool::give(level, bits, z);
-                }
+            if self.no_context_takeover
+                && let Some(z) = self.state.take()
+            {
+                super::pool::give(level, bits, z);
             }
         }
         Ok(())
