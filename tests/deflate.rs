@@ -54,30 +54,6 @@ fn inflate(payload: &[u8]) -> Vec<u8> {
     inflate_with(&mut Decompressor::new(15, true), payload)
 }
 
-fn inflate_with(d: &mut Decompressor, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    d.inflate(payload, &mut out, usize::MAX).unwrap();
-    d.finish(&mut out, usize::MAX).unwrap();
-    out
-}
-
-/// Words in a pseudo-random order: compresses to about half, so a repeat that refers back to
-/// it is much smaller than the first copy.
-fn varied_text(n: usize) -> String {
-    let words = [
-        "alpha", "beta", "gamma", "delta", "17", "42", "true", "null", "x", "yz",
-    ];
-    let mut s = String::new();
-    let mut x = 12345u32;
-    while s.len() < n {
-        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-        s.push_str(words[(x >> 16) as usize % words.len()]);
-        s.push(if x.is_multiple_of(7) { ',' } else { ' ' });
-    }
-    s.truncate(n);
-    s
-}
-
 /// A raw client that offered `offer` and was answered with permessage-deflate.
 fn raw_deflate_client(addr: SocketAddr, offer: &str) -> (RawConn, String) {
     let (raw, head) =

@@ -26,8 +26,9 @@ use std::time::Duration;
 
 use crate::error::{Error, InputError, Result};
 use crate::io::Split;
+use crate::message::MessageRef;
 use crate::message::ToMessage;
-use crate::websocket::{Offer, Writer, prepare};
+use crate::websocket::{Encoding, Offer, Prepared, Writer, prepare};
 use flusher::Flushers;
 use rooms::Rooms;
 
@@ -72,6 +73,12 @@ pub struct Delivery {
     pub dropped: usize,
     /// Members whose queue was full and who were disconnected ([`Overflow::Disconnect`]).
     pub disconnected: usize,
+    /// How many times this publish compressed the message: once per distinct compression
+    /// setting among members that compress every message on its own (with the default
+    /// [`DeflateConfig`](crate::DeflateConfig), all of a server's), 0 when none does. Members
+    /// that keep their context between messages compress it themselves, each, when their
+    /// queue is written, and are not counted here.
+    pub compressions: usize,
 }
 
 type OverflowHook = Box<dyn Fn(&Overflowed) + Send + Sync>;
@@ -167,8 +174,16 @@ struct Inner {
 /// hub queued for it (waiting up to the write timeout for it to drain), so frames never mix.
 ///
 /// Members are the writers of split server sockets. A connection leaves every room when it
-/// ends. Messages go out uncompressed, also on connections that negotiated permessage-deflate
-/// (allowed: compression is chosen per message).
+/// ends.
+///
+/// On connections that negotiated permessage-deflate, a message is compressed once per publish
+/// for every member whose side compresses each message on its own (the default
+/// [`DeflateConfig`](crate::DeflateConfig); one compression per distinct window size), and
+/// every such member is sent the same bytes. A member whose side keeps its context between
+/// messages (`no_context_takeover(false)`) is queued the plain message and compresses it in
+/// its own context when its queue is written, in order with its own sends: once per member,
+/// on a flusher's or the member's own thread, never the publisher's. [`Delivery::compressions`]
+/// tells which happened. Messages under the threshold go out plain either way.
 ///
 /// ```no_run
 /// use syncws::{Hub, Server};
@@ -300,7 +315,8 @@ impl Hub {
     }
 
     fn deliver<M: ToMessage>(&self, room: &str, msg: M, except: Option<u64>) -> Delivery {
-        let frame = prepare(msg.to_message());
+        let msg = msg.to_message();
+        let mut frames = Frames::new(msg);
         let mut delivery = Delivery::default();
         let mut gone = Vec::new();
         let mut overflowed = Vec::new();
@@ -315,7 +331,15 @@ impl Hub {
                     gone.push(m.id);
                     continue;
                 };
-                match outlet.offer(&frame, self.inner.backlog) {
+                let encoding = outlet.encoding();
+                let Some(frame) = frames.get(encoding) else {
+                    // The compressor failed (it does not, short of memory): the member is
+                    // dropped rather than sent a frame it could not inflate.
+                    gone.push(m.id);
+                    outlet.abort();
+                    continue;
+                };
+                match outlet.offer(frame, encoding == Encoding::Own, self.inner.backlog) {
                     Offer::Queued { first } => {
                         delivery.queued += 1;
                         if first {
@@ -341,6 +365,7 @@ impl Hub {
                 }
             }
         }
+        delivery.compressions = frames.compressions;
         self.inner.flushers.schedule(to_flush);
         // Outside the lock: shutting a connection down runs its hooks, which record it as
         // departed, and the callback may call back into the hub.
@@ -404,6 +429,64 @@ impl Hub {
             .departed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The encodings of one published message, each made when the first member that takes it
+/// comes up: the plain frame (also for members that compress it themselves, with their own
+/// context), and one compressed frame per compression setting shared by members that compress
+/// every message on its own.
+struct Frames<'a> {
+    msg: MessageRef<'a>,
+    plain: Option<Prepared>,
+    #[cfg(feature = "deflate")]
+    shared: Vec<(Encoding, Option<Prepared>)>,
+    compressions: usize,
+}
+
+impl<'a> Frames<'a> {
+    fn new(msg: MessageRef<'a>) -> Self {
+        Frames {
+            msg,
+            plain: None,
+            #[cfg(feature = "deflate")]
+            shared: Vec::new(),
+            compressions: 0,
+        }
+    }
+
+    /// The frame for a member with `encoding`; `None` if compressing it failed.
+    fn get(&mut self, encoding: Encoding) -> Option<&Prepared> {
+        let msg = self.msg;
+        match encoding {
+            Encoding::Plain | Encoding::Own => Some(self.plain.get_or_insert_with(|| prepare(msg))),
+            #[cfg(feature = "deflate")]
+            Encoding::Shared(c) => {
+                let at = match self.shared.iter().position(|(e, _)| *e == encoding) {
+                    Some(at) => at,
+                    None => {
+                        let frame = match crate::websocket::compress_shared(msg, c) {
+                            Ok(Some(frame)) => {
+                                self.compressions += 1;
+                                Some(frame)
+                            }
+                            Ok(None) => {
+                                Some(self.plain.get_or_insert_with(|| prepare(msg)).clone())
+                            }
+                            Err(e) => {
+                                log::warn!("hub: compressing a message failed: {e}");
+                                None
+                            }
+                        };
+                        self.shared.push((encoding, frame));
+                        self.shared.len() - 1
+                    }
+                };
+                self.shared[at].1.as_ref()
+            }
+            #[cfg(not(feature = "deflate"))]
+            Encoding::Shared(_) => Some(self.plain.get_or_insert_with(|| prepare(msg))),
+        }
     }
 }
 

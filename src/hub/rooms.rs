@@ -112,7 +112,15 @@ mod tests {
         fn is_server(&self) -> bool {
             true
         }
-        fn offer(&self, _: &crate::websocket::Prepared, _: usize) -> crate::websocket::Offer {
+        fn encoding(&self) -> crate::websocket::Encoding {
+            crate::websocket::Encoding::Plain
+        }
+        fn offer(
+            &self,
+            _: &crate::websocket::Prepared,
+            _: bool,
+            _: usize,
+        ) -> crate::websocket::Offer {
             crate::websocket::Offer::Closed
         }
         fn flush(&self) -> crate::websocket::Flushed {

@@ -57,9 +57,9 @@ use sender::Sender;
 pub use crate::proto::rules::Role;
 pub use budget::MemoryBudget;
 pub(crate) use opening::{CloseRequest, Opening};
-#[cfg(test)]
-pub(crate) use outbox::Prepared;
-pub(crate) use outbox::{Flushed, Offer, Outlet, prepare};
+#[cfg(feature = "deflate")]
+pub(crate) use outbox::compress_shared;
+pub(crate) use outbox::{Encoding, Flushed, Offer, Outlet, Prepared, prepare};
 pub use split::{Reader, Writer};
 
 /// Where a connection is in its life.

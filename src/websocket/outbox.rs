@@ -24,13 +24,22 @@ pub type Prepared = Arc<[u8]>;
 
 /// Encodes `msg` as one final, unmasked, uncompressed frame, as a server sends it.
 pub fn prepare(msg: MessageRef<'_>) -> Prepared {
-    let (opcode, payload) = match msg {
+    let (opcode, payload) = parts(msg);
+    unmasked_frame(opcode, 0, payload).into()
+}
+
+fn parts(msg: MessageRef<'_>) -> (OpCode, &[u8]) {
+    match msg {
         MessageRef::Text(t) => (OpCode::Text, t.as_bytes()),
         MessageRef::Binary(b) => (OpCode::Binary, b),
-    };
+    }
+}
+
+/// One final, unmasked frame: header and payload in one buffer.
+pub(crate) fn unmasked_frame(opcode: OpCode, rsv: u8, payload: &[u8]) -> Vec<u8> {
     let header = FrameHeader {
         fin: true,
-        rsv: 0,
+        rsv,
         opcode,
         mask: None,
         len: payload.len() as u64,
@@ -40,7 +49,63 @@ pub fn prepare(msg: MessageRef<'_>) -> Prepared {
     let mut frame = Vec::with_capacity(n + payload.len());
     frame.extend_from_slice(&head[..n]);
     frame.extend_from_slice(payload);
-    frame.into()
+    frame
+}
+
+/// The opcode and payload of a frame made by [`prepare`] (whose header is never masked).
+#[cfg(feature = "deflate")]
+pub(crate) fn split_prepared(frame: &[u8]) -> (OpCode, &[u8]) {
+    let opcode = match frame[0] & 0x0f {
+        0x1 => OpCode::Text,
+        _ => OpCode::Binary,
+    };
+    let head = match frame[1] & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    (opcode, &frame[head..])
+}
+
+/// How a connection takes what a hub publishes, fixed when it is split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+pub(crate) enum Encoding {
+    /// As a plain frame: no compression was negotiated.
+    Plain,
+    /// Compressed, every message on its own at these settings (our side without context
+    /// takeover): one compressed frame serves every member that shares them.
+    Shared(Compression),
+    /// Compressed with the connection's own context (context takeover), which only its own
+    /// writer may touch: the plain frame is queued and compressed when it is written.
+    Own,
+}
+
+/// The settings that decide the bytes of a message compressed on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Compression {
+    pub level: u32,
+    pub window_bits: u8,
+    /// Messages shorter than this go out uncompressed.
+    pub threshold: usize,
+}
+
+/// Compresses `msg` into a server's final frame (RSV1 set) for members with
+/// [`Encoding::Shared`] settings `c`; `None` if it is shorter than their threshold, so goes out
+/// plain. Fails only if the compressor does.
+#[cfg(feature = "deflate")]
+pub(crate) fn compress_shared(
+    msg: MessageRef<'_>,
+    c: Compression,
+) -> std::io::Result<Option<Prepared>> {
+    let (opcode, payload) = parts(msg);
+    if payload.len() < c.threshold {
+        return Ok(None);
+    }
+    let mut z = Vec::with_capacity(payload.len() / 2 + 64);
+    crate::proto::deflate::Compressor::new(c.window_bits, c.level, true)
+        .compress(payload, true, &mut z)?;
+    Ok(Some(unmasked_frame(opcode, 0b100, &z).into()))
 }
 
 /// What became of a frame offered to an outbox.
@@ -76,8 +141,11 @@ pub(crate) trait Outlet: Send + Sync {
     /// Whether this is a server's socket, whose frames go out unmasked (so one encoding serves
     /// every such member).
     fn is_server(&self) -> bool;
-    /// Queues a prepared frame if the queue stays within `limit` bytes.
-    fn offer(&self, frame: &Prepared, limit: usize) -> Offer;
+    /// How the connection takes published messages (decides which prepared frame it is offered).
+    fn encoding(&self) -> Encoding;
+    /// Queues a prepared frame if the queue stays within `limit` bytes; `compress` as in
+    /// [`Outbox::push`].
+    fn offer(&self, frame: &Prepared, compress: bool, limit: usize) -> Offer;
     /// Writes what is queued as far as the kernel takes it now, never blocking.
     fn flush(&self) -> Flushed;
     /// Shuts the connection down at once (no close frame: it could not pass a full buffer).
@@ -93,7 +161,7 @@ pub(crate) trait Outlet: Send + Sync {
 /// not yet written.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    frames: VecDeque<Prepared>,
+    frames: VecDeque<Queued>,
     /// Bytes of the front frame already written.
     written: usize,
     /// The front frame is under way: in part written, or refused by a TLS session that must be
@@ -103,30 +171,59 @@ pub(crate) struct Outbox {
     bytes: usize,
 }
 
+/// A queued frame, and whether the connection is still to compress it with its own context
+/// ([`Encoding::Own`]) before it goes out.
+#[derive(Debug)]
+struct Queued {
+    frame: Prepared,
+    compress: bool,
+}
+
 impl Outbox {
     /// Queues `frame` if the queue stays within `limit` bytes; an empty queue takes one frame
-    /// of any size, so a frame larger than the limit is not refused for ever.
-    pub fn push(&mut self, frame: &Prepared, limit: usize) -> Offer {
+    /// of any size, so a frame larger than the limit is not refused for ever. `compress`: the
+    /// frame is a plain one the connection compresses itself when it comes to be written.
+    pub fn push(&mut self, frame: &Prepared, compress: bool, limit: usize) -> Offer {
         let first = self.frames.is_empty();
         if !first && self.bytes.saturating_add(frame.len()) > limit {
             return Offer::Full;
         }
         self.bytes += frame.len();
-        self.frames.push_back(Arc::clone(frame));
+        self.frames.push_back(Queued {
+            frame: Arc::clone(frame),
+            compress,
+        });
         Offer::Queued { first }
     }
 
     /// The unwritten rest of the front frame, if there is one.
     #[cfg(test)]
     pub fn front(&self) -> Option<&[u8]> {
-        self.frames.front().map(|f| &f[self.written..])
+        self.frames.front().map(|q| &q.frame[self.written..])
     }
 
     /// The front frame and how much of it is written, to write outside the queue's lock: any
     /// front frame when `all`, otherwise only one under way.
     pub fn front_for(&self, all: bool) -> Option<(Prepared, usize)> {
-        let frame = self.frames.front()?;
-        (all || self.started).then(|| (Arc::clone(frame), self.written))
+        let front = self.frames.front()?;
+        (all || self.started).then(|| (Arc::clone(&front.frame), self.written))
+    }
+
+    /// The front frame if the connection is still to compress it (it is not under way then).
+    pub fn to_compress(&self) -> Option<Prepared> {
+        let front = self.frames.front()?;
+        front.compress.then(|| Arc::clone(&front.frame))
+    }
+
+    /// Puts the connection's encoding of the front frame in its place (see [`Self::to_compress`]).
+    pub fn compressed(&mut self, frame: Prepared) {
+        if let Some(front) = self.frames.front_mut() {
+            self.bytes = self.bytes - front.frame.len() + frame.len();
+            *front = Queued {
+                frame,
+                compress: false,
+            };
+        }
     }
 
     /// Records that `n` more bytes of the front frame went out (and that it is under way).
@@ -137,7 +234,7 @@ impl Outbox {
         self.written += n;
         self.bytes -= n;
         self.started = true;
-        if self.written >= front.len() {
+        if self.written >= front.frame.len() {
             self.frames.pop_front();
             self.written = 0;
             self.started = false;
@@ -183,15 +280,30 @@ mod tests {
         vec![byte; n].into()
     }
 
+    impl Outbox {
+        fn push_plain(&mut self, frame: &Prepared, limit: usize) -> Offer {
+            self.push(frame, false, limit)
+        }
+    }
+
     #[test]
     fn frames_queue_within_the_limit_and_an_empty_queue_takes_any_one() {
         let mut q = Outbox::default();
-        assert_eq!(q.push(&frame(100, 1), 50), Offer::Queued { first: true });
-        assert_eq!(q.push(&frame(1, 2), 50), Offer::Full);
+        assert_eq!(
+            q.push_plain(&frame(100, 1), 50),
+            Offer::Queued { first: true }
+        );
+        assert_eq!(q.push_plain(&frame(1, 2), 50), Offer::Full);
         let mut q = Outbox::default();
-        assert_eq!(q.push(&frame(30, 1), 50), Offer::Queued { first: true });
-        assert_eq!(q.push(&frame(20, 2), 50), Offer::Queued { first: false });
-        assert_eq!(q.push(&frame(1, 3), 50), Offer::Full);
+        assert_eq!(
+            q.push_plain(&frame(30, 1), 50),
+            Offer::Queued { first: true }
+        );
+        assert_eq!(
+            q.push_plain(&frame(20, 2), 50),
+            Offer::Queued { first: false }
+        );
+        assert_eq!(q.push_plain(&frame(1, 3), 50), Offer::Full);
         assert_eq!(q.bytes(), 50);
     }
 
@@ -208,8 +320,8 @@ mod tests {
     #[test]
     fn partial_writes_resume_where_they_stopped() {
         let mut q = Outbox::default();
-        q.push(&frame(10, 1), 100);
-        q.push(&frame(5, 2), 100);
+        q.push_plain(&frame(10, 1), 100);
+        q.push_plain(&frame(5, 2), 100);
         assert!(!q.started());
         q.advance(4);
         assert!(q.started());

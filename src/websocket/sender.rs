@@ -10,6 +10,8 @@ use crate::proto::deflate::Compressor;
 use crate::proto::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::proto::mask::mask_copy;
 
+use super::outbox::{Encoding, Prepared};
+
 /// Payloads up to this size are copied behind the header so the frame goes out in one `write`;
 /// larger ones go out with one vectored write of header and payload, uncopied.
 const COPY_LIMIT: usize = 16 << 10;
@@ -40,6 +42,9 @@ pub(crate) struct Sender {
 struct Deflate {
     compressor: Compressor,
     threshold: usize,
+    /// The settings a hub compresses this connection's messages with when our side compresses
+    /// every message on its own; `None` with context takeover.
+    shared: Option<super::outbox::Compression>,
     /// The message being sent is compressed (decided on its first frame).
     in_message: bool,
     out: Vec<u8>,
@@ -84,9 +89,48 @@ impl Sender {
                 params.no_context_takeover,
             ),
             threshold: config.threshold,
+            shared: params
+                .no_context_takeover
+                .then_some(super::outbox::Compression {
+                    level: config.level.min(9),
+                    window_bits: params.window_bits,
+                    threshold: config.threshold,
+                }),
             in_message: false,
             out: Vec::new(),
         }));
+    }
+
+    /// How this connection takes what a hub publishes (see [`Encoding`]).
+    pub fn encoding(&self) -> Encoding {
+        #[cfg(feature = "deflate")]
+        if let Some(d) = self.deflate.as_deref() {
+            return d.shared.map_or(Encoding::Own, Encoding::Shared);
+        }
+        Encoding::Plain
+    }
+
+    /// Compresses a hub's plain frame (from `outbox::prepare`) with this connection's own
+    /// context, as [`Sender::write_data`] would compress the message; `None` leaves it as it is
+    /// (shorter than the threshold, or no compression).
+    pub fn compress_prepared(&mut self, frame: &[u8]) -> io::Result<Option<Prepared>> {
+        #[cfg(feature = "deflate")]
+        if let Some(d) = self.deflate.as_deref_mut() {
+            let (opcode, payload) = super::outbox::split_prepared(frame);
+            if payload.len() < d.threshold {
+                return Ok(None);
+            }
+            let mut out = std::mem::take(&mut d.out);
+            out.clear();
+            let result = d.compressor.compress(payload, true, &mut out);
+            let frame = result.map(|()| super::outbox::unmasked_frame(opcode, 0b100, &out));
+            if out.capacity() <= KEEP_OUT {
+                d.out = out;
+            }
+            return frame.map(|f| Some(f.into()));
+        }
+        let _ = frame;
+        Ok(None)
     }
 
     /// Writes one frame of a message, or a control frame, and flushes it. With

@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Link, SentPing};
-use super::outbox::{Flushed, Offer, Outbox, Outlet, Prepared};
+use super::outbox::{Encoding, Flushed, Offer, Outbox, Outlet, Prepared};
 use super::sender::Sender;
 use super::{State, fragment_opcodes};
 use crate::error::{Error, Result};
@@ -77,6 +77,8 @@ struct Shared<W: Transport> {
     role: super::Role,
     /// Frames a hub queued for this connection, written before the next message of its own.
     outbox: Mutex<Outbox>,
+    /// Which of a publish's encodings this connection takes (fixed by the negotiation).
+    encoding: Encoding,
     /// Shuts the connection down at once without the write lock (for a hub dropping a member
     /// whose socket is full); `None` for streams that have no such handle.
     aborter: Option<crate::io::Aborter>,
@@ -102,6 +104,7 @@ pub(crate) fn split<S: Split, L: Link>(
     close_sent: bool,
 ) -> Result<(Reader<S>, Writer<S>)> {
     let aborter = stream.aborter();
+    let encoding = sender.encoding();
     let (read_half, write_half) = stream.split()?;
     let shared = Arc::new(Shared {
         out: Mutex::new(Out {
@@ -119,6 +122,7 @@ pub(crate) fn split<S: Split, L: Link>(
         id: conn.info.id,
         role: conn.role,
         outbox: Mutex::new(Outbox::default()),
+        encoding,
         aborter,
         on_closed: Mutex::new(Vec::new()),
     });
@@ -170,6 +174,9 @@ impl<W: Transport> Shared<W> {
     /// hold the write lock, take frames off it.
     fn drain_outbox(&self, out: &mut Out<W>, all: bool) -> io::Result<()> {
         loop {
+            if all {
+                self.compress_front(&mut out.sender)?;
+            }
             let (frame, written) = match self.outbox().front_for(all) {
                 Some(front) => front,
                 None => return Ok(()),
@@ -178,6 +185,18 @@ impl<W: Transport> Shared<W> {
             sender.write_prepared(stream, &frame[written..])?;
             self.outbox().advance(frame.len() - written);
         }
+    }
+
+    /// Compresses the front frame with the connection's own context if it is still to be
+    /// ([`Encoding::Own`]); under the write lock, since only the writer may touch that context,
+    /// and in queue order, since each message refers back to the ones before it.
+    fn compress_front(&self, sender: &mut Sender) -> io::Result<()> {
+        let Some(plain) = self.outbox().to_compress() else {
+            return Ok(());
+        };
+        let frame = sender.compress_prepared(&plain)?.unwrap_or(plain);
+        self.outbox().compressed(frame);
+        Ok(())
     }
 
     /// Writes one frame under the lock. A failed write may have cut a frame in half, so it ends
@@ -564,14 +583,18 @@ impl<W: Transport + Send + 'static> Outlet for Shared<W> {
         self.role == super::Role::Server
     }
 
-    fn offer(&self, frame: &Prepared, limit: usize) -> Offer {
+    fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    fn offer(&self, frame: &Prepared, compress: bool, limit: usize) -> Offer {
         // Checked under the queue's lock: `set_closed` clears the queue after setting the flag,
         // so nothing offered afterwards stays queued.
         let mut q = self.outbox();
         if self.is_closed() {
             return Offer::Closed;
         }
-        q.push(frame, limit)
+        q.push(frame, compress, limit)
     }
 
     fn flush(&self) -> Flushed {
@@ -583,7 +606,7 @@ impl<W: Transport + Send + 'static> Outlet for Shared<W> {
         if self.is_closed() {
             return Flushed::Closed;
         }
-        match self.write_queued(&mut out.stream) {
+        match self.write_queued(&mut out) {
             Ok(done) => done,
             Err(e) => {
                 log::debug!("ws#{} queued write failed: {e}", self.id);
@@ -619,8 +642,10 @@ impl<W: Transport + Send + 'static> Outlet for Shared<W> {
 impl<W: Transport> Shared<W> {
     /// Writes queued frames without blocking until the queue is empty or the kernel is full; a
     /// frame the stream refused stays under way, to be given again before anything else.
-    fn write_queued(&self, stream: &mut W) -> io::Result<Flushed> {
+    fn write_queued(&self, out: &mut Out<W>) -> io::Result<Flushed> {
+        let Out { stream, sender } = out;
         loop {
+            self.compress_front(sender)?;
             let Some((frame, written)) = self.outbox().front_for(true) else {
                 // A TLS session may still hold records the socket did not take.
                 return match stream.flush_nonblocking() {

@@ -51,3 +51,30 @@ pub fn zero_bomb(total: usize, piece: usize) -> Vec<u8> {
     }
     out
 }
+
+/// Words in a pseudo-random order: compresses to about half, so a repeat that refers back to
+/// it is much smaller than the first copy.
+pub fn varied_text(n: usize) -> String {
+    let words = [
+        "alpha", "beta", "gamma", "delta", "17", "42", "true", "null", "x", "yz",
+    ];
+    let mut s = String::new();
+    let mut x = 12345u32;
+    while s.len() < n {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        s.push_str(words[(x >> 16) as usize % words.len()]);
+        s.push(if x.is_multiple_of(7) { ',' } else { ' ' });
+    }
+    s.truncate(n);
+    s
+}
+
+/// Inflates one whole compressed message's payload (RFC 7692) with `d`, which keeps or drops
+/// its context as it was made to.
+#[cfg(feature = "deflate")]
+pub fn inflate_with(d: &mut syncws::proto::deflate::Decompressor, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    d.inflate(payload, &mut out, usize::MAX).unwrap();
+    d.finish(&mut out, usize::MAX).unwrap();
+    out
+}
