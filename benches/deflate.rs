@@ -78,48 +78,78 @@ static GLOBAL: Live = Live;
 // Modes: what the server (and the client) run with
 // ---------------------------------------------------------------------------------------------
 
-/// (key, description, deflate settings; `None` is no compression).
-fn modes() -> Vec<(&'static str, &'static str, Option<DeflateConfig>)> {
-    vec![
-        ("off", "no compression", None),
+/// (key, description, the server's deflate settings, the client's; `None` is no compression).
+type Mode = (
+    &'static str,
+    &'static str,
+    Option<DeflateConfig>,
+    Option<DeflateConfig>,
+);
+
+fn modes() -> Vec<Mode> {
+    let takeover = || DeflateConfig::default().no_context_takeover(false);
+    let both = |d: DeflateConfig| (Some(d.clone()), Some(d));
+    type Row = (
+        &'static str,
+        &'static str,
+        (Option<DeflateConfig>, Option<DeflateConfig>),
+    );
+    let rows: Vec<Row> = vec![
+        ("off", "no compression", (None, None)),
         (
             "l1",
             "deflate, level 1",
-            Some(DeflateConfig::default().level(1)),
+            both(DeflateConfig::default().level(1)),
         ),
         (
             "l6",
-            "deflate, level 6 (default)",
-            Some(DeflateConfig::default()),
+            "deflate, defaults (level 6, each side no context takeover)",
+            both(DeflateConfig::default()),
+        ),
+        (
+            "l6-browser",
+            "deflate, default server, client with context takeover (as browsers)",
+            (Some(DeflateConfig::default()), Some(takeover())),
+        ),
+        (
+            "l6-ct",
+            "deflate, level 6, context takeover both ways (the old default)",
+            both(takeover()),
         ),
         (
             "l6-nct",
-            "deflate, level 6, no context takeover",
-            Some(
-                DeflateConfig::default()
-                    .no_context_takeover(true)
-                    .peer_no_context_takeover(true),
-            ),
+            "deflate, level 6, no context takeover asked of the peer too",
+            both(DeflateConfig::default().peer_no_context_takeover(true)),
         ),
         (
             "l6-w10",
-            "deflate, level 6, 10-bit windows",
-            Some(
-                DeflateConfig::default()
-                    .window_bits(10)
-                    .peer_window_bits(10),
-            ),
+            "deflate, level 6, 10-bit windows, context takeover",
+            both(takeover().window_bits(10).peer_window_bits(10)),
         ),
-    ]
+    ];
+    rows.into_iter()
+        .map(|(k, d, (server, client))| (k, d, server, client))
+        .collect()
 }
 
-fn config_of(key: &str) -> Config {
-    let (_, _, deflate) = modes()
+fn mode(key: &str) -> Mode {
+    modes()
         .into_iter()
-        .find(|(k, _, _)| *k == key)
-        .unwrap_or_else(|| panic!("unknown mode {key}"));
+        .find(|m| m.0 == key)
+        .unwrap_or_else(|| panic!("unknown mode {key}"))
+}
+
+/// The server's config in mode `key`.
+fn server_config(key: &str) -> Config {
     let mut config = Config::default();
-    config.deflate = deflate;
+    config.deflate = mode(key).2;
+    config
+}
+
+/// The client's config in mode `key`.
+fn config_of(key: &str) -> Config {
+    let mut config = Config::default();
+    config.deflate = mode(key).3;
     config
 }
 
@@ -147,7 +177,7 @@ fn serve(key: &str) -> ! {
     pin_to(last_cpu());
     let server = syncws::Server::bind("127.0.0.1:0")
         .expect("bind")
-        .config(config_of(key))
+        .config(server_config(key))
         .max_connections(100_000);
     println!("PORT {}", server.local_addr().port());
     let handle = server
@@ -451,7 +481,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     for &size in &sizes {
         let mut off = None;
-        for (key, desc, _) in modes() {
+        for (key, desc, _, _) in modes() {
             let server = ServerProc::start(key);
             let t = throughput(server.addr, key, size, time);
             let base = *off.get_or_insert(t.mb_s);
@@ -475,7 +505,7 @@ fn main() {
     println!();
     println!("| mode | RSS KiB per connection | heap KiB per connection |");
     println!("|---|---|---|");
-    for (key, desc, _) in modes() {
+    for (key, desc, _, _) in modes() {
         if key == "l1" {
             continue;
         }

@@ -46,7 +46,7 @@ fn held_per_connection(addr: SocketAddr, compressed: bool, msg: &str) -> usize {
     } else {
         Frame::text(msg)
     };
-    let mut echo_once = |raw: &mut RawConn| {
+    let echo_once = |raw: &mut RawConn| {
         raw.send(&frame);
         let f = raw.read_frame();
         assert_eq!(f.rsv != 0, compressed);
