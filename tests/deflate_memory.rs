@@ -7,6 +7,7 @@
 
 #![cfg(feature = "deflate")]
 
+#[allow(dead_code)] // growth_since is for the peak tests
 mod heap;
 mod support;
 
