@@ -7,7 +7,16 @@
 //! cargo bench --bench fanout                    # 2,000 members, 40 stalled, 10 msg/s of 1 KiB, 30 s
 //! cargo bench --bench fanout -- --quick         # 200 members, 4 stalled, 5 s: a smoke run
 //! cargo bench --bench fanout -- --members 500 --stalled 10 --seconds 10 --rate 20 --size 4096
+//! cargo bench --all-features --bench fanout -- --deflate shared   # compressed once per publish
+//! cargo bench --all-features --bench fanout -- --deflate own      # compressed once per member
 //! ```
+//!
+//! With `--deflate` every connection negotiates permessage-deflate, the payload after the two
+//! stamps is JSON-like text, and the "CPU/pub" column gives the server process's CPU time
+//! (all threads, `getrusage`) over the publishing phase divided by the publishes. `shared` is
+//! the default `DeflateConfig` (our side without context takeover: the hub compresses once per
+//! publish); `own` keeps the context (`no_context_takeover(false)`: each member compresses for
+//! itself, on the flusher threads; `Broadcast` compresses for each member in the publisher).
 //!
 //! The server runs in this process, pinned to CPU 0; the members are threads of a child process
 //! (this binary re-executed with `SYNCWS_FANOUT_CLIENT=ADDR`), pinned to the last CPU. Each
@@ -42,6 +51,63 @@ struct Load {
     rate: u32,
     size: usize,
     seconds: u64,
+    deflate: Deflate,
+}
+
+/// What the connections negotiate (see the module docs).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Deflate {
+    Off,
+    Shared,
+    Own,
+}
+
+impl Deflate {
+    fn name(self) -> &'static str {
+        match self {
+            Deflate::Off => "off",
+            Deflate::Shared => "shared",
+            Deflate::Own => "own",
+        }
+    }
+
+    fn parse(s: &str) -> Deflate {
+        match s {
+            "off" => Deflate::Off,
+            "shared" => Deflate::Shared,
+            "own" => Deflate::Own,
+            other => panic!("--deflate takes off, shared or own, not {other}"),
+        }
+    }
+
+    /// The server's config (write timeout as the chat example's) for this mode.
+    fn server_config(self) -> Config {
+        let config = Config::default().write_timeout(Some(Duration::from_secs(1)));
+        match self {
+            Deflate::Off => config,
+            #[cfg(feature = "deflate")]
+            Deflate::Shared => config.deflate(Some(syncws::DeflateConfig::default())),
+            #[cfg(feature = "deflate")]
+            Deflate::Own => config.deflate(Some(
+                syncws::DeflateConfig::default().no_context_takeover(false),
+            )),
+            #[cfg(not(feature = "deflate"))]
+            _ => panic!("--deflate needs the deflate feature (cargo bench --all-features)"),
+        }
+    }
+
+    /// The members' config: compression offered (with context takeover, as browsers) or not.
+    fn client_config(self) -> Config {
+        match self {
+            Deflate::Off => Config::default(),
+            #[cfg(feature = "deflate")]
+            _ => Config::default().deflate(Some(
+                syncws::DeflateConfig::default().no_context_takeover(false),
+            )),
+            #[cfg(not(feature = "deflate"))]
+            _ => unreachable!("refused by server_config"),
+        }
+    }
 }
 
 fn main() {
@@ -54,6 +120,7 @@ fn main() {
         rate: 10,
         size: 1024,
         seconds: 30,
+        deflate: Deflate::Off,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -74,18 +141,23 @@ fn main() {
             "--rate" => load.rate = value() as u32,
             "--size" => load.size = (value() as usize).max(16),
             "--seconds" => load.seconds = value(),
+            "--deflate" => load.deflate = Deflate::parse(&args.next().expect("a mode")),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
     }
     cpu::pin_to(0);
     println!(
-        "fan-out: {} members, {} msg/s of {} B for {} s; healthy members' delivery latency and \
-         the publish call (ms)",
-        load.members, load.rate, load.size, load.seconds
+        "fan-out: {} members, {} msg/s of {} B for {} s, deflate {}; healthy members' delivery \
+         latency and the publish call (ms)",
+        load.members,
+        load.rate,
+        load.size,
+        load.seconds,
+        load.deflate.name()
     );
     println!(
-        "{:<10} {:>7} {:>22} {:>22} {:>8} {:>8} {:>7} {:>9}",
+        "{:<10} {:>7} {:>22} {:>22} {:>8} {:>8} {:>7} {:>9} {:>9}",
         "impl",
         "stalled",
         "delivery p50/p99/max",
@@ -93,7 +165,8 @@ fn main() {
         "lost",
         "dropped",
         "threads",
-        "RSS MiB"
+        "RSS MiB",
+        "CPU/pub"
     );
     for imp in ["hub", "broadcast"] {
         for stalled in [0, load.stalled] {
@@ -107,7 +180,7 @@ fn run(imp: &str, load: Load) {
     let joined = Arc::new(AtomicUsize::new(0));
     let hub = Hub::builder().backlog(64 << 10).build().unwrap();
     let broadcast = Arc::new(Broadcast::new());
-    let config = Config::default().write_timeout(Some(Duration::from_secs(1)));
+    let config = load.deflate.server_config();
     let server = Server::bind("127.0.0.1:0")
         .unwrap()
         .config(config)
@@ -135,7 +208,12 @@ fn run(imp: &str, load: Load) {
     let mut child = Command::new(exe)
         .env(
             CLIENT_ENV,
-            format!("{addr} {} {} {last_cpu}", load.members, load.stalled),
+            format!(
+                "{addr} {} {} {last_cpu} {}",
+                load.members,
+                load.stalled,
+                load.deflate.name()
+            ),
         )
         .stdout(Stdio::piped())
         .spawn()
@@ -154,10 +232,11 @@ fn run(imp: &str, load: Load) {
     let start = Instant::now();
     let wall_start = now_nanos();
     let mut dropped = 0;
+    let cpu_start = cpu_time();
     for seq in 0..count {
         let due = start + period * seq as u32;
         thread::sleep(due.saturating_duration_since(Instant::now()));
-        let mut msg = vec![0u8; load.size];
+        let mut msg = payload(seq, load.size, load.deflate != Deflate::Off);
         msg[..8].copy_from_slice(&seq.to_be_bytes());
         // Stamped with the time it was due: a publisher held up by a member delays every later
         // message, and that counts as delivery latency.
@@ -172,6 +251,7 @@ fn run(imp: &str, load: Load) {
         }
         publish.push(began.elapsed());
     }
+    let cpu_per_publish = (cpu_time() - cpu_start) / count.max(1) as u32;
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
     let rss = rss_kib();
     let end = format!("end {count}");
@@ -197,7 +277,7 @@ fn run(imp: &str, load: Load) {
     let ms = |us: u64| us as f64 / 1000.0;
     let pub_us: Vec<u64> = publish.iter().map(|d| d.as_micros() as u64).collect();
     println!(
-        "{:<10} {:>7} {:>22} {:>22} {:>8} {:>8} {:>7} {:>9.1}",
+        "{:<10} {:>7} {:>22} {:>22} {:>8} {:>8} {:>7} {:>9.1} {:>9}",
         imp,
         load.stalled,
         format!(
@@ -215,23 +295,60 @@ fn run(imp: &str, load: Load) {
         lost,
         dropped,
         threads,
-        rss as f64 / 1024.0
+        rss as f64 / 1024.0,
+        format!("{:.3} ms", cpu_per_publish.as_secs_f64() * 1000.0)
     );
 }
 
-/// The member side: `ADDR MEMBERS STALLED CPU`. Prints one line once every reading member saw
+/// A message of `size` bytes: 16 bytes of stamps (filled in by the caller), then zeros, or
+/// JSON-like records when the run compresses (zeros would cost the compressor nothing).
+fn payload(seq: u64, size: usize, json: bool) -> Vec<u8> {
+    let mut msg = vec![0u8; size];
+    if json {
+        let mut text = String::new();
+        let mut i = seq;
+        while text.len() < size {
+            i = i.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            text.push_str(&format!(
+                "{{\"id\":{},\"price\":{}.{:02},\"side\":\"{}\"}},",
+                i >> 44,
+                (i >> 20) % 10_000,
+                (i >> 8) % 100,
+                if i & 1 == 0 { "buy" } else { "sell" }
+            ));
+        }
+        msg[16..].copy_from_slice(&text.as_bytes()[..size - 16]);
+    }
+    msg
+}
+
+/// CPU time this process has used, all threads, user and system.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes one rusage into the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The member side: `ADDR MEMBERS STALLED CPU DEFLATE`. Prints one line once every reading member saw
 /// the end: how many messages were delivered, how many were missing, and every latency in µs.
 fn client(spec: &str) {
     let parts: Vec<&str> = spec.split_whitespace().collect();
     let addr: SocketAddr = parts[0].parse().unwrap();
     let (members, stalled): (usize, usize) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
     cpu::pin_to(parts[3].parse().unwrap());
+    let config = Deflate::parse(parts[4]).client_config();
     let results = Arc::new(Mutex::new((0u64, 0u64, Vec::<u64>::new())));
     let readers: Vec<_> = (0..members)
         .map(|_| {
             let results = Arc::clone(&results);
             let mut ws = Client::builder()
                 .no_proxy()
+                .config(config.clone())
                 .connect(&format!("ws://{addr}/"))
                 .unwrap();
             thread::Builder::new()
