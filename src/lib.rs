@@ -94,7 +94,10 @@ pub use error::{
     Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, SchemeError, TlsError,
     TlsErrorKind, UrlError,
 };
-pub use hub::{DEFAULT_BACKLOG, Delivery, Hub, HubBuilder, Overflow, Overflowed, RETRY_BOUND};
+pub use hub::{
+    Backend, DEFAULT_BACKLOG, Delivery, Forwarded, Hub, HubBuilder, Inbound, NotForwarded,
+    Overflow, Overflowed, RETRY_BOUND,
+};
 pub use io::{Aborter, Split, Stream, Transport};
 pub use message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
 #[cfg(feature = "deflate")]

@@ -14,12 +14,16 @@
 //!                                           again after 2..50 ms             |
 //! ```
 //!
-//! Files: `rooms` keeps the membership tables, `flusher` the threads that write the queues.
-//! The queue itself belongs to the connection (`websocket::outbox`), since the member's own
-//! sends must go behind it.
+//! Files: `rooms` keeps the membership tables, `flusher` the threads that write the queues,
+//! `backend` the seam to other instances (a [`Backend`] forwards publishes, an [`Inbound`]
+//! brings theirs in). The queue itself belongs to the connection (`websocket::outbox`), since
+//! the member's own sends must go behind it.
 
+mod backend;
 mod flusher;
 mod rooms;
+
+pub use backend::{Backend, Forwarded, Inbound, NotForwarded};
 
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
@@ -73,6 +77,8 @@ pub struct Delivery {
     pub dropped: usize,
     /// Members whose queue was full and who were disconnected ([`Overflow::Disconnect`]).
     pub disconnected: usize,
+    /// What became of the copy for other instances (see [`HubBuilder::backend`]).
+    pub forwarded: Forwarded,
     /// How many times this publish compressed the message: once per distinct compression
     /// setting among members that compress every message on its own (with the default
     /// [`DeflateConfig`](crate::DeflateConfig), all of a server's), 0 when none does. Members
@@ -89,6 +95,7 @@ pub struct HubBuilder {
     overflow: Overflow,
     flushers: usize,
     on_overflow: Option<OverflowHook>,
+    backend: Option<Arc<dyn Backend>>,
 }
 
 impl std::fmt::Debug for HubBuilder {
@@ -97,6 +104,7 @@ impl std::fmt::Debug for HubBuilder {
             .field("backlog", &self.backlog)
             .field("overflow", &self.overflow)
             .field("flushers", &self.flushers)
+            .field("backend", &self.backend.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -137,19 +145,33 @@ impl HubBuilder {
         self
     }
 
-    /// Starts the hub's flusher threads; they stop when the last clone of the hub is dropped.
+    /// Spans rooms across instances: every publish is also handed to `backend` for the other
+    /// instances, and what they publish reaches this hub's members (see [`Backend`]). Without
+    /// one, a hub spans its own process.
+    pub fn backend<B: Backend>(mut self, backend: B) -> Self {
+        self.backend = Some(Arc::new(backend));
+        self
+    }
+
+    /// Starts the hub's flusher threads (they stop when the last clone of the hub is dropped)
+    /// and attaches the backend, if any; fails if either fails.
     pub fn build(self) -> Result<Hub> {
         let flushers = Flushers::start(self.flushers)?;
-        Ok(Hub {
-            inner: Arc::new(Inner {
-                rooms: RwLock::new(Rooms::default()),
-                departed: Mutex::new(Vec::new()),
-                flushers,
-                backlog: self.backlog,
-                overflow: self.overflow,
-                on_overflow: self.on_overflow,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            rooms: RwLock::new(Rooms::default()),
+            departed: Mutex::new(Vec::new()),
+            flushers,
+            backlog: self.backlog,
+            overflow: self.overflow,
+            on_overflow: self.on_overflow,
+            backend: self.backend,
+        });
+        if let Some(backend) = &inner.backend {
+            backend.attach(Inbound {
+                hub: Arc::downgrade(&inner),
+            })?;
+        }
+        Ok(Hub { inner })
     }
 }
 
@@ -162,6 +184,7 @@ struct Inner {
     backlog: usize,
     overflow: Overflow,
     on_overflow: Option<OverflowHook>,
+    backend: Option<Arc<dyn Backend>>,
 }
 
 /// Named rooms of connections, where publishing never waits for a member's socket.
@@ -227,6 +250,7 @@ impl Hub {
             overflow: Overflow::Disconnect,
             flushers: 2,
             on_overflow: None,
+            backend: None,
         }
     }
 
@@ -304,18 +328,35 @@ impl Hub {
         self.read().by_name.keys().cloned().collect()
     }
 
-    /// Queues `msg` for every member of `room`; never waits for a member's socket.
+    /// Queues `msg` for every member of `room`, and hands it to the backend for other
+    /// instances if there is one; never waits for a member's socket or the network.
     pub fn publish<M: ToMessage>(&self, room: &str, msg: M) -> Delivery {
-        self.deliver(room, msg, None)
+        self.deliver(room, msg.to_message(), None)
     }
 
-    /// Like [`publish`](Self::publish), leaving out connection `except` (e.g. the sender).
+    /// Like [`publish`](Self::publish), leaving out connection `except` (e.g. the sender) on
+    /// this instance.
     pub fn publish_except<M: ToMessage>(&self, room: &str, msg: M, except: u64) -> Delivery {
-        self.deliver(room, msg, Some(except))
+        self.deliver(room, msg.to_message(), Some(except))
     }
 
-    fn deliver<M: ToMessage>(&self, room: &str, msg: M, except: Option<u64>) -> Delivery {
-        let msg = msg.to_message();
+    fn deliver(&self, room: &str, msg: MessageRef<'_>, except: Option<u64>) -> Delivery {
+        let mut delivery = self.deliver_local(room, msg, except);
+        if let Some(backend) = &self.inner.backend {
+            delivery.forwarded = match backend.forward(room, msg) {
+                Ok(()) => Forwarded::Queued,
+                Err(why) => {
+                    // Per message, so at debug: the backend logs when it goes down and up.
+                    log::debug!("hub: room {room:?}: not forwarded to other instances: {why}");
+                    Forwarded::Refused
+                }
+            };
+        }
+        delivery
+    }
+
+    /// Queues `msg` for this instance's members of `room`.
+    fn deliver_local(&self, room: &str, msg: MessageRef<'_>, except: Option<u64>) -> Delivery {
         let mut frames = Frames::new(msg);
         let mut delivery = Delivery::default();
         let mut gone = Vec::new();
