@@ -406,7 +406,10 @@ fn echo_through_nginx() {
     let nginx = Nginx::start(&[backend.addr()]);
     let mut ws = connect(&nginx.url("/echo"));
     // The client's TCP peer is nginx, not the backend.
-    assert_eq!(ws.get_ref().tcp().peer_addr().unwrap(), nginx.addr());
+    assert_eq!(
+        ws.get_ref().tcp().unwrap().peer_addr().unwrap(),
+        nginx.addr()
+    );
     // Each length encoding: 7-bit, the largest 7-bit, 16-bit, 64-bit.
     for len in [0, 125, 126, 65536, 1 << 20] {
         let text = text_of_len(len);
