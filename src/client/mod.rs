@@ -116,7 +116,7 @@ impl ClientBuilder {
 
     /// Connects to the Unix domain socket at `path` instead of the URL's host and port, which
     /// still give the `Host` header (as `curl --unix-socket` does): e.g. `ws://localhost/chat`
-    /// through `/run/app/ws.sock`. No proxy is used. A `ws+unix:///run/app/ws.sock:/chat` URL
+    /// through `/run/app/ws.sock`; so do redirects, whatever host they name. No proxy is used. A `ws+unix:///run/app/ws.sock:/chat` URL
     /// names its socket itself and needs no such setting (its own path wins). `wss` over a
     /// Unix socket is not supported. Defaults to none.
     ///

@@ -62,7 +62,8 @@ pub type HandlerResult = std::result::Result<(), BoxError>;
 pub struct ConnectionError {
     /// The connection id used in logs.
     pub id: u64,
-    /// The peer's address.
+    /// The peer's address: `None` for a peer on a Unix socket (unless a trusted proxy named
+    /// the client).
     pub peer: Option<SocketAddr>,
     /// What went wrong: a syncws [`Error`](crate::Error) (downcast to inspect it), or the handler's own error.
     pub error: BoxError,
@@ -116,8 +117,9 @@ impl Server {
     }
 
     /// Binds a Unix domain socket at `path`, e.g. for a reverse proxy on the same machine
-    /// (nginx's `proxy_pass http://unix:/run/app/ws.sock:`) or local tools; removed again when
-    /// the server stops. Clients connect with a `ws+unix:///run/app/ws.sock:/path` URL or
+    /// (nginx's `proxy_pass http://unix:/run/app/ws.sock:`) or local tools; the socket file is
+    /// removed again when the server stops serving (a `Server` dropped without serving leaves
+    /// it, to be replaced as stale by the next bind). Clients connect with a `ws+unix:///run/app/ws.sock:/path` URL or
     /// [`ClientBuilder::unix_socket`](crate::ClientBuilder::unix_socket).
     ///
     /// A socket file left behind by a server that is gone (nobody accepts on it) is removed
