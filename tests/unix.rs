@@ -331,3 +331,62 @@ fn plain_http_over_a_unix_socket_gets_its_answer_and_the_close() {
     assert!(answer.starts_with("HTTP/1.1 426"), "{answer}");
     handle.shutdown();
 }
+
+#[test]
+fn a_reconnecting_client_finds_a_restarted_server_on_the_same_socket() {
+    let dir = TempDir::new();
+    let socket = dir.path("restart.sock");
+    let named = |name: &'static str| {
+        move |ws: &mut WebSocket| -> syncws::HandlerResult {
+            ws.send(name)?;
+            echo(ws)
+        }
+    };
+    let first = Server::bind_unix(&socket)
+        .unwrap()
+        .start(named("A"))
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let url = unix_url(&socket, "/feed");
+    let hooks = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&hooks);
+    let client = std::thread::spawn(move || {
+        let backoff = syncws::Backoff::default()
+            .initial(Duration::from_millis(10))
+            .max(Duration::from_millis(50));
+        Client::builder()
+            .reconnecting(&url)
+            .backoff(backoff)
+            .on_connect(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .run(|ws| {
+                let Some(Message::Text(name)) = ws.recv()? else {
+                    return Ok(());
+                };
+                tx.send(name.clone()).unwrap();
+                if name == "B" {
+                    return Ok(()); // closes with 1000: the loop ends
+                }
+                while ws.recv()?.is_some() {}
+                Ok(())
+            })
+    });
+    assert_eq!(rx.recv_timeout(TIMEOUT).unwrap(), "A");
+    // The server goes away (1001, its socket file removed: connects fail with NotFound
+    // meanwhile) and another takes the same path.
+    assert!(first.shutdown());
+    let second = Server::bind_unix(&socket)
+        .unwrap()
+        .start(named("B"))
+        .unwrap();
+    assert_eq!(rx.recv_timeout(TIMEOUT).unwrap(), "B");
+    client.join().unwrap().unwrap();
+    assert_eq!(
+        hooks.load(Ordering::SeqCst),
+        2,
+        "the hook ran on each connection"
+    );
+    assert!(second.shutdown());
+}
