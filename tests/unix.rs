@@ -390,3 +390,51 @@ fn a_reconnecting_client_finds_a_restarted_server_on_the_same_socket() {
     );
     assert!(second.shutdown());
 }
+
+#[test]
+fn split_connections_read_and_write_at_once_on_both_sides() {
+    let dir = TempDir::new();
+    let socket = dir.path("duplex.sock");
+    // The server echoes from a writer thread while its reader reads.
+    let handle = Server::bind_unix(&socket)
+        .unwrap()
+        .start(|ws| {
+            let (mut reader, writer) = ws.split()?;
+            let (tx, rx) = mpsc::channel::<Message>();
+            let echoer = std::thread::spawn(move || {
+                for msg in rx {
+                    if writer.send(&msg).is_err() {
+                        break;
+                    }
+                }
+            });
+            while let Some(msg) = reader.recv()? {
+                tx.send(msg)?;
+            }
+            drop(tx);
+            let _ = echoer.join();
+            Ok(())
+        })
+        .unwrap();
+    let mut ws = Client::connect(&unix_url(&socket, "/")).unwrap();
+    let (mut reader, writer) = ws.split().unwrap();
+    // Megabytes each way, more than the socket buffers hold: only both sides reading while
+    // they write get through.
+    let count = 100;
+    let sender = std::thread::spawn(move || {
+        for i in 0..count {
+            writer.send(bytes_of_len(64 << 10 | i)).unwrap();
+        }
+        writer
+    });
+    for i in 0..count {
+        match reader.recv_timeout(TIMEOUT).unwrap() {
+            Some(Message::Binary(b)) => assert_eq!(b, bytes_of_len(64 << 10 | i)),
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    drop(sender.join().unwrap());
+    // The reader closes: it sends the close and reads the answer itself.
+    reader.close(syncws::CloseCode::NORMAL, "").unwrap();
+    assert!(handle.shutdown());
+}
