@@ -438,3 +438,79 @@ fn split_connections_read_and_write_at_once_on_both_sides() {
     reader.close(syncws::CloseCode::NORMAL, "").unwrap();
     assert!(handle.shutdown());
 }
+
+#[test]
+fn a_room_over_unix_sockets_drops_a_stalled_member_and_serves_the_rest() {
+    const SIZE: usize = 8 << 10;
+    let dir = TempDir::new();
+    let socket = dir.path("room.sock");
+    let hub = syncws::Hub::builder().backlog(1 << 20).build().unwrap();
+    let members = hub.clone();
+    let (joined_tx, joined) = mpsc::channel::<()>();
+    let joined_tx = Mutex::new(joined_tx);
+    let config = syncws::Config::default().write_timeout(Some(Duration::from_secs(20)));
+    let handle = Server::bind_unix(&socket)
+        .unwrap()
+        .config(config)
+        .start(move |ws| {
+            let (mut reader, writer) = ws.split()?;
+            members.join("room", &writer)?;
+            joined_tx.lock().unwrap().send(())?;
+            while reader.recv()?.is_some() {}
+            Ok(())
+        })
+        .unwrap();
+    let mut healthy = Client::connect(&unix_url(&socket, "/")).unwrap();
+    // Upgraded by hand, then never read a byte.
+    let (status, mut stalled) = raw_upgrade(&socket, "");
+    assert!(status.contains("101"), "{status}");
+    for _ in 0..2 {
+        joined.recv_timeout(TIMEOUT).unwrap();
+    }
+    let count = 1000u32;
+    let publisher = {
+        let hub = hub.clone();
+        std::thread::spawn(move || {
+            let mut longest = Duration::ZERO;
+            for i in 0..count {
+                let mut msg = vec![i as u8; SIZE];
+                msg[..4].copy_from_slice(&i.to_be_bytes());
+                let started = std::time::Instant::now();
+                hub.publish("room", &msg[..]);
+                longest = longest.max(started.elapsed());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            hub.publish("room", "end");
+            longest
+        })
+    };
+    // 8 MB: far past the stalled member's socket buffer and backlog; the healthy one gets all.
+    for i in 0..count {
+        match healthy.recv_timeout(TIMEOUT).unwrap() {
+            Some(Message::Binary(b)) => assert_eq!(b[..4], i.to_be_bytes(), "in order"),
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        healthy.recv_timeout(TIMEOUT).unwrap(),
+        Some(Message::Text("end".into()))
+    );
+    let longest = publisher.join().unwrap();
+    assert!(
+        longest < Duration::from_secs(1),
+        "a publish took {longest:?}"
+    );
+    assert_eq!(hub.count("room"), 1, "the stalled member was dropped");
+    // Its socket was shut down: what was buffered, then the end.
+    let mut sink = vec![0u8; 1 << 16];
+    loop {
+        match stalled.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the stalled connection was left open: {e}"),
+        }
+    }
+    healthy.close(syncws::CloseCode::NORMAL, "").unwrap();
+    assert!(handle.shutdown());
+}
