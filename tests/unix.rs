@@ -2,7 +2,10 @@
 //! to a path (stale socket files replaced, live ones and non-sockets left alone, the file
 //! removed at shutdown), a listener the program made itself (`from_listener`), clients through
 //! a `ws+unix://` URL and through `ClientBuilder::unix_socket`, and what a peer without an IP
-//! address means for the peer filter, per-IP limits, trusted proxies and logs.
+//! address means for the peer filter, per-IP limits, trusted proxies and logs; then what runs
+//! on top of the stream: split connections in full duplex, a reconnecting client finding a
+//! restarted server, a Hub room dropping a member that never reads. nginx in front of a Unix
+//! socket is in `tests/nginx.rs`.
 #![cfg(unix)]
 
 mod support;
