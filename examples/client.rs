@@ -9,7 +9,8 @@
 //!                                          [--ca FILE] [--insecure] [--deflate] [--reconnect]
 //! ```
 //!
-//! URL defaults to ws://127.0.0.1:9001. `-H` adds a request header (repeatable), `--protocol`
+//! URL defaults to ws://127.0.0.1:9001; `ws+unix:///path/to.sock:/request/path` connects to a
+//! Unix socket (e.g. `echo_server unix:/tmp/echo.sock`). `-H` adds a request header (repeatable), `--protocol`
 //! offers a subprotocol (repeatable), `--ca` trusts a PEM CA for `wss://` besides the system's,
 //! `--insecure` accepts any certificate (testing only), `--deflate` offers permessage-deflate (a
 //! build with `--features deflate`). Proxies come from `HTTPS_PROXY`,

@@ -5,7 +5,8 @@
 //!                                               [--allow-origin ORIGIN]...
 //! ```
 //!
-//! ADDR defaults to 127.0.0.1:9001. With a PEM certificate chain and PKCS#8 PEM key it serves
+//! ADDR defaults to 127.0.0.1:9001; `unix:PATH` serves on a Unix socket at PATH instead (a
+//! stale socket file there is replaced; try the client with `ws+unix://PATH:/`). With a PEM certificate chain and PKCS#8 PEM key it serves
 //! `wss://` (try it with `tests/fixtures/server.pem` and `server.key`, and the client's
 //! `--ca tests/fixtures/ca.pem`). `--deflate` accepts permessage-deflate (a build with
 //! `--features deflate`). `--allow-origin` lets browser pages from that origin connect
@@ -51,7 +52,7 @@ fn run() -> Result<(), syncws::Error> {
             _ => addr = arg,
         }
     }
-    let mut server = syncws::Server::bind(&addr)?.config(config);
+    let mut server = bind(&addr)?.config(config);
     if !origins.is_empty() {
         server = server.allowed_origins(origins);
     }
@@ -63,13 +64,27 @@ fn run() -> Result<(), syncws::Error> {
         (None, None) => "ws",
         _ => usage("--tls-cert and --tls-key go together"),
     };
-    println!("echo server on {scheme}://{}", server.local_addr());
+    match addr.strip_prefix("unix:") {
+        Some(path) => println!("echo server on {scheme}+unix://{path}:/"),
+        None => println!("echo server on {scheme}://{}", server.local_addr()),
+    }
     server.serve(|ws| {
         while let Some(msg) = ws.recv()? {
             ws.send(&msg)?;
         }
         Ok(())
     })
+}
+
+/// A server on `host:port`, or on the Unix socket of `unix:PATH`.
+fn bind(addr: &str) -> Result<syncws::Server, syncws::Error> {
+    match addr.strip_prefix("unix:") {
+        #[cfg(unix)]
+        Some(path) => syncws::Server::bind_unix(path),
+        #[cfg(not(unix))]
+        Some(_) => usage("unix:PATH needs a Unix system"),
+        None => syncws::Server::bind(addr),
+    }
 }
 
 /// An origin to allow, as browsers send it (`scheme://host[:port]`), or `*` for any.

@@ -2,7 +2,8 @@
 # The server behind a real reverse proxy, loopback only, bounded in time: installs nginx (Debian
 # package) when missing, then runs tests/nginx.rs, where every test starts its own nginx in the
 # foreground on a free 127.0.0.1 port with a generated config (standard WebSocket proxying,
-# X-Forwarded-For) in front of one or two in-process syncws servers.
+# X-Forwarded-For) in front of one or two in-process syncws servers, or of one on a Unix socket
+# (proxy_pass http://unix:PATH:, the socket in a temporary directory the test removes).
 # Usage: scripts/nginx_test.sh [extra arguments for the test binary, e.g. a test name]
 set -euo pipefail
 cd "$(dirname "$0")/.."

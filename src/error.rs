@@ -574,8 +574,8 @@ impl std::error::Error for TlsError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UrlError {
-    /// The scheme is missing or not one accepted here: `ws` or `wss` (`wss` needs the `tls`
-    /// feature) for a WebSocket URL, also `http` and `https` in a redirect; `http`, `https`,
+    /// The scheme is missing or not one accepted here: `ws`, `wss` (which needs the `tls`
+    /// feature) or `ws+unix` for a WebSocket URL, also `http` and `https` in a redirect; `http`, `https`,
     /// `socks5` or `socks5h` for a proxy.
     /// Says which scheme it got and which it accepts.
     ///
@@ -590,6 +590,8 @@ pub enum UrlError {
     Fragment,
     /// The URL contains spaces or control characters.
     BadCharacter,
+    /// A `ws+unix://` URL without an absolute socket path (`ws+unix:///run/app.sock:/path`).
+    BadSocketPath,
 }
 
 impl fmt::Display for UrlError {
@@ -599,6 +601,7 @@ impl fmt::Display for UrlError {
             UrlError::BadHost => "missing or malformed host",
             UrlError::BadPort => "bad port",
             UrlError::Fragment => "websocket urls must not have a fragment",
+            UrlError::BadSocketPath => "ws+unix urls need an absolute socket path",
             UrlError::BadCharacter => "space or control character in url",
         })
     }

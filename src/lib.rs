@@ -39,6 +39,9 @@
 //! - [`ClientBuilder::reconnecting`] for clients of real networks: reconnects with backoff and
 //!   jitter after drops, 1001 and 1011-1014 (not after 1000 or a refusal such as 1008 or 401),
 //!   with a hook after each connect and a stop handle.
+//! - Unix domain sockets both ways: [`Server::bind_unix`] (stale socket files replaced),
+//!   [`Server::from_listener`] for a listener of your own, and `ws+unix:///run/app.sock:/path`
+//!   URLs or [`ClientBuilder::unix_socket`] for clients.
 //! - `wss://` for servers and clients through native-tls (cargo feature `tls`, on by default;
 //!   OpenSSL on Linux) or rustls (feature `rustls`, no system library: build with
 //!   `--no-default-features --features rustls`), with the same API and error kinds on both.
@@ -104,8 +107,8 @@ pub use message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMes
 pub use proto::deflate::DeflateParams;
 pub use proto::head::Request;
 pub use server::{
-    Accept, BoxError, ConnectionError, HandlerResult, Response, Server, ServerHandle, accept,
-    accept_with,
+    Accept, BoxError, ConnectionError, HandlerResult, Listener, Response, Server, ServerHandle,
+    accept, accept_with,
 };
 #[cfg(any(feature = "tls", feature = "rustls"))]
 pub use tls::{ClientTls, ClientTlsBuilder, ServerTls};

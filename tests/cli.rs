@@ -91,6 +91,39 @@ fn wss_echo_server_and_client_from_the_command_line() {
     assert_eq!(out, "insecure\n");
 }
 
+/// `echo_server unix:PATH` and `client ws+unix://PATH:/`; a killed server's socket file is
+/// stale, and the next one replaces it.
+#[cfg(unix)]
+#[test]
+fn unix_socket_echo_server_and_client_from_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("syncws-cli-unix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let socket = dir.join("echo.sock");
+    for run in ["first", "after a kill"] {
+        let mut server = Killed(
+            example_command("echo_server")
+                .arg(format!("unix:{}", socket.display()))
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut banner = String::new();
+        BufReader::new(server.0.stdout.take().unwrap())
+            .read_line(&mut banner)
+            .unwrap();
+        let url = format!("ws+unix://{}:/", socket.display());
+        assert_eq!(banner.trim(), format!("echo server on {url}"), "{run}");
+        let (ok, out, err) = run_client(&[&url], "one\ntwo\n");
+        assert!(ok, "{run}: {err}");
+        assert_eq!(out, "one\ntwo\n", "{run}");
+        // SIGKILL: the socket file stays behind.
+        drop(server);
+        assert!(socket.exists(), "{run}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn client_sends_headers_and_protocols() {
     let (tx, rx) = mpsc::channel();

@@ -280,7 +280,10 @@ fn connection_describes_itself() {
     assert_eq!(seen.query.as_deref(), Some("room=1"));
     assert_eq!(seen.custom.as_deref(), Some("yes"));
     assert_eq!(seen.origin.as_deref(), Some(origin.as_str()));
-    assert_eq!(seen.peer, Some(ws.get_ref().tcp().local_addr().unwrap()));
+    assert_eq!(
+        seen.peer,
+        Some(ws.get_ref().tcp().unwrap().local_addr().unwrap())
+    );
 
     assert_eq!(ws.to_string(), "WebSocket(client, OPEN)");
     assert_eq!(ws.role(), Role::Client);

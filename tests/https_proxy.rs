@@ -171,7 +171,7 @@ fn ws_through_an_https_proxy() {
         .unwrap();
     // TLS with the proxy, plain WebSocket inside.
     assert!(ws.get_ref().is_tls());
-    assert_eq!(ws.get_ref().tcp().peer_addr().unwrap(), proxy.addr);
+    assert_eq!(ws.get_ref().tcp().unwrap().peer_addr().unwrap(), proxy.addr);
     let text = text_of_len(1000);
     ws.send(&text).unwrap();
     assert_eq!(ws.recv_timeout(TIMEOUT).unwrap(), Some(Message::Text(text)));
@@ -287,7 +287,7 @@ fn wss_through_an_https_proxy() {
         .config(short)
         .connect(&format!("wss://localhost:{}/", server.port()))
         .unwrap();
-    assert_eq!(ws.get_ref().tcp().peer_addr().unwrap(), proxy.addr);
+    assert_eq!(ws.get_ref().tcp().unwrap().peer_addr().unwrap(), proxy.addr);
     let heads = proxy.heads();
     assert!(
         heads[0].starts_with(&format!("CONNECT localhost:{} HTTP/1.1\r\n", server.port())),

@@ -8,7 +8,8 @@
 //! answered with pongs; heartbeats from either side; close codes both ways; a server shutdown
 //! reaching the client as 1001; `trusted_proxies` feeding the peer address (`peer_addr`, logs,
 //! per-IP limit and rate limit) from `X-Forwarded-For`, while a client's forged header is not
-//! believed; two instances sharing the connections, and one that stops being routed around.
+//! believed; two instances sharing the connections, and one that stops being routed around; a
+//! backend on a Unix socket (`proxy_pass http://unix:PATH:`), trusted as the proxy or not.
 //!
 //! Every test checks that its connections went through nginx: nginx adds an `X-Test-Proxy`
 //! header naming its own port, which the backend records, and its access log shows the `101`s.
@@ -16,13 +17,15 @@
 //! The tests are ignored by default; `bash scripts/nginx_test.sh` installs nginx when missing
 //! and runs them.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
@@ -58,6 +61,8 @@ const PROXY_ADDR: &str = "127.0.0.3";
 struct NginxConf<'a> {
     /// The backends of the `upstream`, round robin.
     upstreams: Vec<SocketAddr>,
+    /// Instead of the `upstream`: one backend on this Unix socket.
+    unix_upstream: Option<PathBuf>,
     /// More directives for the `server` block.
     server_extra: &'a str,
     /// More directives for the proxying `location`.
@@ -85,7 +90,7 @@ impl Nginx {
             Path::new(NGINX).exists(),
             "nginx is not installed ({NGINX}); run scripts/nginx_test.sh"
         );
-        assert!(!conf.upstreams.is_empty());
+        assert!(conf.upstreams.is_empty() != conf.unix_upstream.is_none());
         let daemon = Daemon::builder("nginx")
             .start_within(NGINX_START)
             // A fast shutdown (`SIGTERM`) lets the master stop its worker first; killing the
@@ -156,6 +161,13 @@ fn nginx_conf(dir: &Path, port: u16, conf: &NginxConf<'_>) -> String {
         .iter()
         .map(|a| format!("        server {a};\n"))
         .collect();
+    let (upstream, pass) = match &conf.unix_upstream {
+        None => (
+            format!("upstream syncws_backends {{\n{servers}    }}"),
+            "http://syncws_backends".to_owned(),
+        ),
+        Some(path) => (String::new(), format!("http://unix:{}:", path.display())),
+    };
     format!(
         "worker_processes 1;
 pid {d}/nginx.pid;
@@ -170,13 +182,12 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
-    upstream syncws_backends {{
-{servers}    }}
+    {upstream}
     server {{
         listen 127.0.0.1:{port};
         {server_extra}
         location / {{
-            proxy_pass http://syncws_backends;
+            proxy_pass {pass};
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection \"upgrade\";
@@ -226,10 +237,21 @@ impl Backend {
     }
 
     fn start_with(name: &str, setup: impl FnOnce(Server) -> Server) -> Backend {
+        Backend::start_on(Server::bind("127.0.0.1:0").unwrap(), name, setup)
+    }
+
+    /// A backend on a Unix socket at `path` that any local user may connect to (nginx's
+    /// workers run as `nobody` when the tests run as root).
+    fn start_unix(path: &Path, name: &str, setup: impl FnOnce(Server) -> Server) -> Backend {
+        use std::os::unix::fs::PermissionsExt;
+        let server = Server::bind_unix(path).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o666)).unwrap();
+        Backend::start_on(server, name, setup)
+    }
+
+    fn start_on(server: Server, name: &str, setup: impl FnOnce(Server) -> Server) -> Backend {
         let records = Arc::new(Records::default());
-        let server = Server::bind("127.0.0.1:0")
-            .unwrap()
-            .shutdown_timeout(Duration::from_secs(3));
+        let server = server.shutdown_timeout(Duration::from_secs(3));
         let (name, recorded) = (name.to_owned(), Arc::clone(&records));
         let handle = setup(server)
             .start(move |ws| app(ws, &name, &recorded))
@@ -406,7 +428,10 @@ fn echo_through_nginx() {
     let nginx = Nginx::start(&[backend.addr()]);
     let mut ws = connect(&nginx.url("/echo"));
     // The client's TCP peer is nginx, not the backend.
-    assert_eq!(ws.get_ref().tcp().peer_addr().unwrap(), nginx.addr());
+    assert_eq!(
+        ws.get_ref().tcp().unwrap().peer_addr().unwrap(),
+        nginx.addr()
+    );
     // Each length encoding: 7-bit, the largest 7-bit, 16-bit, 64-bit.
     for len in [0, 125, 126, 65536, 1 << 20] {
         let text = text_of_len(len);
@@ -872,6 +897,93 @@ impl Write for LogSink {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+// ------------------------------------------------------------------ a backend on a Unix socket
+
+/// A directory for a backend's socket under the system's temporary directory (which nginx's
+/// workers may enter), removed on drop.
+struct SocketDir(PathBuf);
+
+impl SocketDir {
+    fn new(name: &str) -> SocketDir {
+        let dir = std::env::temp_dir().join(format!("syncws-nginx-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        SocketDir(dir)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.0.join("ws.sock")
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// nginx (with distinct clients) in front of the Unix socket at `path`.
+fn nginx_to_unix(path: &Path) -> Nginx {
+    Nginx::start_with(NginxConf {
+        unix_upstream: Some(path.to_owned()),
+        server_extra: DISTINCT_CLIENTS,
+        ..NginxConf::default()
+    })
+}
+
+#[test]
+#[ignore = "needs nginx: run scripts/nginx_test.sh"]
+fn a_unix_socket_backend_behind_nginx_names_its_clients() {
+    let dir = SocketDir::new("trusted");
+    let backend = Backend::start_unix(&dir.socket(), "u", |s| {
+        s.trusted_unix_proxy(true).max_connections_per_ip(1)
+    });
+    let nginx = nginx_to_unix(&dir.socket());
+    let url = nginx.url("/whoami");
+    let mut first = connect_with(as_client("198.51.100.1"), &url);
+    assert_eq!(recv_text(&mut first), "198.51.100.1:0");
+    let big = text_of_len(100_000);
+    first.send(big.as_str()).unwrap();
+    assert_eq!(recv_text(&mut first), big);
+    // The same client again: counted by the address nginx forwarded, over its limit.
+    let response = refused(as_client("198.51.100.1").no_proxy().connect(&url));
+    assert_eq!(response.status, 429, "{response:?}");
+    assert_from_backend(&response);
+    // Another client through the same socket is not affected.
+    let mut other = connect_with(as_client("198.51.100.2"), &url);
+    assert_eq!(recv_text(&mut other), "198.51.100.2:0");
+    for mut ws in [first, other] {
+        ws.close(CloseCode::NORMAL, "").unwrap();
+    }
+    backend.closes(2);
+    nginx.expect_logged("/whoami", 101, 2);
+    nginx.expect_logged("/whoami", 429, 1);
+    assert!(backend.seen().iter().all(|s| s.proxy == Some(nginx.port)));
+}
+
+#[test]
+#[ignore = "needs nginx: run scripts/nginx_test.sh"]
+fn an_untrusted_unix_proxy_names_nobody() {
+    let dir = SocketDir::new("untrusted");
+    let backend = Backend::start_unix(&dir.socket(), "u", |s| s.max_connections_per_ip(1));
+    let nginx = nginx_to_unix(&dir.socket());
+    let url = nginx.url("/whoami");
+    // X-Forwarded-For is not believed: no address, and no per-IP count either (both served).
+    let mut first = connect_with(as_client("198.51.100.1"), &url);
+    let mut second = connect_with(as_client("198.51.100.1"), &url);
+    assert_eq!(recv_text(&mut first), "");
+    assert_eq!(recv_text(&mut second), "");
+    for mut ws in [first, second] {
+        ws.close(CloseCode::NORMAL, "").unwrap();
+    }
+    backend.closes(2);
+    backend.expect_all_via(&nginx, 2);
+    assert!(backend.seen().iter().all(|s| s.peer.is_none()));
+    nginx.expect_logged("/whoami", 101, 2);
 }
 
 // ------------------------------------------------------------------ several instances

@@ -206,7 +206,7 @@ enum Route {
 /// server (which then sees the client's own address) or a proxy (and the server sees another
 /// socket, the proxy's).
 fn route(ws: &mut WebSocket, server_port: u16) -> Route {
-    let tcp = ws.get_ref().tcp();
+    let tcp = ws.get_ref().tcp().unwrap();
     let local = tcp.local_addr().unwrap();
     let remote = tcp.peer_addr().unwrap();
     ws.send(WHO_AM_I).unwrap();

@@ -222,7 +222,7 @@ fn three_live_handlers() -> (
             let ready = ready_tx.clone();
             thread::spawn(move || {
                 let mut ws = Client::connect(&format!("ws://{addr}/")).unwrap();
-                let me = ws.get_ref().tcp().local_addr().unwrap();
+                let me = ws.get_ref().tcp().unwrap().local_addr().unwrap();
                 echo_once(&mut ws, &format!("client {i}"));
                 ready.send(()).unwrap();
                 (me, ws.recv_timeout(TIMEOUT))

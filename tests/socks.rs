@@ -52,7 +52,10 @@ fn echo_and_close(ws: &mut WebSocket) {
 
 /// The client's TCP peer is the proxy.
 fn assert_via(ws: &WebSocket, proxy: SocketAddr) {
-    assert_eq!(ws.get_ref().tcp().peer_addr().unwrap().port(), proxy.port());
+    assert_eq!(
+        ws.get_ref().tcp().unwrap().peer_addr().unwrap().port(),
+        proxy.port()
+    );
 }
 
 fn handshake_error(result: syncws::Result<WebSocket>) -> HandshakeError {

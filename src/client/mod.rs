@@ -73,6 +73,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     max_redirects: usize,
     proxy: ProxySetting,
+    unix_socket: Option<std::path::PathBuf>,
     #[cfg(any(feature = "tls", feature = "rustls"))]
     tls: Option<crate::tls::ClientTls>,
 }
@@ -86,6 +87,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             max_redirects: 5,
             proxy: ProxySetting::Environment,
+            unix_socket: None,
             #[cfg(any(feature = "tls", feature = "rustls"))]
             tls: None,
         }
@@ -109,6 +111,23 @@ impl ClientBuilder {
     /// second `Origin`, with [`Error::InvalidInput`].
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Connects to the Unix domain socket at `path` instead of the URL's host and port, which
+    /// still give the `Host` header (as `curl --unix-socket` does): e.g. `ws://localhost/chat`
+    /// through `/run/app/ws.sock`; so do redirects, whatever host they name. No proxy is used. A `ws+unix:///run/app/ws.sock:/chat` URL
+    /// names its socket itself and needs no such setting (its own path wins). `wss` over a
+    /// Unix socket is not supported. Defaults to none.
+    ///
+    /// ```no_run
+    /// let mut ws = syncws::Client::builder()
+    ///     .unix_socket("/run/app/ws.sock")
+    ///     .connect("ws://localhost/chat")?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn unix_socket<P: Into<std::path::PathBuf>>(mut self, path: P) -> Self {
+        self.unix_socket = Some(path.into());
         self
     }
 
@@ -256,9 +275,14 @@ impl ClientBuilder {
         Reconnecting::new(self.clone(), url)
     }
 
-    /// One attempt: TCP (directly or through the proxy), TLS for `wss`, then the handshake.
+    /// One attempt: TCP (directly or through the proxy) or a Unix socket, TLS for `wss`, then
+    /// the handshake.
     fn connect_once(&self, url: &Url, headers: &[(String, String)]) -> Result<WebSocket> {
         let deadline = Instant::now() + self.config.handshake_timeout;
+        if let Some(path) = url.unix_socket.as_ref().or(self.unix_socket.as_ref()) {
+            let stream = connect_unix(path, url)?;
+            return self.handshake_with(stream, url, headers, deadline);
+        }
         let proxy = Proxy::choose(&self.proxy, url, &|name| std::env::var(name).ok())?;
         if let Some(proxy) = &proxy {
             proxy.check(url)?;
@@ -301,7 +325,7 @@ impl ClientBuilder {
         if url.is_tls() {
             self.start_tls(&url.host, tcp, deadline)
         } else {
-            Ok(Stream::plain(tcp))
+            Ok(Stream::plain(crate::io::Socket::Tcp(tcp)))
         }
     }
 
@@ -467,6 +491,30 @@ fn redirect_location(err: &Error) -> Option<&str> {
             .find(|(n, _)| n.eq_ignore_ascii_case("location"))
             .map(|(_, v)| v.as_str()),
         _ => None,
+    }
+}
+
+/// A plain stream over the Unix socket at `path` (a local connect does not wait for the
+/// network, so it has no timeout of its own).
+fn connect_unix(path: &std::path::Path, url: &Url) -> Result<Stream> {
+    if url.is_tls() {
+        let why = "wss over a Unix socket is not supported";
+        return Err(io::Error::new(io::ErrorKind::Unsupported, why).into());
+    }
+    #[cfg(unix)]
+    {
+        let unix = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot connect to {}: {e}", path.display()),
+            )
+        })?;
+        Ok(Stream::from(unix))
+    }
+    #[cfg(not(unix))]
+    {
+        let why = format!("{}: Unix sockets need a Unix system", path.display());
+        Err(io::Error::new(io::ErrorKind::Unsupported, why).into())
     }
 }
 

@@ -1,10 +1,11 @@
 //! The small part of URL parsing a WebSocket client needs (RFC 6455 3): scheme, host, port,
-//! path and query; no fragment.
+//! path and query; no fragment. Also Node `ws`'s form for a Unix socket,
+//! `ws+unix:///abs/path.sock:/request/path`.
 
 use crate::error::{SchemeError, UrlError};
 use crate::proto::head::{percent_decode, split_host_port};
 
-/// A parsed `ws://` URL.
+/// A parsed `ws://`, `wss://` or `ws+unix://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     /// `ws` or `wss`, lowercase.
@@ -17,18 +18,42 @@ pub struct Url {
     pub target: String,
     /// `user:password` before the host, if present.
     pub userinfo: Option<String>,
+    /// The Unix socket to connect to instead of `host` and `port`: set by a
+    /// `ws+unix:///run/app.sock:/path` URL (whose `scheme` is then `ws`, `host` `localhost` and
+    /// `target` `/path`).
+    pub unix_socket: Option<std::path::PathBuf>,
 }
 
 /// The schemes of a WebSocket URL, with their default ports.
-const WS_SCHEMES: &[(&str, u16)] = &[("ws", 80), ("wss", 443)];
+const WS_SCHEMES: &[(&str, u16)] = &[("ws", 80), ("wss", 443), ("ws+unix", 80)];
 
 /// The schemes a redirect's `Location` may have (the HTTP ones mean their WebSocket twins).
 const REDIRECT_SCHEMES: &[(&str, u16)] = &[("ws", 80), ("wss", 443), ("http", 80), ("https", 443)];
 
 impl Url {
     /// Parses `url`, refusing fragments, other schemes and malformed hosts or ports.
+    ///
+    /// `ws+unix:///run/app.sock:/chat?room=1` (the form of Node's `ws`) names a Unix socket and
+    /// the request target after the first `:` (`/` when there is none); the socket path must
+    /// be absolute. Its `Host` is `localhost`.
     pub fn parse(url: &str) -> Result<Url, UrlError> {
-        Self::parse_with(url, WS_SCHEMES)
+        let mut url = Self::parse_with(url, WS_SCHEMES)?;
+        if url.scheme == "ws+unix" {
+            // parse_with read `/run/app.sock:/chat` as the target of an empty authority.
+            let (path, target) = url.target.split_once(':').unwrap_or((&url.target, "/"));
+            if !path.starts_with('/') || path.len() < 2 || !target.starts_with('/') {
+                return Err(UrlError::BadSocketPath);
+            }
+            url = Url {
+                scheme: "ws".to_owned(),
+                host: "localhost".to_owned(),
+                port: 80,
+                target: target.to_owned(),
+                userinfo: None,
+                unix_socket: Some(path.into()),
+            };
+        }
+        Ok(url)
     }
 
     /// Parses a URL with one of `schemes` (name and default port).
@@ -53,6 +78,20 @@ impl Url {
             .find(|(name, _)| *name == scheme)
             .map(|(_, port)| *port)
             .ok_or_else(|| unsupported(written))?;
+        if scheme == "ws+unix" {
+            // No authority: the socket path and the target follow.
+            if !rest.starts_with('/') {
+                return Err(UrlError::BadSocketPath);
+            }
+            return Ok(Url {
+                scheme,
+                host: String::new(),
+                port: default_port,
+                target: rest.to_owned(),
+                userinfo: None,
+                unix_socket: None,
+            });
+        }
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(split);
         let target = match target.chars().next() {
@@ -91,6 +130,7 @@ impl Url {
             port,
             target,
             userinfo,
+            unix_socket: None,
         })
     }
 
@@ -148,6 +188,7 @@ impl Url {
         self.scheme == other.scheme
             && self.host.eq_ignore_ascii_case(&other.host)
             && self.port == other.port
+            && self.unix_socket == other.unix_socket
     }
 
     /// The `user:password` of the URL, percent-decoded, as an `Authorization: Basic` value.
@@ -267,6 +308,38 @@ mod tests {
         for (raw, err) in rows {
             assert_eq!(Url::parse(raw), Err(err), "{raw}");
         }
+    }
+
+    #[test]
+    fn unix_socket_urls() {
+        let rows = [
+            (
+                "ws+unix:///tmp/a.sock:/chat?x=1",
+                "/tmp/a.sock",
+                "/chat?x=1",
+            ),
+            ("WS+UNIX:///run/app/ws.sock", "/run/app/ws.sock", "/"),
+            ("ws+unix:///s:/", "/s", "/"),
+        ];
+        for (raw, path, target) in rows {
+            let u = Url::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(u.unix_socket.as_deref(), Some(std::path::Path::new(path)));
+            assert_eq!((u.scheme.as_str(), u.target.as_str()), ("ws", target));
+            assert_eq!(u.host_header(), "localhost", "{raw}");
+        }
+        for raw in [
+            "ws+unix://",
+            "ws+unix://rel.sock:/p",
+            "ws+unix:///:/p",
+            "ws+unix:///a.sock:p",
+        ] {
+            assert_eq!(Url::parse(raw), Err(UrlError::BadSocketPath), "{raw}");
+        }
+        // A relative redirect stays on the socket; an absolute one leaves it.
+        let base = Url::parse("ws+unix:///tmp/a.sock:/a/b").unwrap();
+        assert_eq!(base.join("c").unwrap().unix_socket, base.unix_socket);
+        assert_eq!(base.join("ws://h/").unwrap().unix_socket, None);
+        assert!(!base.same_origin(&Url::parse("ws://localhost/").unwrap()));
     }
 
     #[test]

@@ -1,17 +1,21 @@
-//! The byte stream under a WebSocket: plain TCP, or TLS over TCP through either backend.
+//! The byte stream under a WebSocket: plain TCP, a Unix domain socket, or TLS over TCP through
+//! either backend.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
 use crate::io::Deadline;
+use crate::io::socket::Socket;
 use std::time::{Duration, Instant};
 
 /// What a connection needs from its byte stream beyond `Read + Write`: timeouts, a half-close and
 /// the peer's address.
 ///
-/// Implemented for [`TcpStream`] and [`Stream`]; implement it for any other stream (a Unix socket,
-/// an in-memory pipe in tests) to run a [`WebSocket`](crate::WebSocket) over it. The defaults do
+/// Implemented for [`TcpStream`], `UnixStream` (on Unix) and [`Stream`]; implement it for any
+/// other stream (an in-memory pipe in tests) to run a [`WebSocket`](crate::WebSocket) over it. The defaults do
 /// nothing, which suits streams without timeouts.
 pub trait Transport: Read + Write {
     /// Sets how long a `read` may block; `None` blocks forever.
@@ -133,15 +137,21 @@ pub trait Split: Transport + Sized {
     }
 }
 
-/// Shuts a TCP connection down, both directions, from any thread: a blocked reader or writer on
-/// it wakes with an error or end-of-stream.
+/// Shuts a connection (TCP or Unix socket) down, both directions, from any thread: a blocked
+/// reader or writer on it wakes with an error or end-of-stream.
 #[derive(Debug, Clone)]
-pub struct Aborter(Arc<TcpStream>);
+pub struct Aborter(Socket);
 
 impl Aborter {
     /// A handle on `tcp` (the same socket, not a new connection).
     pub fn new(tcp: Arc<TcpStream>) -> Self {
-        Aborter(tcp)
+        Aborter(Socket::Tcp(tcp))
+    }
+
+    /// A handle on `unix` (the same socket, not a new connection).
+    #[cfg(unix)]
+    pub fn unix(unix: Arc<UnixStream>) -> Self {
+        Aborter(Socket::Unix(unix))
     }
 
     /// Shuts the connection down.
@@ -164,6 +174,44 @@ impl Split for TcpStream {
     }
 }
 
+#[cfg(unix)]
+impl Transport for UnixStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, timeout)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    fn shutdown_both(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Both)
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        UnixStream::set_nonblocking(self, nonblocking)
+    }
+}
+
+#[cfg(unix)]
+impl Split for UnixStream {
+    type ReadHalf = UnixStream;
+    type WriteHalf = UnixStream;
+
+    /// Two handles on one socket, as for TCP.
+    fn split(self) -> io::Result<(UnixStream, UnixStream)> {
+        Ok((self.try_clone()?, self))
+    }
+
+    fn aborter(&self) -> Option<Aborter> {
+        Some(Aborter::unix(Arc::new(self.try_clone().ok()?)))
+    }
+}
+
 /// Reads and discards until the peer's end-of-stream, an error, or `deadline`: the second half of
 /// a lingering close, so that what we sent last is not destroyed by a reset that unread bytes
 /// would cause.
@@ -182,8 +230,9 @@ pub(crate) fn drain_until<S: Transport + ?Sized>(stream: &mut S, deadline: Insta
     }
 }
 
-/// The stream a server or client connection runs over: plain TCP, or TLS over TCP (feature `tls`
-/// or `rustls`).
+/// The stream a server or client connection runs over: plain TCP, a Unix domain socket (on Unix),
+/// or TLS over TCP (feature `tls` or `rustls`). [`tcp`](Self::tcp) and [`unix`](Self::unix) give
+/// the socket underneath.
 ///
 /// The socket is shared, not duplicated: the halves of a split connection and a server's
 /// shutdown registry hold the same socket, so a connection costs one file descriptor. Socket
@@ -198,7 +247,7 @@ pub(crate) fn drain_until<S: Transport + ?Sized>(stream: &mut S, deadline: Insta
 /// network.
 #[derive(Debug)]
 pub struct Stream {
-    tcp: Arc<TcpStream>,
+    socket: Socket,
     #[cfg(any(feature = "tls", feature = "rustls"))]
     tls: Option<TlsHandle>,
     read_timeout: Option<Option<Duration>>,
@@ -254,6 +303,8 @@ impl PhaseDeadline {
 #[cfg(any(feature = "tls", feature = "rustls"))]
 #[derive(Debug)]
 struct TlsHandle {
+    /// The socket (TLS runs over TCP only), for the split reader's `peek`.
+    tcp: Arc<TcpStream>,
     session: Arc<std::sync::Mutex<crate::tls::Tls>>,
     /// The reader of a split connection: waits outside the lock.
     split_reader: bool,
@@ -263,14 +314,21 @@ struct TlsHandle {
 
 impl From<TcpStream> for Stream {
     fn from(tcp: TcpStream) -> Self {
-        Stream::plain(Arc::new(tcp))
+        Stream::plain(Socket::from(tcp))
+    }
+}
+
+#[cfg(unix)]
+impl From<UnixStream> for Stream {
+    fn from(unix: UnixStream) -> Self {
+        Stream::plain(Socket::from(unix))
     }
 }
 
 impl Stream {
-    pub(crate) fn plain(tcp: Arc<TcpStream>) -> Self {
+    pub(crate) fn plain(socket: Socket) -> Self {
         Stream {
-            tcp,
+            socket,
             #[cfg(any(feature = "tls", feature = "rustls"))]
             tls: None,
             read_timeout: None,
@@ -287,9 +345,10 @@ impl Stream {
         session: crate::tls::Tls,
         deadline: PhaseDeadline,
     ) -> Self {
-        let mut stream = Stream::plain(tcp);
+        let mut stream = Stream::plain(Socket::Tcp(Arc::clone(&tcp)));
         stream.deadline = deadline;
         stream.tls = Some(TlsHandle {
+            tcp,
             session: Arc::new(std::sync::Mutex::new(session)),
             split_reader: false,
             gather: Vec::new(),
@@ -301,9 +360,10 @@ impl Stream {
     /// to run another session inside it.
     #[cfg(any(feature = "tls", feature = "rustls"))]
     pub(crate) fn into_tls(self) -> Option<(Arc<TcpStream>, crate::tls::Tls, PhaseDeadline)> {
-        let session = Arc::try_unwrap(self.tls?.session).ok()?;
+        let tls = self.tls?;
+        let session = Arc::try_unwrap(tls.session).ok()?;
         let session = session.into_inner().unwrap_or_else(|e| e.into_inner());
-        Some((self.tcp, session, self.deadline))
+        Some((tls.tcp, session, self.deadline))
     }
 
     /// Whether this stream is TLS.
@@ -314,9 +374,18 @@ impl Stream {
         false
     }
 
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        &self.tcp
+    /// The TCP socket underneath; `None` over a Unix socket.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        self.socket.as_tcp().map(|tcp| &**tcp)
+    }
+
+    /// The Unix socket underneath; `None` over TCP.
+    #[cfg(unix)]
+    pub fn unix(&self) -> Option<&UnixStream> {
+        match &self.socket {
+            Socket::Unix(unix) => Some(unix),
+            Socket::Tcp(_) => None,
+        }
     }
 }
 
@@ -326,7 +395,8 @@ impl TlsHandle {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn read(&mut self, tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let tcp = &*self.tcp;
         if !self.split_reader {
             return self.lock().read(buf);
         }
@@ -385,9 +455,9 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &mut self.tls {
-            return tls.read(&self.tcp, buf);
+            return tls.read(buf);
         }
-        (&*self.tcp).read(buf)
+        (&self.socket).read(buf)
     }
 }
 
@@ -397,7 +467,7 @@ impl Write for Stream {
         if let Some(tls) = &self.tls {
             return tls.lock().write(buf);
         }
-        (&*self.tcp).write(buf)
+        (&self.socket).write(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -405,7 +475,7 @@ impl Write for Stream {
         if let Some(tls) = &mut self.tls {
             return tls.write_vectored(bufs);
         }
-        (&*self.tcp).write_vectored(bufs)
+        (&self.socket).write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -432,7 +502,7 @@ impl Transport for Stream {
 
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         if self.read_timeout != Some(timeout) {
-            self.tcp.set_read_timeout(timeout)?;
+            self.socket.set_read_timeout(timeout)?;
             self.read_timeout = Some(timeout);
         }
         Ok(())
@@ -440,7 +510,7 @@ impl Transport for Stream {
 
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         if self.write_timeout != Some(timeout) {
-            self.tcp.set_write_timeout(timeout)?;
+            self.socket.set_write_timeout(timeout)?;
             self.write_timeout = Some(timeout);
         }
         Ok(())
@@ -450,7 +520,7 @@ impl Transport for Stream {
         if self.is_tls() {
             return Read::take(self, limit as u64).read_to_end(buf);
         }
-        Read::take(&*self.tcp, limit as u64).read_to_end(buf)
+        self.socket.read_to_vec(buf, limit)
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -459,15 +529,15 @@ impl Transport for Stream {
         if let Some(tls) = &self.tls {
             let _ = tls.lock().shutdown();
         }
-        self.tcp.shutdown(Shutdown::Write)
+        self.socket.shutdown(Shutdown::Write)
     }
 
     fn shutdown_both(&mut self) -> io::Result<()> {
-        self.tcp.shutdown(Shutdown::Both)
+        self.socket.shutdown(Shutdown::Both)
     }
 
     fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
-        self.tcp.set_nonblocking(nonblocking)
+        self.socket.set_nonblocking(nonblocking)
     }
 
     /// Over TLS the mode is switched under the session's lock, as the split reader does, so the
@@ -476,15 +546,15 @@ impl Transport for Stream {
         #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
             let mut session = tls.lock();
-            self.tcp.set_nonblocking(true)?;
+            tls.tcp.set_nonblocking(true)?;
             let written = session.write(buf);
-            let restored = self.tcp.set_nonblocking(false);
+            let restored = tls.tcp.set_nonblocking(false);
             let n = written?;
             return restored.map(|()| n);
         }
-        self.tcp.set_nonblocking(true)?;
-        let written = (&*self.tcp).write(buf);
-        let restored = self.tcp.set_nonblocking(false);
+        self.socket.set_nonblocking(true)?;
+        let written = (&self.socket).write(buf);
+        let restored = self.socket.set_nonblocking(false);
         let n = written?;
         restored.map(|()| n)
     }
@@ -493,16 +563,17 @@ impl Transport for Stream {
         #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
             let mut session = tls.lock();
-            self.tcp.set_nonblocking(true)?;
+            tls.tcp.set_nonblocking(true)?;
             let flushed = session.flush();
-            let restored = self.tcp.set_nonblocking(false);
+            let restored = tls.tcp.set_nonblocking(false);
             return flushed.and(restored);
         }
         Ok(())
     }
 
+    /// `None` for a Unix socket peer, which has no IP address.
     fn peer_addr(&self) -> Option<SocketAddr> {
-        self.tcp.peer_addr().ok()
+        self.socket.peer_addr()
     }
 }
 
@@ -510,13 +581,14 @@ impl Split for Stream {
     type ReadHalf = Stream;
     type WriteHalf = Stream;
 
-    /// Two handles on the one socket. Over plain TCP the kernel lets one thread read while
+    /// Two handles on the one socket. Over plain TCP or a Unix socket the kernel lets one thread read while
     /// another writes; over TLS the handles share the session (see [`Stream`]).
     fn split(self) -> io::Result<(Stream, Stream)> {
         let reader = Stream {
-            tcp: Arc::clone(&self.tcp),
+            socket: self.socket.clone(),
             #[cfg(any(feature = "tls", feature = "rustls"))]
             tls: self.tls.as_ref().map(|t| TlsHandle {
+                tcp: Arc::clone(&t.tcp),
                 session: Arc::clone(&t.session),
                 split_reader: true,
                 gather: Vec::new(),
@@ -529,7 +601,7 @@ impl Split for Stream {
     }
 
     fn aborter(&self) -> Option<Aborter> {
-        Some(Aborter::new(Arc::clone(&self.tcp)))
+        Some(Aborter(self.socket.clone()))
     }
 }
 

@@ -58,7 +58,8 @@ impl Request {
         self.version
     }
 
-    /// The address the request came from (server side).
+    /// The address the request came from (server side): `None` from a peer on a Unix socket,
+    /// unless it is a trusted proxy that named the client.
     pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
         self.peer
     }

@@ -3,20 +3,26 @@
 //! connection, deregistered when it ends.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use super::listen::{Bound, Listener, Peer};
 use super::options::Options;
 use super::{HandlerResult, Response, connection, limits};
 use crate::config::Config;
 use crate::error::Result;
+use crate::io::Socket;
 use crate::websocket::{CloseRequest, WebSocket};
 
 /// State shared by the accept loop, the connection threads and every [`ServerHandle`].
 pub(super) struct Shared {
-    pub(super) addr: SocketAddr,
+    pub(super) bound: Bound,
+    /// The socket file [`Server::bind_unix`](super::Server::bind_unix) created, removed once
+    /// the server stops accepting.
+    #[cfg(unix)]
+    pub(super) socket_file: Option<super::listen::SocketFile>,
     pub(super) stopping: AtomicBool,
     pub(super) life: Mutex<Life>,
     pub(super) changed: Condvar,
@@ -35,7 +41,7 @@ pub(super) struct Life {
 
 pub(super) struct Entry {
     /// The connection's own socket (shared, not duplicated), to shut it down from here.
-    pub(super) socket: Arc<TcpStream>,
+    pub(super) socket: Socket,
     /// How shutdown asks the connection's socket (or handshake) to close.
     pub(super) close_request: CloseRequest,
 }
@@ -52,7 +58,7 @@ impl Shared {
 
 /// Accepts until shutdown; each admitted connection gets a thread of its own.
 pub(super) fn accept_loop<F>(
-    listener: TcpListener,
+    listener: Listener,
     mut config: Config,
     opts: Options,
     shared: Arc<Shared>,
@@ -67,20 +73,20 @@ pub(super) fn accept_loop<F>(
     let config = Arc::new(config);
     let opts = Arc::new(opts);
     shared.life().accepting = true;
-    log::info!("listening on {}", shared.addr);
+    log::info!("listening on {}", shared.bound);
     let mut fds = limits::AcceptFailures::default();
     // Out of descriptors, a plain-text answer is all there is room for; a TLS client could
     // not read it, and is just closed.
     let busy = (!opts.is_tls()).then(|| busy_503(&opts));
     while !shared.stopping() {
-        let (tcp, peer) = match listener.accept() {
+        let (socket, peer) = match listener.accept() {
             Ok(conn) => {
                 fds.accepted();
                 conn
             }
             Err(e) => {
                 if !shared.stopping() {
-                    fds.failed(&e, &listener, shared.addr, busy.as_deref());
+                    fds.failed(&e, &listener, &shared.bound, busy.as_deref());
                 }
                 continue;
             }
@@ -88,12 +94,16 @@ pub(super) fn accept_loop<F>(
         if shared.stopping() {
             break;
         }
-        admit(tcp, peer, &shared, &opts, &config, &handler);
+        admit(socket, peer, &shared, &opts, &config, &handler);
     }
     drop(listener);
+    #[cfg(unix)]
+    if let Some(file) = &shared.socket_file {
+        file.remove();
+    }
     shared.life().accepting = false;
     shared.changed.notify_all();
-    log::info!("stopped accepting on {}", shared.addr);
+    log::info!("stopped accepting on {}", shared.bound);
 }
 
 /// The answer to a client the server has no room for.
@@ -110,20 +120,25 @@ fn busy(status: u16, why: &str, retry_after: u32) -> Vec<u8> {
 
 /// Answers a connection refused at accept time without giving it a thread of its own; over
 /// TLS after a TLS handshake, so that a `wss://` client can read why.
-fn reject(tcp: TcpStream, opts: &Options, response: &[u8]) {
+fn reject(socket: Socket, opts: &Options, response: &[u8]) {
+    // A TLS server listens on TCP only (`serve` refuses TLS over a Unix socket).
     #[cfg(any(feature = "tls", feature = "rustls"))]
-    if let Some(tls) = &opts.tls {
-        limits::reject_tls(tcp, tls, response);
+    if let (Some(tls), Some(tcp)) = (&opts.tls, socket.as_tcp()) {
+        limits::reject_tls(Arc::clone(tcp), tls, response);
         return;
     }
     let _ = opts;
-    limits::reject_fast(tcp, response);
+    limits::reject_fast(socket, response);
 }
 
 /// Applies the accept-time limits to a new connection and starts its thread.
+///
+/// A peer on a Unix socket has no IP address: the peer filter does not see it (the socket
+/// file's permissions decided whether it may connect) and it is not counted per IP; only
+/// `max_connections` applies. Behind a trusted proxy, the client its request names is counted.
 fn admit<F>(
-    tcp: TcpStream,
-    peer: SocketAddr,
+    socket: Socket,
+    peer: Peer,
     shared: &Arc<Shared>,
     opts: &Arc<Options>,
     config: &Arc<Config>,
@@ -131,8 +146,8 @@ fn admit<F>(
 ) where
     F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
 {
-    if let Some(filter) = &opts.peer_filter
-        && !filter(peer)
+    if let (Some(filter), Some(addr)) = (&opts.peer_filter, peer.addr())
+        && !filter(addr)
     {
         log::debug!("peer filter refused {peer}");
         return;
@@ -143,37 +158,35 @@ fn admit<F>(
             "refusing {peer}: {} connections already",
             opts.max_connections
         );
-        reject(tcp, opts, &busy(503, "server at capacity"));
+        reject(socket, opts, &busy(503, "server at capacity"));
         return;
     }
     // A trusted proxy's clients are counted once their request names them.
-    let via_proxy = opts.trusted_proxies.contains(&peer.ip());
-    if !via_proxy
-        && let Err(refusal) = shared
-            .per_ip
-            .admit(peer.ip(), opts.max_per_ip, opts.rate_limit)
+    let via_proxy = opts.is_trusted(peer);
+    let counted = peer.ip().filter(|_| !via_proxy);
+    if let Some(ip) = counted
+        && let Err(refusal) = shared.per_ip.admit(ip, opts.max_per_ip, opts.rate_limit)
     {
         log::debug!("refusing {peer}: {refusal:?}");
         let answer = refusal
             .response(opts.retry_after)
             .to_bytes_or_500(crate::proto::http::Persist::Close, false)
             .0;
-        reject(tcp, opts, &answer);
+        reject(socket, opts, &answer);
         return;
     }
     let id = crate::websocket::next_id();
     let close_request = CloseRequest::default();
-    let _ = tcp.set_nodelay(true);
-    let tcp = Arc::new(tcp);
+    let _ = socket.set_nodelay();
     let entry = Entry {
-        socket: Arc::clone(&tcp),
+        socket: socket.clone(),
         close_request: close_request.clone(),
     };
     shared.life().conns.insert(id, entry);
     let guard = Registered {
         shared: Arc::clone(shared),
         id,
-        ip: (!via_proxy).then(|| peer.ip()),
+        ip: counted,
     };
     let (opts, config, handler) = (Arc::clone(opts), Arc::clone(config), Arc::clone(handler));
     let spawned = std::thread::Builder::new()
@@ -183,7 +196,7 @@ fn admit<F>(
             let guard = guard;
             let per_ip = &guard.shared.per_ip;
             connection::run(
-                tcp,
+                socket,
                 peer,
                 id,
                 per_ip,
@@ -203,7 +216,7 @@ fn admit<F>(
 struct Registered {
     shared: Arc<Shared>,
     id: u64,
-    /// The address counted per IP at accept time (none for a trusted proxy).
+    /// The address counted per IP at accept time (none for a trusted proxy or a Unix peer).
     ip: Option<IpAddr>,
 }
 

@@ -1,18 +1,18 @@
 //! One connection's thread: TLS, HTTP requests until an upgrade (`upgrade.rs` does the checks
 //! before the `101` and the `101`), the handler, and the close.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::gate;
 use super::http::{self, BodyError, Response};
 use super::limits::PerIp;
+use super::listen::Peer;
 use super::{BoxError, ConnectionError, HandlerResult, Options};
 use crate::config::Config;
 use crate::error::{Error, HandshakeError, Result};
-use crate::io::{Stream, Transport, drain_until, read_head, write_all_by};
+use crate::io::{Socket, Stream, Transport, drain_until, read_head, write_all_by};
 use crate::message::CloseCode;
 use crate::proto::handshake;
 use crate::proto::head::{self, Request};
@@ -28,8 +28,8 @@ const ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run<F>(
-    tcp: Arc<TcpStream>,
-    socket_peer: SocketAddr,
+    socket: Socket,
+    socket_peer: Peer,
     id: u64,
     per_ip: &PerIp,
     close_request: CloseRequest,
@@ -42,12 +42,12 @@ pub(crate) fn run<F>(
     let mut peer = socket_peer;
     // Behind a trusted proxy: the per-IP count of the client the current request came from.
     let mut _counted: Option<Counted<'_>> = None;
-    let report = |peer: SocketAddr, error: BoxError| {
+    let report = |peer: Peer, error: BoxError| {
         let Some(tx) = &opts.errors else { return };
         if tx
             .try_send(ConnectionError {
                 id,
-                peer: Some(peer),
+                peer: peer.addr(),
                 error,
             })
             .is_err()
@@ -58,7 +58,7 @@ pub(crate) fn run<F>(
     // TLS and the first request share one handshake deadline; each later request of a
     // keep-alive connection gets its own.
     let first_deadline = Instant::now() + config.handshake_timeout;
-    let Some(mut stream) = open_stream(tcp, first_deadline, opts, id, socket_peer) else {
+    let Some(mut stream) = open_stream(socket, first_deadline, opts, id, socket_peer) else {
         return;
     };
     let mut buf = Vec::new();
@@ -87,21 +87,22 @@ pub(crate) fn run<F>(
             }
         };
         buf.drain(..used);
-        if opts.trusted_proxies.contains(&socket_peer.ip()) {
-            peer = forwarded_client(&request, &opts.trusted_proxies).unwrap_or(socket_peer);
+        let trusted = opts.is_trusted(socket_peer);
+        if trusted {
+            peer = forwarded_client(&request, &opts.trusted_proxies).map_or(socket_peer, Peer::Ip);
             _counted = None;
-            if let Err(refusal) = per_ip.admit(peer.ip(), opts.max_per_ip, opts.rate_limit) {
-                log::debug!("refusing {peer} (via {socket_peer}): {refusal:?}");
-                let busy = refusal.response(opts.retry_after);
-                send_response(&mut stream, deadline, config, &busy);
-                return;
+            // A Unix proxy's request that names no client has no IP to count.
+            if let Some(ip) = peer.ip() {
+                if let Err(refusal) = per_ip.admit(ip, opts.max_per_ip, opts.rate_limit) {
+                    log::debug!("refusing {peer} (via {socket_peer}): {refusal:?}");
+                    let busy = refusal.response(opts.retry_after);
+                    send_response(&mut stream, deadline, config, &busy);
+                    return;
+                }
+                _counted = Some(Counted { per_ip, ip });
             }
-            _counted = Some(Counted {
-                per_ip,
-                ip: peer.ip(),
-            });
         }
-        request.set_peer(Some(peer));
+        request.set_peer(peer.addr());
         if close_request.is_requested() {
             refuse_shutting_down(&mut stream, deadline, config, opts);
             return;
@@ -117,7 +118,7 @@ pub(crate) fn run<F>(
                 return;
             }
         };
-        if !opts.trusted_proxies.contains(&socket_peer.ip())
+        if !trusted
             && !gate::host_allowed(&request, opts.allowed_hosts.as_deref(), opts.loopback_bound)
         {
             log::debug!(
@@ -217,15 +218,17 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
 /// The connection's byte stream: the socket itself, or a TLS session once its handshake has
 /// completed within the handshake timeout.
 fn open_stream(
-    tcp: Arc<TcpStream>,
+    socket: Socket,
     deadline: Instant,
     opts: &Options,
     id: u64,
-    peer: SocketAddr,
+    peer: Peer,
 ) -> Option<Stream> {
     #[cfg(any(feature = "tls", feature = "rustls"))]
     if let Some(tls) = &opts.tls {
-        return match tls.accept(Arc::clone(&tcp), deadline) {
+        // `serve` refuses TLS on a Unix socket, so a TLS server's sockets are TCP.
+        let tcp = socket.as_tcp()?;
+        return match tls.accept(std::sync::Arc::clone(tcp), deadline) {
             Ok(stream) => Some(stream),
             Err(e) => {
                 log::debug!("conn#{id} from {peer}: tls handshake failed: {e}");
@@ -235,7 +238,7 @@ fn open_stream(
         };
     }
     let _ = (deadline, opts, id, peer);
-    Some(Stream::plain(tcp))
+    Some(Stream::plain(socket))
 }
 
 /// What one plain HTTP exchange needs besides the request.
@@ -299,7 +302,7 @@ fn serve_http(
     true
 }
 
-fn run_handler<F, R>(ws: &mut WebSocket, peer: SocketAddr, handler: &F, report: &R)
+fn run_handler<F, R>(ws: &mut WebSocket, peer: Peer, handler: &F, report: &R)
 where
     F: Fn(&mut WebSocket) -> HandlerResult,
     R: Fn(BoxError),

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::accept::Shared;
+use super::listen::Bound;
 use crate::message::CloseCode;
 
 /// Watches and stops a running [`Server`](super::Server) from any thread. Cheap to clone.
@@ -16,9 +17,17 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// The address the server listens on (the real port after binding port 0).
+    /// The address the server listens on (the real port after binding port 0); `0.0.0.0:0`
+    /// for a server on a Unix socket (see [`local_path`](Self::local_path)).
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.addr
+        self.shared.bound.socket_addr()
+    }
+
+    /// The path of the Unix socket the server listens on; `None` for a TCP server (and for a
+    /// Unix socket without a path, e.g. in Linux's abstract namespace).
+    #[cfg(unix)]
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        self.shared.bound.path()
     }
 
     /// Live connections, handshakes in progress included.
@@ -75,7 +84,7 @@ impl ServerHandle {
         }
         let deadline = Instant::now() + self.timeout;
         // Wake the accept loop with a connection of our own.
-        let _ = TcpStream::connect_timeout(&wake_addr(shared.addr), Duration::from_secs(1));
+        wake(&shared.bound);
         let mut life = shared.life();
         for entry in life.conns.values() {
             entry.close_request.request(code, reason);
@@ -120,9 +129,22 @@ impl ServerHandle {
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerHandle")
-            .field("addr", &self.shared.addr)
+            .field("addr", &format_args!("{}", self.shared.bound))
             .field("connections", &self.connections())
             .finish()
+    }
+}
+
+/// Wakes the accept loop with a connection of our own.
+fn wake(bound: &Bound) {
+    match bound {
+        Bound::Tcp(addr) => {
+            let _ = TcpStream::connect_timeout(&wake_addr(*addr), Duration::from_secs(1));
+        }
+        #[cfg(unix)]
+        Bound::Unix(addr) => {
+            let _ = std::os::unix::net::UnixStream::connect_addr(addr);
+        }
     }
 }
 

@@ -13,13 +13,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::http::Response;
+use super::listen::{Bound, Listener};
+use crate::io::Socket;
 
 /// Most expiry-queue items one admission looks at. Each admission or release adds at most one
 /// item, so sweeping more than one per admission keeps the queue from growing beyond the
@@ -217,13 +219,13 @@ fn check(
 /// which reads and discards what the client sent for up to a second, so the answer is not lost
 /// to a TCP reset caused by unread request bytes. At most [`linger_capacity`] sockets linger at
 /// once (each holds a file descriptor); beyond that a socket is closed at once.
-pub(crate) fn reject_fast(mut tcp: TcpStream, response: &[u8]) {
+pub(crate) fn reject_fast(mut tcp: Socket, response: &[u8]) {
     let _ = tcp.set_write_timeout(Some(Duration::from_millis(200)));
     let _ = tcp.write_all(response);
     let _ = tcp.shutdown(Shutdown::Write);
-    static REAPER: OnceLock<Mutex<SyncSender<TcpStream>>> = OnceLock::new();
+    static REAPER: OnceLock<Mutex<SyncSender<Socket>>> = OnceLock::new();
     let reaper = REAPER.get_or_init(|| {
-        let (tx, rx) = mpsc::sync_channel::<TcpStream>(1024);
+        let (tx, rx) = mpsc::sync_channel::<Socket>(1024);
         let spawned = std::thread::Builder::new()
             .name("syncws-linger".into())
             .stack_size(64 << 10)
@@ -255,8 +257,16 @@ pub(crate) fn reject_fast(mut tcp: TcpStream, response: &[u8]) {
 /// find the queue full (a flood of them is not worth more threads), and those count against
 /// the same descriptor budget as lingering sockets.
 #[cfg(any(feature = "tls", feature = "rustls"))]
-pub(crate) fn reject_tls(tcp: TcpStream, tls: &crate::tls::ServerTls, response: &[u8]) {
-    type Job = (TcpStream, crate::tls::ServerTls, Vec<u8>);
+pub(crate) fn reject_tls(
+    tcp: std::sync::Arc<std::net::TcpStream>,
+    tls: &crate::tls::ServerTls,
+    response: &[u8],
+) {
+    type Job = (
+        std::sync::Arc<std::net::TcpStream>,
+        crate::tls::ServerTls,
+        Vec<u8>,
+    );
     static QUEUE: OnceLock<Option<Mutex<SyncSender<Job>>>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
         let (tx, rx) = mpsc::sync_channel::<Job>(64);
@@ -306,10 +316,13 @@ const TLS_REFUSERS: usize = 2;
 const TLS_REFUSAL_TIME: Duration = Duration::from_secs(2);
 
 #[cfg(any(feature = "tls", feature = "rustls"))]
-fn refuse_over_tls(tcp: TcpStream, tls: &crate::tls::ServerTls, response: &[u8]) {
+fn refuse_over_tls(
+    tcp: std::sync::Arc<std::net::TcpStream>,
+    tls: &crate::tls::ServerTls,
+    response: &[u8],
+) {
     use crate::io::Transport;
     let deadline = Instant::now() + TLS_REFUSAL_TIME;
-    let tcp = std::sync::Arc::new(tcp);
     // The stream keeps the deadline: the answer and the drain are bounded by it too.
     let mut stream = match tls.accept(tcp, deadline) {
         Ok(stream) => stream,
@@ -427,8 +440,8 @@ impl AcceptFailures {
     pub(crate) fn failed(
         &mut self,
         e: &std::io::Error,
-        listener: &TcpListener,
-        addr: SocketAddr,
+        listener: &Listener,
+        addr: &Bound,
         busy: Option<&[u8]>,
     ) {
         if e.kind() == ErrorKind::ConnectionAborted {
@@ -473,7 +486,7 @@ impl AcceptFailures {
 /// Answers `tcp` and closes it at once (there is no descriptor to spare for lingering): the
 /// request bytes that have already arrived are read first, so that closing does not reset the
 /// connection and destroy the answer.
-fn refuse_now(mut tcp: TcpStream, response: &[u8]) {
+fn refuse_now(mut tcp: Socket, response: &[u8]) {
     let mut sink = [0u8; 4096];
     if tcp.set_nonblocking(true).is_ok() {
         while matches!(tcp.read(&mut sink), Ok(n) if n > 0) {}
@@ -484,8 +497,8 @@ fn refuse_now(mut tcp: TcpStream, response: &[u8]) {
     let _ = tcp.shutdown(Shutdown::Write);
 }
 
-fn linger(rx: mpsc::Receiver<TcpStream>) {
-    let mut sockets: Vec<(TcpStream, Instant)> = Vec::new();
+fn linger(rx: mpsc::Receiver<Socket>) {
+    let mut sockets: Vec<(Socket, Instant)> = Vec::new();
     let mut sink = [0u8; 4096];
     loop {
         let next = if sockets.is_empty() {

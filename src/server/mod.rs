@@ -17,7 +17,7 @@
 //!
 //! Files: this one is the builder (`Server` and its setters, `serve`, `start`); `options` holds
 //! what the setters set; `accept` the accept loop, the accept-time limits and the registry of
-//! live connections; `limits` per-IP counts, rates and cheap refusals; `connection` one
+//! live connections; `listen` TCP and Unix listeners and peers without an IP address; `limits` per-IP counts, rates and cheap refusals; `connection` one
 //! connection's thread; `http` plain responses and bodies; `gate` the origin and host policies
 //! and the gatekeeper's answer; `throttle` log lines a flood cannot multiply; `handle` the
 //! `ServerHandle` that stops it all.
@@ -28,6 +28,7 @@ mod gate;
 mod handle;
 mod http;
 mod limits;
+mod listen;
 mod options;
 mod throttle;
 mod upgrade;
@@ -47,6 +48,7 @@ use accept::{Life, Shared};
 pub use gate::Accept;
 pub use handle::ServerHandle;
 pub use http::Response;
+pub use listen::Listener;
 use options::HttpHandler;
 pub(crate) use options::Options;
 pub use upgrade::{accept, accept_with};
@@ -60,7 +62,8 @@ pub type HandlerResult = std::result::Result<(), BoxError>;
 pub struct ConnectionError {
     /// The connection id used in logs.
     pub id: u64,
-    /// The peer's address.
+    /// The peer's address: `None` for a peer on a Unix socket (unless a trusted proxy named
+    /// the client).
     pub peer: Option<SocketAddr>,
     /// What went wrong: a syncws [`Error`](crate::Error) (downcast to inspect it), or the handler's own error.
     pub error: BoxError,
@@ -101,7 +104,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// # Ok::<(), syncws::Error>(())
 /// ```
 pub struct Server {
-    listener: TcpListener,
+    listener: Listener,
     config: Config,
     opts: Options,
     shared: Arc<Shared>,
@@ -110,19 +113,77 @@ pub struct Server {
 impl Server {
     /// Binds a listening socket. Port 0 picks a free port; see [`Server::local_addr`].
     pub fn bind<A: ToSocketAddrs>(addr: A) -> Result<Server> {
-        let listener = TcpListener::bind(addr)?;
+        Server::from_listener(TcpListener::bind(addr)?)
+    }
+
+    /// Binds a Unix domain socket at `path`, e.g. for a reverse proxy on the same machine
+    /// (nginx's `proxy_pass http://unix:/run/app/ws.sock:`) or local tools; the socket file is
+    /// removed again when the server stops serving (a `Server` dropped without serving leaves
+    /// it, to be replaced as stale by the next bind). Clients connect with a `ws+unix:///run/app/ws.sock:/path` URL or
+    /// [`ClientBuilder::unix_socket`](crate::ClientBuilder::unix_socket).
+    ///
+    /// A socket file left behind by a server that is gone (nobody accepts on it) is removed
+    /// and bound again. Fails with `AddrInUse` while another server listens on `path`, and
+    /// with `AlreadyExists`, leaving it alone, when `path` is not a socket.
+    ///
+    /// Permissions: connecting needs write permission on the socket file, which is created
+    /// with the mode the process's `umask` leaves of `0o777` (`0o755` with the usual `022`:
+    /// only the owner may connect). To choose who may, put the socket in a directory only they
+    /// can enter (e.g. `0o750` owned by the group of the proxy), which leaves no moment when
+    /// others could connect, or set a umask before binding, or change the mode after binding:
+    ///
+    /// ```no_run
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let server = syncws::Server::bind_unix("/run/app/ws.sock")?;
+    /// let mode = std::fs::Permissions::from_mode(0o660); // owner and group
+    /// std::fs::set_permissions("/run/app/ws.sock", mode)?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    ///
+    /// Peers on a Unix socket have no IP address: see
+    /// [`trusted_unix_proxy`](Self::trusted_unix_proxy), [`peer_filter`](Self::peer_filter) and
+    /// [`max_connections_per_ip`](Self::max_connections_per_ip) for what that means. TLS is not
+    /// served on a Unix socket ([`serve`](Self::serve) refuses it).
+    #[cfg(unix)]
+    pub fn bind_unix<P: AsRef<std::path::Path>>(path: P) -> Result<Server> {
+        let (listener, file) = listen::bind_unix(path.as_ref())?;
+        let mut server = Server::from_listener(listener)?;
+        Arc::get_mut(&mut server.shared)
+            .expect("not shared yet")
+            .socket_file = Some(file);
+        Ok(server)
+    }
+
+    /// A server on a listening socket the program made itself: one inherited through socket
+    /// activation (systemd's `LISTEN_FDS`), one with options `bind` does not set
+    /// (`SO_REUSEPORT`, a backlog, `IPV6_V6ONLY`), or a Unix socket. Takes a [`TcpListener`]
+    /// or, on Unix, a `UnixListener`; the listener must be in blocking mode. A Unix socket
+    /// file made this way stays where it is when the server stops (it belongs to the program).
+    ///
+    /// ```no_run
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:9001")?;
+    /// let server = syncws::Server::from_listener(listener)?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn from_listener<L: Into<Listener>>(listener: L) -> Result<Server> {
+        let listener = listener.into();
+        let bound = listener.bound()?;
+        let opts = Options {
+            // A Unix socket is no loopback address: a browser cannot reach it but through a
+            // proxy, which names the public host.
+            loopback_bound: matches!(bound, listen::Bound::Tcp(a) if a.ip().is_loopback()),
+            ..Options::default()
+        };
         let shared = Arc::new(Shared {
-            addr: listener.local_addr()?,
+            bound,
+            #[cfg(unix)]
+            socket_file: None,
             stopping: AtomicBool::new(false),
             life: Mutex::new(Life::default()),
             changed: Condvar::new(),
             per_ip: limits::PerIp::default(),
             accept_thread: Mutex::new(None),
         });
-        let opts = Options {
-            loopback_bound: shared.addr.ip().is_loopback(),
-            ..Options::default()
-        };
         Ok(Server {
             listener,
             config: Config::default(),
@@ -228,6 +289,9 @@ impl Server {
 
     /// Accepts a connection only if `filter(peer)` is true; runs before any byte is read, and a
     /// refused connection is closed without an answer.
+    ///
+    /// Peers on a Unix socket have no address and are not filtered: the socket file's
+    /// permissions decide who may connect (see [`bind_unix`](Self::bind_unix)).
     pub fn peer_filter<F>(mut self, filter: F) -> Self
     where
         F: Fn(SocketAddr) -> bool + Send + Sync + 'static,
@@ -297,9 +361,28 @@ impl Server {
         self
     }
 
+    /// Whether peers on a Unix socket are trusted reverse proxies, as
+    /// [`trusted_proxies`](Self::trusted_proxies) trusts addresses: set it for a server behind
+    /// nginx on the same machine (`proxy_pass http://unix:/run/app/ws.sock:`) and the client
+    /// address in `X-Forwarded-For` becomes the peer (`peer_addr`, logs, per-IP limits), and
+    /// `Host` is left to the proxy. Only set it when the socket's permissions let nothing but
+    /// the proxy connect: any local program that may connect could name any client.
+    ///
+    /// Defaults to false: a Unix peer's `X-Forwarded-For` is ignored and its `peer_addr` is
+    /// `None`.
+    pub fn trusted_unix_proxy(mut self, trusted: bool) -> Self {
+        self.opts.trust_unix_proxy = trusted;
+        self
+    }
+
     /// Most live connections from one IP address; more get `429` with
     /// [`retry_after`](Self::retry_after). Defaults to no limit (behind a
     /// reverse proxy every client has the proxy's address).
+    ///
+    /// Peers on a Unix socket have no IP address and are not counted (nor by
+    /// [`rate_limit`](Self::rate_limit)); [`max_connections`](Self::max_connections) bounds
+    /// them all. Behind a [`trusted_unix_proxy`](Self::trusted_unix_proxy), the client each
+    /// request names is counted.
     pub fn max_connections_per_ip(mut self, max: usize) -> Self {
         self.opts.max_per_ip = Some(max);
         self
@@ -380,9 +463,18 @@ impl Server {
 
     /// The address the server listens on, with the real port after binding port 0. Cannot
     /// fail: it was read once, at [`bind`](Self::bind); the same as
-    /// [`ServerHandle::local_addr`].
+    /// [`ServerHandle::local_addr`]. For a server on a Unix socket, which has no IP address,
+    /// `0.0.0.0:0`; see [`local_path`](Self::local_path).
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.addr
+        self.shared.bound.socket_addr()
+    }
+
+    /// The path of the Unix socket the server listens on; `None` for a TCP server (and for a
+    /// Unix socket without a path, e.g. in Linux's abstract namespace). The same as
+    /// [`ServerHandle::local_path`].
+    #[cfg(unix)]
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        self.shared.bound.path()
     }
 
     /// A handle to watch and stop the server from any thread; take it before `serve`.
@@ -399,10 +491,13 @@ impl Server {
     /// The handler borrows the socket; when it returns, the server closes the connection: with
     /// 1000 after `Ok`, with 1011 after an error or a panic (which is caught and logged; the
     /// server keeps serving).
+    ///
+    /// Fails at once for [`tls`](Self::tls) on a Unix socket, which is not supported.
     pub fn serve<F>(self, handler: F) -> Result<()>
     where
         F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
     {
+        self.check()?;
         let shared = Arc::clone(&self.shared);
         let Server {
             listener,
@@ -441,6 +536,7 @@ impl Server {
     where
         F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
     {
+        self.check()?;
         let handle = self.handle();
         let thread = std::thread::Builder::new()
             .name("syncws-accept".into())
@@ -454,10 +550,22 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Refuses what cannot be served: TLS on a Unix socket.
+    fn check(&self) -> Result<()> {
+        #[cfg(unix)]
+        if self.opts.is_tls() && matches!(self.listener, Listener::Unix(_)) {
+            let why = "TLS on a Unix socket is not supported";
+            return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, why).into());
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("addr", &self.shared.addr)
+            .field("addr", &format_args!("{}", self.shared.bound))
             .finish_non_exhaustive()
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
+use super::listen::Peer;
 use super::throttle::Throttle;
 use super::{Accept, ConnectionError, Response, limits};
 use crate::proto::head::Request;
@@ -41,12 +42,23 @@ pub(crate) struct Options {
     #[cfg(any(feature = "tls", feature = "rustls"))]
     pub(super) tls: Option<crate::tls::ServerTls>,
     pub(super) trusted_proxies: Vec<IpAddr>,
+    /// Whether a peer on a Unix socket is a trusted proxy.
+    pub(super) trust_unix_proxy: bool,
     /// The warnings about refused origins: a misconfigured page retries in a loop, and an
     /// attacker can send refused origins as fast as the network allows.
     pub(super) origin_warnings: Throttle,
 }
 
 impl Options {
+    /// Whether `X-Forwarded-For` from `peer` is believed: a listed proxy address, or a Unix
+    /// socket peer where [`trusted_unix_proxy`](super::Server::trusted_unix_proxy) is set.
+    pub(super) fn is_trusted(&self, peer: Peer) -> bool {
+        match peer.ip() {
+            Some(ip) => self.trusted_proxies.contains(&ip),
+            None => self.trust_unix_proxy,
+        }
+    }
+
     /// Whether connections speak TLS (`wss://`, `https://`).
     pub(crate) fn is_tls(&self) -> bool {
         #[cfg(any(feature = "tls", feature = "rustls"))]
@@ -82,6 +94,7 @@ impl Default for Options {
             #[cfg(any(feature = "tls", feature = "rustls"))]
             tls: None,
             trusted_proxies: Vec::new(),
+            trust_unix_proxy: false,
             origin_warnings: Throttle::new(ORIGIN_WARN_EVERY),
         }
     }

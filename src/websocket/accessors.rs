@@ -21,7 +21,7 @@ macro_rules! connection_accessors {
         }
 
         /// The peer's address, if the stream has one (behind a trusted proxy, the client's, with
-        /// port 0).
+        /// port 0); `None` for a peer on a Unix socket.
         pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
             self.conn.info.peer
         }

@@ -1,7 +1,6 @@
 //! The HTTP side of a hand-made upgrade: the request, and reading a head off a socket.
 
 use std::io::Read;
-use std::net::TcpStream;
 
 /// The sample key of RFC 6455 1.3 and the accept value the RFC gives for it, so the raw client
 /// checks the server's accept key against an independent source.
@@ -18,7 +17,7 @@ pub fn upgrade_request(path: &str) -> String {
 
 /// Reads from `stream` into `buf` until it holds a whole HTTP head; returns the head (without
 /// the blank line) and leaves the bytes behind it in `buf`.
-pub fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> String {
+pub fn read_head<S: Read>(stream: &mut S, buf: &mut Vec<u8>) -> String {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8(buf[..end].to_vec()).expect("head is not utf-8");
