@@ -9,7 +9,13 @@
 //! cargo bench --bench fanout -- --members 500 --stalled 10 --seconds 10 --rate 20 --size 4096
 //! cargo bench --all-features --bench fanout -- --deflate shared   # compressed once per publish
 //! cargo bench --all-features --bench fanout -- --deflate own      # compressed once per member
+//! bash scripts/fanout_bench.sh [ARGS]    # the same, plus Python websockets as a reference
 //! ```
+//!
+//! `--python PATH` adds two rows for Python `websockets` (its sync server, no compression):
+//! `scripts/fanout_python.py` run by that interpreter, publishing the same stamped messages at
+//! the same rate through a thread pool, to the same member process. `scripts/fanout_bench.sh`
+//! installs websockets into a virtual environment and passes it.
 //!
 //! With `--deflate` every connection negotiates permessage-deflate, the payload after the two
 //! stamps is JSON-like text, and the "CPU/pub" column gives the server process's CPU time
@@ -122,6 +128,7 @@ fn main() {
         seconds: 30,
         deflate: Deflate::Off,
     };
+    let mut python = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || {
@@ -142,6 +149,7 @@ fn main() {
             "--size" => load.size = (value() as usize).max(16),
             "--seconds" => load.seconds = value(),
             "--deflate" => load.deflate = Deflate::parse(&args.next().expect("a mode")),
+            "--python" => python = Some(args.next().expect("a path")),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -173,6 +181,93 @@ fn main() {
             run(imp, Load { stalled, ..load });
         }
     }
+    if let Some(python) = python {
+        assert_eq!(
+            load.deflate,
+            Deflate::Off,
+            "the Python reference runs uncompressed"
+        );
+        for stalled in [0, load.stalled] {
+            run_python(&python, Load { stalled, ..load });
+        }
+    }
+}
+
+/// The Python reference: its own server process, the same member process.
+fn run_python(python: &str, load: Load) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fanout_python.py");
+    let mut server = Command::new(python)
+        .arg(script)
+        .args(
+            [
+                load.members,
+                load.stalled,
+                load.rate as usize,
+                load.size,
+                load.seconds as usize,
+            ]
+            .map(|n| n.to_string()),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the Python server");
+    let mut out = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = out.next().expect("the Python server's port").unwrap();
+    let port: u16 = first
+        .strip_prefix("listening ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected: {first}"));
+    let mut child = member_process(&format!("127.0.0.1:{port}").parse().unwrap(), load);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut field = |name: &str| -> Vec<u64> {
+        let line = out.next().expect("a line").unwrap();
+        let rest = line
+            .strip_prefix(name)
+            .unwrap_or_else(|| panic!("expected {name}, got {line}"));
+        rest.split_whitespace()
+            .map(|f| f.parse().unwrap())
+            .collect()
+    };
+    let pub_us = field("publish");
+    let stats = field("stats");
+    let report = lines.next().expect("a report").unwrap();
+    let mut fields = report.split_whitespace().map(|f| f.parse::<u64>().unwrap());
+    let (_delivered, lost) = (fields.next().unwrap(), fields.next().unwrap());
+    let lat: Vec<u64> = fields.collect();
+    let _ = child.wait();
+    drop(server.stdin.take());
+    let _ = server.wait();
+    print_row(Row {
+        imp: "python",
+        stalled: load.stalled,
+        lat,
+        pub_us,
+        lost,
+        dropped: 0,
+        threads: stats[0] as usize,
+        rss_kib: stats[1],
+        cpu: None,
+    });
+}
+
+/// The member process for a server at `addr`.
+fn member_process(addr: &SocketAddr, load: Load) -> std::process::Child {
+    let exe = std::env::current_exe().unwrap();
+    let last_cpu = thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    Command::new(exe)
+        .env(
+            CLIENT_ENV,
+            format!(
+                "{addr} {} {} {last_cpu} {}",
+                load.members,
+                load.stalled,
+                load.deflate.name()
+            ),
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// One run: a fresh server and a fresh client process.
@@ -203,21 +298,7 @@ fn run(imp: &str, load: Load) {
             })
             .unwrap()
     };
-    let exe = std::env::current_exe().unwrap();
-    let last_cpu = thread::available_parallelism().map_or(1, |n| n.get()) - 1;
-    let mut child = Command::new(exe)
-        .env(
-            CLIENT_ENV,
-            format!(
-                "{addr} {} {} {last_cpu} {}",
-                load.members,
-                load.stalled,
-                load.deflate.name()
-            ),
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = member_process(&addr, load);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let total = load.members + load.stalled;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -264,39 +345,72 @@ fn run(imp: &str, load: Load) {
     let report = lines.next().expect("a report").unwrap();
     let mut fields = report.split_whitespace().map(|f| f.parse::<u64>().unwrap());
     let (_delivered, lost) = (fields.next().unwrap(), fields.next().unwrap());
-    let mut lat: Vec<u64> = fields.collect();
-    lat.sort_unstable();
-    publish.sort_unstable();
+    let lat: Vec<u64> = fields.collect();
     let _ = child.wait();
     handle.shutdown();
+    let pub_us: Vec<u64> = publish.iter().map(|d| d.as_micros() as u64).collect();
+    print_row(Row {
+        imp,
+        stalled: load.stalled,
+        lat,
+        pub_us,
+        lost,
+        dropped: dropped as u64,
+        threads,
+        rss_kib: rss,
+        cpu: Some(cpu_per_publish),
+    });
+}
+
+/// One line of the table.
+struct Row<'a> {
+    imp: &'a str,
+    stalled: usize,
+    /// Healthy members' delivery latencies, µs.
+    lat: Vec<u64>,
+    /// Publish calls, µs.
+    pub_us: Vec<u64>,
+    lost: u64,
+    dropped: u64,
+    threads: usize,
+    rss_kib: u64,
+    cpu: Option<Duration>,
+}
+
+fn print_row(mut r: Row<'_>) {
+    r.lat.sort_unstable();
+    r.pub_us.sort_unstable();
     let p = |v: &[u64], q: f64| {
         v.get(((v.len() as f64 - 1.0) * q) as usize)
             .copied()
             .unwrap_or(0)
     };
     let ms = |us: u64| us as f64 / 1000.0;
-    let pub_us: Vec<u64> = publish.iter().map(|d| d.as_micros() as u64).collect();
+    let spread = |v: &[u64], digits: usize| {
+        format!(
+            "{:.*}/{:.*}/{:.*}",
+            digits,
+            ms(p(v, 0.5)),
+            digits,
+            ms(p(v, 0.99)),
+            digits,
+            ms(p(v, 1.0))
+        )
+    };
     println!(
         "{:<10} {:>7} {:>22} {:>22} {:>8} {:>8} {:>7} {:>9.1} {:>9}",
-        imp,
-        load.stalled,
-        format!(
-            "{:.2}/{:.2}/{:.2}",
-            ms(p(&lat, 0.5)),
-            ms(p(&lat, 0.99)),
-            ms(p(&lat, 1.0))
-        ),
-        format!(
-            "{:.3}/{:.3}/{:.3}",
-            ms(p(&pub_us, 0.5)),
-            ms(p(&pub_us, 0.99)),
-            ms(p(&pub_us, 1.0))
-        ),
-        lost,
-        dropped,
-        threads,
-        rss as f64 / 1024.0,
-        format!("{:.3} ms", cpu_per_publish.as_secs_f64() * 1000.0)
+        r.imp,
+        r.stalled,
+        spread(&r.lat, 2),
+        spread(&r.pub_us, 3),
+        r.lost,
+        r.dropped,
+        r.threads,
+        r.rss_kib as f64 / 1024.0,
+        r.cpu.map_or("-".to_owned(), |c| format!(
+            "{:.3} ms",
+            c.as_secs_f64() * 1000.0
+        ))
     );
 }
 
