@@ -14,7 +14,13 @@ use crate::websocket::Writer;
 /// is dropped from the group and logged; the others still get the message. The kernel's socket
 /// buffers absorb a slow reader for a while, so a stalled member costs the others at most one
 /// write timeout, once. Servers that broadcast should therefore use a short write timeout
-/// (the `chat` example uses one second).
+/// (the `chat` example did, with one second, before it moved to a [`Hub`](crate::Hub)).
+///
+/// For rooms on a server, prefer [`Hub`](crate::Hub): it never waits for a member's socket,
+/// bounds what each member may fall behind, compresses a message once for all members, and
+/// can span instances. `Broadcast` stays for what a hub does not do: groups of client sockets
+/// (whose frames are masked one by one), and small groups where the sender may wait for every
+/// member and wants to know who got the message when `send` returns.
 ///
 /// ```no_run
 /// use std::sync::Arc;
