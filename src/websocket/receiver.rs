@@ -24,6 +24,8 @@ use crate::proto::utf8::Utf8Validator;
 mod inflate;
 #[cfg(feature = "deflate")]
 use inflate::Inflate;
+mod stream;
+use stream::Streaming;
 
 /// Largest piece read directly into a text message or the inflater's input: such bytes are
 /// validated (or inflated) after each read, so invalid data fails the message as soon as it
@@ -40,6 +42,9 @@ const GROW_STEP: usize = 64 << 10;
 pub(crate) enum Event {
     /// A whole data message is assembled; take it with `take_message` or `swap_message`.
     Message(MessageKind),
+    /// A streamed message started, or more of its bytes wait in the stream's chunk (see
+    /// `next_chunk`).
+    Data,
     Ping,
     Pong,
     Close,
@@ -106,6 +111,8 @@ pub(crate) struct Receiver {
     /// permessage-deflate, when negotiated; `None` keeps the plain path free of it.
     #[cfg(feature = "deflate")]
     inflate: Option<Box<Inflate>>,
+    /// A streamed receive, while one is on; `None` keeps the whole-message path free of it.
+    stream: Option<Box<Streaming>>,
 }
 
 impl Receiver {
@@ -131,6 +138,7 @@ impl Receiver {
             violation: String::new(),
             #[cfg(feature = "deflate")]
             inflate: None,
+            stream: None,
         }
     }
 

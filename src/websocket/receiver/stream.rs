@@ -1,0 +1,315 @@
+//! The receiver's streamed path: a message's payload handed out piece by piece as it arrives
+//! (see `MessageReader`), never assembled. Each step moves at most [`STREAM_CHUNK`] payload
+//! bytes (inflated bytes, for a compressed message) into the stream's chunk, validated; the
+//! caller drains the chunk before the next step. Memory stays at the read buffer, one chunk and
+//! the inflater's window, whatever the message's size.
+//!
+//! ```text
+//!   begin_stream            next_chunk: Data (a message started, or bytes in the chunk)
+//!  ------------> WAITING ------------------------> IN MESSAGE --+ next_chunk: Data
+//!                   ^                                 |   ^      | (drain the chunk)
+//!                   |   end_stream (next recv, or     |   +------+
+//!                   +---  the end of the message) ----+ next_chunk: Message(kind) = its end
+//! ```
+//!
+//! Control frames between fragments come out as their events, as in the whole-message path.
+//! While streaming, the message limit is the streamed-message limit; the whole-message limit
+//! returns with `end_stream`.
+
+use std::io;
+
+use super::{Event, Fault, Receiver, Sink, extend, fill, read_once};
+use crate::error::{ProtocolError, is_timeout_kind};
+use crate::io::Transport;
+use crate::message::MessageKind;
+use crate::proto::frame::FrameHeader;
+use crate::proto::mask::apply_mask;
+
+/// The most payload bytes one step hands out: large enough that a fast reader makes few
+/// steps, small enough to be the whole cost of a streamed message.
+pub(crate) const STREAM_CHUNK: usize = 64 << 10;
+
+/// A streamed receive's state.
+#[derive(Debug, Default)]
+pub(crate) struct Streaming {
+    /// Payload bytes ready for the reader, from `at` on.
+    chunk: Vec<u8>,
+    at: usize,
+    /// The whole-message limit, restored by `end_stream`.
+    whole_max: usize,
+    /// The kind of the message being streamed, once it started.
+    kind: Option<MessageKind>,
+    /// Its last frame has arrived; what the inflater still holds comes out, then its end.
+    ending: bool,
+    /// Inflated bytes of the message so far, against the streamed-message limit.
+    inflated: usize,
+    /// The inflater may hold more output, or input is left: step it before reading more.
+    #[cfg(feature = "deflate")]
+    pending: bool,
+    /// The restored tail of a compressed message went in.
+    #[cfg(feature = "deflate")]
+    tail_fed: bool,
+}
+
+impl Receiver {
+    /// Receives the next message as a stream, with `max` as its size limit. A whole-message
+    /// receive that a timeout cut off continues as a stream, with what it had as its first
+    /// bytes.
+    pub fn begin_stream(&mut self, max: usize) {
+        if self.stream.is_some() {
+            return;
+        }
+        let mut s = Box::new(Streaming {
+            whole_max: self.limits.max_message,
+            kind: self.msg.kind,
+            ..Streaming::default()
+        });
+        if self.msg.kind.is_some() {
+            s.chunk = std::mem::take(&mut self.buf);
+            s.inflated = s.chunk.len();
+            self.account.release();
+        }
+        self.limits.max_message = max;
+        self.stream = Some(s);
+    }
+
+    /// Back to whole messages; what the stream still held is dropped.
+    pub fn end_stream(&mut self) {
+        if let Some(s) = self.stream.take() {
+            self.limits.max_message = s.whole_max;
+        }
+    }
+
+    /// Whether a streamed receive is on (waiting for a message, or in one).
+    pub fn streaming(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// The kind of the message being streamed, once it started.
+    pub fn stream_kind(&self) -> Option<MessageKind> {
+        self.stream.as_ref()?.kind
+    }
+
+    /// Streamed bytes not yet handed out.
+    pub fn stream_data(&self) -> &[u8] {
+        match &self.stream {
+            Some(s) => &s.chunk[s.at..],
+            None => &[],
+        }
+    }
+
+    /// Marks `n` streamed bytes as handed out.
+    pub fn stream_consume(&mut self, n: usize) {
+        if let Some(s) = self.stream.as_deref_mut() {
+            s.at = (s.at + n).min(s.chunk.len());
+        }
+    }
+
+    /// Drops the streamed bytes not yet handed out (the message is being skipped).
+    pub fn stream_discard(&mut self) {
+        if let Some(s) = self.stream.as_deref_mut() {
+            s.at = s.chunk.len();
+        }
+    }
+
+    /// One step of the streamed receive: `Data` once a message started and whenever bytes
+    /// wait in the chunk, a control frame's event, or `Message(kind)` at the message's end
+    /// (the stream then ends). Failures are handled as in `next_event`.
+    pub fn next_chunk<R: Transport + ?Sized>(&mut self, stream: &mut R) -> Result<Event, Fault> {
+        let result = self.next_chunk_or_fault(stream);
+        if let Err(fault) = &result {
+            let retry = matches!(fault, Fault::Io(e)
+                if is_timeout_kind(e.kind()) || e.kind() == io::ErrorKind::Interrupted);
+            if let Fault::Protocol(e) = fault {
+                let refused = self.refused.take();
+                self.violation =
+                    crate::proto::rules::describe(*e, refused.as_ref(), &self.msg, &self.limits);
+            }
+            if !retry {
+                self.drop_message();
+                self.end_stream();
+            }
+        }
+        result
+    }
+
+    fn next_chunk_or_fault<R: Transport + ?Sized>(
+        &mut self,
+        stream: &mut R,
+    ) -> Result<Event, Fault> {
+        loop {
+            let s = self.stream.as_deref_mut().expect("streaming");
+            if s.at < s.chunk.len() {
+                return Ok(Event::Data);
+            }
+            s.chunk.clear();
+            s.at = 0;
+            let ending = s.ending;
+            #[cfg(feature = "deflate")]
+            if s.pending {
+                self.pump()?;
+                continue;
+            }
+            if ending {
+                if let Some(event) = self.end_of_message()? {
+                    return Ok(event);
+                }
+                continue;
+            }
+            let Some(mut f) = self.frame else {
+                match FrameHeader::parse(self.rbuf.data())? {
+                    Some((header, n)) => {
+                        self.rbuf.consume(n);
+                        self.start_frame(header)?;
+                        let data = self.frame.is_some_and(|f| f.sink != Sink::Control);
+                        if data && self.msg.fragments == 1 {
+                            let s = self.stream.as_deref_mut().expect("streaming");
+                            s.kind = self.msg.kind;
+                            return Ok(Event::Data);
+                        }
+                    }
+                    None => self.received += fill(&mut self.rbuf, stream)? as u64,
+                }
+                continue;
+            };
+            if f.sink == Sink::Control {
+                if let Some(event) = self.read_payload(stream)? {
+                    return Ok(event);
+                }
+                continue;
+            }
+            if f.done == f.len {
+                self.frame = None;
+                if f.fin {
+                    let s = self.stream.as_deref_mut().expect("streaming");
+                    s.ending = true;
+                }
+                continue;
+            }
+            let (n, io_result) = self.read_piece(stream, &f);
+            f.done += n;
+            self.frame = Some(f);
+            if n > 0 {
+                self.absorb_piece(f.sink)?;
+            }
+            io_result?;
+        }
+    }
+
+    /// Moves up to one chunk of the data frame's payload into the chunk (or the inflater's
+    /// input), unmasked: from the read buffer if bytes wait there, else with one read straight
+    /// from the stream for a payload larger than the read buffer, else by filling the buffer.
+    fn read_piece<R: Transport + ?Sized>(
+        &mut self,
+        stream: &mut R,
+        f: &super::FrameProgress,
+    ) -> (usize, Result<(), Fault>) {
+        let want = (f.len - f.done).min(STREAM_CHUNK);
+        let dst = match f.sink {
+            #[cfg(feature = "deflate")]
+            Sink::Inflate => {
+                let inflate = self.inflate.as_deref_mut().expect("inflating");
+                inflate.at = 0;
+                &mut inflate.input
+            }
+            _ => &mut self.stream.as_deref_mut().expect("streaming").chunk,
+        };
+        dst.clear();
+        let avail = self.rbuf.data().len();
+        if avail > 0 {
+            let take = want.min(avail);
+            extend(dst, &self.rbuf.data()[..take], f);
+            self.rbuf.consume(take);
+            return (take, Ok(()));
+        }
+        if f.len - f.done < self.rbuf.capacity() {
+            let filled = fill(&mut self.rbuf, stream);
+            return (0, filled.map(|n| self.received += n as u64));
+        }
+        let result = read_once(stream, dst, want);
+        if let Some(key) = f.mask {
+            apply_mask(dst, key, f.done);
+        }
+        let n = dst.len();
+        self.received += n as u64;
+        let result = match result {
+            Ok(0) => Err(Fault::Io(super::eof())),
+            Ok(_) => Ok(()),
+            Err(e) if n > 0 && is_timeout_kind(e.kind()) => Ok(()),
+            Err(e) => Err(Fault::Io(e)),
+        };
+        (n, result)
+    }
+
+    /// Checks the piece that just arrived: text for UTF-8; compressed bytes are inflated.
+    fn absorb_piece(&mut self, sink: Sink) -> Result<(), ProtocolError> {
+        #[cfg(feature = "deflate")]
+        if sink == Sink::Inflate {
+            return self.pump();
+        }
+        let _ = sink;
+        let s = self.stream.as_deref_mut().expect("streaming");
+        s.inflated = s.inflated.saturating_add(s.chunk.len());
+        if s.kind == Some(MessageKind::Text) && self.utf8.feed(&s.chunk).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        Ok(())
+    }
+
+    /// The message's last frame is in: once the inflater gave out everything (and the restored
+    /// tail), the message ends. `None` while the inflater still has output to give.
+    fn end_of_message(&mut self) -> Result<Option<Event>, ProtocolError> {
+        #[cfg(feature = "deflate")]
+        if self.msg.compressed {
+            let s = self.stream.as_deref_mut().expect("streaming");
+            let inflate = self.inflate.as_deref_mut().expect("inflating");
+            if !s.tail_fed && inflate.decompressor.needs_tail() {
+                s.tail_fed = true;
+                s.pending = true;
+                inflate.input.clear();
+                inflate.input.extend_from_slice(&crate::proto::deflate::TAIL);
+                inflate.at = 0;
+                return Ok(None);
+            }
+            inflate.decompressor.end_message();
+        }
+        let kind = std::mem::take(&mut self.msg).kind;
+        let kind = kind.expect("a data frame belongs to a message");
+        if kind == MessageKind::Text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        self.end_stream();
+        Ok(Some(Event::Message(kind)))
+    }
+
+    /// Inflates what input waits into the empty chunk, at most one chunk's worth; checks the
+    /// streamed-message limit and, for text, UTF-8 on what came out.
+    #[cfg(feature = "deflate")]
+    fn pump(&mut self) -> Result<(), ProtocolError> {
+        use crate::proto::deflate::InflateError;
+        let s = self.stream.as_deref_mut().expect("streaming");
+        let inflate = self.inflate.as_deref_mut().expect("inflating");
+        let result = inflate.decompressor.inflate_bounded(
+            &inflate.input[inflate.at..],
+            &mut s.chunk,
+            STREAM_CHUNK,
+        );
+        let used = *result.as_ref().unwrap_or(&0);
+        inflate.at += used;
+        s.pending = s.chunk.len() == STREAM_CHUNK || inflate.at < inflate.input.len();
+        s.inflated = s.inflated.saturating_add(s.chunk.len());
+        // As in the whole-message path, the first violation in the inflated bytes decides.
+        let text = s.kind == Some(MessageKind::Text);
+        let failed = match result {
+            _ if text && self.utf8.feed(&s.chunk).is_err() => ProtocolError::InvalidUtf8,
+            _ if s.inflated > self.limits.max_message => ProtocolError::MessageTooLarge,
+            Ok(_) => return Ok(()),
+            Err(InflateError::TooLarge) => ProtocolError::MessageTooLarge,
+            Err(InflateError::Corrupt) => ProtocolError::BadCompressedData,
+            Err(InflateError::Refused) => ProtocolError::OverMemoryBudget,
+        };
+        s.pending = false;
+        inflate.decompressor.reset();
+        Err(failed)
+    }
+}
