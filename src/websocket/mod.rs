@@ -368,9 +368,8 @@ impl<S: Transport> WebSocket<S> {
     /// (see [`MessageReader::set_timeout`]).
     pub fn recv_stream_timeout(&mut self, timeout: Duration) -> Result<Option<MessageReader<'_>>> {
         let started = self.conn.recv_stream(Some(Instant::now() + timeout))?;
-        Ok(started.map(|(kind, done)| {
-            MessageReader::new(&mut self.conn, kind, done, Some(timeout))
-        }))
+        Ok(started
+            .map(|(kind, done)| MessageReader::new(&mut self.conn, kind, done, Some(timeout))))
     }
 
     /// Returns a message if one can be had without waiting, else [`Error::Timeout`].

@@ -344,9 +344,8 @@ impl<S: Split> Reader<S> {
     /// [`WebSocket::recv_stream_timeout`](crate::WebSocket::recv_stream_timeout).
     pub fn recv_stream_timeout(&mut self, timeout: Duration) -> Result<Option<MessageReader<'_>>> {
         let started = self.conn.recv_stream(Some(Instant::now() + timeout))?;
-        Ok(started.map(|(kind, done)| {
-            MessageReader::new(&mut self.conn, kind, done, Some(timeout))
-        }))
+        Ok(started
+            .map(|(kind, done)| MessageReader::new(&mut self.conn, kind, done, Some(timeout))))
     }
 
     /// Closes the connection and waits (up to the close timeout) for the peer's answer.

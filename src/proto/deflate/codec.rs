@@ -660,7 +660,11 @@ mod tests {
             for room in [1, 2, 3, 7, 100, 4096, 1 << 20] {
                 let mut d = Decompressor::new(15, !takeover);
                 assert_eq!(inflate_in_steps(&mut d, &first, room), msg, "room {room}");
-                assert_eq!(inflate_in_steps(&mut d, &second, room), zeros, "room {room}");
+                assert_eq!(
+                    inflate_in_steps(&mut d, &second, room),
+                    zeros,
+                    "room {room}"
+                );
             }
         }
     }

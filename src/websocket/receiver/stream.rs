@@ -267,7 +267,9 @@ impl Receiver {
                 s.tail_fed = true;
                 s.pending = true;
                 inflate.input.clear();
-                inflate.input.extend_from_slice(&crate::proto::deflate::TAIL);
+                inflate
+                    .input
+                    .extend_from_slice(&crate::proto::deflate::TAIL);
                 inflate.at = 0;
                 return Ok(None);
             }
@@ -311,5 +313,279 @@ impl Receiver {
         s.pending = false;
         inflate.decompressor.reset();
         Err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{Stutter, expected, masked, messages, receive_all};
+    use super::*;
+    use crate::config::Config;
+    use crate::proto::frame::OpCode;
+    use crate::websocket::Role;
+
+    /// What streaming `wire` gives, read in pieces of `piece` bytes with a timeout after each
+    /// and handed out `piece` bytes at a time: the events in order (a streamed message as its
+    /// kind and all its bytes), the bytes of a message cut off by a violation, and the violation.
+    type Streamed = (Vec<(String, Vec<u8>)>, Vec<u8>, Option<ProtocolError>);
+
+    fn stream_all(rx: &mut Receiver, wire: &[u8], piece: usize, max: usize) -> Streamed {
+        let mut stream = Stutter {
+            data: wire.to_vec(),
+            at: 0,
+            piece,
+            stall: false,
+        };
+        let mut got: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut current = Vec::new();
+        rx.begin_stream(max);
+        while got.last().is_none_or(|(what, _)| what != "Close") {
+            match rx.next_chunk(&mut stream) {
+                Ok(Event::Data) => {
+                    let data = rx.stream_data();
+                    assert!(data.len() <= STREAM_CHUNK, "{} bytes at once", data.len());
+                    let n = data.len().min(piece);
+                    current.extend_from_slice(&data[..n]);
+                    rx.stream_consume(n);
+                }
+                Ok(Event::Message(kind)) => {
+                    assert!(!rx.streaming(), "the stream ends with its message");
+                    got.push((format!("{kind:?}"), std::mem::take(&mut current)));
+                    rx.begin_stream(max);
+                }
+                Ok(event) => got.push((format!("{event:?}"), rx.control_payload().to_vec())),
+                Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {
+                    assert!(stream.at < stream.data.len(), "piece {piece}: wire ran out");
+                }
+                Err(Fault::Protocol(e)) => return (got, current, Some(e)),
+                Err(e) => panic!("piece {piece}: {e:?}"),
+            }
+        }
+        assert_eq!(stream.at, wire.len());
+        (got, current, None)
+    }
+
+    fn small_buffer() -> Config {
+        Config {
+            read_buffer_size: 256,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn streamed_messages_match_whole_ones_for_every_read_size() {
+        let (text, binary, short) = messages();
+        let (a, b) = text.as_bytes().split_at(500);
+        let wire = [
+            masked(OpCode::Ping, true, 0, b"p1"),
+            masked(OpCode::Text, false, 0, &a[..100]),
+            masked(OpCode::Continuation, false, 0, &[]),
+            masked(OpCode::Continuation, false, 0, &a[100..]),
+            masked(OpCode::Ping, true, 0, b"p2"),
+            masked(OpCode::Continuation, true, 0, b),
+            masked(OpCode::Binary, true, 0, &binary),
+            masked(OpCode::Pong, true, 0, b""),
+            masked(OpCode::Binary, true, 0, b""),
+            masked(OpCode::Text, true, 0, short.as_bytes()),
+            masked(OpCode::Close, true, 0, &[3, 232]),
+        ]
+        .concat();
+        let mut want = expected(&text, &binary, &short);
+        want.insert(1, ("Ping".to_owned(), b"p2".to_vec()));
+        want.insert(5, ("Binary".to_owned(), Vec::new()));
+        for piece in (1..=40).chain([255, 256, 257, 1000, 1 << 20]) {
+            let mut whole = Receiver::new(Role::Server, &small_buffer(), b"");
+            assert_eq!(receive_all(&mut whole, &wire, piece), want, "piece {piece}");
+            let mut rx = Receiver::new(Role::Server, &small_buffer(), b"");
+            let got = stream_all(&mut rx, &wire, piece, usize::MAX);
+            assert_eq!(got, (want.clone(), Vec::new(), None), "piece {piece}");
+        }
+    }
+
+    #[cfg(feature = "deflate")]
+    fn compress_all(pieces: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut deflate = crate::proto::deflate::Compressor::new(15, 6, false);
+        let last = pieces.len() - 1;
+        let mut frames = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            let mut out = Vec::new();
+            deflate.compress(piece, i == last, &mut out).unwrap();
+            frames.push(out);
+        }
+        frames
+    }
+
+    /// One message in frames, RSV1 on the first when compressed.
+    fn message(opcode: OpCode, frames: &[Vec<u8>], compressed: bool) -> Vec<u8> {
+        let last = frames.len() - 1;
+        let mut wire = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            let op = if i == 0 { opcode } else { OpCode::Continuation };
+            let rsv = if i == 0 && compressed { 0b100 } else { 0 };
+            wire.extend(masked(op, i == last, rsv, frame));
+        }
+        wire
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn compressed_messages_stream_in_bounded_steps() {
+        let (text, _, short) = messages();
+        let zeros = vec![0u8; 3 << 20];
+        let (a, b) = text.as_bytes().split_at(500);
+        let bomb = compress_all(&[&zeros]);
+        assert!(bomb[0].len() < 10_000);
+        let wire = [
+            message(OpCode::Text, &compress_all(&[a, b]), true),
+            masked(OpCode::Ping, true, 0, b"p"),
+            message(OpCode::Binary, &bomb, true),
+            message(OpCode::Text, &compress_all(&[short.as_bytes()]), true),
+            masked(OpCode::Close, true, 0, &[3, 232]),
+        ]
+        .concat();
+        let row = |what: &str, bytes: &[u8]| (what.to_owned(), bytes.to_vec());
+        let want = vec![
+            row("Text", text.as_bytes()),
+            row("Ping", b"p"),
+            row("Binary", &zeros),
+            row("Text", short.as_bytes()),
+            row("Close", &[3, 232]),
+        ];
+        for piece in (1..=20).chain([255, 256, 257, 4096, 1 << 20]) {
+            let mut rx = Receiver::new(Role::Server, &small_buffer(), b"");
+            rx.set_inflate(15, false);
+            let got = stream_all(&mut rx, &wire, piece.max(1000), usize::MAX);
+            assert_eq!(got, (want.clone(), Vec::new(), None), "piece {piece}");
+        }
+    }
+
+    /// A text message with 0xff at `bad`, in frames of `frame` bytes.
+    fn bad_text(len: usize, bad: usize, frame: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut text: Vec<u8> = "\u{e9}t\u{e9} \u{1f600}"
+            .bytes()
+            .cycle()
+            .take(len)
+            .collect();
+        text[bad] = 0xff;
+        let frames = text.chunks(frame).map(<[u8]>::to_vec).collect();
+        (text, frames)
+    }
+
+    #[test]
+    fn invalid_utf8_fails_the_read_that_reaches_it_at_every_position() {
+        for bad in 0..60 {
+            for (frame, piece) in [(1, 1), (7, 3), (60, 1000)] {
+                let (text, frames) = bad_text(60, bad, frame);
+                let wire = message(OpCode::Text, &frames, false);
+                let mut rx = Receiver::new(Role::Server, &small_buffer(), b"");
+                let (got, cut, err) = stream_all(&mut rx, &wire, piece, usize::MAX);
+                assert_eq!(
+                    err,
+                    Some(ProtocolError::InvalidUtf8),
+                    "bad {bad} frame {frame}"
+                );
+                assert!(got.is_empty());
+                assert!(
+                    cut.len() <= bad && text.starts_with(&cut),
+                    "bad {bad}: {cut:?}"
+                );
+            }
+        }
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn invalid_utf8_in_compressed_text_fails_at_every_position() {
+        for bad in 0..60 {
+            let (text, frames) = bad_text(60, bad, 7);
+            let pieces: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+            let wire = message(OpCode::Text, &compress_all(&pieces), true);
+            for piece in [1, 5, 1000] {
+                let mut rx = Receiver::new(Role::Server, &small_buffer(), b"");
+                rx.set_inflate(15, false);
+                let (got, cut, err) = stream_all(&mut rx, &wire, piece, usize::MAX);
+                assert_eq!(err, Some(ProtocolError::InvalidUtf8), "bad {bad}");
+                assert!(got.is_empty());
+                assert!(
+                    cut.len() <= bad && text.starts_with(&cut),
+                    "bad {bad}: {cut:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn limits_crossed_in_the_middle_fail_after_the_bytes_before() {
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let frames: Vec<Vec<u8>> = data.chunks(300).map(<[u8]>::to_vec).collect();
+        let wire = message(OpCode::Binary, &frames, false);
+        for piece in [1, 7, 300, 1 << 20] {
+            // The streamed-message limit: the frame that would cross it is refused.
+            let mut rx = Receiver::new(Role::Server, &small_buffer(), b"");
+            let (_, cut, err) = stream_all(&mut rx, &wire, piece, 1000);
+            assert_eq!(err, Some(ProtocolError::MessageTooLarge), "piece {piece}");
+            assert_eq!(cut, data[..900], "piece {piece}");
+            assert!(rx.violation().contains("1000 limit"), "{}", rx.violation());
+            // The fragment limit applies as to whole messages.
+            let config = Config {
+                max_fragments: 4,
+                ..small_buffer()
+            };
+            let mut rx = Receiver::new(Role::Server, &config, b"");
+            let (_, cut, err) = stream_all(&mut rx, &wire, piece, usize::MAX);
+            assert_eq!(err, Some(ProtocolError::TooManyFragments), "piece {piece}");
+            assert_eq!(cut, data[..1200], "piece {piece}");
+            // The whole-message limit is not the streamed one, and comes back after a stream.
+            let config = Config {
+                max_message_size: 1000,
+                ..small_buffer()
+            };
+            let mut rx = Receiver::new(Role::Server, &config, b"");
+            let twice = [wire.clone(), wire.clone()].concat();
+            let mut stream = Stutter {
+                data: twice,
+                at: 0,
+                piece,
+                stall: false,
+            };
+            rx.begin_stream(usize::MAX);
+            let mut streamed = 0;
+            loop {
+                match rx.next_chunk(&mut stream) {
+                    Ok(Event::Data) => {
+                        streamed += rx.stream_data().len();
+                        rx.stream_discard();
+                    }
+                    Ok(Event::Message(_)) => break,
+                    Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!(streamed, data.len());
+            let whole = loop {
+                match rx.next_event(&mut stream) {
+                    Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
+                    other => break other,
+                }
+            };
+            assert!(
+                matches!(whole, Err(Fault::Protocol(ProtocolError::MessageTooLarge))),
+                "{whole:?}"
+            );
+        }
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn a_compressed_stream_stops_at_its_limit_while_inflating() {
+        let zeros = vec![0u8; 1 << 20];
+        let wire = message(OpCode::Binary, &compress_all(&[&zeros]), true);
+        for piece in [1, 100, 1 << 20] {
+            let mut rx = Receiver::new(Role::Server, &small_buffer(), b"");
+            rx.set_inflate(15, false);
+            let (_, cut, err) = stream_all(&mut rx, &wire, piece.max(1000), 200_000);
+            assert_eq!(err, Some(ProtocolError::MessageTooLarge), "piece {piece}");
+            assert!(cut.len() <= 200_000 && cut.len() >= 200_000 - STREAM_CHUNK);
+        }
     }
 }
