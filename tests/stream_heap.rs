@@ -65,7 +65,6 @@ fn stream_through(config: Config, pieces: usize) -> usize {
             got = &got[take..];
         }
     }
-    drop(stream);
     let grew = heap::growth_since(base);
     assert_eq!(at, pieces * PIECE);
     assert!(ws.recv().unwrap().is_none());
