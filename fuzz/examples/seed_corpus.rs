@@ -29,7 +29,12 @@ const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let mut total = 0;
-    for (role, masked) in [("frame_server", true), ("frame_client", false)] {
+    // frame_stream reads the frame_server format (bit 5 drops every other stream early).
+    for (role, masked) in [
+        ("frame_server", true),
+        ("frame_client", false),
+        ("frame_stream", true),
+    ] {
         for (name, wire) in frame_samples(masked) {
             // The same bytes read whole, byte by byte, in odd chunks with failing reads, small
             // limits and the smallest read buffer, and with only the smallest read buffer (so
