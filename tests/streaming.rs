@@ -335,3 +335,35 @@ fn compressed_messages_stream_over_loopback() {
     // Whole messages after streamed ones still work with the same context.
     assert!(ws.recv().unwrap().is_none());
 }
+
+#[test]
+fn a_close_from_another_thread_mid_stream_ends_it_as_closed() {
+    let (seen, saw_close) = mpsc::channel::<()>();
+    let (addr, server) = raw_server(move |mut peer| {
+        peer.send(&frame(BINARY, false, b"first"));
+        let close = peer.read_close().close_code();
+        seen.send(()).unwrap();
+        // The rest of the message, and another one, cross the close: the client drops them.
+        peer.send(&frame(CONTINUATION, true, b"rest"));
+        peer.send(&frame(TEXT, true, b"late"));
+        peer.send(&Frame::close(1000, "").unmasked());
+        close
+    });
+    let mut ws = client(addr, Config::default());
+    let (mut reader, writer) = ws.split().unwrap();
+    let mut stream = reader.recv_stream().unwrap().unwrap();
+    let mut first = [0u8; 5];
+    stream.read_exact(&mut first).unwrap();
+    let closer = thread::spawn(move || writer.close(syncws::CloseCode::NORMAL, "done"));
+    // The reader is not inside a read when the close goes out (data already on its way to a
+    // reader blocked in a read still reaches it, as with `recv`).
+    saw_close.recv().unwrap();
+    let (rest, err) = read_all(&mut stream, 100);
+    assert!(rest.is_empty(), "{rest:?}");
+    let err = err.expect("cut short by our own close");
+    assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
+    assert!(matches!(inner(err), Error::Closed));
+    assert!(reader.recv().unwrap().is_none());
+    closer.join().unwrap().unwrap();
+    assert_eq!(server.join().unwrap(), Some(1000));
+}

@@ -433,10 +433,11 @@ impl<L: Link> Conn<L> {
         }
     }
 
-    /// A streamed message cut short by the end of the connection: the peer's close frame as
-    /// an error (whatever its code, as the message is incomplete), else `Closed`.
+    /// A streamed message cut short by the end of the connection: the close frame of a peer
+    /// that closed as an error (whatever its code, as the message is incomplete), else
+    /// `Closed` (this side closed, or the connection ended without a close frame).
     fn cut_short(&self) -> Error {
-        match &self.peer_close {
+        match self.peer_started_close() {
             Some(frame) => Error::PeerClosed(Box::new(frame.clone())),
             None => Error::Closed,
         }

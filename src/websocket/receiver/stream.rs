@@ -116,6 +116,11 @@ impl Receiver {
     /// wait in the chunk, a control frame's event, or `Message(kind)` at the message's end
     /// (the stream then ends). Failures are handled as in `next_event`.
     pub fn next_chunk<R: Transport + ?Sized>(&mut self, stream: &mut R) -> Result<Event, Fault> {
+        // The stream ended while the connection was closing, and the receive goes on to the
+        // peer's close frame: what else arrives is whole messages, which the closing drops.
+        if self.stream.is_none() {
+            return self.next_event(stream);
+        }
         let result = self.next_chunk_or_fault(stream);
         if let Err(fault) = &result {
             let retry = matches!(fault, Fault::Io(e)
