@@ -367,3 +367,30 @@ fn a_close_from_another_thread_mid_stream_ends_it_as_closed() {
     closer.join().unwrap().unwrap();
     assert_eq!(server.join().unwrap(), Some(1000));
 }
+
+#[test]
+fn a_receive_cut_off_by_its_deadline_continues_as_a_stream() {
+    let (go, wait) = mpsc::channel::<()>();
+    let (addr, server) = raw_server(move |mut peer| {
+        peer.send(&frame(TEXT, false, "d\u{e9}but ".as_bytes()));
+        wait.recv().unwrap();
+        peer.send(&frame(CONTINUATION, true, b"et fin"));
+        peer.send(&frame(BINARY, true, b"whole"));
+        peer.read_close().close_code()
+    });
+    let mut ws = client(addr, Config::default());
+    assert!(matches!(
+        ws.recv_timeout(Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
+    go.send(()).unwrap();
+    let mut stream = ws.recv_stream().unwrap().unwrap();
+    assert_eq!(stream.kind(), MessageKind::Text);
+    let (got, err) = read_all(&mut stream, 3);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(got, "d\u{e9}but et fin".as_bytes());
+    // And whole messages afterwards, with the whole-message path.
+    assert_eq!(ws.recv().unwrap(), Some(Message::Binary(b"whole".to_vec())));
+    ws.close(syncws::CloseCode::NORMAL, "").unwrap();
+    assert_eq!(server.join().unwrap(), Some(1000));
+}
