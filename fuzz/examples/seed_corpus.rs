@@ -73,6 +73,24 @@ fn main() {
         total += write(&root, "inflate", name, &input);
     }
     for (name, wire) in deflate_frame_samples() {
+        // frame_stream with compression agreed (bit 6), whole and in odd chunks dropping streams
+        let variants = [
+            ("whole", encode_input(0x40, &[], &wire)),
+            (
+                "chunks_dropping",
+                encode_input(0x60, &[3, 0, 1, 200], &wire),
+            ),
+        ];
+        for (how, input) in variants {
+            total += write(
+                &root,
+                "frame_stream",
+                &format!("deflate_{name}.{how}"),
+                &input,
+            );
+        }
+    }
+    for (name, wire) in deflate_frame_samples() {
         // with context takeover, without, and with a 9-bit window; whole and in odd chunks
         let variants = [
             ("whole", encode_input(0x00, &[], &wire)),

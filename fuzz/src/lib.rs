@@ -417,8 +417,53 @@ pub fn stream_all(
 ) -> (Transcript, Vec<Streamed>) {
     let written = Rc::new(RefCell::new(Vec::new()));
     let stream = ChunkedStream::new(wire, chunks, written.clone());
-    let mut ws = WebSocket::from_stream(stream, role, config.clone(), &[]);
-    let limit = config.max_stream_size;
+    let ws = WebSocket::from_stream(stream, role, config.clone(), &[]);
+    stream_from(ws, role, reads, drop_odd, wire.len(), &written, 0)
+}
+
+/// Like [`stream_all`] for a server that accepted a permessage-deflate offer (`request`, see
+/// [`deflate_request`]) in front of the frames.
+pub fn stream_all_deflate(
+    config: &Config,
+    request: &[u8],
+    chunks: &[u8],
+    drop_odd: bool,
+    wire: &[u8],
+) -> (Transcript, Vec<Streamed>) {
+    let written = Rc::new(RefCell::new(Vec::new()));
+    let mut input = request.to_vec();
+    input.extend_from_slice(wire);
+    let mut stream = ChunkedStream::new(&input, chunks, written.clone());
+    stream.chunk_from = request.len();
+    let config = config
+        .clone()
+        .deflate(Some(syncws::DeflateConfig::default()));
+    let ws = syncws::accept_with(stream, config).expect("the upgrade request is accepted");
+    assert!(ws.compression().is_some(), "permessage-deflate agreed");
+    let head = written.borrow().len();
+    stream_from(
+        ws,
+        Role::Server,
+        chunks,
+        drop_odd,
+        wire.len(),
+        &written,
+        head,
+    )
+}
+
+/// Receives every message of `ws` as a stream (see [`stream_all`]); `skip` bytes at the start
+/// of what it wrote (a handshake answer) are not frames.
+fn stream_from(
+    mut ws: WebSocket<ChunkedStream>,
+    role: Role,
+    reads: &[u8],
+    drop_odd: bool,
+    wire_len: usize,
+    written: &Rc<RefCell<Vec<u8>>>,
+    skip: usize,
+) -> (Transcript, Vec<Streamed>) {
+    let limit = ws.config().max_stream_size;
     let mut streamed: Vec<Streamed> = Vec::new();
     let mut next_read = 0;
     let mut buf = vec![0u8; 4096];
@@ -473,10 +518,7 @@ pub fn stream_all(
             assert!(std::str::from_utf8(&bytes).is_ok(), "text not UTF-8");
         }
         streamed.push((text, bytes, complete));
-        assert!(
-            streamed.len() <= wire.len() / 2,
-            "more messages than frames"
-        );
+        assert!(streamed.len() <= wire_len / 2, "more messages than frames");
     };
     let (end, protocol_error, ended_ok) = ending(&ws, result);
     match ws.recv() {
@@ -487,7 +529,7 @@ pub fn stream_all(
     }
     let peer_close = ws.close_frame().map(|f| f.code);
     drop(ws);
-    let replies = decode_replies(role, &written.borrow());
+    let replies = decode_replies(role, &written.borrow()[skip..]);
     let transcript = Transcript {
         messages: Vec::new(),
         end,
@@ -500,7 +542,7 @@ pub fn stream_all(
 
 /// The `frame_stream` check, in the server role: the input read with `recv_stream` (the chunk
 /// sizes cut both the socket's reads and the stream's; bit 5 of the flags drops every other
-/// stream after its first read) must give what the whole-message receive gives: the same
+/// stream after its first read; bit 6 agrees to permessage-deflate first, as `frame_deflate`) must give what the whole-message receive gives: the same
 /// messages (a prefix of a dropped one, a valid prefix of one cut short at the end), the same
 /// end and the same replies. The streamed limit is set to the whole-message limit.
 pub fn fuzz_frames_stream(data: &[u8]) {
@@ -510,16 +552,20 @@ pub fn fuzz_frames_stream(data: &[u8]) {
     let config = setup.config.clone();
     let config = config.clone().max_stream_size(config.max_message_size);
     let role = Role::Server;
-    let (split, streamed) = stream_all(
-        role,
-        &config,
-        setup.chunks,
-        setup.chunks,
-        setup.into_first,
-        setup.wire,
-    );
+    let drop_odd = setup.into_first;
+    let (split, streamed, whole) = if data[0] & 0x40 != 0 {
+        let request = deflate_request(false, false);
+        let (split, streamed) =
+            stream_all_deflate(&config, &request, setup.chunks, drop_odd, setup.wire);
+        let whole = receive_all_deflate(&config, &request, &[], false, false, setup.wire);
+        (split, streamed, whole)
+    } else {
+        let chunks = setup.chunks;
+        let (split, streamed) = stream_all(role, &config, chunks, chunks, drop_odd, setup.wire);
+        let whole = receive_all(role, &config, &[], false, false, setup.wire);
+        (split, streamed, whole)
+    };
     check_replies(&split);
-    let whole = receive_all(role, &config, &[], false, false, setup.wire);
     compare_streamed(&split, &streamed, &whole);
 }
 
@@ -845,6 +891,37 @@ mod tests {
                 assert_eq!(t.protocol_error, Some(syncws::ProtocolError::InvalidUtf8));
                 assert_eq!(streamed.len(), 4, "the last one cut by its bad byte");
                 assert_eq!(streamed[1].2, !drop_odd);
+            }
+        }
+    }
+
+    #[test]
+    fn compressed_streams_match_whole_ones() {
+        let mut c = Compressor::new(15, 6, false);
+        let mut compressed = |input: &[u8], fin: bool| {
+            let mut out = Vec::new();
+            c.compress(input, fin, &mut out).unwrap();
+            out
+        };
+        let zeros = vec![0u8; 200_000];
+        let wire = [
+            raw_frame(0x41, &compressed("h\u{e9}llo ".as_bytes(), false), true),
+            frame(0x9, true, b"p", true),
+            frame(0x0, true, &compressed(b"world", true), true),
+            raw_frame(0xC2, &compressed(&zeros, true), true),
+            frame(0x8, true, &[0x03, 0xE8], true),
+        ]
+        .concat();
+        let config = decode_input(&[0]).unwrap().config;
+        let request = deflate_request(false, false);
+        let whole = receive_all_deflate(&config, &request, &[], false, false, &wire);
+        assert_eq!(whole.messages.len(), 2);
+        for drop_odd in [false, true] {
+            for chunks in [&[][..], &[1], &[0, 3, 0, 250]] {
+                let (t, streamed) = stream_all_deflate(&config, &request, chunks, drop_odd, &wire);
+                check_replies(&t);
+                compare_streamed(&t, &streamed, &whole);
+                assert_eq!(t.end, "closed 1000 \"\"");
             }
         }
     }
