@@ -394,3 +394,44 @@ fn a_receive_cut_off_by_its_deadline_continues_as_a_stream() {
     ws.close(syncws::CloseCode::NORMAL, "").unwrap();
     assert_eq!(server.join().unwrap(), Some(1000));
 }
+
+#[test]
+fn messages_from_a_tungstenite_server_stream_through() {
+    use tungstenite::{Bytes, Message as TMessage};
+    let text = text_of_len(1 << 20);
+    let binary = bytes_of_len(5 << 20);
+    let (t, b) = (text.clone(), binary.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        guard(&stream);
+        let mut ws = tungstenite::accept(stream).unwrap();
+        ws.send(TMessage::Text(t.into())).unwrap();
+        ws.send(TMessage::Ping(Bytes::from_static(b"hb"))).unwrap();
+        ws.send(TMessage::Binary(b.into())).unwrap();
+        let mut pongs = Vec::new();
+        loop {
+            match ws.read() {
+                Ok(TMessage::Pong(p)) => pongs.push(p.to_vec()),
+                Ok(TMessage::Close(_)) => {}
+                Ok(other) => panic!("{other:?}"),
+                Err(tungstenite::Error::ConnectionClosed) => return pongs,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    let mut ws = client(addr, Config::default());
+    for (kind, want) in [
+        (MessageKind::Text, text.into_bytes()),
+        (MessageKind::Binary, binary),
+    ] {
+        let mut stream = ws.recv_stream().unwrap().unwrap();
+        assert_eq!(stream.kind(), kind);
+        let (got, err) = read_all(&mut stream, 10_000);
+        assert!(err.is_none(), "{err:?}");
+        assert!(got == want, "{kind:?} differs");
+    }
+    ws.close(syncws::CloseCode::NORMAL, "").unwrap();
+    assert_eq!(server.join().unwrap(), [b"hb".to_vec()]);
+}
