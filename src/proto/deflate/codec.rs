@@ -294,18 +294,20 @@ impl Decompressor {
                 break Ok(());
             }
             let (in_before, out_before) = (z.total_in(), z.total_out());
-            let status = match z.decompress(
+            let result = z.decompress(
                 &input[used..],
                 &mut out[start + made..],
                 FlushDecompress::None,
-            ) {
-                Ok(status) => status,
-                Err(_) => break Err(InflateError::Corrupt),
-            };
+            );
+            // What inflated before corrupt data stays: the caller checks it first (bad text
+            // ahead of the corruption decides the close code, as in the unbounded path).
             let took = (z.total_in() - in_before) as usize;
             let gave = (z.total_out() - out_before) as usize;
             used += took;
             made += gave;
+            let Ok(status) = result else {
+                break Err(InflateError::Corrupt);
+            };
             match status {
                 Status::StreamEnd => self.ended = true,
                 _ if used == input.len() && made < room => break Ok(()),

@@ -582,6 +582,20 @@ mod tests {
 
     #[cfg(feature = "deflate")]
     #[test]
+    fn bad_text_ahead_of_corrupt_data_is_the_violation() {
+        // A stored block holding 0xff, then a block of the reserved type: corrupt.
+        let payload = [0x00, 0x01, 0x00, 0xfe, 0xff, 0xff, 0x07];
+        let wire = masked(OpCode::Text, true, 0b100, &payload);
+        for piece in [1, 3, 1000] {
+            let mut rx = Receiver::new(Role::Server, &small_buffer(), b"");
+            rx.set_inflate(15, false);
+            let (_, _, err) = stream_all(&mut rx, &wire, piece, usize::MAX);
+            assert_eq!(err, Some(ProtocolError::InvalidUtf8), "piece {piece}");
+        }
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
     fn a_compressed_stream_stops_at_its_limit_while_inflating() {
         let zeros = vec![0u8; 1 << 20];
         let wire = message(OpCode::Binary, &compress_all(&[&zeros]), true);
