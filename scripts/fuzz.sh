@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(frame_server frame_client frame_deflate handshake_request handshake_response utf8 inflate socks_reply)
+TARGETS=(frame_server frame_client frame_deflate frame_stream handshake_request handshake_response utf8 inflate socks_reply)
 seconds=60
 if [ "${1:-}" = "--smoke" ]; then
     seconds=10
@@ -52,7 +52,7 @@ build() {
         exit 1
     fi
 }
-if [ ${#TARGETS[@]} -eq 7 ]; then
+if [ $# -eq 0 ]; then
     build
 else
     # cargo fuzz builds one target or all of them.

@@ -31,6 +31,21 @@ pub struct Config {
     /// 1009. Defaults to 64 MiB: big enough for file transfers, small enough that a few hostile
     /// peers cannot exhaust a server's memory. Memory grows only as bytes arrive.
     pub max_message_size: usize,
+    /// Largest message received as a stream ([`WebSocket::recv_stream`]), in bytes: its inflated
+    /// bytes if it is compressed, and the skipped rest of a stream dropped before its end count
+    /// too. Larger fail the connection with 1009 once the limit is crossed, in the middle of the
+    /// message (the reads before it succeeded). Separate from `max_message_size` because a
+    /// streamed message costs no memory beyond the read buffer, one 64 KiB chunk and the
+    /// inflater's window whatever its size: this limit bounds time and bandwidth, not memory.
+    /// `max_frame_size` and `max_fragments` still apply to each streamed message.
+    ///
+    /// Defaults to unlimited (`usize::MAX`): an application that asks for a stream is prepared
+    /// for large messages (a 71 GB JSON-RPC response has been seen in the field), can stop
+    /// reading whenever it likes, and knows its own bound better than a library default; set one
+    /// when a peer must not keep a connection busy forever.
+    ///
+    /// [`WebSocket::recv_stream`]: crate::WebSocket::recv_stream
+    pub max_stream_size: usize,
     /// Most frames one message may be split into. Defaults to 100,000: generous for streaming,
     /// while a flood of empty continuation frames cannot keep a thread busy forever.
     pub max_fragments: usize,
@@ -96,6 +111,7 @@ impl Default for Config {
         Config {
             max_frame_size: 64 << 20,
             max_message_size: 64 << 20,
+            max_stream_size: usize::MAX,
             max_fragments: 100_000,
             read_buffer_size: 8 << 10,
             close_timeout: Duration::from_secs(5),
@@ -122,6 +138,12 @@ impl Config {
     /// Sets [`Config::max_message_size`].
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`Config::max_stream_size`].
+    pub fn max_stream_size(mut self, bytes: usize) -> Self {
+        self.max_stream_size = bytes;
         self
     }
 
@@ -341,6 +363,7 @@ mod tests {
             .max_frame_size(1)
             .max_message_size(2)
             .max_fragments(3)
+            .max_stream_size(9)
             .read_buffer_size(4)
             .close_timeout(Duration::from_millis(5))
             .handshake_timeout(Duration::from_millis(6))
@@ -355,6 +378,7 @@ mod tests {
             ),
             (1, 2, 3, 4)
         );
+        assert_eq!(c.max_stream_size, 9);
         assert_eq!(c.close_timeout, Duration::from_millis(5));
         assert_eq!(c.handshake_timeout, Duration::from_millis(6));
         assert_eq!((c.max_header_bytes, c.max_headers), (7, 8));

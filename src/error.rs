@@ -120,8 +120,15 @@ impl std::error::Error for Error {
     }
 }
 
+/// An `io::Error` that carries an [`Error`] (as the reads of a
+/// [`MessageReader`](crate::MessageReader) return) gives it back, so `?` on a streamed read
+/// reports what went wrong; any other becomes [`Error::Io`].
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            let inner = e.into_inner().expect("checked above");
+            return *inner.downcast::<Error>().expect("checked above");
+        }
         Error::Io(e)
     }
 }

@@ -33,6 +33,8 @@
 //!   copying; [`WebSocket::send_fragmented`] sends one message in pieces.
 //! - [`WebSocket::recv`] returns whole messages and `Ok(None)` once the connection ended
 //!   normally; pings are answered for you. A `WebSocket` is also an iterator over messages.
+//! - [`WebSocket::recv_stream`] returns a message of any size as a [`MessageReader`] (an
+//!   `io::Read`) that yields its payload as the frames arrive, in bounded memory.
 //! - Every RFC 6455 rule is checked on receive; a violation closes with the RFC's code (1002,
 //!   1007, 1009) and comes back as [`Error::Protocol`]. Text is validated as it arrives.
 //! - Limits and timeouts live in [`Config`], with defaults documented there.
@@ -112,7 +114,7 @@ pub use server::{
 };
 #[cfg(any(feature = "tls", feature = "rustls"))]
 pub use tls::{ClientTls, ClientTlsBuilder, ServerTls};
-pub use websocket::{MemoryBudget, Reader, State, WebSocket, Writer};
+pub use websocket::{MemoryBudget, MessageReader, Reader, State, WebSocket, Writer};
 // Defined with the receive rules in `proto`; documented here, where users name it.
 #[doc(inline)]
 pub use websocket::Role;

@@ -29,7 +29,12 @@ const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let mut total = 0;
-    for (role, masked) in [("frame_server", true), ("frame_client", false)] {
+    // frame_stream reads the frame_server format (bit 5 drops every other stream early).
+    for (role, masked) in [
+        ("frame_server", true),
+        ("frame_client", false),
+        ("frame_stream", true),
+    ] {
         for (name, wire) in frame_samples(masked) {
             // The same bytes read whole, byte by byte, in odd chunks with failing reads, small
             // limits and the smallest read buffer, and with only the smallest read buffer (so
@@ -66,6 +71,24 @@ fn main() {
     }
     for (name, input) in inflate_samples() {
         total += write(&root, "inflate", name, &input);
+    }
+    for (name, wire) in deflate_frame_samples() {
+        // frame_stream with compression agreed (bit 6), whole and in odd chunks dropping streams
+        let variants = [
+            ("whole", encode_input(0x40, &[], &wire)),
+            (
+                "chunks_dropping",
+                encode_input(0x60, &[3, 0, 1, 200], &wire),
+            ),
+        ];
+        for (how, input) in variants {
+            total += write(
+                &root,
+                "frame_stream",
+                &format!("deflate_{name}.{how}"),
+                &input,
+            );
+        }
     }
     for (name, wire) in deflate_frame_samples() {
         // with context takeover, without, and with a 9-bit window; whole and in odd chunks

@@ -370,6 +370,233 @@ pub fn fuzz_frames(role: Role, data: &[u8]) {
     assert_eq!(split, whole, "split and whole input differ");
 }
 
+/// How a receive ended, for a transcript: its words, its protocol error, and whether it was a
+/// close frame (normal or not) rather than an error.
+fn ending(
+    ws: &WebSocket<ChunkedStream>,
+    result: Result<(), Error>,
+) -> (String, Option<syncws::ProtocolError>, bool) {
+    match result {
+        Ok(()) => {
+            let frame = ws.close_frame().expect("Ok(None) only after a close frame");
+            assert!(frame.code.is_normal(), "Ok(None) for {}", frame.code);
+            (
+                format!("closed {} {:?}", frame.code, frame.reason),
+                None,
+                true,
+            )
+        }
+        Err(Error::PeerClosed(frame)) => {
+            assert!(!frame.code.is_normal(), "an error for {}", frame.code);
+            (
+                format!("closed {} {:?}", frame.code, frame.reason),
+                None,
+                true,
+            )
+        }
+        Err(Error::Protocol(e)) => (format!("{}", Error::Protocol(e)), Some(e), false),
+        Err(e) => (e.to_string(), None, false),
+    }
+}
+
+/// A message received as a stream: text flag, the bytes read, and whether they are all of it
+/// (false for a stream dropped early, or cut short by the end of the connection).
+pub type Streamed = (bool, Vec<u8>, bool);
+
+/// Feeds `wire` to a socket in `role` and receives every message with `recv_stream` until the
+/// connection ends, reading each in reads of the sizes in `reads` (in turn; empty: 4096 bytes);
+/// with `drop_odd`, every other message is dropped after its first read, its rest left for the
+/// next receive to skip. Returns the transcript (its messages empty) and the streamed messages.
+pub fn stream_all(
+    role: Role,
+    config: &Config,
+    chunks: &[u8],
+    reads: &[u8],
+    drop_odd: bool,
+    wire: &[u8],
+) -> (Transcript, Vec<Streamed>) {
+    let written = Rc::new(RefCell::new(Vec::new()));
+    let stream = ChunkedStream::new(wire, chunks, written.clone());
+    let ws = WebSocket::from_stream(stream, role, config.clone(), &[]);
+    stream_from(ws, role, reads, drop_odd, wire.len(), &written, 0)
+}
+
+/// Like [`stream_all`] for a server that accepted a permessage-deflate offer (`request`, see
+/// [`deflate_request`]) in front of the frames.
+pub fn stream_all_deflate(
+    config: &Config,
+    request: &[u8],
+    chunks: &[u8],
+    drop_odd: bool,
+    wire: &[u8],
+) -> (Transcript, Vec<Streamed>) {
+    let written = Rc::new(RefCell::new(Vec::new()));
+    let mut input = request.to_vec();
+    input.extend_from_slice(wire);
+    let mut stream = ChunkedStream::new(&input, chunks, written.clone());
+    stream.chunk_from = request.len();
+    let config = config
+        .clone()
+        .deflate(Some(syncws::DeflateConfig::default()));
+    let ws = syncws::accept_with(stream, config).expect("the upgrade request is accepted");
+    assert!(ws.compression().is_some(), "permessage-deflate agreed");
+    let head = written.borrow().len();
+    stream_from(
+        ws,
+        Role::Server,
+        chunks,
+        drop_odd,
+        wire.len(),
+        &written,
+        head,
+    )
+}
+
+/// Receives every message of `ws` as a stream (see [`stream_all`]); `skip` bytes at the start
+/// of what it wrote (a handshake answer) are not frames.
+fn stream_from(
+    mut ws: WebSocket<ChunkedStream>,
+    role: Role,
+    reads: &[u8],
+    drop_odd: bool,
+    wire_len: usize,
+    written: &Rc<RefCell<Vec<u8>>>,
+    skip: usize,
+) -> (Transcript, Vec<Streamed>) {
+    let limit = ws.config().max_stream_size;
+    let mut streamed: Vec<Streamed> = Vec::new();
+    let mut next_read = 0;
+    let mut buf = vec![0u8; 4096];
+    let result = 'receive: loop {
+        let mut reader = match ws.recv_stream() {
+            Ok(Some(reader)) => reader,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let text = reader.kind() == MessageKind::Text;
+        let dropping = drop_odd && streamed.len() % 2 == 1;
+        let mut bytes = Vec::new();
+        let complete = loop {
+            let size = match reads {
+                [] => buf.len(),
+                _ => usize::from(reads[next_read % reads.len()].max(1)),
+            };
+            next_read += 1;
+            match reader.read(&mut buf[..size]) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    bytes.extend_from_slice(&buf[..n]);
+                    assert!(bytes.len() <= limit, "{} > limit {limit}", bytes.len());
+                    if dropping {
+                        break false;
+                    }
+                }
+                Err(e) => {
+                    let e = Error::from(e);
+                    drop(reader);
+                    if text {
+                        // What came out before the error is valid up to a cut code point.
+                        if let Err(bad) = std::str::from_utf8(&bytes) {
+                            assert!(bad.error_len().is_none(), "invalid text streamed");
+                        }
+                    }
+                    streamed.push((text, bytes, false));
+                    match e {
+                        // Cut short by the end of the connection: `recv` says how it ended.
+                        Error::PeerClosed(_) | Error::Closed => match ws.recv() {
+                            Ok(None) => break 'receive Ok(()),
+                            Ok(Some(m)) => panic!("a message after a cut: {m:?}"),
+                            Err(e) => break 'receive Err(e),
+                        },
+                        e => break 'receive Err(e),
+                    }
+                }
+            }
+        };
+        assert_eq!(reader.is_finished(), complete);
+        if complete && text {
+            assert!(std::str::from_utf8(&bytes).is_ok(), "text not UTF-8");
+        }
+        streamed.push((text, bytes, complete));
+        assert!(streamed.len() <= wire_len / 2, "more messages than frames");
+    };
+    let (end, protocol_error, ended_ok) = ending(&ws, result);
+    match ws.recv() {
+        Ok(None) => assert!(ended_ok, "Ok(None) after an error"),
+        Ok(Some(m)) => panic!("a message after the end: {m:?}"),
+        Err(Error::PeerClosed(_)) => assert!(ended_ok, "a peer's close after an error"),
+        Err(e) => assert!(!ended_ok, "error after a close: {e}"),
+    }
+    let peer_close = ws.close_frame().map(|f| f.code);
+    drop(ws);
+    let replies = decode_replies(role, &written.borrow()[skip..]);
+    let transcript = Transcript {
+        messages: Vec::new(),
+        end,
+        protocol_error,
+        peer_close,
+        replies,
+    };
+    (transcript, streamed)
+}
+
+/// The `frame_stream` check, in the server role: the input read with `recv_stream` (the chunk
+/// sizes cut both the socket's reads and the stream's; bit 5 of the flags drops every other
+/// stream after its first read; bit 6 agrees to permessage-deflate first, as `frame_deflate`) must give what the whole-message receive gives: the same
+/// messages (a prefix of a dropped one, a valid prefix of one cut short at the end), the same
+/// end and the same replies. The streamed limit is set to the whole-message limit.
+pub fn fuzz_frames_stream(data: &[u8]) {
+    let Some(setup) = decode_input(data) else {
+        return;
+    };
+    let config = setup.config.clone();
+    let config = config.clone().max_stream_size(config.max_message_size);
+    let role = Role::Server;
+    let drop_odd = setup.into_first;
+    let (split, streamed, whole) = if data[0] & 0x40 != 0 {
+        let request = deflate_request(false, false);
+        let (split, streamed) =
+            stream_all_deflate(&config, &request, setup.chunks, drop_odd, setup.wire);
+        let whole = receive_all_deflate(&config, &request, &[], false, false, setup.wire);
+        (split, streamed, whole)
+    } else {
+        let chunks = setup.chunks;
+        let (split, streamed) = stream_all(role, &config, chunks, chunks, drop_odd, setup.wire);
+        let whole = receive_all(role, &config, &[], false, false, setup.wire);
+        (split, streamed, whole)
+    };
+    check_replies(&split);
+    compare_streamed(&split, &streamed, &whole);
+}
+
+/// Checks a streamed receive against the whole-message one (see [`fuzz_frames_stream`]).
+pub fn compare_streamed(split: &Transcript, streamed: &[Streamed], whole: &Transcript) {
+    let n = whole.messages.len();
+    assert!(
+        streamed.len() == n || (streamed.len() == n + 1 && !streamed[n].2),
+        "{} streamed, {n} whole",
+        streamed.len()
+    );
+    for (i, ((text, bytes), (s_text, s_bytes, complete))) in
+        whole.messages.iter().zip(streamed).enumerate()
+    {
+        assert_eq!(text, s_text, "kind of message {i}");
+        if *complete {
+            assert!(bytes == s_bytes, "message {i} differs");
+        } else {
+            assert!(bytes.starts_with(s_bytes), "message {i}: not a prefix");
+        }
+    }
+    let whole_end = Transcript {
+        messages: Vec::new(),
+        ..whole.clone()
+    };
+    assert_eq!(
+        *split, whole_end,
+        "streamed and whole receives end differently"
+    );
+}
+
 /// The upgrade request in front of every `frame_deflate` input: it offers permessage-deflate,
 /// with `client_no_context_takeover` when `no_takeover`, and a 9-bit client window when `small`.
 pub fn deflate_request(no_takeover: bool, small: bool) -> Vec<u8> {
@@ -636,6 +863,65 @@ mod tests {
                     t.replies,
                     vec![(OpCode::Pong, b"hi".to_vec()), (OpCode::Close, close)]
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn streamed_receives_match_whole_ones() {
+        let wire = [
+            frame(0x1, false, "a€".as_bytes(), true),
+            frame(0x9, true, b"hi", true),
+            frame(0x0, true, b"bcdef", true),
+            frame(0x2, true, &[0, 1, 2], true),
+            frame(0x2, false, &[3, 4], true),
+            frame(0x0, true, &[5, 6, 7], true),
+            frame(0x1, true, &[b'a', 0xC0, 0xAF], true),
+        ]
+        .concat();
+        let config = decode_input(&[0]).unwrap().config;
+        let whole = receive_all(Role::Server, &config, &[], false, false, &wire);
+        assert_eq!(whole.messages.len(), 3);
+        for drop_odd in [false, true] {
+            for chunks in [&[][..], &[1], &[0, 3, 0, 250]] {
+                let (t, streamed) =
+                    stream_all(Role::Server, &config, chunks, chunks, drop_odd, &wire);
+                check_replies(&t);
+                compare_streamed(&t, &streamed, &whole);
+                assert_eq!(t.protocol_error, Some(syncws::ProtocolError::InvalidUtf8));
+                assert_eq!(streamed.len(), 4, "the last one cut by its bad byte");
+                assert_eq!(streamed[1].2, !drop_odd);
+            }
+        }
+    }
+
+    #[test]
+    fn compressed_streams_match_whole_ones() {
+        let mut c = Compressor::new(15, 6, false);
+        let mut compressed = |input: &[u8], fin: bool| {
+            let mut out = Vec::new();
+            c.compress(input, fin, &mut out).unwrap();
+            out
+        };
+        let zeros = vec![0u8; 200_000];
+        let wire = [
+            raw_frame(0x41, &compressed("h\u{e9}llo ".as_bytes(), false), true),
+            frame(0x9, true, b"p", true),
+            frame(0x0, true, &compressed(b"world", true), true),
+            raw_frame(0xC2, &compressed(&zeros, true), true),
+            frame(0x8, true, &[0x03, 0xE8], true),
+        ]
+        .concat();
+        let config = decode_input(&[0]).unwrap().config;
+        let request = deflate_request(false, false);
+        let whole = receive_all_deflate(&config, &request, &[], false, false, &wire);
+        assert_eq!(whole.messages.len(), 2);
+        for drop_odd in [false, true] {
+            for chunks in [&[][..], &[1], &[0, 3, 0, 250]] {
+                let (t, streamed) = stream_all_deflate(&config, &request, chunks, drop_odd, &wire);
+                check_replies(&t);
+                compare_streamed(&t, &streamed, &whole);
+                assert_eq!(t.end, "closed 1000 \"\"");
             }
         }
     }

@@ -160,6 +160,9 @@ pub(crate) struct Conn<L: Link> {
     read_timeout: Option<Duration>,
     close_deadline: Option<Instant>,
     hb: Heartbeat,
+    /// When the last read of a streamed message returned to the application, which may take
+    /// its time before the next: the heartbeat does not count that time against the peer.
+    stream_paused: Option<Instant>,
 }
 
 impl<L: Link> Conn<L> {
@@ -187,6 +190,7 @@ impl<L: Link> Conn<L> {
                 seq: 0,
                 rtt: None,
             },
+            stream_paused: None,
         }
     }
 
@@ -207,6 +211,7 @@ impl<L: Link> Conn<L> {
             read_timeout: self.read_timeout,
             close_deadline: self.close_deadline,
             hb: self.hb,
+            stream_paused: self.stream_paused,
         }
     }
 
@@ -250,7 +255,12 @@ impl<L: Link> Conn<L> {
     /// Receives the next data message, or `None` once the peer has closed, giving up with
     /// [`Error::Timeout`] at `deadline`.
     pub fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Option<Message>> {
-        self.recv_with(deadline, |rx, kind| rx.take_message(kind))
+        if self.rx.streaming() && self.end_stream(deadline)?.is_none() {
+            return Ok(None);
+        }
+        self.recv_with(deadline, Receiver::next_event, |rx, kind| {
+            rx.take_message(kind.expect("whole messages"))
+        })
     }
 
     /// Like `recv_until`, swapping the message into `out` instead of allocating one.
@@ -259,16 +269,23 @@ impl<L: Link> Conn<L> {
         out: &mut Vec<u8>,
         deadline: Option<Instant>,
     ) -> Result<Option<MessageKind>> {
-        self.recv_with(deadline, |rx, kind| {
+        if self.rx.streaming() && self.end_stream(deadline)?.is_none() {
+            return Ok(None);
+        }
+        self.recv_with(deadline, Receiver::next_event, |rx, kind| {
             rx.swap_message(out);
-            kind
+            kind.expect("whole messages")
         })
     }
 
+    /// The receive loop, whole or streamed: `next` reads the next event, `deliver` hands out a
+    /// message (`Some(kind)`: a whole message, or a streamed one's end) or, streaming, the
+    /// start of a message or bytes of it (`None`).
     fn recv_with<T>(
         &mut self,
         deadline: Option<Instant>,
-        mut deliver: impl FnMut(&mut Receiver, MessageKind) -> T,
+        mut next: impl FnMut(&mut Receiver, &mut L::Read) -> std::result::Result<Event, Fault>,
+        mut deliver: impl FnMut(&mut Receiver, Option<MessageKind>) -> T,
     ) -> Result<Option<T>> {
         loop {
             if self.state != State::Closed && self.link.is_closed() {
@@ -288,16 +305,20 @@ impl<L: Link> Conn<L> {
                 )?;
             }
             let before = self.rx.bytes_received();
-            let result = self.rx.next_event(self.link.read_half());
+            let result = next(&mut self.rx, self.link.read_half());
             if self.rx.bytes_received() != before {
                 self.hb.last_rx = Instant::now();
             }
             match result {
                 Ok(Event::Message(kind)) if self.state == State::Open => {
-                    return Ok(Some(deliver(&mut self.rx, kind)));
+                    return Ok(Some(deliver(&mut self.rx, Some(kind))));
+                }
+                Ok(Event::Data) if self.state == State::Open => {
+                    return Ok(Some(deliver(&mut self.rx, None)));
                 }
                 // RFC 6455 1.4: after sending a close frame, data may still arrive; drop it.
                 Ok(Event::Message(kind)) => drop(self.rx.take_message(kind)),
+                Ok(Event::Data) => self.rx.stream_discard(),
                 Ok(Event::Ping) => {
                     if self.state == State::Open && !self.link.close_sent() {
                         let mut payload = [0u8; 125];
@@ -350,6 +371,92 @@ impl<L: Link> Conn<L> {
                 }
             }
         }
+    }
+
+    /// Starts receiving the next message as a stream and returns its kind once its first frame
+    /// arrived; `None` once the peer has closed, as `recv_until`. The rest of a stream dropped
+    /// before its end is skipped first.
+    /// The flag says whether the message already ended (then nothing is left to read).
+    pub fn recv_stream(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(MessageKind, bool)>> {
+        if self.rx.stream_kind().is_some() && self.end_stream(deadline)?.is_none() {
+            return Ok(None);
+        }
+        self.stream_paused = None;
+        self.rx.begin_stream(self.config.max_stream_size);
+        // A whole receive that a timeout cut off continues as this stream.
+        if let Some(kind) = self.rx.stream_kind() {
+            return Ok(Some((kind, false)));
+        }
+        self.recv_with(deadline, Receiver::next_chunk, |rx, end| {
+            let kind = end.or(rx.stream_kind()).expect("a message started");
+            (kind, end.is_some())
+        })
+    }
+
+    /// The next bytes of the streamed message, at most `out.len()`; `Ok(0)` at its end. A
+    /// connection that ended before it is an error: the message was cut short.
+    pub fn stream_read(&mut self, out: &mut [u8], deadline: Option<Instant>) -> Result<usize> {
+        if let Some(paused) = self.stream_paused.take() {
+            let pause = paused.elapsed();
+            self.hb.last_rx += pause;
+            if let Some((sent, _)) = &mut self.hb.ping {
+                *sent += pause;
+            }
+        }
+        let result = self.stream_step(out, deadline);
+        if self.rx.streaming() {
+            self.stream_paused = Some(Instant::now());
+        }
+        result
+    }
+
+    fn stream_step(&mut self, out: &mut [u8], deadline: Option<Instant>) -> Result<usize> {
+        loop {
+            let data = self.rx.stream_data();
+            if !data.is_empty() {
+                let n = data.len().min(out.len());
+                out[..n].copy_from_slice(&data[..n]);
+                self.rx.stream_consume(n);
+                return Ok(n);
+            }
+            if !self.rx.streaming() {
+                return Err(self.cut_short());
+            }
+            match self.recv_with(deadline, Receiver::next_chunk, |_, end| end.is_some())? {
+                Some(false) => {}
+                Some(true) => return Ok(0),
+                None => return Err(self.cut_short()),
+            }
+        }
+    }
+
+    /// A streamed message cut short by the end of the connection: the close frame of a peer
+    /// that closed as an error (whatever its code, as the message is incomplete), else
+    /// `Closed` (this side closed, or the connection ended without a close frame).
+    fn cut_short(&self) -> Error {
+        match self.peer_started_close() {
+            Some(frame) => Error::PeerClosed(Box::new(frame.clone())),
+            None => Error::Closed,
+        }
+    }
+
+    /// Ends a streamed receive: skips the rest of a message being streamed (its frames are
+    /// still checked, and count against the streamed-message limit). `None` if the connection
+    /// ended meanwhile.
+    fn end_stream(&mut self, deadline: Option<Instant>) -> Result<Option<()>> {
+        while self.rx.stream_kind().is_some() {
+            self.rx.stream_discard();
+            let step = self.recv_with(deadline, Receiver::next_chunk, |rx, _| rx.stream_discard());
+            if step?.is_none() {
+                return Ok(None);
+            }
+        }
+        self.stream_paused = None;
+        self.rx.end_stream();
+        Ok(Some(()))
     }
 
     fn close_requested(&self) -> Option<(CloseCode, String)> {

@@ -40,6 +40,7 @@ mod outbox;
 mod receiver;
 mod sender;
 mod split;
+mod stream;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +62,7 @@ pub(crate) use opening::{CloseRequest, Opening};
 pub(crate) use outbox::compress_shared;
 pub(crate) use outbox::{Encoding, Flushed, Offer, Outlet, Prepared, prepare};
 pub use split::{Reader, Writer};
+pub use stream::MessageReader;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,6 +339,37 @@ impl<S: Transport> WebSocket<S> {
     /// ```
     pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<MessageKind>> {
         self.conn.recv_into(buf, None)
+    }
+
+    /// Receives the next message as a stream: a [`MessageReader`] whose `read` gives its
+    /// payload as the frames arrive, for messages of any size in bounded memory. Returns once
+    /// the message's first frame arrived (its kind is known then); `Ok(None)` and the errors
+    /// end it as in [`WebSocket::recv`]. The message is limited by [`Config::max_stream_size`]
+    /// rather than `max_message_size`; what a read returns, and what dropping the reader before
+    /// the end does, is on [`MessageReader`].
+    ///
+    /// ```no_run
+    /// use std::io::Read;
+    /// let mut ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
+    /// if let Some(mut message) = ws.recv_stream()? {
+    ///     let mut head = [0u8; 16];
+    ///     let n = message.read(&mut head)?;
+    ///     println!("{:?} starting {:?}", message.kind(), &head[..n]);
+    /// } // the rest of the message is skipped by the next receive
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn recv_stream(&mut self) -> Result<Option<MessageReader<'_>>> {
+        let started = self.conn.recv_stream(None)?;
+        Ok(started.map(|(kind, done)| MessageReader::new(&mut self.conn, kind, done, None)))
+    }
+
+    /// Like [`WebSocket::recv_stream`], but gives up after `timeout` with [`Error::Timeout`]
+    /// (the connection stays usable); the reader's own reads then get the same timeout each
+    /// (see [`MessageReader::set_timeout`]).
+    pub fn recv_stream_timeout(&mut self, timeout: Duration) -> Result<Option<MessageReader<'_>>> {
+        let started = self.conn.recv_stream(Some(Instant::now() + timeout))?;
+        Ok(started
+            .map(|(kind, done)| MessageReader::new(&mut self.conn, kind, done, Some(timeout))))
     }
 
     /// Returns a message if one can be had without waiting, else [`Error::Timeout`].

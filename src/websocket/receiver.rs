@@ -24,6 +24,8 @@ use crate::proto::utf8::Utf8Validator;
 mod inflate;
 #[cfg(feature = "deflate")]
 use inflate::Inflate;
+mod stream;
+use stream::Streaming;
 
 /// Largest piece read directly into a text message or the inflater's input: such bytes are
 /// validated (or inflated) after each read, so invalid data fails the message as soon as it
@@ -40,6 +42,9 @@ const GROW_STEP: usize = 64 << 10;
 pub(crate) enum Event {
     /// A whole data message is assembled; take it with `take_message` or `swap_message`.
     Message(MessageKind),
+    /// A streamed message started, or more of its bytes wait in the stream's chunk (see
+    /// `next_chunk`).
+    Data,
     Ping,
     Pong,
     Close,
@@ -106,6 +111,8 @@ pub(crate) struct Receiver {
     /// permessage-deflate, when negotiated; `None` keeps the plain path free of it.
     #[cfg(feature = "deflate")]
     inflate: Option<Box<Inflate>>,
+    /// A streamed receive, while one is on; `None` keeps the whole-message path free of it.
+    stream: Option<Box<Streaming>>,
 }
 
 impl Receiver {
@@ -131,6 +138,7 @@ impl Receiver {
             violation: String::new(),
             #[cfg(feature = "deflate")]
             inflate: None,
+            stream: None,
         }
     }
 
@@ -496,7 +504,7 @@ pub(crate) fn eof() -> io::Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::proto::frame::MAX_HEADER_LEN;
 
@@ -629,11 +637,11 @@ mod tests {
     }
 
     /// Serves its bytes in reads of at most `piece`, each followed by a read that times out.
-    struct Stutter {
-        data: Vec<u8>,
-        at: usize,
-        piece: usize,
-        stall: bool,
+    pub(super) struct Stutter {
+        pub(super) data: Vec<u8>,
+        pub(super) at: usize,
+        pub(super) piece: usize,
+        pub(super) stall: bool,
     }
 
     impl io::Read for Stutter {
@@ -661,7 +669,7 @@ mod tests {
     impl Transport for Stutter {}
 
     /// A masked frame carrying `payload`.
-    fn masked(opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn masked(opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) -> Vec<u8> {
         let key = [0x37, 0xfa, 0x21, 0x3d];
         let header = FrameHeader {
             fin,
@@ -681,7 +689,11 @@ mod tests {
 
     /// Receives everything in `wire`, in reads of `piece` bytes with a timeout after each,
     /// and lists what came: messages by kind and bytes, control frames by opcode and payload.
-    fn receive_all(rx: &mut Receiver, wire: &[u8], piece: usize) -> Vec<(String, Vec<u8>)> {
+    pub(super) fn receive_all(
+        rx: &mut Receiver,
+        wire: &[u8],
+        piece: usize,
+    ) -> Vec<(String, Vec<u8>)> {
         let mut stream = Stutter {
             data: wire.to_vec(),
             at: 0,
@@ -706,13 +718,13 @@ mod tests {
 
     /// Messages that take every way through the payload loop: through the read buffer and past
     /// it, text and binary, fragmented with control frames between the fragments.
-    fn messages() -> (String, Vec<u8>, String) {
+    pub(super) fn messages() -> (String, Vec<u8>, String) {
         let text: String = "h\u{e9}llo w\u{f6}rld \u{1f600} ".repeat(40);
         let binary: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
         (text, binary, "caf\u{e9}".to_owned())
     }
 
-    fn expected(text: &str, binary: &[u8], short: &str) -> Vec<(String, Vec<u8>)> {
+    pub(super) fn expected(text: &str, binary: &[u8], short: &str) -> Vec<(String, Vec<u8>)> {
         let row = |what: &str, bytes: &[u8]| (what.to_owned(), bytes.to_vec());
         vec![
             row("Ping", b"p1"),

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use super::conn::{Conn, Link, SentPing};
 use super::outbox::{Encoding, Flushed, Offer, Outbox, Outlet, Prepared};
 use super::sender::Sender;
+use super::stream::MessageReader;
 use super::{State, fragment_opcodes};
 use crate::error::{Error, Result};
 use crate::io::{Split, Transport};
@@ -349,6 +350,21 @@ impl<S: Split> Reader<S> {
     /// stays usable.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
         self.conn.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// Receives the next message as a stream; see
+    /// [`WebSocket::recv_stream`](crate::WebSocket::recv_stream).
+    pub fn recv_stream(&mut self) -> Result<Option<MessageReader<'_>>> {
+        let started = self.conn.recv_stream(None)?;
+        Ok(started.map(|(kind, done)| MessageReader::new(&mut self.conn, kind, done, None)))
+    }
+
+    /// Like [`Reader::recv_stream`], giving up after `timeout`; see
+    /// [`WebSocket::recv_stream_timeout`](crate::WebSocket::recv_stream_timeout).
+    pub fn recv_stream_timeout(&mut self, timeout: Duration) -> Result<Option<MessageReader<'_>>> {
+        let started = self.conn.recv_stream(Some(Instant::now() + timeout))?;
+        Ok(started
+            .map(|(kind, done)| MessageReader::new(&mut self.conn, kind, done, Some(timeout))))
     }
 
     /// Closes the connection and waits (up to the close timeout) for the peer's answer.

@@ -245,18 +245,89 @@ impl Decompressor {
         max: usize,
         grow: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<(), InflateError> {
-        let complete = self.ended || self.seen == 0 || (self.seen >= 4 && self.last == TAIL);
-        let result = if complete {
-            Ok(())
-        } else {
+        let result = if self.needs_tail() {
             self.run(&TAIL, out, max, grow)
+        } else {
+            Ok(())
         };
+        self.end_message();
+        result
+    }
+
+    /// Whether the message's bytes so far (all of them inflated) need the restored tail to
+    /// complete the sender's last flush; see [`Decompressor::finish`].
+    pub fn needs_tail(&self) -> bool {
+        !(self.ended || self.seen == 0 || (self.seen >= 4 && self.last == TAIL))
+    }
+
+    /// Ends the message after its tail (if it needed one) was inflated, for callers that inflate
+    /// with [`Decompressor::inflate_bounded`]: forgets the context if the peer does not keep it.
+    pub fn end_message(&mut self) {
         if self.no_context_takeover || self.ended {
             self.state = None;
         }
         self.ended = false;
         self.seen = 0;
-        result
+    }
+
+    /// Inflates as much of `input` as gives at most `room` more bytes in `out`, and returns how
+    /// many input bytes were used: the streamed receive, whose output per step is bounded
+    /// whatever the input holds. When `out` received `room` bytes, more output may be pending
+    /// inside the decompressor: call again with the rest of the input (possibly empty). Fewer
+    /// than `room` bytes with all the input used means everything so far is out.
+    pub fn inflate_bounded(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        room: usize,
+    ) -> Result<usize, InflateError> {
+        let bits = self.window_bits;
+        let z = self
+            .state
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
+        let start = out.len();
+        out.resize(start + room, 0);
+        let (mut used, mut made) = (0, 0);
+        let result = loop {
+            if self.ended {
+                // Only the restored tail may follow a final block.
+                break if used == input.len() {
+                    Ok(())
+                } else {
+                    Err(InflateError::Corrupt)
+                };
+            }
+            if made == room {
+                break Ok(());
+            }
+            let (in_before, out_before) = (z.total_in(), z.total_out());
+            let result = z.decompress(
+                &input[used..],
+                &mut out[start + made..],
+                FlushDecompress::None,
+            );
+            // What inflated before corrupt data stays: the caller checks it first (bad text
+            // ahead of the corruption decides the close code, as in the unbounded path).
+            let took = (z.total_in() - in_before) as usize;
+            let gave = (z.total_out() - out_before) as usize;
+            used += took;
+            made += gave;
+            let Ok(status) = result else {
+                break Err(InflateError::Corrupt);
+            };
+            match status {
+                Status::StreamEnd => self.ended = true,
+                _ if used == input.len() && made < room => break Ok(()),
+                _ if took == 0 && gave == 0 => break Err(InflateError::Corrupt),
+                _ => {}
+            }
+        };
+        out.truncate(start + made);
+        self.seen += used;
+        for &b in input[..used].iter().rev().take(4).rev() {
+            self.last = [self.last[1], self.last[2], self.last[3], b];
+        }
+        result.map(|()| used)
     }
 
     /// Drops whatever a failed message left behind.
@@ -559,5 +630,59 @@ mod tests {
         let frames = compress_message(&mut c, &[&msg]);
         let mut d = Decompressor::new(8, false);
         assert_eq!(inflate_message(&mut d, &frames, usize::MAX), Ok(msg));
+    }
+
+    /// Inflates a message's frames in steps of at most `room` bytes, as a streamed receive does.
+    fn inflate_in_steps(d: &mut Decompressor, frames: &[Vec<u8>], room: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let tail = TAIL.to_vec();
+        let feed = |d: &mut Decompressor, input: &[u8], got: &mut Vec<u8>| {
+            let mut at = 0;
+            loop {
+                let mut step = Vec::new();
+                at += d.inflate_bounded(&input[at..], &mut step, room).unwrap();
+                assert!(step.len() <= room, "{} bytes for room {room}", step.len());
+                got.extend_from_slice(&step);
+                if at == input.len() && step.len() < room {
+                    return;
+                }
+            }
+        };
+        for frame in frames {
+            feed(d, frame, &mut got);
+        }
+        if d.needs_tail() {
+            feed(d, &tail, &mut got);
+        }
+        d.end_message();
+        got
+    }
+
+    #[test]
+    fn bounded_inflate_gives_the_same_bytes_in_steps_of_any_size() {
+        let msg = sample(20_000);
+        let zeros = vec![0u8; 300_000];
+        for takeover in [false, true] {
+            let mut c = Compressor::new(15, 6, !takeover);
+            let first = compress_message(&mut c, &[&msg[..7000], &msg[7000..]]);
+            let second = compress_message(&mut c, &[&zeros]);
+            for room in [1, 2, 3, 7, 100, 4096, 1 << 20] {
+                let mut d = Decompressor::new(15, !takeover);
+                assert_eq!(inflate_in_steps(&mut d, &first, room), msg, "room {room}");
+                assert_eq!(
+                    inflate_in_steps(&mut d, &second, room),
+                    zeros,
+                    "room {room}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bounded_inflate_finds_corrupt_data() {
+        let mut d = Decompressor::new(15, false);
+        let mut out = Vec::new();
+        let got = d.inflate_bounded(&[0xff; 10], &mut out, 64);
+        assert_eq!(got, Err(InflateError::Corrupt));
     }
 }

@@ -10,9 +10,11 @@ use crate::proto::deflate::{Decompressor, InflateError};
 /// The receive side of permessage-deflate.
 #[derive(Debug)]
 pub(super) struct Inflate {
-    decompressor: Decompressor,
+    pub(super) decompressor: Decompressor,
     /// Unmasked compressed bytes waiting to be inflated (one read's worth at most).
     pub(super) input: Vec<u8>,
+    /// How much of `input` a streamed receive inflated so far (it inflates in bounded steps).
+    pub(super) at: usize,
 }
 
 impl Receiver {
@@ -22,6 +24,7 @@ impl Receiver {
         self.inflate = Some(Box::new(Inflate {
             decompressor: Decompressor::new(peer_window_bits, peer_no_context_takeover),
             input: Vec::new(),
+            at: 0,
         }));
     }
 
