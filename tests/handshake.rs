@@ -279,7 +279,9 @@ fn client_refuses_bad_urls_without_touching_the_network() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.starts_with("invalid url: unsupported scheme \"http\", expected ws:// or wss://"),
+        e.starts_with(
+            "invalid url: unsupported scheme \"http\", expected ws://, wss:// or ws+unix://"
+        ),
         "{e}"
     );
 }
