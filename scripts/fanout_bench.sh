@@ -7,12 +7,5 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-WEBSOCKETS_VERSION=17.4
-VENV="$ROOT/target/interop-venv"
-PY="$VENV/bin/python"
-if ! "$PY" -c "import websockets, sys; sys.exit(websockets.__version__ != '$WEBSOCKETS_VERSION')" 2>/dev/null; then
-    echo "==> installing websockets==$WEBSOCKETS_VERSION into $VENV" >&2
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "websockets==$WEBSOCKETS_VERSION"
-fi
+source "$ROOT/scripts/websockets_venv.sh"
 exec cargo bench --bench fanout -- --python "$PY" "$@"

@@ -20,17 +20,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-WEBSOCKETS_VERSION=17.4
-VENV="$ROOT/target/interop-venv"
-PY="$VENV/bin/python"
+source "$ROOT/scripts/websockets_venv.sh"
 
 log() { printf '==> %s\n' "$*" >&2; }
-
-if ! "$PY" -c "import websockets, sys; sys.exit(websockets.__version__ != '$WEBSOCKETS_VERSION')" 2>/dev/null; then
-    log "installing websockets==$WEBSOCKETS_VERSION into $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "websockets==$WEBSOCKETS_VERSION"
-fi
 
 PIDS=()
 cleanup() {

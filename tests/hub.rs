@@ -12,48 +12,21 @@ use std::time::{Duration, Instant};
 use support::*;
 use syncws::{Config, Error, Hub, Message, Overflow, Overflowed, Server, WebSocket};
 
-const ROOM: &str = "room";
-
 /// A server whose every connection joins `ROOM` of `hub` and then reads until it ends; the
 /// write timeout is long, so a publish that waited on a member's socket would show. Returns its
 /// address and a channel that hears of every join.
-fn room_server(hub: &Hub) -> (SocketAddr, mpsc::Receiver<()>) {
-    room_server_on(hub, Server::bind("127.0.0.1:0").unwrap(), |_| None)
+fn room_server(hub: &Hub) -> (SocketAddr, mpsc::Receiver<u64>) {
+    room_server_with(hub, Server::bind("127.0.0.1:0").unwrap(), |_| None)
 }
 
 /// Like [`room_server`] on `server`; each member answers a message from its client with what
 /// `answer` makes of it, through its own writer.
-fn room_server_on<F>(hub: &Hub, server: Server, answer: F) -> (SocketAddr, mpsc::Receiver<()>)
+fn room_server_with<F>(hub: &Hub, server: Server, answer: F) -> (SocketAddr, mpsc::Receiver<u64>)
 where
     F: Fn(&Message) -> Option<String> + Send + Sync + 'static,
 {
-    let (joined_tx, joined) = mpsc::channel::<()>();
-    let joined_tx = Mutex::new(joined_tx);
-    let members = hub.clone();
     let config = Config::default().write_timeout(Some(Duration::from_secs(20)));
-    let server = server.config(config);
-    let addr = server.local_addr();
-    thread::spawn(move || {
-        server.serve(move |ws| {
-            let (mut reader, writer) = ws.split()?;
-            members.join(ROOM, &writer)?;
-            joined_tx.lock().unwrap().send(())?;
-            while let Some(msg) = reader.recv()? {
-                if let Some(reply) = answer(&msg) {
-                    writer.send(reply)?;
-                }
-            }
-            Ok(())
-        })
-    });
-    (addr, joined)
-}
-
-/// Waits until `n` more connections joined.
-fn joined(joins: &mpsc::Receiver<()>, n: usize) {
-    for _ in 0..n {
-        joins.recv_timeout(TIMEOUT).expect("a member joined");
-    }
+    room_server_on(hub, server.config(config), answer)
 }
 
 /// Reads whatever is buffered and then the end of the stream (or a reset): the server shut the
@@ -227,7 +200,7 @@ fn a_members_own_sends_go_between_the_rooms_messages_whole() {
     // Room for everything: this test is about frames, not overflow.
     let hub = Hub::builder().backlog(64 << 20).build().unwrap();
     let server = Server::bind("127.0.0.1:0").unwrap();
-    let (addr, joins) = room_server_on(&hub, server, |msg| {
+    let (addr, joins) = room_server_with(&hub, server, |msg| {
         Some(format!("own {}", msg.as_text().unwrap_or("")))
     });
     let mut ws = connect(addr, Config::default());
@@ -340,7 +313,7 @@ fn a_members_own_send_goes_behind_what_the_room_queued_for_it() {
     const COUNT: u32 = 128;
     let hub = Hub::builder().backlog(64 << 20).build().unwrap();
     let server = Server::bind("127.0.0.1:0").unwrap();
-    let (addr, joins) = room_server_on(&hub, server, |_| Some("own".into()));
+    let (addr, joins) = room_server_with(&hub, server, |_| Some("own".into()));
     let mut ws = connect(addr, Config::default());
     joined(&joins, 1);
     for i in 0..COUNT {
@@ -393,7 +366,7 @@ fn rooms_work_over_tls_with_a_stalled_member() {
     let tls = syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key"));
     let hub = Hub::builder().backlog(2 << 20).build().unwrap();
     let server = Server::bind("127.0.0.1:0").unwrap().tls(tls.unwrap());
-    let (addr, joins) = room_server_on(&hub, server, |_| None);
+    let (addr, joins) = room_server_with(&hub, server, |_| None);
     let client_tls = syncws::ClientTls::builder()
         .add_root_file(fixture("ca.pem"))
         .build()

@@ -17,8 +17,6 @@ use syncws::{
     Backend, Forwarded, Hub, Inbound, Message, MessageRef, NotForwarded, Server, WebSocket,
 };
 
-const ROOM: &str = "room";
-
 /// Every instance attached to one bus; what one forwards goes to all of them, tagged with the
 /// sender, and each skips its own.
 #[derive(Default)]
@@ -87,21 +85,7 @@ impl Backend for Local {
 
 /// A server whose every connection joins `ROOM` of `hub` and reads until it ends.
 fn room_server(hub: &Hub) -> (SocketAddr, Receiver<u64>) {
-    let (joined_tx, joined) = mpsc::channel();
-    let joined_tx = Mutex::new(joined_tx);
-    let members = hub.clone();
-    let server = Server::bind("127.0.0.1:0").unwrap();
-    let addr = server.local_addr();
-    thread::spawn(move || {
-        server.serve(move |ws| {
-            let (mut reader, writer) = ws.split()?;
-            members.join(ROOM, &writer)?;
-            joined_tx.lock().unwrap().send(writer.id())?;
-            while reader.recv()?.is_some() {}
-            Ok(())
-        })
-    });
-    (addr, joined)
+    room_server_on(hub, Server::bind("127.0.0.1:0").unwrap(), |_| None)
 }
 
 /// `n` clients of the server at `addr`, joined, with their connection ids on the server.

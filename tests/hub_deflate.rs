@@ -8,7 +8,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, mpsc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -16,41 +16,19 @@ use support::*;
 use syncws::proto::deflate::Decompressor;
 use syncws::{Client, Config, DeflateConfig, Hub, Message, Server};
 
-const ROOM: &str = "room";
 const RSV1: u8 = 0b100;
 
-/// A server whose every connection joins `ROOM` and answers each message from its client with
-/// `reply` through its own writer. Returns its address and a channel that hears of every join.
+/// A server with `deflate` whose every connection joins `ROOM` and answers each message from
+/// its client with `reply` through its own writer.
 fn room_server(
     hub: &Hub,
     deflate: DeflateConfig,
     reply: String,
-) -> (SocketAddr, mpsc::Receiver<()>) {
-    let (joined_tx, joined) = mpsc::channel::<()>();
-    let joined_tx = Mutex::new(joined_tx);
-    let members = hub.clone();
+) -> (SocketAddr, mpsc::Receiver<u64>) {
     let server = Server::bind("127.0.0.1:0")
         .unwrap()
         .config(Config::default().deflate(Some(deflate)));
-    let addr = server.local_addr();
-    thread::spawn(move || {
-        server.serve(move |ws| {
-            let (mut reader, writer) = ws.split()?;
-            members.join(ROOM, &writer)?;
-            joined_tx.lock().unwrap().send(())?;
-            while reader.recv()?.is_some() {
-                writer.send(&reply)?;
-            }
-            Ok(())
-        })
-    });
-    (addr, joined)
-}
-
-fn joined(joins: &mpsc::Receiver<()>, n: usize) {
-    for _ in 0..n {
-        joins.recv_timeout(TIMEOUT).expect("a member joined");
-    }
+    room_server_on(hub, server, move |_| Some(reply.clone()))
 }
 
 /// A raw member that offered permessage-deflate (`offer`), or nothing.

@@ -23,7 +23,6 @@ use syncws::{Config, Hub, Message, Overflow, Overflowed, Server};
 #[global_allocator]
 static GLOBAL: heap::Peak = heap::Peak;
 
-const ROOM: &str = "room";
 const HEALTHY: usize = 4;
 const STALLED: usize = 4;
 const DEAD: usize = 3;
@@ -32,24 +31,11 @@ const SIZE: usize = 4 << 10;
 const COUNT: u32 = 10_000;
 const BACKLOG: usize = 2 << 20;
 
-fn room_server(hub: &Hub) -> (SocketAddr, mpsc::Receiver<()>) {
-    let (joined_tx, joined) = mpsc::channel::<()>();
-    let joined_tx = Mutex::new(joined_tx);
-    let members = hub.clone();
+fn room_server(hub: &Hub) -> (SocketAddr, mpsc::Receiver<u64>) {
     let server = Server::bind("127.0.0.1:0")
         .unwrap()
         .config(Config::default().write_timeout(Some(Duration::from_secs(20))));
-    let addr = server.local_addr();
-    thread::spawn(move || {
-        server.serve(move |ws| {
-            let (mut reader, writer) = ws.split()?;
-            members.join(ROOM, &writer)?;
-            joined_tx.lock().unwrap().send(())?;
-            while reader.recv()?.is_some() {}
-            Ok(())
-        })
-    });
-    (addr, joined)
+    room_server_on(hub, server, |_| None)
 }
 
 fn set_int_option(tcp: &TcpStream, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
@@ -156,9 +142,7 @@ fn healthy_members_get_everything_while_stalled_slow_and_dead_ones_are_dealt_wit
     let slow: Vec<_> = (0..SLOW)
         .map(|_| slow_reader(small_member(addr), Arc::clone(&stop)))
         .collect();
-    for _ in 0..HEALTHY + STALLED + DEAD + SLOW {
-        joins.recv_timeout(TIMEOUT).expect("a member joined");
-    }
+    joined(&joins, HEALTHY + STALLED + DEAD + SLOW);
     dead.into_iter().for_each(reset);
 
     let base = heap::mark();

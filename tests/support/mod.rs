@@ -16,6 +16,7 @@ mod http_head;
 mod logs;
 mod payloads;
 mod raw_peer;
+mod rooms;
 mod server;
 mod socks;
 
@@ -26,6 +27,7 @@ pub use http_head::*;
 pub use logs::*;
 pub use payloads::*;
 pub use raw_peer::*;
+pub use rooms::*;
 pub use server::*;
 pub use socks::*;
 
