@@ -13,8 +13,9 @@
 # a time (-j 1) under `nice`, cargo-nextest with fail-fast and a per-test deadline of 2 x 5 s
 # (scripts/nextest.toml), so a mutant that makes a loop unbounded fails in seconds. When every
 # -f is under src/proto/ only the library's unit tests run (`-C --lib`): the sans-IO core is
-# tested beside each module, and one test binary relinks in seconds. Suites that need external
-# servers (nginx, tinyproxy, microsocks, Python) stay ignored here, as in `cargo test`.
+# tested beside each module (only its `proto::` tests run, without default features), and one
+# test binary relinks in seconds. Suites that need external servers (nginx, tinyproxy,
+# microsocks, Python) stay ignored here, as in `cargo test`.
 #
 # Mutants listed in scripts/mutants-equivalent.txt (each with its reason) are skipped.
 # Results go to mutants.out/ (git-ignored); a summary and the missed list are printed at the end.
@@ -54,10 +55,14 @@ for ((i = 0; i < ${#mutants_args[@]}; i++)); do
             ;;
     esac
 done
-narrow=()
+narrow=(--all-features)
+test_filter=()
 if [[ $files -gt 0 && $proto_only -eq 1 ]]; then
-    narrow=(-C --lib)
-    echo "mutants.sh: only src/proto/ named, running the library's unit tests (-C --lib)" >&2
+    # The sans-IO core needs no TLS; deflate/ only its own feature.
+    narrow=(--no-default-features -C --lib)
+    [[ " ${mutants_args[*]} " == *deflate* ]] && narrow+=(--features deflate)
+    test_filter=(-E 'test(/^proto::/)')
+    echo "mutants.sh: only src/proto/ named, running its unit tests (--lib, proto::)" >&2
 fi
 
 excludes=()
@@ -73,12 +78,11 @@ start=$(date +%s)
 status=0
 nice -n 15 cargo mutants \
     --test-tool nextest \
-    --all-features \
     -j 1 \
     --timeout 120 \
     --build-timeout 600 \
     "${shard[@]}" "${narrow[@]}" "${excludes[@]}" "${mutants_args[@]}" \
-    -- --config-file scripts/nextest.toml --profile mutants --no-tests=warn "${nextest_args[@]}" ||
+    -- --config-file scripts/nextest.toml --profile mutants --no-tests=warn "${test_filter[@]}" "${nextest_args[@]}" ||
     status=$?
 elapsed=$(($(date +%s) - start))
 
