@@ -167,6 +167,21 @@ mod tests {
     }
 
     #[test]
+    fn reset_forgets_an_unfinished_code_point() {
+        // A message cut short (a close in the middle) leaves a lead byte pending; the next
+        // message must not be read as its continuation.
+        let mut v = Utf8Validator::new();
+        v.feed(&[0xE2, 0x82]).unwrap();
+        v.reset();
+        assert_eq!(v.feed(&[0xAC]), Err(Utf8Error));
+        let mut v = Utf8Validator::new();
+        v.feed(&[0xE2]).unwrap();
+        v.reset();
+        v.feed(b"ok").unwrap();
+        v.finish().unwrap();
+    }
+
+    #[test]
     fn pseudo_random_bytes_match_std() {
         let mut x: u32 = 12345;
         for _ in 0..2000 {
