@@ -92,6 +92,9 @@ mod tests {
             b"hello".to_vec(),
             "κόσμε".as_bytes().to_vec(),
             "a€b𝄞c".as_bytes().to_vec(),
+            // Code points of different widths back to back: what a split one is completed with
+            // must stop at its own end.
+            "é€ü𝄞€é".as_bytes().to_vec(),
             "\u{10FFFF}\u{FFFF}\u{800}\u{80}".as_bytes().to_vec(),
             vec![
                 0xCE, 0xBA, 0xE1, 0xBD, 0xB9, 0xCF, 0x83, 0xCE, 0xBC, 0xCE, 0xB5, 0xED, 0xA0, 0x80,
