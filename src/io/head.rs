@@ -179,6 +179,62 @@ mod tests {
         assert_eq!(buf, b"body");
     }
 
+    /// Every read fails with `kind`; setting a timeout fails with `arm` if given.
+    struct Failing(io::ErrorKind, Option<io::ErrorKind>);
+
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(self.0.into())
+        }
+    }
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(self.0.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Transport for Failing {
+        fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+            self.1.map_or(Ok(()), |kind| Err(kind.into()))
+        }
+    }
+
+    #[test]
+    fn a_failed_read_is_that_error_at_once_and_an_expired_one_a_timeout() {
+        let parse = |b: &[u8]| crate::proto::head::parse_request(b, 8);
+        let soon = Instant::now() + Duration::from_secs(2);
+        let io_kind = |e: Error| match e {
+            Error::Io(e) => Some(e.kind()),
+            _ => None,
+        };
+        // A reset is reported as itself, not retried until the deadline nor called a timeout.
+        let mut s = Failing(io::ErrorKind::ConnectionReset, None);
+        let e = read_head(&mut s, &mut Vec::new(), soon, 1000, parse).unwrap_err();
+        assert_eq!(io_kind(e), Some(io::ErrorKind::ConnectionReset));
+        assert!(Instant::now() < soon, "not retried until the deadline");
+        // So is a socket that refuses its timeout.
+        let mut s = Failing(io::ErrorKind::TimedOut, Some(io::ErrorKind::NotConnected));
+        let e = read_head(&mut s, &mut Vec::new(), soon, 1000, parse).unwrap_err();
+        assert_eq!(io_kind(e), Some(io::ErrorKind::NotConnected));
+        // A body or a head written: false or the error at once, too.
+        let mut s = Failing(io::ErrorKind::ConnectionReset, None);
+        assert!(!read_to_len(&mut s, &mut Vec::new(), 10, soon));
+        let e = write_all_by(&mut s, b"head", soon).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert!(Instant::now() < soon, "not retried until the deadline");
+        // A socket timeout that fires is the handshake's timeout.
+        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut] {
+            let mut s = Failing(kind, None);
+            let e = read_head(&mut s, &mut Vec::new(), soon, 1000, parse).unwrap_err();
+            assert!(
+                matches!(e, Error::Handshake(HandshakeError::Timeout)),
+                "{kind:?}: {e}"
+            );
+        }
+    }
+
     #[test]
     fn bodies_are_read_to_their_length_and_no_further() {
         // What is already in the buffer counts; pieces of 3 stop at the first read past 5.
