@@ -7,7 +7,8 @@
 #   scripts/mutants.sh 3/20                   # one shard of it
 #   scripts/mutants.sh -f src/proto/frame.rs  # one file (a few minutes for a proto file)
 #   scripts/mutants.sh -f 'src/proto/*.rs'    # the sans-IO core without deflate/
-#   scripts/mutants.sh -f src/io/buffer.rs -- -E 'binary(split) | kind(lib)'
+#   scripts/mutants.sh -f src/io/head.rs -C --lib            # cargo args: unit tests only
+#   scripts/mutants.sh -f src/io/stream.rs -- -E 'binary(tls)' # a nextest filter after --
 #
 # Each mutant is cheap: tests built without debug info (CARGO_PROFILE_*_DEBUG=0), one mutant at
 # a time (-j 1) under `nice`, cargo-nextest with fail-fast and a per-test deadline of 2 x 5 s
@@ -85,6 +86,8 @@ nice -n 15 cargo mutants \
     -- --config-file scripts/nextest.toml --profile mutants --no-tests=warn "${test_filter[@]}" "${nextest_args[@]}" ||
     status=$?
 elapsed=$(($(date +%s) - start))
+# --list, --list-files: nothing was run, so no summary.
+[[ " ${mutants_args[*]} " == *" --list"* ]] && exit "$status"
 
 out=mutants.out
 for ((i = 0; i < ${#mutants_args[@]}; i++)); do
