@@ -15,6 +15,7 @@ const SIZES: &[usize] = &[0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20];
 fn echo_of_every_size_text_and_binary() {
     let addr = echo_server();
     let mut ws = Client::connect(&ws_url(addr, "/")).unwrap();
+    assert!(!ws.get_ref().is_tls(), "ws:// is plain TCP");
     for &size in SIZES {
         let text = text_of_len(size);
         ws.send(&text).unwrap();

@@ -99,6 +99,7 @@ fn wss_echo_with_our_client() {
         let mut ws = trusting_client()
             .connect(&wss_url(host, addr, "/echo"))
             .unwrap();
+        assert!(ws.get_ref().is_tls());
         for n in [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20] {
             let text = text_of_len(n);
             ws.send(text.as_str()).unwrap();

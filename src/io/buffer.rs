@@ -94,6 +94,40 @@ mod tests {
         assert_eq!(out, input);
     }
 
+    /// Hands out `0` bytes per read at most, recording how much room each read was offered.
+    struct Offered(usize, Vec<usize>);
+
+    impl Read for Offered {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.1.push(out.len());
+            let n = self.0.min(out.len());
+            out[..n].fill(7);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_partial_frame_moves_to_the_front_when_under_512_bytes_are_left() {
+        // (bytes read first, bytes then consumed, room offered to the next read)
+        let rows = [
+            (1000, 600, 624),   // 24 left behind the tail: move the 400 to the front
+            (1024, 1000, 1000), // full: move
+            (300, 100, 724),    // 724 left: read there, no copy
+            (512, 1, 512),      // exactly 512 left: read there
+            (1000, 0, 24),      // nothing consumed: nothing to move
+        ];
+        for (first, consumed, offered) in rows {
+            let mut rb = ReadBuf::with_leftover(1024, b"");
+            let mut src = Offered(first, Vec::new());
+            assert_eq!(rb.fill(&mut src).unwrap(), first);
+            rb.consume(consumed);
+            src.0 = 1;
+            rb.fill(&mut src).unwrap();
+            assert_eq!(src.1, [1024, offered], "{first} {consumed}");
+            assert_eq!(rb.data().len(), first - consumed + 1);
+        }
+    }
+
     #[test]
     fn leftover_is_kept_and_can_exceed_capacity() {
         let rb = ReadBuf::with_leftover(4, b"abcdef");

@@ -178,6 +178,12 @@ mod tests {
                 ]),
             ),
             (vec![" , permessage-deflate ,"], Ok(vec![pmd(&[])])),
+            // A quoted-pair stands for the character behind the backslash.
+            (
+                vec!["permessage-deflate; a=\"1\\0\""],
+                Ok(vec![pmd(&[("a", Some("10"))])]),
+            ),
+            (vec!["permessage-deflate; a=\"1\\"], Err(SyntaxError)),
             (vec!["permessage-deflate;"], Err(SyntaxError)),
             (vec!["permessage-deflate; a="], Err(SyntaxError)),
             (vec!["permessage-deflate; a=\"\""], Err(SyntaxError)),

@@ -247,6 +247,11 @@ mod tests {
             FrameHeader::parse(&[0x82, 0x7E, 0x01, 0x00]),
             Ok(Some((header(OpCode::Binary, true, None, 256), 4)))
         );
+        // RFC 6455 5.5: 125 bytes is the longest control payload, and allowed.
+        assert_eq!(
+            FrameHeader::parse(&[0x89, 0x7D]),
+            Ok(Some((header(OpCode::Ping, true, None, 125), 2)))
+        );
         assert_eq!(
             encoded(&header(OpCode::Ping, true, None, 0)),
             vec![0x89, 0x00]

@@ -340,6 +340,14 @@ pub(crate) mod tests {
             client_request("h", "/", &key, &[], &origins),
             Err(InputError::DuplicateHeader)
         );
+        // One Origin is what a browser-like client sends: allowed.
+        let req = client_request("h", "/", &key, &[], &origins[..1]).unwrap();
+        assert!(
+            String::from_utf8(req)
+                .unwrap()
+                .contains("\r\nOrigin: http://a\r\n"),
+            "one Origin goes out"
+        );
         assert_eq!(
             response_101("a", None, None, &forged),
             Err(InputError::HeaderValue)

@@ -347,4 +347,66 @@ mod tests {
         assert_eq!(req.protocols(), vec!["chat", "v2", "v3"]);
         assert!(req.wants_keep_alive());
     }
+
+    #[test]
+    fn keep_alive_by_version_and_connection() {
+        let rows = [
+            ("HTTP/1.1", "", true),
+            ("HTTP/1.1", "Connection: close\r\n", false),
+            ("HTTP/1.1", "Connection: keep-alive, close\r\n", false),
+            ("HTTP/1.0", "", false),
+            ("HTTP/1.0", "Connection: Keep-Alive\r\n", true),
+            ("HTTP/1.0", "Connection: close\r\n", false),
+        ];
+        for (version, field, want) in rows {
+            let raw = format!("GET / {version}\r\nHost: h\r\n{field}\r\n");
+            let (req, _) = parse_request(raw.as_bytes(), 8).unwrap().unwrap();
+            assert_eq!(req.wants_keep_alive(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn peer_and_body_are_kept() {
+        let (mut req, _) = parse_request(b"POST / HTTP/1.1\r\n\r\n", 8)
+            .unwrap()
+            .unwrap();
+        assert_eq!((req.peer_addr(), req.body()), (None, &b""[..]));
+        let peer = "127.0.0.1:4000".parse().unwrap();
+        req.set_peer(Some(peer));
+        req.set_body(b"a=1".to_vec());
+        assert_eq!((req.peer_addr(), req.body()), (Some(peer), &b"a=1"[..]));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        let rows: &[(&str, bool, &[u8])] = &[
+            ("a%20b", true, b"a b"),
+            ("%41%7a%7A%ff", false, b"Azz\xff"),
+            ("a+b", true, b"a b"),
+            // In a URL's user info `+` is itself.
+            ("a+b%2B", false, b"a+b+"),
+            // Invalid or cut escapes stay as they are.
+            ("%zz%4", true, b"%zz%4"),
+            ("%", false, b"%"),
+            ("100%", false, b"100%"),
+        ];
+        for (input, plus, want) in rows {
+            assert_eq!(percent_decode(input, *plus), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn responses_need_http_11_but_a_proxy_may_answer_in_10() {
+        let ok11 = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        let (head, n) = parse_response(ok11, 8).unwrap().unwrap();
+        assert_eq!((head.status, n), (101, ok11.len()));
+        assert_eq!(head.header("UPGRADE"), Some("websocket"));
+        let ok10 = b"HTTP/1.0 200 Connection established\r\n\r\nrest";
+        assert_eq!(parse_response(ok10, 8), Err(HandshakeError::NotHttp11));
+        let (head, n) = parse_proxy_response(ok10, 8).unwrap().unwrap();
+        assert_eq!((head.status, n), (200, ok10.len() - 4));
+        let (head, _) = parse_proxy_response(ok11, 8).unwrap().unwrap();
+        assert_eq!(head.status, 101);
+        assert_eq!(parse_proxy_response(&ok10[..10], 8), Ok(None));
+    }
 }

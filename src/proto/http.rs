@@ -341,6 +341,55 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_phrase() {
+        let rows = [
+            (100, "Continue"),
+            (101, "Switching Protocols"),
+            (200, "OK"),
+            (201, "Created"),
+            (202, "Accepted"),
+            (204, "No Content"),
+            (301, "Moved Permanently"),
+            (302, "Found"),
+            (303, "See Other"),
+            (304, "Not Modified"),
+            (307, "Temporary Redirect"),
+            (308, "Permanent Redirect"),
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (403, "Forbidden"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (408, "Request Timeout"),
+            (409, "Conflict"),
+            (410, "Gone"),
+            (411, "Length Required"),
+            (413, "Content Too Large"),
+            (415, "Unsupported Media Type"),
+            (417, "Expectation Failed"),
+            (426, "Upgrade Required"),
+            (429, "Too Many Requests"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (501, "Not Implemented"),
+            (502, "Bad Gateway"),
+            (503, "Service Unavailable"),
+            (504, "Gateway Timeout"),
+            // Codes without a phrase of their own get their class's.
+            (103, "Informational"),
+            (199, "Informational"),
+            (206, "Success"),
+            (399, "Redirection"),
+            (418, "Client Error"),
+            (511, "Server Error"),
+            (599, "Server Error"),
+        ];
+        for (status, phrase) in rows {
+            assert_eq!(reason_phrase(status), phrase, "{status}");
+        }
+    }
+
+    #[test]
     fn request_rules_table() {
         let base = "GET / HTTP/1.1\r\nHost: h\r\n";
         let rows: &[(String, Result<Framing, HandshakeError>)] = &[

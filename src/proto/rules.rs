@@ -307,6 +307,45 @@ mod tests {
     }
 
     #[test]
+    fn close_reasons_name_sizes_and_limits() {
+        // compressed_bound(3000) = 3000 + 375 + 1024
+        let with_rsv1 = |h: FrameHeader| FrameHeader { rsv: 0b100, ..h };
+        #[rustfmt::skip]
+        let rows: &[(ProtocolError, Option<FrameHeader>, MessageState, &str)] = &[
+            (FrameTooLarge, Some(frame(Binary, true, 0, 1001)), IDLE,
+                "frame of 1001 bytes over the 1000 limit"),
+            // A continuation counts the message so far; a first frame only itself.
+            (MessageTooLarge, Some(frame(Continuation, true, 0, 1000)), msg(B, false, 2, 2001),
+                "message of 3001 bytes over the 3000 limit"),
+            (MessageTooLarge, Some(frame(Binary, true, 0, 3001)), msg(B, true, 1, 100),
+                "message of 3001 bytes over the 3000 limit"),
+            // Compressed: the continuation of a compressed message, or a first frame with RSV1.
+            (MessageTooLarge, Some(frame(Continuation, true, 0, 1000)), msg(B, true, 2, 3500),
+                "compressed message of 4500 bytes over the 4399 limit"),
+            (MessageTooLarge, Some(with_rsv1(frame(Text, true, 0, 4400))), msg(T, false, 1, 100),
+                "compressed message of 4400 bytes over the 4399 limit"),
+            (MessageTooLarge, Some(with_rsv1(frame(Continuation, true, 0, 600))),
+                msg(B, false, 1, 2500), "message of 3100 bytes over the 3000 limit"),
+            (MessageTooLarge, None, IDLE, "message inflates past the 3000 byte limit"),
+            (TooManyFragments, Some(frame(Continuation, true, 0, 1)), msg(T, false, 3, 3),
+                "message in more than 3 fragments"),
+            (InvalidUtf8, None, IDLE, "invalid utf-8 in a text message"),
+            (OverMemoryBudget, None, IDLE,
+                "memory for incoming messages is spent; try again later"),
+            // The rest say what their error says.
+            (FrameTooLarge, None, IDLE, "frame too large"),
+            (ReservedBits, Some(frame(Text, true, 0b010, 0)), IDLE, "reserved bits set"),
+        ];
+        for (e, refused, state, want) in rows {
+            assert_eq!(
+                describe(*e, refused.as_ref(), state, &LIMITS),
+                *want,
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
     fn mask_direction_per_role() {
         let client = Limits {
             role: Role::Client,

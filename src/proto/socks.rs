@@ -348,6 +348,11 @@ mod tests {
             connect_request(&Target::Name(&name, 1)),
             Err(InputError::SocksField)
         );
+        // A name is 1 to 255 bytes: its length goes in one byte, and an empty one names nothing.
+        assert_eq!(
+            connect_request(&Target::Name("", 1)),
+            Err(InputError::SocksField)
+        );
     }
 
     #[test]
@@ -390,7 +395,20 @@ mod tests {
                 "{reply:?}"
             );
         }
-        assert_eq!(reply_meaning(5), "connection refused");
-        assert_eq!(reply_meaning(9), "unassigned code");
+        let meanings = [
+            (1, "general failure"),
+            (2, "connection not allowed by ruleset"),
+            (3, "network unreachable"),
+            (4, "host unreachable"),
+            (5, "connection refused"),
+            (6, "ttl expired"),
+            (7, "command not supported"),
+            (8, "address type not supported"),
+            (9, "unassigned code"),
+            (0xFF, "unassigned code"),
+        ];
+        for (code, meaning) in meanings {
+            assert_eq!(reply_meaning(code), meaning, "{code}");
+        }
     }
 }

@@ -92,6 +92,9 @@ mod tests {
             b"hello".to_vec(),
             "κόσμε".as_bytes().to_vec(),
             "a€b𝄞c".as_bytes().to_vec(),
+            // Code points of different widths back to back: what a split one is completed with
+            // must stop at its own end.
+            "é€ü𝄞€é".as_bytes().to_vec(),
             "\u{10FFFF}\u{FFFF}\u{800}\u{80}".as_bytes().to_vec(),
             vec![
                 0xCE, 0xBA, 0xE1, 0xBD, 0xB9, 0xCF, 0x83, 0xCE, 0xBC, 0xCE, 0xB5, 0xED, 0xA0, 0x80,
@@ -163,6 +166,21 @@ mod tests {
         assert_eq!(v.finish(), Err(Utf8Error));
         // and the validator is ready for the next message
         v.feed(b"fine").unwrap();
+        v.finish().unwrap();
+    }
+
+    #[test]
+    fn reset_forgets_an_unfinished_code_point() {
+        // A message cut short (a close in the middle) leaves a lead byte pending; the next
+        // message must not be read as its continuation.
+        let mut v = Utf8Validator::new();
+        v.feed(&[0xE2, 0x82]).unwrap();
+        v.reset();
+        assert_eq!(v.feed(&[0xAC]), Err(Utf8Error));
+        let mut v = Utf8Validator::new();
+        v.feed(&[0xE2]).unwrap();
+        v.reset();
+        v.feed(b"ok").unwrap();
         v.finish().unwrap();
     }
 
