@@ -63,6 +63,9 @@ struct Shared<W: Transport> {
     out: Mutex<Out<W>>,
     close_sent: AtomicBool,
     closed: Mutex<bool>,
+    /// `closed` for readers that do not wait for it to change (every send, every publish to
+    /// this member): one load instead of a lock. Set before `closed`, never cleared.
+    closed_now: AtomicBool,
     closed_changed: Condvar,
     reader_alive: AtomicBool,
     /// The last ping written, for the reader to time its pong.
@@ -114,6 +117,7 @@ pub(crate) fn split<S: Split, L: Link>(
         }),
         close_sent: AtomicBool::new(close_sent),
         closed: Mutex::new(conn.state == State::Closed),
+        closed_now: AtomicBool::new(conn.state == State::Closed),
         closed_changed: Condvar::new(),
         reader_alive: AtomicBool::new(true),
         last_ping: Mutex::new(None),
@@ -147,10 +151,11 @@ impl<W: Transport> Shared<W> {
     }
 
     fn is_closed(&self) -> bool {
-        *self.closed.lock().unwrap_or_else(|e| e.into_inner())
+        self.closed_now.load(Ordering::SeqCst)
     }
 
     fn set_closed(&self) {
+        self.closed_now.store(true, Ordering::SeqCst);
         *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.closed_changed.notify_all();
         self.run_on_closed();
