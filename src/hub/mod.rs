@@ -81,7 +81,7 @@ pub struct Delivery {
     pub forwarded: Forwarded,
     /// How many times this publish compressed the message: once per distinct compression
     /// setting among members that compress every message on its own (with the default
-    /// [`DeflateConfig`](crate::DeflateConfig), all of a server's), 0 when none does. Members
+    /// `DeflateConfig`, all of a server's), 0 when none does. Members
     /// that keep their context between messages compress it themselves, each, when their
     /// queue is written, and are not counted here.
     pub compressions: usize,
@@ -201,7 +201,7 @@ struct Inner {
 ///
 /// On connections that negotiated permessage-deflate, a message is compressed once per publish
 /// for every member whose side compresses each message on its own (the default
-/// [`DeflateConfig`](crate::DeflateConfig); one compression per distinct window size), and
+/// `DeflateConfig`; one compression per distinct window size), and
 /// every such member is sent the same bytes. A member whose side keeps its context between
 /// messages (`no_context_takeover(false)`) is queued the plain message and compresses it in
 /// its own context when its queue is written, in order with its own sends: once per member,

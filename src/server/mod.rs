@@ -492,7 +492,7 @@ impl Server {
     /// 1000 after `Ok`, with 1011 after an error or a panic (which is caught and logged; the
     /// server keeps serving).
     ///
-    /// Fails at once for [`tls`](Self::tls) on a Unix socket, which is not supported.
+    /// Fails at once for `tls` on a Unix socket, which is not supported.
     pub fn serve<F>(self, handler: F) -> Result<()>
     where
         F: Fn(&mut WebSocket) -> HandlerResult + Send + Sync + 'static,
