@@ -493,7 +493,6 @@ fn stream_from(
                 }
                 Err(e) => {
                     let e = Error::from(e);
-                    drop(reader);
                     if text {
                         // What came out before the error is valid up to a cut code point.
                         if let Err(bad) = std::str::from_utf8(&bytes) {
