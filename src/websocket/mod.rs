@@ -359,17 +359,14 @@ impl<S: Transport> WebSocket<S> {
     /// # Ok::<(), syncws::Error>(())
     /// ```
     pub fn recv_stream(&mut self) -> Result<Option<MessageReader<'_>>> {
-        let started = self.conn.recv_stream(None)?;
-        Ok(started.map(|(kind, done)| MessageReader::new(&mut self.conn, kind, done, None)))
+        MessageReader::start(&mut self.conn, None)
     }
 
     /// Like [`WebSocket::recv_stream`], but gives up after `timeout` with [`Error::Timeout`]
     /// (the connection stays usable); the reader's own reads then get the same timeout each
     /// (see [`MessageReader::set_timeout`]).
     pub fn recv_stream_timeout(&mut self, timeout: Duration) -> Result<Option<MessageReader<'_>>> {
-        let started = self.conn.recv_stream(Some(Instant::now() + timeout))?;
-        Ok(started
-            .map(|(kind, done)| MessageReader::new(&mut self.conn, kind, done, Some(timeout))))
+        MessageReader::start(&mut self.conn, Some(timeout))
     }
 
     /// Returns a message if one can be had without waiting, else [`Error::Timeout`].

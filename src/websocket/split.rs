@@ -360,16 +360,13 @@ impl<S: Split> Reader<S> {
     /// Receives the next message as a stream; see
     /// [`WebSocket::recv_stream`](crate::WebSocket::recv_stream).
     pub fn recv_stream(&mut self) -> Result<Option<MessageReader<'_>>> {
-        let started = self.conn.recv_stream(None)?;
-        Ok(started.map(|(kind, done)| MessageReader::new(&mut self.conn, kind, done, None)))
+        MessageReader::start(&mut self.conn, None)
     }
 
     /// Like [`Reader::recv_stream`], giving up after `timeout`; see
     /// [`WebSocket::recv_stream_timeout`](crate::WebSocket::recv_stream_timeout).
     pub fn recv_stream_timeout(&mut self, timeout: Duration) -> Result<Option<MessageReader<'_>>> {
-        let started = self.conn.recv_stream(Some(Instant::now() + timeout))?;
-        Ok(started
-            .map(|(kind, done)| MessageReader::new(&mut self.conn, kind, done, Some(timeout))))
+        MessageReader::start(&mut self.conn, Some(timeout))
     }
 
     /// Closes the connection and waits (up to the close timeout) for the peer's answer.

@@ -77,6 +77,17 @@ pub struct MessageReader<'a> {
 }
 
 impl<'a> MessageReader<'a> {
+    /// Starts the next message of `conn` as a stream, the start and every read bounded by
+    /// `timeout` (`None`: no limit): `recv_stream` and `recv_stream_timeout` of a `WebSocket`
+    /// and of a `Reader`.
+    pub(crate) fn start<L: Link + 'a>(
+        conn: &'a mut Conn<L>,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Self>> {
+        let started = conn.recv_stream(timeout.map(|t| Instant::now() + t))?;
+        Ok(started.map(|(kind, done)| MessageReader::new(conn, kind, done, timeout)))
+    }
+
     pub(crate) fn new(
         conn: &'a mut dyn StreamSource,
         kind: MessageKind,
