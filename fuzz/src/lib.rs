@@ -430,6 +430,28 @@ pub fn stream_all_deflate(
     drop_odd: bool,
     wire: &[u8],
 ) -> (Transcript, Vec<Streamed>) {
+    let (ws, written, head) = deflate_server(config, request, chunks, wire);
+    stream_from(
+        ws,
+        Role::Server,
+        chunks,
+        drop_odd,
+        wire.len(),
+        &written,
+        head,
+    )
+}
+
+/// A server socket that accepted `request` (which offers permessage-deflate) with `config` and
+/// the default `DeflateConfig`, with `wire` behind it: the handshake is read whole, the chunking
+/// applies to the frames. Returns the socket, what it writes, and the length of its handshake
+/// answer there.
+fn deflate_server(
+    config: &Config,
+    request: &[u8],
+    chunks: &[u8],
+    wire: &[u8],
+) -> (WebSocket<ChunkedStream>, Rc<RefCell<Vec<u8>>>, usize) {
     let written = Rc::new(RefCell::new(Vec::new()));
     let mut input = request.to_vec();
     input.extend_from_slice(wire);
@@ -441,15 +463,7 @@ pub fn stream_all_deflate(
     let ws = syncws::accept_with(stream, config).expect("the upgrade request is accepted");
     assert!(ws.compression().is_some(), "permessage-deflate agreed");
     let head = written.borrow().len();
-    stream_from(
-        ws,
-        Role::Server,
-        chunks,
-        drop_odd,
-        wire.len(),
-        &written,
-        head,
-    )
+    (ws, written, head)
 }
 
 /// Receives every message of `ws` as a stream (see [`stream_all`]); `skip` bytes at the start
@@ -624,18 +638,7 @@ pub fn receive_all_deflate(
     alternate: bool,
     wire: &[u8],
 ) -> Transcript {
-    let written = Rc::new(RefCell::new(Vec::new()));
-    let mut input = request.to_vec();
-    input.extend_from_slice(wire);
-    // The handshake is read whole; the chunking applies to the frames behind it.
-    let mut stream = ChunkedStream::new(&input, chunks, written.clone());
-    stream.chunk_from = request.len();
-    let config = config
-        .clone()
-        .deflate(Some(syncws::DeflateConfig::default()));
-    let ws = syncws::accept_with(stream, config).expect("the upgrade request is accepted");
-    assert!(ws.compression().is_some(), "permessage-deflate agreed");
-    let head = written.borrow().len();
+    let (ws, written, head) = deflate_server(config, request, chunks, wire);
     let answer = String::from_utf8_lossy(&written.borrow()[..head]).into_owned();
     assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
     assert!(answer.contains("permessage-deflate"), "{answer}");
