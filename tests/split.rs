@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use support::*;
-use syncws::{CloseCode, Config, Error, HandlerResult, Message, State, WebSocket};
+use syncws::{CloseCode, Config, Error, Message, State};
 
 const SENDERS: u32 = 8;
 const PER_SENDER: u32 = 500;
@@ -193,26 +193,6 @@ fn split_client_with_eight_senders_and_a_reader_at_once() {
     assert_eq!(seen.fragmented, fragmented);
     assert_eq!(seen.pings, (SENDERS * PER_SENDER.div_ceil(100)) as usize);
     assert_eq!(seen.close, Some(1000));
-}
-
-/// A server handler that splits: its reader forwards to a writer thread that echoes, so the
-/// server reads and writes at once.
-fn split_echo(ws: &mut WebSocket) -> HandlerResult {
-    let (mut reader, writer) = ws.split()?;
-    let (tx, rx) = mpsc::channel::<Message>();
-    let echoer = thread::spawn(move || {
-        for msg in rx {
-            if writer.send(&msg).is_err() {
-                break;
-            }
-        }
-    });
-    while let Some(msg) = reader.recv()? {
-        tx.send(msg)?;
-    }
-    drop(tx);
-    echoer.join().unwrap();
-    Ok(())
 }
 
 #[test]

@@ -401,23 +401,7 @@ fn split_connections_read_and_write_at_once_on_both_sides() {
     // The server echoes from a writer thread while its reader reads.
     let handle = Server::bind_unix(&socket)
         .unwrap()
-        .start(|ws| {
-            let (mut reader, writer) = ws.split()?;
-            let (tx, rx) = mpsc::channel::<Message>();
-            let echoer = std::thread::spawn(move || {
-                for msg in rx {
-                    if writer.send(&msg).is_err() {
-                        break;
-                    }
-                }
-            });
-            while let Some(msg) = reader.recv()? {
-                tx.send(msg)?;
-            }
-            drop(tx);
-            let _ = echoer.join();
-            Ok(())
-        })
+        .start(split_echo)
         .unwrap();
     let mut ws = Client::connect(&unix_url(&socket, "/")).unwrap();
     let (mut reader, writer) = ws.split().unwrap();

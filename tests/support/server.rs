@@ -2,6 +2,7 @@
 //! a close code, the status of a refusal.
 
 use std::net::SocketAddr;
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -115,4 +116,24 @@ pub fn refused_status(result: syncws::Result<WebSocket>) -> u16 {
         Err(e) => panic!("expected an HTTP refusal, got error {e}"),
         Ok(_) => panic!("expected an HTTP refusal, got a WebSocket"),
     }
+}
+
+/// A server handler that splits: its reader forwards to a writer thread that echoes, so the
+/// server reads and writes at once.
+pub fn split_echo(ws: &mut WebSocket) -> HandlerResult {
+    let (mut reader, writer) = ws.split()?;
+    let (tx, rx) = mpsc::channel::<Message>();
+    let echoer = thread::spawn(move || {
+        for msg in rx {
+            if writer.send(&msg).is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(msg) = reader.recv()? {
+        tx.send(msg)?;
+    }
+    drop(tx);
+    echoer.join().unwrap();
+    Ok(())
 }
