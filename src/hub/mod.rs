@@ -367,41 +367,49 @@ impl Hub {
             let Some(r) = rooms.by_name.get(room) else {
                 return delivery;
             };
-            for m in r.members.iter().filter(|m| Some(m.id) != except) {
-                let Some(outlet) = m.outlet.upgrade() else {
-                    gone.push(m.id);
-                    continue;
-                };
-                let encoding = outlet.encoding();
-                let Some(frame) = frames.get(encoding) else {
-                    // The compressor failed (it does not, short of memory): the member is
-                    // dropped rather than sent a frame it could not inflate.
-                    gone.push(m.id);
-                    outlet.abort();
-                    continue;
-                };
-                match outlet.offer(frame, encoding == Encoding::Own, self.inner.backlog) {
-                    Offer::Queued { first } => {
-                        delivery.queued += 1;
-                        if first {
-                            to_flush.push(m.outlet.clone());
+            // Every member's state is a cache (and TLB) miss in a room of thousands. For each
+            // run of members, plain loads first, which the CPU overlaps, then the loop below,
+            // whose atomic read-modify-writes it runs one at a time: taken there, one after
+            // another, the misses were most of a publish's time.
+            for run in r.members.chunks(32) {
+                let live = run.iter().filter(|m| m.outlet.strong_count() > 0);
+                to_flush.reserve(live.count());
+                for m in run.iter().filter(|m| Some(m.id) != except) {
+                    let Some(outlet) = m.outlet.upgrade() else {
+                        gone.push(m.id);
+                        continue;
+                    };
+                    let encoding = outlet.encoding();
+                    let Some(frame) = frames.get(encoding) else {
+                        // The compressor failed (it does not, short of memory): the member is
+                        // dropped rather than sent a frame it could not inflate.
+                        gone.push(m.id);
+                        outlet.abort();
+                        continue;
+                    };
+                    match outlet.offer(frame, encoding == Encoding::Own, self.inner.backlog) {
+                        Offer::Queued { first } => {
+                            delivery.queued += 1;
+                            if first {
+                                to_flush.push(m.outlet.clone());
+                            }
                         }
-                    }
-                    Offer::Closed => gone.push(m.id),
-                    Offer::Full => {
-                        let action = r.overflow;
-                        let dropped = match action {
-                            Overflow::Disconnect => {
-                                delivery.disconnected += 1;
-                                gone.push(m.id);
-                                0
-                            }
-                            Overflow::DropMessages => {
-                                delivery.dropped += 1;
-                                1 + m.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                            }
-                        };
-                        overflowed.push((outlet, action, dropped));
+                        Offer::Closed => gone.push(m.id),
+                        Offer::Full => {
+                            let action = r.overflow;
+                            let dropped = match action {
+                                Overflow::Disconnect => {
+                                    delivery.disconnected += 1;
+                                    gone.push(m.id);
+                                    0
+                                }
+                                Overflow::DropMessages => {
+                                    delivery.dropped += 1;
+                                    1 + m.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                                }
+                            };
+                            overflowed.push((outlet, action, dropped));
+                        }
                     }
                 }
             }
