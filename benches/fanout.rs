@@ -165,7 +165,7 @@ fn main() {
         load.deflate.name()
     );
     println!(
-        "{:<10} {:>7} {:>22} {:>22} {:>8} {:>8} {:>7} {:>9} {:>9}",
+        "{:<10} {:>7} {:>22} {:>22} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}",
         "impl",
         "stalled",
         "delivery p50/p99/max",
@@ -174,7 +174,8 @@ fn main() {
         "dropped",
         "threads",
         "RSS MiB",
-        "CPU/pub"
+        "CPU/pub",
+        "preempted"
     );
     for imp in ["hub", "broadcast"] {
         for stalled in [0, load.stalled] {
@@ -248,6 +249,7 @@ fn run_python(python: &str, load: Load) {
         threads: stats[0] as usize,
         rss_kib: stats[1],
         cpu: None,
+        preempted: None,
     });
 }
 
@@ -313,6 +315,7 @@ fn run(imp: &str, load: Load) {
     let start = Instant::now();
     let wall_start = now_nanos();
     let mut dropped = 0;
+    let mut preempted = 0;
     let cpu_start = cpu_time();
     for seq in 0..count {
         let due = start + period * seq as u32;
@@ -323,6 +326,7 @@ fn run(imp: &str, load: Load) {
         // message, and that counts as delivery latency.
         let due_wall = wall_start + (period * seq as u32).as_nanos() as u64;
         msg[8..16].copy_from_slice(&due_wall.to_be_bytes());
+        let switches = involuntary_switches();
         let began = Instant::now();
         if imp == "hub" {
             let d = hub.publish("room", &msg[..]);
@@ -331,6 +335,9 @@ fn run(imp: &str, load: Load) {
             broadcast.send(&msg[..]);
         }
         publish.push(began.elapsed());
+        if involuntary_switches() != switches {
+            preempted += 1;
+        }
     }
     let cpu_per_publish = (cpu_time() - cpu_start) / count.max(1) as u32;
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
@@ -359,6 +366,7 @@ fn run(imp: &str, load: Load) {
         threads,
         rss_kib: rss,
         cpu: Some(cpu_per_publish),
+        preempted: Some(preempted),
     });
 }
 
@@ -375,6 +383,9 @@ struct Row<'a> {
     threads: usize,
     rss_kib: u64,
     cpu: Option<Duration>,
+    /// Publish calls during which the publishing thread was switched out against its will
+    /// (another thread took its CPU): their time is the scheduler's, not the hub's.
+    preempted: Option<u64>,
 }
 
 fn print_row(mut r: Row<'_>) {
@@ -398,7 +409,7 @@ fn print_row(mut r: Row<'_>) {
         )
     };
     println!(
-        "{:<10} {:>7} {:>22} {:>22} {:>8} {:>8} {:>7} {:>9.1} {:>9}",
+        "{:<10} {:>7} {:>22} {:>22} {:>8} {:>8} {:>7} {:>9.1} {:>9} {:>9}",
         r.imp,
         r.stalled,
         spread(&r.lat, 2),
@@ -410,6 +421,10 @@ fn print_row(mut r: Row<'_>) {
         r.cpu.map_or("-".to_owned(), |c| format!(
             "{:.3} ms",
             c.as_secs_f64() * 1000.0
+        )),
+        r.preempted.map_or("-".to_owned(), |n| format!(
+            "{:.1}%",
+            100.0 * n as f64 / r.pub_us.len().max(1) as f64
         ))
     );
 }
@@ -446,6 +461,17 @@ fn cpu_time() -> Duration {
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// How often the calling thread has been switched out against its will so far.
+fn involuntary_switches() -> i64 {
+    // SAFETY: getrusage writes one rusage into the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+        usage
+    };
+    usage.ru_nivcsw
 }
 
 /// The member side: `ADDR MEMBERS STALLED CPU DEFLATE`. Prints one line once every reading member saw
