@@ -23,13 +23,20 @@ use crate::websocket::MemoryBudget;
 #[non_exhaustive]
 pub struct Config {
     /// Largest payload of a single frame, in bytes. Larger frames fail the connection with 1009.
-    /// Defaults to 64 MiB, the same as `max_message_size`, so that a peer may send any acceptable
+    /// Defaults to 16 MiB, the same as `max_message_size`, so that a peer may send any acceptable
     /// message in one frame. The length a header announces is only checked against this limit,
     /// never reserved: the message's buffer grows as payload bytes arrive.
     pub max_frame_size: usize,
     /// Largest message (sum of its fragments), in bytes. Larger messages fail the connection with
-    /// 1009. Defaults to 64 MiB: big enough for file transfers, small enough that a few hostile
-    /// peers cannot exhaust a server's memory. Memory grows only as bytes arrive.
+    /// 1009. Memory grows only as bytes arrive.
+    ///
+    /// Defaults to 16 MiB. Whole messages are for what fits in memory comfortably (JSON
+    /// documents, images, game state); larger data has its own path,
+    /// [`WebSocket::recv_stream`](crate::WebSocket::recv_stream), which holds no message whole
+    /// and has its own limit ([`Config::max_stream_size`]). It was 64 MiB before streams
+    /// existed; Python `websockets` defaults to 1 MiB, tungstenite to 64 MiB. 16 MiB
+    /// keeps ordinary large messages working while 64 hostile peers, not 16, fill a server's
+    /// default 1 GiB message memory.
     pub max_message_size: usize,
     /// Largest message received as a stream ([`WebSocket::recv_stream`]), in bytes: its inflated
     /// bytes if it is compressed, and the skipped rest of a stream dropped before its end count
@@ -109,8 +116,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            max_frame_size: 64 << 20,
-            max_message_size: 64 << 20,
+            max_frame_size: 16 << 20,
+            max_message_size: 16 << 20,
             max_stream_size: usize::MAX,
             max_fragments: 100_000,
             read_buffer_size: 8 << 10,

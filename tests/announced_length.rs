@@ -1,7 +1,8 @@
 //! A frame header costs no memory for the payload it announces: the message buffer grows only as
 //! payload bytes arrive. A server in its own process, under a 4 GiB address-space limit
 //! (`RLIMIT_AS`, as `prlimit --as` sets it), holds 1,000 connections that each sent only the
-//! header of a 64 MiB frame (within the default 64 MiB limits) and nothing more. The server must
+//! header of a 64 MiB frame (within its 64 MiB limits, above the 16 MiB default so that the
+//! 4 GiB limit is far short of what reserving would take) and nothing more. The server must
 //! stay alive and echo for a healthy client meanwhile. Reserving the announced length up front
 //! asks for 64 GiB of address space here, and the server aborts on the first allocation the
 //! limit refuses.
@@ -39,7 +40,7 @@ fn set_limit(resource: libc::__rlimit_resource_t, cur: Option<u64>) {
     }
 }
 
-/// The server process: an echo server with the default configuration, under the limit.
+/// The server process: an echo server with 64 MiB frame and message limits, under the limit.
 #[test]
 #[ignore = "the server process of `headers_alone_reserve_nothing`, which starts it"]
 fn child_server() {
@@ -48,7 +49,11 @@ fn child_server() {
     }
     set_limit(libc::RLIMIT_NOFILE, None);
     set_limit(libc::RLIMIT_AS, Some(ADDRESS_SPACE));
-    let server = Server::bind("127.0.0.1:0").unwrap();
+    let server = Server::bind("127.0.0.1:0").unwrap().config(
+        syncws::Config::default()
+            .max_frame_size(ANNOUNCED as usize)
+            .max_message_size(ANNOUNCED as usize),
+    );
     let port = server.local_addr().port();
     let handle = server.start(echo).unwrap();
     println!("port {port}");

@@ -338,7 +338,11 @@ fn a_pong_waits_for_a_room_frame_the_kernel_took_in_part() {
     // is answered with a pong, which must come after the rest of that frame, not inside it.
     let hub = Hub::builder().backlog(64 << 20).build().unwrap();
     let (addr, joins) = room_server(&hub);
-    let mut ws = connect(addr, Config::default());
+    // Above the default 16 MiB, so that the kernel takes it in part whatever its buffers.
+    let limits = Config::default()
+        .max_frame_size(32 << 20)
+        .max_message_size(32 << 20);
+    let mut ws = connect(addr, limits);
     joined(&joins, 1);
     let big = numbered(7, 24 << 20);
     hub.publish(ROOM, &big[..]);

@@ -231,7 +231,10 @@ mod tests {
                 let now = s.epoch + Duration::from_micros(offset_us);
                 let at = s.retry_at(now, pause);
                 assert!(at >= now + pause, "{pause:?} at +{offset_us} µs");
-                assert!(at <= now + pause + pause / 2, "{pause:?} at +{offset_us} µs");
+                assert!(
+                    at <= now + pause + pause / 2,
+                    "{pause:?} at +{offset_us} µs"
+                );
             }
         }
     }

@@ -422,7 +422,7 @@ impl Server {
     /// others go on. `Config::max_message_size` bounds one message; this bounds their sum, so a
     /// few dozen clients sending large (or small but highly compressed) messages cannot exhaust
     /// the server's memory. A message handed to a handler no longer counts. Defaults to 1 GiB:
-    /// 16 messages of the default 64 MiB maximum at once, and far more of a typical size; set
+    /// 64 messages of the default 16 MiB maximum at once, and far more of a typical size; set
     /// it from the memory the server may use. A budget set in [`Server::config`]
     /// ([`Config::memory_budget`]) is used instead, e.g. to share one between servers.
     pub fn max_message_memory(mut self, bytes: usize) -> Self {

@@ -557,13 +557,16 @@ pub(super) mod tests {
     #[test]
     fn message_buffer_grows_with_the_bytes_that_arrived() {
         let announced = 64u64 << 20;
+        let limits = Config::default()
+            .max_frame_size(announced as usize)
+            .max_message_size(announced as usize);
         for opcode in [OpCode::Binary, OpCode::Text] {
             for sent in [0, 1, 300, 9000, GROW_STEP + 1, 1 << 20, 3 << 20] {
                 for piece in [7, 8 << 10, 1 << 20] {
                     if piece * 1000 < sent {
                         continue;
                     }
-                    let mut rx = Receiver::new(Role::Server, &Config::default(), b"");
+                    let mut rx = Receiver::new(Role::Server, &limits, b"");
                     let mut stream = Trickle {
                         data: announcing(opcode, announced, sent),
                         at: 0,
