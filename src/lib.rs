@@ -114,7 +114,7 @@ pub use server::{
 };
 #[cfg(any(feature = "tls", feature = "rustls"))]
 pub use tls::{ClientTls, ClientTlsBuilder, ServerTls};
-pub use websocket::{MemoryBudget, MessageReader, Reader, State, WebSocket, Writer};
+pub use websocket::{MemoryBudget, MessageReader, MessageWriter, Reader, State, WebSocket, Writer};
 // Defined with the receive rules in `proto`; documented here, where users name it.
 #[doc(inline)]
 pub use websocket::Role;

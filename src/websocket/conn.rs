@@ -657,6 +657,22 @@ impl<L: Link> Conn<L> {
         self.link.set_closed();
     }
 
+    /// Gives up a streamed message whose first fragments went out: RFC 6455 cannot abandon a
+    /// message, so the connection starts closing with 1011 (unless a close went out already).
+    /// Nothing waits for the answer here; the next receive completes the handshake.
+    pub fn abandon_message(&mut self) {
+        if self.state() != State::Open {
+            return;
+        }
+        log::debug!("ws#{} streamed message dropped unfinished", self.info.id);
+        if self
+            .say_goodbye(Some(CloseCode::INTERNAL_ERROR), "message abandoned")
+            .is_ok()
+        {
+            self.start_closing();
+        }
+    }
+
     /// Sends a data or control frame from the user, refusing once closing has begun.
     pub fn send_frame(
         &mut self,

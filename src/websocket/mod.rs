@@ -38,6 +38,7 @@ mod conn;
 mod opening;
 mod outbox;
 mod receiver;
+mod send_stream;
 mod sender;
 mod split;
 mod stream;
@@ -61,6 +62,7 @@ pub(crate) use opening::{CloseRequest, Opening};
 #[cfg(feature = "deflate")]
 pub(crate) use outbox::compress_shared;
 pub(crate) use outbox::{Encoding, Flushed, Offer, Outlet, Prepared, prepare};
+pub use send_stream::MessageWriter;
 pub use split::{Reader, Writer};
 pub use stream::MessageReader;
 
@@ -425,6 +427,57 @@ impl<S: Transport> WebSocket<S> {
             let _ = self.conn.close(CloseCode::INTERNAL_ERROR, "");
         }
         result
+    }
+
+    /// Starts sending one message of `kind` as a stream: a [`MessageWriter`] (a
+    /// [`std::io::Write`]) whose bytes go out in fragments of 64 KiB as they are written, and
+    /// whose [`finish`](MessageWriter::finish) sends the last one. For messages of any size in
+    /// bounded memory, or whose size is not known up front. Fails with [`Error::Closed`] if the
+    /// connection is closing or closed.
+    ///
+    /// The socket reads nothing while the message is written: pings that arrive meanwhile are
+    /// answered by the next receive (split the socket to answer them between fragments). What a
+    /// write returns, and what dropping the writer before `finish` does, is on
+    /// [`MessageWriter`].
+    ///
+    /// ```no_run
+    /// use std::io::Write;
+    /// let mut ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
+    /// let mut message = ws.send_stream(syncws::MessageKind::Binary)?;
+    /// for block in 0..100u8 {
+    ///     message.write_all(&[block; 4096])?;
+    /// }
+    /// message.finish()?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn send_stream(&mut self, kind: MessageKind) -> Result<MessageWriter<'_>> {
+        if self.conn.state() != State::Open {
+            return Err(Error::Closed);
+        }
+        Ok(MessageWriter::new(Box::new(&mut self.conn), kind))
+    }
+
+    /// Sends everything `reader` gives, up to its end, as one message of `kind` (through
+    /// [`WebSocket::send_stream`]); returns the number of payload bytes. Text must be valid
+    /// UTF-8 as a whole ([`InputError::InvalidUtf8`] otherwise).
+    ///
+    /// If `reader` fails (its error comes back as [`Error::Io`]) or its text is not UTF-8 once
+    /// part of the message went out, the message is given up as a dropped [`MessageWriter`]
+    /// gives it up: the connection closes with 1011, so the peer never takes a cut-off file for
+    /// a whole one.
+    ///
+    /// ```no_run
+    /// let mut ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
+    /// let file = std::fs::File::open("video.mp4")?;
+    /// let bytes = ws.send_from(syncws::MessageKind::Binary, file)?;
+    /// println!("sent {bytes} bytes");
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn send_from<R: std::io::Read>(&mut self, kind: MessageKind, mut reader: R) -> Result<u64> {
+        let mut message = self.send_stream(kind)?;
+        let n = message.copy_from(&mut reader)?;
+        message.finish()?;
+        Ok(n)
     }
 
     /// Sends a ping with up to 125 bytes of payload. The pong is consumed by `recv`.
