@@ -494,3 +494,32 @@ fn an_unsplit_socket_answers_a_ping_after_its_streamed_message() {
     raw.send(&Frame::close(1000, ""));
     assert_eq!(raw.read_close().close_code(), Some(1000));
 }
+
+#[test]
+fn a_rooms_frames_wait_for_a_members_streamed_message() {
+    let hub = syncws::Hub::new().unwrap();
+    let members = hub.clone();
+    let addr = serve(Config::default(), move |ws| {
+        let (mut reader, writer) = ws.split()?;
+        members.join(ROOM, &writer)?;
+        let mut message = writer.send_stream(MessageKind::Binary)?;
+        message.write_all(&vec![1; F + 1])?;
+        // Published while the message is under way: the hub's flusher must not slip it in.
+        members.publish(ROOM, "room news");
+        for _ in 0..64 {
+            message.write_all(&[2; 1024 * 16])?;
+            message.flush()?;
+        }
+        message.finish()?;
+        while reader.recv()?.is_some() {}
+        Ok(())
+    });
+    let mut raw = RawConn::connect(addr);
+    let frames = read_message_frames(&mut raw);
+    let data = one_message(&frames);
+    assert_eq!(payload(&data).len(), F + 1 + 64 * 1024 * 16);
+    let next = raw.read_frame();
+    assert_eq!((next.opcode, &next.payload[..]), (TEXT, &b"room news"[..]));
+    raw.send(&Frame::close(1000, ""));
+    assert_eq!(raw.read_close().close_code(), Some(1000));
+}
