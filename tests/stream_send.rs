@@ -366,39 +366,102 @@ fn a_split_socket_answers_pings_between_the_fragments_of_a_stream() {
     assert_eq!(raw.read_close().close_code(), Some(1000));
 }
 
-#[test]
-fn another_threads_send_waits_for_the_stream_and_never_interleaves() {
-    let (addr, done) = split_server(|writer, _| {
-        let mut message = writer.send_stream(MessageKind::Binary)?;
-        message.write_all(&vec![1; F + 1])?;
-        let (trying_tx, trying_rx) = mpsc::channel();
-        let other = writer.clone();
-        let interloper = thread::spawn(move || {
-            trying_tx.send(()).unwrap();
-            other.send("interloper")
-        });
-        trying_rx.recv_timeout(TIMEOUT).unwrap();
-        // The other thread is about to send (or waiting): many more fragments, each a chance
-        // to slip in between if messages were not kept whole.
-        for _ in 0..64 {
-            message.write_all(&[2; 1024 * 16])?;
+/// Streams a message whose fragments are paced by the peer: after each fragment the stream
+/// waits for the peer's "next" (see [`read_paced`]), leaving the frame lock free for a round
+/// trip each time, in which anything not kept out by the message slot would get in. `meanwhile`
+/// runs after the first fragment.
+fn paced_stream(
+    writer: &syncws::Writer,
+    from_reader: &mpsc::Receiver<Message>,
+    meanwhile: impl FnOnce(),
+) -> syncws::Result<()> {
+    let mut message = writer.send_stream(MessageKind::Binary)?;
+    message.write_all(&[1; F])?;
+    message.flush()?;
+    meanwhile();
+    for round in 0..5 {
+        let next = from_reader.recv_timeout(TIMEOUT).expect("next");
+        assert_eq!(next, Message::Text("next".into()));
+        if round < 4 {
+            message.write_all(&[2; F])?;
             message.flush()?;
         }
-        message.finish()?;
-        interloper.join().unwrap()
+    }
+    message.write_all(b"the end")?;
+    message.finish()
+}
+
+/// The peer's side of [`paced_stream`]: reads the message, saying "next" after each fragment
+/// but the last; then the frame that follows it.
+fn read_paced(raw: &mut RawConn) -> (Vec<Frame>, Frame) {
+    let mut frames = Vec::new();
+    for _ in 0..100 {
+        let f = raw.read_frame();
+        let last = f.fin;
+        frames.push(f);
+        if last {
+            break;
+        }
+        raw.send(&Frame::text("next"));
+    }
+    let data = one_message(&frames);
+    assert_eq!(data.len(), 6, "{frames:?}");
+    assert_eq!(payload(&data).len(), 5 * F + 7);
+    (frames, raw.read_frame())
+}
+
+#[test]
+fn another_threads_send_waits_for_the_stream_and_never_interleaves() {
+    let (addr, done) = split_server(|writer, from_reader| {
+        let other = writer.clone();
+        let mut interloper = None;
+        paced_stream(&writer, &from_reader, || {
+            let (trying_tx, trying_rx) = mpsc::channel();
+            interloper = Some(thread::spawn(move || {
+                trying_tx.send(()).unwrap();
+                other.send("interloper")
+            }));
+            trying_rx.recv_timeout(TIMEOUT).unwrap();
+        })?;
+        interloper.expect("spawned").join().unwrap()
     });
     let mut raw = RawConn::connect(addr);
-    let frames = read_message_frames(&mut raw);
-    let data = one_message(&frames);
-    assert_eq!(
-        data.len(),
-        1 + 64 + 1,
-        "one full fragment, 64 flushed ones, the last"
-    );
-    assert_eq!(payload(&data).len(), F + 1 + 64 * 1024 * 16);
-    let next = raw.read_frame();
+    let (_, next) = read_paced(&mut raw);
     assert_eq!((next.opcode, next.fin), (TEXT, true));
     assert_eq!(next.payload, b"interloper");
+    done.recv_timeout(TIMEOUT).unwrap().unwrap();
+    raw.send(&Frame::close(1000, ""));
+    assert_eq!(raw.read_close().close_code(), Some(1000));
+}
+
+#[test]
+fn a_rooms_frames_wait_for_a_members_streamed_message() {
+    let hub = syncws::Hub::new().unwrap();
+    let members = hub.clone();
+    let (done_tx, done) = mpsc::channel();
+    let addr = serve(Config::default(), move |ws| {
+        let (mut reader, writer) = ws.split()?;
+        members.join(ROOM, &writer)?;
+        let (tx, from_reader) = mpsc::channel();
+        let room = members.clone();
+        let done_tx = done_tx.clone();
+        let streamer = thread::spawn(move || {
+            // Published while the message is under way: the hub's flusher, which tries the
+            // member's socket at once, must not slip it in between the fragments.
+            let sent = paced_stream(&writer, &from_reader, || {
+                let _ = room.publish(ROOM, "room news");
+            });
+            done_tx.send(sent).unwrap();
+        });
+        while let Some(msg) = reader.recv()? {
+            let _ = tx.send(msg);
+        }
+        let _ = streamer.join();
+        Ok(())
+    });
+    let mut raw = RawConn::connect(addr);
+    let (_, next) = read_paced(&mut raw);
+    assert_eq!((next.opcode, &next.payload[..]), (TEXT, &b"room news"[..]));
     done.recv_timeout(TIMEOUT).unwrap().unwrap();
     raw.send(&Frame::close(1000, ""));
     assert_eq!(raw.read_close().close_code(), Some(1000));
@@ -491,35 +554,6 @@ fn an_unsplit_socket_answers_a_ping_after_its_streamed_message() {
     assert_eq!(one_message(&frames).len(), 3);
     let pong = raw.read_frame();
     assert_eq!((pong.opcode, &pong.payload[..]), (PONG, &b"during"[..]));
-    raw.send(&Frame::close(1000, ""));
-    assert_eq!(raw.read_close().close_code(), Some(1000));
-}
-
-#[test]
-fn a_rooms_frames_wait_for_a_members_streamed_message() {
-    let hub = syncws::Hub::new().unwrap();
-    let members = hub.clone();
-    let addr = serve(Config::default(), move |ws| {
-        let (mut reader, writer) = ws.split()?;
-        members.join(ROOM, &writer)?;
-        let mut message = writer.send_stream(MessageKind::Binary)?;
-        message.write_all(&vec![1; F + 1])?;
-        // Published while the message is under way: the hub's flusher must not slip it in.
-        members.publish(ROOM, "room news");
-        for _ in 0..64 {
-            message.write_all(&[2; 1024 * 16])?;
-            message.flush()?;
-        }
-        message.finish()?;
-        while reader.recv()?.is_some() {}
-        Ok(())
-    });
-    let mut raw = RawConn::connect(addr);
-    let frames = read_message_frames(&mut raw);
-    let data = one_message(&frames);
-    assert_eq!(payload(&data).len(), F + 1 + 64 * 1024 * 16);
-    let next = raw.read_frame();
-    assert_eq!((next.opcode, &next.payload[..]), (TEXT, &b"room news"[..]));
     raw.send(&Frame::close(1000, ""));
     assert_eq!(raw.read_close().close_code(), Some(1000));
 }
