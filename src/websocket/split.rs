@@ -528,6 +528,8 @@ impl<S: Split> Writer<S> {
     }
 
     /// Sends a whole message in one frame; see [`WebSocket::send`](crate::WebSocket::send).
+    /// Another thread's message under way goes out first: this waits for it, for a streamed
+    /// one until it is finished or dropped (see [`Writer::send_stream`]).
     pub fn send<M: ToMessage>(&self, msg: M) -> Result<()> {
         self.send_message(msg.to_message(), true)
     }
