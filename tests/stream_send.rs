@@ -555,3 +555,53 @@ fn an_unsplit_socket_answers_a_ping_after_its_streamed_message() {
     raw.send(&Frame::close(1000, ""));
     assert_eq!(raw.read_close().close_code(), Some(1000));
 }
+
+#[test]
+fn a_close_mid_message_goes_out_without_the_rooms_queued_frames() {
+    let hub = syncws::Hub::new().unwrap();
+    let members = hub.clone();
+    let (done_tx, done) = mpsc::channel();
+    let addr = serve(Config::default(), move |ws| {
+        let (mut reader, writer) = ws.split()?;
+        members.join(ROOM, &writer)?;
+        let mut message = writer.send_stream(MessageKind::Binary)?;
+        message.write_all(&[1; F])?;
+        message.flush()?;
+        // Queued for the member while its message is under way, then a close: the close may
+        // come between fragments, the queued message may not (it is dropped with the
+        // connection).
+        let _ = members.publish(ROOM, "room news");
+        let closer = writer.clone();
+        let closing = thread::spawn(move || closer.close(CloseCode::NORMAL, ""));
+        while reader.recv()?.is_some() {}
+        done_tx.send(closing.join().unwrap()).unwrap();
+        drop(message);
+        Ok(())
+    });
+    let mut raw = RawConn::connect(addr);
+    let first = raw.read_frame();
+    assert_eq!((first.opcode, first.fin), (BINARY, false));
+    let next = raw.read_frame();
+    assert_eq!(next.opcode, CLOSE, "{next:?}");
+    raw.send(&Frame::close(1000, ""));
+    done.recv_timeout(TIMEOUT).unwrap().unwrap();
+    raw.expect_eof();
+}
+
+#[test]
+fn a_writers_fragments_of_mixed_kinds_close_with_1011() {
+    let (addr, done) = split_server(|writer, _| {
+        let mixed = writer.send_fragmented([Message::Text("a".into()), Message::Binary(vec![1])]);
+        assert!(matches!(mixed, Err(Error::InvalidInput(_))), "{mixed:?}");
+        assert!(matches!(writer.send("after"), Err(Error::Closed)));
+        Ok(())
+    });
+    let mut raw = RawConn::connect(addr);
+    let first = raw.read_frame();
+    assert_eq!((first.opcode, first.fin), (TEXT, false));
+    let close = raw.read_frame();
+    assert_eq!(close.opcode, CLOSE, "{close:?}");
+    assert_eq!(close.close_code(), Some(1011));
+    raw.send(&Frame::close(1011, ""));
+    done.recv_timeout(TIMEOUT).unwrap().unwrap();
+}
