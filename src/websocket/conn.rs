@@ -314,11 +314,12 @@ impl<L: Link> Conn<L> {
             }
             // Fed messages go out before the receive would wait for the peer, which may be
             // waiting for them; while complete frames are buffered they keep gathering.
-            if self.link.has_queued() && !self.rx.event_buffered() {
-                if let Err(e) = self.link.flush_queued() {
-                    self.state = State::Closed;
-                    return Err(e);
-                }
+            if self.link.has_queued()
+                && !self.rx.event_buffered()
+                && let Err(e) = self.link.flush_queued()
+            {
+                self.state = State::Closed;
+                return Err(e);
             }
             let before = self.rx.bytes_received();
             let result = next(&mut self.rx, self.link.read_half());

@@ -440,6 +440,7 @@ impl<S: Transport> WebSocket<S> {
     ///
     /// With permessage-deflate negotiated (feature `deflate`, see `compression`), messages of
     /// at least the threshold are compressed; see [`WebSocket::send_uncompressed`] to skip that.
+    /// Messages [`fed`](Self::feed) before it go out first.
     pub fn send<M: ToMessage>(&mut self, msg: M) -> Result<()> {
         let msg = msg.to_message();
         self.conn
