@@ -210,6 +210,8 @@ fn send_from_goes_to_tungstenite_whole_both_kinds_and_masked() {
     assert_eq!(n, data.len() as u64);
     ws.send_from(MessageKind::Text, text.as_bytes()).unwrap();
     ws.send_from(MessageKind::Binary, std::io::empty()).unwrap();
+    // tungstenite closes once it has all three; our answer lets it finish.
+    assert!(ws.recv_timeout(TIMEOUT).unwrap().is_none());
     let (binary, got_text, empty) = peer.join().unwrap();
     assert_eq!(binary, tungstenite::Message::binary(data));
     assert_eq!(got_text, tungstenite::Message::text(text));
