@@ -69,8 +69,10 @@ fn run() -> Result<(), syncws::Error> {
         None => println!("echo server on {scheme}://{}", server.local_addr()),
     }
     server.serve(|ws| {
+        // Batched: answers to messages that arrived together go out in one write, before the
+        // next receive waits (see WebSocket::feed).
         while let Some(msg) = ws.recv()? {
-            ws.send(&msg)?;
+            ws.feed(&msg)?;
         }
         Ok(())
     })

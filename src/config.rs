@@ -79,12 +79,13 @@ pub struct Config {
     /// Defaults to 64.
     pub max_headers: usize,
     /// How long writing one frame may take in total: a message sent with `send`, one piece of
-    /// `send_fragmented`, a ping, a pong, an automatic reply, a close frame. The time counts from
+    /// `send_fragmented`, one fragment of a streamed message (`send_stream`, `send_from`), a ping, a pong, an automatic reply, a close frame. The time counts from
     /// when the frame's write began, and partial writes do not restart it: a send to a peer that
     /// reads slowly or not at all fails within `write_timeout` plus one system call (over TLS,
     /// plus the socket writes of the one record in progress) with a timeout error, and the
     /// connection is closed (a frame cut in half cannot be continued). Waiting for another
-    /// thread's send on a split connection does not count. `None` waits forever. Defaults to
+    /// thread's message on a split connection (also a streamed one, for as long as it lasts)
+    /// does not count. `None` waits forever. Defaults to
     /// 30 seconds: a peer that stops reading cannot hold a sending thread longer than that.
     pub write_timeout: Option<Duration>,
     /// After this long without receiving anything, a thread waiting in `recv` sends a ping.

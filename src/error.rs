@@ -477,6 +477,10 @@ pub enum InputError {
     ControlTooLong,
     /// A fragmented message mixed text and binary fragments.
     MixedFragments,
+    /// Bytes written to a streamed text message
+    /// ([`MessageWriter`](crate::MessageWriter)) are not valid UTF-8, or the message ended
+    /// inside a character. The bytes were refused; nothing invalid went out.
+    InvalidUtf8,
     /// A header name that is not an HTTP token (RFC 9110 5.1): empty, or with spaces,
     /// separators such as `:`, control or non-ASCII characters.
     HeaderName,
@@ -507,6 +511,7 @@ impl fmt::Display for InputError {
             InputError::CloseReasonTooLong => "close reason longer than 123 bytes",
             InputError::ControlTooLong => "control payload longer than 125 bytes",
             InputError::MixedFragments => "fragments mix text and binary",
+            InputError::InvalidUtf8 => "text is not valid utf-8",
             InputError::HeaderName => "header name is not an http token",
             InputError::HeaderValue => "header value contains a control character (cr, lf, nul)",
             InputError::ReservedHeader => "header is written by the library and may not be set",

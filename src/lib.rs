@@ -34,7 +34,9 @@
 //! - [`WebSocket::recv`] returns whole messages and `Ok(None)` once the connection ended
 //!   normally; pings are answered for you. A `WebSocket` is also an iterator over messages.
 //! - [`WebSocket::recv_stream`] returns a message of any size as a [`MessageReader`] (an
-//!   `io::Read`) that yields its payload as the frames arrive, in bounded memory.
+//!   `io::Read`) that yields its payload as the frames arrive, in bounded memory;
+//!   [`WebSocket::send_stream`] sends one as a [`MessageWriter`] (an `io::Write`, 64 KiB
+//!   fragments), and [`WebSocket::send_from`] sends all of an `io::Read` as one message.
 //! - Every RFC 6455 rule is checked on receive; a violation closes with the RFC's code (1002,
 //!   1007, 1009) and comes back as [`Error::Protocol`]. Text is validated as it arrives.
 //! - Limits and timeouts live in [`Config`], with defaults documented there.
@@ -114,7 +116,7 @@ pub use server::{
 };
 #[cfg(any(feature = "tls", feature = "rustls"))]
 pub use tls::{ClientTls, ClientTlsBuilder, ServerTls};
-pub use websocket::{MemoryBudget, MessageReader, Reader, State, WebSocket, Writer};
+pub use websocket::{MemoryBudget, MessageReader, MessageWriter, Reader, State, WebSocket, Writer};
 // Defined with the receive rules in `proto`; documented here, where users name it.
 #[doc(inline)]
 pub use websocket::Role;

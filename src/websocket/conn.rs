@@ -57,6 +57,14 @@ pub(crate) trait Link {
     /// The peer started the closing handshake with `frame` (it is not the echo of ours), for
     /// other halves to read once the reader is gone.
     fn peer_started_close(&mut self, _frame: &CloseFrame) {}
+    /// Whether fed messages wait to be written (`WebSocket::feed`).
+    fn has_queued(&self) -> bool {
+        false
+    }
+    /// Writes the fed messages; a failure closes the connection.
+    fn flush_queued(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The last ping a link wrote, so the pong that answers it gives a round-trip time.
@@ -303,6 +311,15 @@ impl<L: Link> Conn<L> {
                     wake.map(|w| w.saturating_duration_since(now)),
                     wake == deadline,
                 )?;
+            }
+            // Fed messages go out before the receive would wait for the peer, which may be
+            // waiting for them; while complete frames are buffered they keep gathering.
+            if self.link.has_queued()
+                && !self.rx.event_buffered()
+                && let Err(e) = self.link.flush_queued()
+            {
+                self.state = State::Closed;
+                return Err(e);
             }
             let before = self.rx.bytes_received();
             let result = next(&mut self.rx, self.link.read_half());
@@ -655,6 +672,22 @@ impl<L: Link> Conn<L> {
             self.link.shutdown_write();
         }
         self.link.set_closed();
+    }
+
+    /// Gives up a streamed message whose first fragments went out: RFC 6455 cannot abandon a
+    /// message, so the connection starts closing with 1011 (unless a close went out already).
+    /// Nothing waits for the answer here; the next receive completes the handshake.
+    pub fn abandon_message(&mut self) {
+        if self.state() != State::Open {
+            return;
+        }
+        log::debug!("ws#{} streamed message dropped unfinished", self.info.id);
+        if self
+            .say_goodbye(Some(CloseCode::INTERNAL_ERROR), "message abandoned")
+            .is_ok()
+        {
+            self.start_closing();
+        }
     }
 
     /// Sends a data or control frame from the user, refusing once closing has begun.

@@ -38,11 +38,13 @@ mod conn;
 mod opening;
 mod outbox;
 mod receiver;
+mod send_stream;
 mod sender;
 mod split;
 mod stream;
 
 use std::fmt;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,7 @@ pub(crate) use opening::{CloseRequest, Opening};
 #[cfg(feature = "deflate")]
 pub(crate) use outbox::compress_shared;
 pub(crate) use outbox::{Encoding, Flushed, Offer, Outlet, Prepared, prepare};
+pub use send_stream::MessageWriter;
 pub use split::{Reader, Writer};
 pub use stream::MessageReader;
 
@@ -127,6 +130,54 @@ impl<S: Transport> Owned<S> {
             .as_mut()
             .expect("the stream is only taken by split, which consumes the socket")
     }
+
+    /// Runs one write on the blocking stream (switching it back from `try_recv`'s non-blocking
+    /// mode for the call). A failed write may cut a frame in half: the connection cannot go on.
+    fn write_with(&mut self, f: impl FnOnce(&mut Sender, &mut S) -> io::Result<()>) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        let Owned {
+            stream,
+            sender,
+            closed,
+            nonblocking,
+            ..
+        } = self;
+        let stream = stream.as_mut().expect("stream present");
+        if *nonblocking {
+            stream.set_nonblocking(false)?;
+        }
+        let result = f(sender, stream);
+        if *nonblocking {
+            stream.set_nonblocking(true)?;
+        }
+        result.map_err(|e| {
+            let _ = stream.shutdown_both();
+            *closed = true;
+            Error::Io(e)
+        })
+    }
+
+    /// Queues a final data frame (see [`WebSocket::feed`]): the queue is written first if the
+    /// frame would take it past its limit, and a frame that large is written at once.
+    fn feed(&mut self, opcode: OpCode, payload: &[u8]) -> Result<()> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if self.sender.queued() + payload.len() > sender::QUEUE_LIMIT {
+            self.flush_queued()?;
+        }
+        if payload.len() >= sender::QUEUE_LIMIT {
+            return self.write_frame(opcode, true, payload, true);
+        }
+        let fed = self.sender.feed_data(opcode, payload, true);
+        fed.map_err(|e| {
+            // Only the compressor can fail here, and its state is then unknown.
+            self.closed = true;
+            Error::Io(e)
+        })
+    }
 }
 
 impl<S: Transport> Link for Owned<S> {
@@ -143,28 +194,15 @@ impl<S: Transport> Link for Owned<S> {
         payload: &[u8],
         compress: bool,
     ) -> Result<()> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
-        let nonblocking = self.nonblocking;
-        let Owned { stream, sender, .. } = self;
-        let stream = stream.as_mut().expect("stream present");
-        if nonblocking {
-            stream.set_nonblocking(false)?;
-        }
-        let result = sender.write_data(stream, opcode, fin, payload, compress);
-        if nonblocking {
-            stream.set_nonblocking(true)?;
-        }
-        if opcode == OpCode::Ping && result.is_ok() {
+        // Fed messages first, so every frame keeps its place.
+        self.write_with(|sender, stream| {
+            sender.flush_queue(stream)?;
+            sender.write_data(stream, opcode, fin, payload, compress)
+        })?;
+        if opcode == OpCode::Ping {
             self.last_ping = Some(SentPing::now(payload));
         }
-        result.map_err(|e| {
-            // A frame may be cut in half: the connection cannot go on.
-            let _ = stream.shutdown_both();
-            self.closed = true;
-            Error::Io(e)
-        })
+        Ok(())
     }
 
     fn begin_close(&mut self) -> bool {
@@ -195,6 +233,17 @@ impl<S: Transport> Link for Owned<S> {
 
     /// Nothing waits on another half of a whole socket.
     fn set_answered(&mut self) {}
+
+    fn has_queued(&self) -> bool {
+        self.sender.queued() > 0
+    }
+
+    fn flush_queued(&mut self) -> Result<()> {
+        if self.sender.queued() == 0 {
+            return Ok(());
+        }
+        self.write_with(|sender, stream| sender.flush_queue(stream))
+    }
 }
 
 impl<S: Transport> Drop for Owned<S> {
@@ -208,6 +257,8 @@ impl<S: Transport> Drop for Owned<S> {
             let payload = close::encode(Some(CloseCode::GOING_AWAY), "");
             let _ = stream.set_nonblocking(false);
             self.sender.set_write_timeout(Some(self.close_timeout));
+            // Fed messages go out before the goodbye.
+            let _ = self.sender.flush_queue(stream);
             let _ = self
                 .sender
                 .write_frame(stream, OpCode::Close, true, payload.as_bytes());
@@ -389,6 +440,7 @@ impl<S: Transport> WebSocket<S> {
     ///
     /// With permessage-deflate negotiated (feature `deflate`, see `compression`), messages of
     /// at least the threshold are compressed; see [`WebSocket::send_uncompressed`] to skip that.
+    /// Messages [`fed`](Self::feed) before it go out first.
     pub fn send<M: ToMessage>(&mut self, msg: M) -> Result<()> {
         let msg = msg.to_message();
         self.conn
@@ -423,6 +475,101 @@ impl<S: Transport> WebSocket<S> {
         });
         if let Err(Error::InvalidInput(_)) = result {
             let _ = self.conn.close(CloseCode::INTERNAL_ERROR, "");
+        }
+        result
+    }
+
+    /// Starts sending one message of `kind` as a stream: a [`MessageWriter`] (a
+    /// [`std::io::Write`]) whose bytes go out in fragments of 64 KiB as they are written, and
+    /// whose [`finish`](MessageWriter::finish) sends the last one. For messages of any size in
+    /// bounded memory, or whose size is not known up front. Fails with [`Error::Closed`] if the
+    /// connection is closing or closed.
+    ///
+    /// The socket reads nothing while the message is written: pings that arrive meanwhile are
+    /// answered by the next receive (split the socket to answer them between fragments). What a
+    /// write returns, and what dropping the writer before `finish` does, is on
+    /// [`MessageWriter`].
+    ///
+    /// ```no_run
+    /// use std::io::Write;
+    /// let mut ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
+    /// let mut message = ws.send_stream(syncws::MessageKind::Binary)?;
+    /// for block in 0..100u8 {
+    ///     message.write_all(&[block; 4096])?;
+    /// }
+    /// message.finish()?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn send_stream(&mut self, kind: MessageKind) -> Result<MessageWriter<'_>> {
+        if self.conn.state() != State::Open {
+            return Err(Error::Closed);
+        }
+        Ok(MessageWriter::new(Box::new(&mut self.conn), kind))
+    }
+
+    /// Sends everything `reader` gives, up to its end, as one message of `kind` (through
+    /// [`WebSocket::send_stream`]); returns the number of payload bytes. Text must be valid
+    /// UTF-8 as a whole ([`InputError::InvalidUtf8`] otherwise).
+    ///
+    /// If `reader` fails (its error comes back as [`Error::Io`]) or its text is not UTF-8 once
+    /// part of the message went out, the message is given up as a dropped [`MessageWriter`]
+    /// gives it up: the connection closes with 1011, so the peer never takes a cut-off file for
+    /// a whole one.
+    ///
+    /// ```no_run
+    /// let mut ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
+    /// let file = std::fs::File::open("video.mp4")?;
+    /// let bytes = ws.send_from(syncws::MessageKind::Binary, file)?;
+    /// println!("sent {bytes} bytes");
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn send_from<R: std::io::Read>(&mut self, kind: MessageKind, mut reader: R) -> Result<u64> {
+        let mut message = self.send_stream(kind)?;
+        let n = message.copy_from(&mut reader)?;
+        message.finish()?;
+        Ok(n)
+    }
+
+    /// Queues a text or binary message without writing it: batching, for a server that answers
+    /// many messages at once (pipelined requests) in few system calls. The queue is written
+    /// in one write by [`WebSocket::flush`], before any other frame this socket writes (a
+    /// [`send`](Self::send), a pong, a close, a streamed message, so order is kept), and by a
+    /// receive before it waits for the peer: while whole messages are already buffered, their
+    /// answers gather; once the receive would read from the socket, they go out first. So a
+    /// loop of `recv` and `feed` is safe: nothing fed waits behind a receive that blocks. The
+    /// queue holds at most 64 KiB: a message that would take it past that writes it first, and
+    /// a message that large is written at once behind it. Dropping the socket writes what is
+    /// queued before its goodbye.
+    ///
+    /// Unlike [`send`](Self::send), `Ok` does not mean the message reached the kernel: a write
+    /// error shows up on the call that writes (`flush`, a later send or receive). Compression
+    /// applies as for `send`.
+    ///
+    /// ```no_run
+    /// let mut ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
+    /// while let Some(msg) = ws.recv()? {
+    ///     ws.feed(&msg)?; // written with the others before the next receive waits
+    /// }
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn feed<M: ToMessage>(&mut self, msg: M) -> Result<()> {
+        if self.conn.state() != State::Open {
+            return Err(Error::Closed);
+        }
+        let msg = msg.to_message();
+        let result = self.conn.link.feed(opcode_of(&msg), msg.bytes());
+        if result.is_err() {
+            self.conn.state = State::Closed;
+        }
+        result
+    }
+
+    /// Writes every message [`fed`](Self::feed) and not yet written, in one write (within
+    /// [`Config::write_timeout`]); does nothing if none is. A failure closes the connection.
+    pub fn flush(&mut self) -> Result<()> {
+        let result = self.conn.link.flush_queued();
+        if result.is_err() {
+            self.conn.state = State::Closed;
         }
         result
     }
@@ -477,6 +624,8 @@ impl<S: Split + 'static> WebSocket<S> {
         if self.conn.link.stream.is_none() {
             return Err(Error::Closed);
         }
+        // The halves write no queue: what was fed goes out now.
+        self.flush()?;
         let stream = self.conn.link.stream.take().expect("checked above");
         #[allow(unused_mut)]
         let mut info = Info::new(self.conn.info.id, self.conn.info.peer);

@@ -176,6 +176,32 @@ impl Receiver {
         result
     }
 
+    /// Whether the read buffer holds what the next `next_event` returns without reading: a
+    /// control frame, or the rest of a message up to its final frame, every frame whole. False
+    /// when unsure (a frame in progress, a streamed receive), so a caller that writes before
+    /// reading writes too early at worst, never too late.
+    pub fn event_buffered(&self) -> bool {
+        if self.frame.is_some() || self.stream.is_some() {
+            return false;
+        }
+        let mut data = self.rbuf.data();
+        loop {
+            let Ok(Some((h, n))) = FrameHeader::parse(data) else {
+                return false;
+            };
+            let Some(end) = usize::try_from(h.len).ok().and_then(|l| l.checked_add(n)) else {
+                return false;
+            };
+            if data.len() < end {
+                return false;
+            }
+            if h.fin || h.opcode.is_control() {
+                return true;
+            }
+            data = &data[end..];
+        }
+    }
+
     fn next_event_or_fault<R: Transport + ?Sized>(
         &mut self,
         stream: &mut R,
@@ -507,6 +533,46 @@ pub(crate) fn eof() -> io::Error {
 pub(super) mod tests {
     use super::*;
     use crate::proto::frame::MAX_HEADER_LEN;
+
+    fn raw_frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask: Some([1, 2, 3, 4]),
+            len: payload.len() as u64,
+        };
+        let n = header.encode(&mut head);
+        [&head[..n], payload].concat()
+    }
+
+    #[test]
+    fn an_event_is_buffered_only_once_its_frames_are_whole() {
+        let text = raw_frame(OpCode::Text, true, b"hello");
+        let start = raw_frame(OpCode::Binary, false, &[7; 300]);
+        let ping = raw_frame(OpCode::Ping, true, b"p");
+        let end = raw_frame(OpCode::Continuation, true, b"!");
+        // (bytes, whether the next event needs no read); every shorter prefix needs one.
+        let cases: [(Vec<u8>, bool); 5] = [
+            (text.clone(), true),
+            (start.clone(), false),
+            ([&start[..], &ping[..]].concat(), true),
+            ([&start[..], &end[..]].concat(), true),
+            ([&text[..], &start[..]].concat(), true),
+        ];
+        let config = Config::default();
+        for (bytes, whole) in cases {
+            let rx = Receiver::new(Role::Server, &config, &bytes);
+            assert_eq!(rx.event_buffered(), whole, "{bytes:?}");
+            let first = FrameHeader::parse(&bytes).unwrap().unwrap();
+            let first_len = first.1 + first.0.len as usize;
+            for cut in 0..first_len.min(bytes.len()) {
+                let rx = Receiver::new(Role::Server, &config, &bytes[..cut]);
+                assert!(!rx.event_buffered(), "cut at {cut} of {bytes:?}");
+            }
+        }
+    }
 
     /// Serves its bytes in reads of at most `piece`, then times out (a peer that went quiet).
     struct Trickle {

@@ -18,6 +18,10 @@ const COPY_LIMIT: usize = 16 << 10;
 /// A client masks large payloads in pieces of this size, so its write buffer stays small.
 const MASK_CHUNK: usize = 64 << 10;
 
+/// Fed frames (`WebSocket::feed`) are written once they would pass this many bytes, and a
+/// message this large is not copied into the queue but written at once behind it.
+pub(crate) const QUEUE_LIMIT: usize = 64 << 10;
+
 /// Compressed output buffers larger than this are freed after the frame instead of kept.
 #[cfg(feature = "deflate")]
 const KEEP_OUT: usize = 64 << 10;
@@ -35,7 +39,32 @@ pub(crate) struct Sender {
     /// permessage-deflate, when negotiated; `None` keeps the plain path free of it.
     #[cfg(feature = "deflate")]
     deflate: Option<Box<Deflate>>,
+    /// Whole frames fed and not yet written, in order (see [`Sender::feed_data`]).
+    queue: Vec<u8>,
 }
+
+/// Appends what is written to a queue: frames are encoded into it exactly as they would be
+/// written to the stream.
+struct QueueSink<'a>(&'a mut Vec<u8>);
+
+impl Write for QueueSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl io::Read for QueueSink<'_> {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+impl Transport for QueueSink<'_> {}
 
 /// The send side of permessage-deflate.
 #[cfg(feature = "deflate")]
@@ -70,7 +99,40 @@ impl Sender {
             armed: None,
             #[cfg(feature = "deflate")]
             deflate: None,
+            queue: Vec::new(),
         }
+    }
+
+    /// Bytes of fed frames not yet written.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Encodes one final data frame (compressed, masked, as [`Sender::write_data`] would write
+    /// it) onto the queue instead of writing it; [`Sender::flush_queue`] writes the queue.
+    pub fn feed_data(&mut self, opcode: OpCode, payload: &[u8], compress: bool) -> io::Result<()> {
+        let mut queue = std::mem::take(&mut self.queue);
+        // The queue is not the stream: what the stream's timeout is stays as it was.
+        let armed = self.armed;
+        let result = self.write_data(&mut QueueSink(&mut queue), opcode, true, payload, compress);
+        self.armed = armed;
+        self.queue = queue;
+        result
+    }
+
+    /// Writes the queued frames in one go (one system call, unless the kernel takes them in
+    /// part) under one write timeout, and empties the queue; nothing if it is empty.
+    pub fn flush_queue<W: Transport + ?Sized>(&mut self, w: &mut W) -> io::Result<()> {
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        let w = &mut Timed::start(w, self.write_timeout, &mut self.armed)?;
+        let result = w.write_all(&self.queue).and_then(|()| w.flush());
+        self.queue.clear();
+        if self.queue.capacity() > 2 * QUEUE_LIMIT {
+            self.queue = Vec::new();
+        }
+        result
     }
 
     /// Bounds the frames written from now on by `timeout` each (a dropped connection's last

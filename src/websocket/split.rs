@@ -11,7 +11,22 @@
 //! ```
 //!
 //! Every frame, automatic pongs and close replies included, is written whole under the one
-//! lock, so frames never interleave. Whoever ends the connection sets `closed`: writers then
+//! lock, so frames never interleave. Beside it, a message slot keeps messages whole: a sender
+//! takes it for a whole message (`send`, `send_fragmented`, or a streamed message from
+//! `send_stream` until it is finished or dropped) and takes the frame lock for each frame, so
+//! control frames still go out between a streamed message's fragments (RFC 6455 5.4) while
+//! other messages, and a hub's frames for this member, wait for its end.
+//!
+//! ```text
+//!   send / send_stream:   slot ----------------------------------------> release
+//!                           frame lock [frame] ... frame lock [frame]
+//!   ping, pong, close,            frame lock [control frame]
+//!   the reader's replies:   (never wait for the slot)
+//! ```
+//!
+//! Lock order: the slot's mutex is never held while waiting for the frame lock (it is only
+//! held to flip its flag); the frame lock may be held while the slot's mutex is taken briefly
+//! (a failed write wakes the waiters). Whoever ends the connection sets `closed`: writers then
 //! fail with [`Error::Closed`] and the reader ends. When the last half is dropped, an open
 //! connection says goodbye with 1001.
 //!
@@ -27,12 +42,13 @@ use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Link, SentPing};
 use super::outbox::{Encoding, Flushed, Offer, Outbox, Outlet, Prepared};
+use super::send_stream::{MessageWriter, StreamSink};
 use super::sender::Sender;
 use super::stream::MessageReader;
 use super::{State, fragment_opcodes};
 use crate::error::{Error, Result};
 use crate::io::{Split, Transport};
-use crate::message::{CloseCode, CloseFrame, Message, ToMessage};
+use crate::message::{CloseCode, CloseFrame, Message, MessageKind, ToMessage};
 use crate::proto::close;
 use crate::proto::frame::OpCode;
 
@@ -72,6 +88,10 @@ struct Shared<W: Transport> {
     /// Frames a hub queued for this connection, written before the next message of its own.
     outbox: Mutex<Outbox>,
     out: Mutex<Out<W>>,
+    /// The message slot: true while a message is being sent (see the module doc).
+    slot: Mutex<bool>,
+    /// Signalled when the slot is given back, a close frame goes out, or the connection closes.
+    slot_free: Condvar,
     close_sent: AtomicBool,
     closed: Mutex<bool>,
     closed_changed: Condvar,
@@ -97,6 +117,9 @@ struct Shared<W: Transport> {
 struct Out<W> {
     stream: W,
     sender: Sender,
+    /// A message's first frames went out and its final frame did not: only control frames may
+    /// come next (and no queued frame of a hub).
+    mid_message: bool,
 }
 
 pub(crate) struct ReadEnd<S: Split> {
@@ -118,7 +141,10 @@ pub(crate) fn split<S: Split, L: Link>(
         out: Mutex::new(Out {
             stream: write_half,
             sender,
+            mid_message: false,
         }),
+        slot: Mutex::new(false),
+        slot_free: Condvar::new(),
         close_sent: AtomicBool::new(close_sent),
         closed: Mutex::new(conn.state == State::Closed),
         closed_now: AtomicBool::new(conn.state == State::Closed),
@@ -162,7 +188,32 @@ impl<W: Transport> Shared<W> {
         self.closed_now.store(true, Ordering::SeqCst);
         *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.closed_changed.notify_all();
+        self.wake_slot_waiters();
         self.run_on_closed();
+    }
+
+    /// Waits for the message slot and takes it; [`Error::Closed`] once a close frame went out or
+    /// the connection closed (also while waiting). Time spent waiting is not the write
+    /// timeout's: that bounds each frame once it is being written.
+    fn take_slot(&self) -> Result<SlotGuard<'_, W>> {
+        let mut busy = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.is_closed() || self.close_sent.load(Ordering::SeqCst) {
+                return Err(Error::Closed);
+            }
+            if !*busy {
+                *busy = true;
+                return Ok(SlotGuard { shared: self });
+            }
+            busy = self.slot_free.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Wakes the senders waiting for the slot to see a close; under the slot's mutex, so a
+    /// waiter between its check and its wait cannot miss it.
+    fn wake_slot_waiters(&self) {
+        drop(self.slot.lock().unwrap_or_else(|e| e.into_inner()));
+        self.slot_free.notify_all();
     }
 
     fn run_on_closed(&self) {
@@ -191,7 +242,7 @@ impl<W: Transport> Shared<W> {
                 Some(front) => front,
                 None => return Ok(()),
             };
-            let Out { stream, sender } = out;
+            let Out { stream, sender, .. } = out;
             sender.write_prepared(stream, &frame[written..])?;
             self.outbox().advance(frame.len() - written);
         }
@@ -216,6 +267,32 @@ impl<W: Transport> Shared<W> {
         self.write_locked(&mut out, opcode, fin, payload, compress)
     }
 
+    /// Writes one frame of a message under the lock, noting whether the message is now under
+    /// way (its final frame not yet out).
+    fn write_message_frame(
+        &self,
+        out: &mut Out<W>,
+        op: OpCode,
+        fin: bool,
+        payload: &[u8],
+        compress: bool,
+    ) -> Result<()> {
+        out.mid_message = !fin;
+        self.write_locked(out, op, fin, payload, compress)
+    }
+
+    /// Sends our close frame with 1011 unless a close already went out: a message under way
+    /// was given up (RFC 6455 has no other way to end it). Does not wait for the answer.
+    fn abandon_message(&self) {
+        if self.close_sent.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        log::debug!("ws#{} message given up unfinished", self.id);
+        self.wake_slot_waiters();
+        let payload = close::encode(Some(CloseCode::INTERNAL_ERROR), "message abandoned");
+        let _ = self.write_frame(OpCode::Close, true, payload.as_bytes(), false);
+    }
+
     fn write_locked(
         &self,
         out: &mut Out<W>,
@@ -227,9 +304,15 @@ impl<W: Transport> Shared<W> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let all = matches!(op, OpCode::Text | OpCode::Binary | OpCode::Close);
+        // A close frame may come between a message's fragments (RFC 6455 5.4); queued
+        // messages may not, so they wait (and are dropped with the connection).
+        let all = match op {
+            OpCode::Text | OpCode::Binary => true,
+            OpCode::Close => !out.mid_message,
+            _ => false,
+        };
         let written = self.drain_outbox(out, all).and_then(|()| {
-            let Out { stream, sender } = out;
+            let Out { stream, sender, .. } = out;
             sender.write_data(stream, op, fin, payload, compress)
         });
         written.map_err(|e| {
@@ -243,6 +326,45 @@ impl<W: Transport> Shared<W> {
                 Some(SentPing::now(payload));
         }
         Ok(())
+    }
+}
+
+/// The message slot, held: given back when dropped. A streamed message sends through it.
+struct SlotGuard<'a, W: Transport> {
+    shared: &'a Shared<W>,
+}
+
+impl<W: Transport> Drop for SlotGuard<'_, W> {
+    fn drop(&mut self) {
+        let mut busy = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+        *busy = false;
+        drop(busy);
+        self.shared.slot_free.notify_all();
+    }
+}
+
+impl<W: Transport> StreamSink for SlotGuard<'_, W> {
+    fn check_open(&self) -> Result<()> {
+        let shared = self.shared;
+        if shared.is_closed() || shared.close_sent.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn fragment(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<()> {
+        let shared = self.shared;
+        let mut out = shared.lock();
+        // RFC 6455 5.5.1: no data frames after a close frame, which may have gone out between
+        // two fragments.
+        if shared.close_sent.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        shared.write_message_frame(&mut out, opcode, fin, payload, true)
+    }
+
+    fn abandon(&mut self) {
+        self.shared.abandon_message();
     }
 }
 
@@ -291,7 +413,11 @@ impl<S: Split> Link for ReadEnd<S> {
     }
 
     fn begin_close(&mut self) -> bool {
-        !self.writer.shared.close_sent.swap(true, Ordering::SeqCst)
+        let first = !self.writer.shared.close_sent.swap(true, Ordering::SeqCst);
+        if first {
+            self.writer.shared.wake_slot_waiters();
+        }
+        first
     }
 
     fn close_sent(&self) -> bool {
@@ -406,6 +532,8 @@ impl<S: Split> Writer<S> {
     }
 
     /// Sends a whole message in one frame; see [`WebSocket::send`](crate::WebSocket::send).
+    /// Another thread's message under way goes out first: this waits for it, for a streamed
+    /// one until it is finished or dropped (see [`Writer::send_stream`]).
     pub fn send<M: ToMessage>(&self, msg: M) -> Result<()> {
         self.send_message(msg.to_message(), true)
     }
@@ -417,24 +545,80 @@ impl<S: Split> Writer<S> {
     }
 
     fn send_message(&self, msg: crate::MessageRef<'_>, compress: bool) -> Result<()> {
+        let _slot = self.shared.take_slot()?;
         self.send_checked(|shared, out| {
             let opcode = super::opcode_of(&msg);
-            shared.write_locked(out, opcode, true, msg.bytes(), compress)
+            shared.write_message_frame(out, opcode, true, msg.bytes(), compress)
         })
     }
 
-    /// Sends one message in several frames, holding the lock so no other message can come
-    /// between them. See [`WebSocket::send_fragmented`](crate::WebSocket::send_fragmented).
+    /// Sends one message in several frames, holding the lock so no other message (and no
+    /// control frame) can come between them; it waits for a streamed message under way to
+    /// finish. See [`WebSocket::send_fragmented`](crate::WebSocket::send_fragmented): an item of
+    /// the other kind closes the connection with 1011 here too.
     pub fn send_fragmented<I>(&self, fragments: I) -> Result<()>
     where
         I: IntoIterator,
         I::Item: ToMessage,
     {
-        self.send_checked(|shared, out| {
+        let _slot = self.shared.take_slot()?;
+        let result = self.send_checked(|shared, out| {
             fragment_opcodes(fragments, |op, fin, bytes| {
-                shared.write_locked(out, op, fin, bytes, true)
+                shared.write_message_frame(out, op, fin, bytes, true)
             })
-        })
+        });
+        if let Err(Error::InvalidInput(_)) = result {
+            self.shared.abandon_message();
+        }
+        result
+    }
+
+    /// Starts sending one message of `kind` as a stream: a [`MessageWriter`] whose bytes go
+    /// out in fragments as they are written. See
+    /// [`WebSocket::send_stream`](crate::WebSocket::send_stream).
+    ///
+    /// First waits for the message slot: another thread's message under way (a `send`, or a
+    /// stream until it is finished or dropped) goes out whole first. From then until this
+    /// message is finished or dropped, other threads' messages wait; control frames (the
+    /// reader's pongs and close reply, [`ping`](Self::ping), [`close`](Self::close)) still go
+    /// out between its fragments. A close sent or received meanwhile makes the stream's next
+    /// write fail with [`Error::Closed`]. Fails with `Error::Closed` if the connection is
+    /// closing or closed (also while waiting).
+    ///
+    /// A member of a [`Hub`](crate::Hub) takes no room's frames while its own message is
+    /// streamed: they queue within the room's backlog limit (and its full-backlog policy
+    /// applies, as to a slow member) and go out after the message.
+    ///
+    /// ```no_run
+    /// use std::io::Write;
+    /// let mut ws = syncws::Client::connect("ws://127.0.0.1:9001/")?;
+    /// let (mut reader, writer) = ws.split()?;
+    /// let sending = std::thread::spawn(move || -> syncws::Result<()> {
+    ///     let mut message = writer.send_stream(syncws::MessageKind::Binary)?;
+    ///     for _ in 0..1000 {
+    ///         message.write_all(&[7; 65536])?;
+    ///     }
+    ///     message.finish()
+    /// });
+    /// while let Some(msg) = reader.recv()? {
+    ///     println!("{msg:?}"); // pings are answered here meanwhile, between the fragments
+    /// }
+    /// sending.join().unwrap()?;
+    /// # Ok::<(), syncws::Error>(())
+    /// ```
+    pub fn send_stream(&self, kind: MessageKind) -> Result<MessageWriter<'_>> {
+        let slot = self.shared.take_slot()?;
+        Ok(MessageWriter::new(Box::new(slot), kind))
+    }
+
+    /// Sends everything `reader` gives, up to its end, as one message of `kind`; returns the
+    /// number of payload bytes. As [`Writer::send_stream`] for the slot, and as
+    /// [`WebSocket::send_from`](crate::WebSocket::send_from) for failures.
+    pub fn send_from<R: std::io::Read>(&self, kind: MessageKind, mut reader: R) -> Result<u64> {
+        let mut message = self.send_stream(kind)?;
+        let n = message.copy_from(&mut reader)?;
+        message.finish()?;
+        Ok(n)
     }
 
     /// Sends a ping with up to 125 bytes.
@@ -475,6 +659,7 @@ impl<S: Split> Writer<S> {
             return Ok(());
         }
         if !shared.close_sent.swap(true, Ordering::SeqCst) {
+            shared.wake_slot_waiters();
             let payload = close::encode(Some(code), reason);
             shared.write_frame(OpCode::Close, true, payload.as_bytes(), false)?;
         }
@@ -628,6 +813,11 @@ impl<W: Transport + Send + 'static> Outlet for Shared<W> {
         if self.is_closed() {
             return Flushed::Closed;
         }
+        // A message of this member's own is under way (streamed): queued frames go out after
+        // its end, when its next message drains them, or on a later try.
+        if out.mid_message {
+            return Flushed::Busy;
+        }
         match self.write_queued(&mut out) {
             Ok(done) => done,
             Err(e) => {
@@ -665,7 +855,7 @@ impl<W: Transport> Shared<W> {
     /// Writes queued frames without blocking until the queue is empty or the kernel is full; a
     /// frame the stream refused stays under way, to be given again before anything else.
     fn write_queued(&self, out: &mut Out<W>) -> io::Result<Flushed> {
-        let Out { stream, sender } = out;
+        let Out { stream, sender, .. } = out;
         loop {
             self.compress_front(sender)?;
             let Some((frame, written)) = self.outbox().front_for(true) else {
