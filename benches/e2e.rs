@@ -51,6 +51,12 @@
 //!    each did the handshake and one 32-byte echo, then sat idle; (after - before) / N in KiB.
 //! 6. connections per second: sequentially connect, handshake, one 32-byte echo, close (WebSocket
 //!    closing handshake; raw: drop).
+//! 7. batching (with `pipelined`): the pipelined workload against two more servers that answer
+//!    many messages with one write. `raw batched` gathers its answers in a buffer and writes it
+//!    when its `BufReader` has nothing left to parse (before it would read the socket again) or
+//!    the buffer passes 64 KiB; `syncws feed` is the echo handler with `feed` instead of `send`,
+//!    which flushes at the same two points. Printed below the table, against the plain raw
+//!    server (one write per message) and against `raw batched`.
 //!
 //! Client side: the tungstenite client and the syncws client against the same tungstenite server,
 //! for latency and 1 MiB echo.
@@ -130,6 +136,8 @@ impl Imp {
 }
 
 const SERVE_ENV: &str = "SYNCWS_E2E_SERVE";
+/// Appended to an implementation's name in `SERVE_ENV` for its batching server.
+const BATCHED: &str = "+batched";
 const CPU_ENV: &str = "SYNCWS_E2E_CPU";
 const STACK: usize = 512 << 10;
 const BIG: usize = 64 << 20;
@@ -199,6 +207,31 @@ fn raw_echo(stream: TcpStream) -> io::Result<()> {
     }
 }
 
+/// `raw_echo`, answering with one write per batch: answers gather in `out` while the reader's
+/// buffer holds more requests, and go out before it would read the socket again (or at 64 KiB).
+fn raw_echo_batched(stream: TcpStream) -> io::Result<()> {
+    let mut r = BufReader::with_capacity(8 << 10, stream.try_clone()?);
+    let mut w = stream;
+    let mut out: Vec<u8> = Vec::with_capacity(64 << 10);
+    loop {
+        if !out.is_empty() && (r.buffer().len() < 4 || out.len() >= 64 << 10) {
+            w.write_all(&out)?;
+            out.clear();
+        }
+        let mut len = [0u8; 4];
+        match r.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let n = u32::from_be_bytes(len) as usize;
+        let at = out.len();
+        out.extend_from_slice(&len);
+        out.resize(at + 4 + n, 0);
+        r.read_exact(&mut out[at + 4..])?;
+    }
+}
+
 fn tung_echo(stream: TcpStream) {
     let Ok(mut ws) = tungstenite::accept_with_config(stream, Some(tung_config())) else {
         return;
@@ -216,7 +249,9 @@ fn tung_echo(stream: TcpStream) {
     }
 }
 
-fn serve(imp: Imp) -> ! {
+/// A server child: `imp`'s echo server, or with `batched` the one that answers in batches (raw
+/// and syncws only).
+fn serve(imp: Imp, batched: bool) -> ! {
     if let Some(cpu) = std::env::var(CPU_ENV).ok().and_then(|c| c.parse().ok()) {
         pin_to(cpu);
     }
@@ -234,7 +269,9 @@ fn serve(imp: Imp) -> ! {
                     };
                     let _ = s.set_nodelay(true);
                     let _ = thread::Builder::new().stack_size(STACK).spawn(move || {
-                        if imp == Imp::Raw {
+                        if imp == Imp::Raw && batched {
+                            let _ = raw_echo_batched(s);
+                        } else if imp == Imp::Raw {
                             let _ = raw_echo(s);
                         } else {
                             tung_echo(s);
@@ -248,13 +285,16 @@ fn serve(imp: Imp) -> ! {
             let handle = syncws::Server::bind("127.0.0.1:0")
                 .expect("bind")
                 .max_connections(1_000_000)
-                .start(|ws| {
+                .start(move |ws| {
                     // The allocation-free receive: one buffer reused for every message.
                     let mut buf = Vec::new();
                     while let Some(kind) = ws.recv_into(&mut buf)? {
-                        match kind {
-                            syncws::MessageKind::Binary => ws.send(&buf[..])?,
-                            syncws::MessageKind::Text => ws.send(std::str::from_utf8(&buf)?)?,
+                        match (kind, batched) {
+                            (syncws::MessageKind::Binary, false) => ws.send(&buf[..])?,
+                            (syncws::MessageKind::Binary, true) => ws.feed(&buf[..])?,
+                            (syncws::MessageKind::Text, _) => {
+                                ws.send(std::str::from_utf8(&buf)?)?
+                            }
                         }
                     }
                     Ok(())
@@ -280,8 +320,17 @@ struct ServerProc {
 
 impl ServerProc {
     fn start(imp: Imp, cpu: Option<usize>) -> ServerProc {
+        ServerProc::start_as(imp.name(), cpu)
+    }
+
+    /// The batching echo server of `imp` (raw or syncws; see workload 7).
+    fn start_batched(imp: Imp, cpu: Option<usize>) -> ServerProc {
+        ServerProc::start_as(&format!("{}{BATCHED}", imp.name()), cpu)
+    }
+
+    fn start_as(name: &str, cpu: Option<usize>) -> ServerProc {
         let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-        cmd.env(SERVE_ENV, imp.name())
+        cmd.env(SERVE_ENV, name)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -937,6 +986,31 @@ fn judge(ratio: f64, target: Option<f64>, better: Better) -> String {
     }
 }
 
+/// Workload 7: the batching servers against the plain raw one and against each other.
+fn print_batching(samples: &mut Samples) {
+    let mut med = |key: &'static str, imp: Imp| {
+        samples
+            .get_mut(&(key, imp))
+            .filter(|v| !v.is_empty())
+            .map(|v| median(v))
+    };
+    let (Some(raw), Some(raw_batched), Some(feed)) = (
+        med("pipelined", Imp::Raw),
+        med("pipelined_batched", Imp::Raw),
+        med("pipelined_batched", Imp::Sync),
+    ) else {
+        return;
+    };
+    println!("\nbatching servers, pipelined 64 B, 1 conn (msg/s):");
+    println!(
+        "  raw batched {}   syncws feed {}   feed/raw {}   feed/raw batched {}",
+        fmt_num(raw_batched),
+        fmt_num(feed),
+        judge(feed / raw, Some(1.2), Better::Higher),
+        judge(feed / raw_batched, Some(0.9), Better::Higher)
+    );
+}
+
 fn print_table(samples: &mut Samples) {
     let med = |s: &mut Samples, key: &'static str, imp: Imp| -> Option<f64> {
         s.get_mut(&(key, imp))
@@ -1026,7 +1100,14 @@ fn print_samples(samples: &Samples) {
 
 fn main() {
     if let Ok(name) = std::env::var(SERVE_ENV) {
-        serve(Imp::from_name(&name).expect("unknown implementation"));
+        let (name, batched) = match name.strip_suffix(BATCHED) {
+            Some(name) => (name.to_owned(), true),
+            None => (name, false),
+        };
+        serve(
+            Imp::from_name(&name).expect("unknown implementation"),
+            batched,
+        );
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -1095,6 +1176,14 @@ fn main() {
             let v = w_pipelined(imp, addr(imp), p.pipelined_n, 64);
             add("pipelined", imp, v);
         }
+        for &imp in order
+            .iter()
+            .filter(|&&i| i != Imp::Tung && want("pipelined"))
+        {
+            let server = ServerProc::start_batched(imp, server_cpu);
+            let v = w_pipelined(imp, server.addr, p.pipelined_n, 64);
+            add("pipelined_batched", imp, v);
+        }
         for &imp in order.iter().filter(|_| want("mib1")) {
             add("mib1", imp, w_bulk(imp, addr(imp), 1 << 20, p.mib1_reps));
         }
@@ -1124,6 +1213,7 @@ fn main() {
     }
 
     print_table(&mut samples);
+    print_batching(&mut samples);
     print_samples(&samples);
 
     if want("allocs") {
