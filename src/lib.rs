@@ -96,8 +96,8 @@ pub use config::Config;
 #[cfg(feature = "deflate")]
 pub use config::DeflateConfig;
 pub use error::{
-    Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, SchemeError, TlsError,
-    TlsErrorKind, UrlError,
+    BackendError, BackendErrorKind, Error, HandshakeError, HttpResponse, InputError, ProtocolError,
+    Result, SchemeError, TlsError, TlsErrorKind, UrlError,
 };
 pub use hub::{
     Backend, DEFAULT_BACKLOG, Delivery, Forwarded, Hub, HubBuilder, Inbound, NotForwarded,
