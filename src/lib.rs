@@ -103,6 +103,8 @@ pub use hub::{
     Backend, DEFAULT_BACKLOG, Delivery, Forwarded, Hub, HubBuilder, Inbound, NotForwarded,
     Overflow, Overflowed, RETRY_BOUND,
 };
+#[cfg(feature = "redis")]
+pub use hub::{RedisBackend, RedisBuilder, RedisStats, RedisStatus};
 pub use io::{Aborter, Split, Stream, Transport};
 pub use message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
 #[cfg(feature = "deflate")]
