@@ -50,6 +50,9 @@
 //! - permessage-deflate compression (RFC 7692) with the cargo feature `deflate`: one setting,
 //!   `Config::deflate`, makes a client offer it and a server accept it; limits apply to the
 //!   inflated bytes, so a decompression bomb is refused before memory grows.
+//! - Rooms of a [`Hub`] across processes and machines through Redis pub/sub with the cargo
+//!   feature `redis`: `RedisBackend`, on the `redis` crate's blocking client, at most once and
+//!   in order per publisher per room, reconnecting by itself.
 //!
 //! # Errors
 //!

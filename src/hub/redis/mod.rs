@@ -14,94 +14,8 @@
 //! ```
 //!
 //! Files: `envelope` lays out the bytes on a channel, `link` connects and backs off,
-//! `publisher` and `subscriber` are the two threads.
-//!
-//! # One pattern subscription
-//!
-//! Each process holds one subscriber connection with one `PSUBSCRIBE <prefix>*`, set when it
-//! connects and never changed; messages of rooms without members here are dropped locally (a
-//! lookup that finds no room). The alternative, a `SUBSCRIBE` per room with members, would
-//! make every join and leave a round trip on a connection that is blocked in a read, so the
-//! thread would have to poll with short read timeouts, and a room's first messages after a
-//! join would be lost until the subscription was confirmed. With the pattern, a member
-//! receives from the moment it joins, and a reconnect resubscribes every room with one
-//! command. The cost is traffic: every instance receives every room's messages. Where that
-//! matters (many rooms, each on few instances), give groups of rooms their own prefix and hub.
-//!
-//! # On the channel
-//!
-//! A room's channel is the prefix followed by the room's name (`syncws:lobby`). Each message
-//! is an envelope of 24 bytes followed by the payload as it is (binary-safe):
-//!
-//! ```text
-//!   "sw" | version 1 | kind (1 text, 2 binary) | instance u64 | publisher u32 | sequence u64
-//! ```
-//!
-//! in big-endian order. The *instance* is a random id drawn when the backend is built: a
-//! subscriber skips the messages of its own instance (the hub delivered them locally
-//! already). The *sequence* counts each instance's messages per room from 1, under a
-//! *publisher* epoch that changes when the instance starts its sequences over (after it has
-//! numbered more than 65,536 rooms). A receiver drops a message whose number is not above the
-//! last it saw from that instance and epoch in that room (a duplicate), and logs a gap (lost
-//! messages). Messages that are not envelopes (another program publishing on the prefix, a
-//! newer version, a text payload that is not UTF-8) are ignored and logged at `warn`, at most
-//! one line per 10 seconds with a count.
-//!
-//! # Guarantees
-//!
-//! - **At most once.** Redis pub/sub keeps nothing: a message reaches the instances whose
-//!   subscriber is connected when Redis receives it. Nothing is ever sent twice; a message
-//!   whose `PUBLISH` may or may not have gone through is counted lost, not retried.
-//! - **Order per publisher per room**: one publisher thread and connection per instance, in
-//!   the order the hub forwarded, and one subscriber connection per instance, in the order
-//!   Redis sent. Messages of different instances have no order between them.
-//! - **Accepted means queued.** [`Backend::forward`] (and so [`Forwarded::Queued`] in a
-//!   hub's [`Delivery`](crate::Delivery)) says the message is in this process's queue, not that
-//!   Redis or anyone has it. It refuses at once, never waiting: [`NotForwarded::Full`] when
-//!   the queue holds [`RedisBuilder::queue`] bytes already, [`NotForwarded::Down`] while the
-//!   publisher has no connection. Local members get the message either way.
-//! - **While Redis is unreachable** publishes are refused with `Down` (the hub logs each at
-//!   `debug`; [`RedisStats::refused_down`] counts them); messages that were queued when the
-//!   connection failed are dropped and counted in [`RedisStats::lost`]. Both threads reconnect
-//!   with backoff ([`RedisBuilder::backoff`]) and log the loss of a connection at `warn` and
-//!   its return at `info`. What other instances published meanwhile never arrives here.
-//!   Socket threads never wait for any of it.
-//! - **A slow instance**: Redis buffers what a subscriber has not read, up to its
-//!   `client-output-buffer-limit pubsub` (default `32mb 8mb 60`: 32 MiB at once, or 8 MiB for
-//!   a minute), then closes that connection. The subscriber sees the close, logs it, and
-//!   reconnects like after any drop; what Redis discarded is lost for this instance only. The
-//!   subscriber thread only decodes and queues (a hub never waits on a member), so it is slow
-//!   only when its machine is.
-//! - **Redis down at start-up is an error**: [`RedisBuilder::build`] connects both
-//!   connections and fails with [`Error::Backend`](crate::Error::Backend) (kind
-//!   [`Unreachable`](crate::BackendErrorKind::Unreachable), or
-//!   [`Refused`](crate::BackendErrorKind::Refused) for a wrong password), rather than serve
-//!   rooms that silently span one process. Retry it, or let the service manager restart the
-//!   process. Once built, the backend never gives up.
-//! - **Subscribed when the hub is built**: [`HubBuilder::build`](crate::HubBuilder::build)
-//!   returns once the subscription is confirmed, so messages published by others from then on
-//!   reach this hub's members.
-//!
-//! The threads (`redis-publish`, `redis-subscribe`) and their connections end when the
-//! backend is dropped, which happens with the hub that owns it, within
-//! [`RedisBuilder::timeout`] at worst (an operation in flight), usually within 100 ms.
-//!
-//! # Connecting
-//!
-//! The URL is the `redis` crate's: `redis://[[user]:password@]host[:port][/db]`, e.g.
-//! `redis://:secret@127.0.0.1:6379` for a server with `requirepass secret`, or
-//! `redis+unix:///run/redis.sock`. TLS (`rediss://`) is not built in yet: such a URL fails
-//! with kind [`Config`](crate::BackendErrorKind::Config).
-//!
-//! ```no_run
-//! use syncws::{Hub, RedisBackend};
-//! let redis = RedisBackend::builder("redis://127.0.0.1:6379").prefix("chat:").build()?;
-//! let status = redis.status(); // to watch it later
-//! let hub = Hub::builder().backend(redis).build()?;
-//! hub.publish("lobby", "reaches the lobby on every instance");
-//! println!("{:?}", status.stats());
-//! # Ok::<(), syncws::Error>(())
-//! ```
+//! `publisher` and `subscriber` are the two threads. What it promises is documented on
+//! [`RedisBackend`], where users read it.
 
 mod envelope;
 mod link;
@@ -138,8 +52,9 @@ impl RedisBuilder {
 
     /// The most bytes of envelopes queued for the publisher thread; a publish past it is
     /// refused with [`NotForwarded::Full`]. One message always fits into an empty queue,
-    /// whatever its size. Defaults to [`RedisBackend::DEFAULT_QUEUE`], 8 MiB: enough for a burst while a
-    /// round trip to Redis is slow, small beside what the members' backlogs hold.
+    /// whatever its size. Defaults to [`RedisBackend::DEFAULT_QUEUE`], 8 MiB: enough for a
+    /// burst while a round trip to Redis is slow, small beside what the members' backlogs
+    /// hold.
     pub fn queue(mut self, bytes: usize) -> Self {
         self.queue = bytes;
         self
@@ -193,9 +108,99 @@ fn config(message: impl Into<String>) -> BackendError {
     BackendError::new(BackendErrorKind::Config, message)
 }
 
-/// Rooms across processes through Redis pub/sub; see the [module docs](self) for what it
-/// guarantees. Built by [`RedisBackend::builder`], then handed to
-/// [`HubBuilder::backend`](crate::HubBuilder::backend).
+/// Rooms across processes through Redis pub/sub (cargo feature `redis`): the rooms of every
+/// hub that points at the same Redis and prefix span all of their processes. Built by
+/// [`RedisBackend::builder`], then handed to [`HubBuilder::backend`](crate::HubBuilder::backend).
+///
+/// # One pattern subscription
+///
+/// Each process holds one subscriber connection with one `PSUBSCRIBE <prefix>*`, set when it
+/// connects and never changed; messages of rooms without members here are dropped locally (a
+/// lookup that finds no room). The alternative, a `SUBSCRIBE` per room with members, would
+/// make every join and leave a round trip on a connection that is blocked in a read, so the
+/// thread would have to poll with short read timeouts, and a room's first messages after a
+/// join would be lost until the subscription was confirmed. With the pattern, a member
+/// receives from the moment it joins, and a reconnect resubscribes every room with one
+/// command. The cost is traffic: every instance receives every room's messages. Where that
+/// matters (many rooms, each on few instances), give groups of rooms their own prefix and hub.
+///
+/// # On the channel
+///
+/// A room's channel is the prefix followed by the room's name (`syncws:lobby`). Each message
+/// is an envelope of 24 bytes followed by the payload as it is (binary-safe):
+///
+/// ```text
+///   "sw" | version 1 | kind (1 text, 2 binary) | instance u64 | publisher u32 | sequence u64
+/// ```
+///
+/// in big-endian order. The *instance* is a random id drawn when the backend is built: a
+/// subscriber skips the messages of its own instance (the hub delivered them locally
+/// already). The *sequence* counts each instance's messages per room from 1, under a
+/// *publisher* epoch that changes when the instance starts its sequences over (after it has
+/// numbered more than 65,536 rooms). A receiver drops a message whose number is not above the
+/// last it saw from that instance and epoch in that room (a duplicate), and logs a gap (lost
+/// messages). Messages that are not envelopes (another program publishing on the prefix, a
+/// newer version, a text payload that is not UTF-8) are ignored and logged at `warn`, at most
+/// one line per 10 seconds with a count.
+///
+/// # Guarantees
+///
+/// - **At most once.** Redis pub/sub keeps nothing: a message reaches the instances whose
+///   subscriber is connected when Redis receives it. Nothing is ever sent twice; a message
+///   whose `PUBLISH` may or may not have gone through is counted lost, not retried.
+/// - **Order per publisher per room**: one publisher thread and connection per instance, in
+///   the order the hub forwarded, and one subscriber connection per instance, in the order
+///   Redis sent. Messages of different instances have no order between them.
+/// - **Accepted means queued.** [`Backend::forward`] (and so
+///   [`Forwarded::Queued`](crate::Forwarded::Queued) in a hub's
+///   [`Delivery`](crate::Delivery)) says the message is in this process's queue, not that
+///   Redis or anyone has it. It refuses at once, never waiting: [`NotForwarded::Full`] when
+///   the queue holds [`RedisBuilder::queue`] bytes already, [`NotForwarded::Down`] while the
+///   publisher has no connection. Local members get the message either way.
+/// - **While Redis is unreachable** publishes are refused with `Down` (the hub logs each at
+///   `debug`; [`RedisStats::refused_down`] counts them); messages that were queued when the
+///   connection failed are dropped and counted in [`RedisStats::lost`]. The publisher pings
+///   an idle connection every second, so a loss shows within about a second even without
+///   traffic. Both threads reconnect with backoff ([`RedisBuilder::backoff`]) and log the loss
+///   of a connection at `warn` and its return at `info`; delivery resumes within the longest
+///   backoff of Redis coming back. What other instances published meanwhile never arrives
+///   here. Socket threads never wait for any of it.
+/// - **A slow instance**: Redis buffers what a subscriber has not read, up to its
+///   `client-output-buffer-limit pubsub` (default `32mb 8mb 60`: 32 MiB at once, or 8 MiB for
+///   a minute), then closes that connection. The subscriber sees the close, logs it, and
+///   reconnects like after any drop; what Redis discarded is lost for this instance only. The
+///   subscriber thread only decodes and queues (a hub never waits on a member), so it is slow
+///   only when its machine is.
+/// - **Redis down at start-up is an error**: [`RedisBuilder::build`] connects both
+///   connections and fails with [`Error::Backend`](crate::Error::Backend) (kind
+///   [`Unreachable`](crate::BackendErrorKind::Unreachable), or
+///   [`Refused`](crate::BackendErrorKind::Refused) for a wrong password), rather than serve
+///   rooms that silently span one process. Retry it, or let the service manager restart the
+///   process. Once built, the backend never gives up.
+/// - **Subscribed when the hub is built**: [`HubBuilder::build`](crate::HubBuilder::build)
+///   returns once the subscription is confirmed, so messages published by others from then on
+///   reach this hub's members.
+///
+/// The threads (`redis-publish`, `redis-subscribe`) and their connections end when the
+/// backend is dropped, which happens with the hub that owns it, within
+/// [`RedisBuilder::timeout`] at worst (an operation in flight), usually within 100 ms.
+///
+/// # Connecting
+///
+/// The URL is the `redis` crate's: `redis://[[user]:password@]host[:port][/db]`, e.g.
+/// `redis://:secret@127.0.0.1:6379` for a server with `requirepass secret`, or
+/// `redis+unix:///run/redis.sock`. TLS (`rediss://`) is not built in yet: such a URL fails
+/// with kind [`Config`](crate::BackendErrorKind::Config).
+///
+/// ```no_run
+/// use syncws::{Hub, RedisBackend};
+/// let redis = RedisBackend::builder("redis://127.0.0.1:6379").prefix("chat:").build()?;
+/// let status = redis.status(); // to watch it later
+/// let hub = Hub::builder().backend(redis).build()?;
+/// hub.publish("lobby", "reaches the lobby on every instance");
+/// println!("{:?}", status.stats());
+/// # Ok::<(), syncws::Error>(())
+/// ```
 pub struct RedisBackend {
     shared: Arc<Shared>,
     client: redis::Client,
@@ -220,8 +225,8 @@ impl RedisBackend {
     /// The default [`RedisBuilder::queue`]: 8 MiB.
     pub const DEFAULT_QUEUE: usize = 8 << 20;
 
-    /// Settings for a backend on the Redis at `url` (see [Connecting](self#connecting)), with
-    /// the defaults.
+    /// Settings for a backend on the Redis at `url` (see
+    /// [Connecting](RedisBackend#connecting)), with the defaults.
     pub fn builder(url: impl Into<String>) -> RedisBuilder {
         RedisBuilder {
             url: url.into(),
@@ -311,7 +316,8 @@ impl RedisStatus {
         self.shared.is_up()
     }
 
-    /// The random id this backend puts into its envelopes (see the [module docs](self)).
+    /// The random id this backend puts into its envelopes (see
+    /// [On the channel](RedisBackend#on-the-channel)).
     pub fn instance(&self) -> u64 {
         self.shared.instance
     }
