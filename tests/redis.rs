@@ -559,6 +559,63 @@ fn malformed_and_foreign_messages_are_ignored_and_logged() {
     assert!(status.is_up());
 }
 
+/// An envelope as the module docs lay it out, written by hand: text from `instance`, epoch 0.
+fn envelope(instance: u64, seq: u64, text: &str) -> Vec<u8> {
+    let mut out = b"sw\x01\x01".to_vec();
+    out.extend_from_slice(&instance.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+#[test]
+#[ignore = "needs redis-server: bash scripts/redis_test.sh"]
+fn a_replayed_envelope_is_dropped_and_a_gap_is_counted() {
+    let redis = RedisServer::start(&[]);
+    let here = backend(&redis.url()).build().unwrap();
+    let status = here.status();
+    let hub = Hub::builder().backend(here).build().unwrap();
+    let (addr, joins) = room_server_on(&hub, Server::bind("127.0.0.1:0").unwrap(), |_| None);
+    let mut member = connect(addr, Default::default());
+    joined(&joins, 1);
+
+    // A hand-made instance publishes 1, 2, 2 again (a replay), 1 again, then 5 (3 and 4 lost).
+    let channel = format!("{}{ROOM}", RedisBackend::DEFAULT_PREFIX);
+    let sent = [
+        (1, "one"),
+        (2, "two"),
+        (2, "two again"),
+        (1, "one again"),
+        (5, "five"),
+    ];
+    let payloads: Vec<Vec<u8>> = sent.iter().map(|(n, t)| envelope(7, *n, t)).collect();
+    let commands: Vec<Vec<&[u8]>> = payloads
+        .iter()
+        .map(|p| vec![b"PUBLISH".as_slice(), channel.as_bytes(), p])
+        .collect();
+    for answer in resp_all(redis.addr(), &commands) {
+        assert_eq!(answer, ":1");
+    }
+    for expected in ["one", "two", "five"] {
+        assert_eq!(text(&mut member), expected);
+    }
+    nothing_more(&mut member);
+    let stats = status.stats();
+    assert_eq!(
+        (stats.received, stats.duplicates, stats.gaps),
+        (3, 2, 2),
+        "{stats:?}"
+    );
+    // Another instance's numbers are its own: its 1 is new.
+    let other = envelope(8, 1, "from eight");
+    resp_all(
+        redis.addr(),
+        &[vec![b"PUBLISH", channel.as_bytes(), &other]],
+    );
+    assert_eq!(text(&mut member), "from eight");
+}
+
 #[test]
 #[ignore = "needs redis-server: bash scripts/redis_test.sh"]
 fn a_password_in_the_url_works_and_a_wrong_or_missing_one_fails_clearly() {
