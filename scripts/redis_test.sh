@@ -20,6 +20,8 @@ if [ ! -x "$REDIS_SERVER" ]; then
 fi
 echo "== $REDIS_SERVER ($("$REDIS_SERVER" --version | head -n 1))"
 
+# The chat example runs as two instances on one Redis in one of the tests.
+timeout 600 cargo build --all-features --example chat
 # One test at a time: each starts child processes and a Redis of its own, and the 2-core
 # machine is shared. All features, as CI's main test run builds them (no extra build).
 timeout 600 cargo test --all-features --test redis -- --ignored --test-threads=1 "$@"

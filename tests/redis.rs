@@ -11,7 +11,8 @@
 //! publishers were refused rather than stalled, the logs say what happened, thread and fd
 //! counts back to where they were, the threads gone once the hub is dropped); malformed and
 //! foreign messages PUBLISHed by a raw client (ignored and logged); `requirepass` with the
-//! password in the URL, a wrong or missing password; Redis down at start-up.
+//! password in the URL, a wrong or missing password; Redis down at start-up; two processes of
+//! the chat example (`--redis URL`) sharing their room.
 //!
 //! The tests are ignored by default; `bash scripts/redis_test.sh` installs redis-server when
 //! missing and runs them.
@@ -688,4 +689,86 @@ fn redis_down_at_start_up_is_a_clear_error() {
             other => panic!("{url}: {other:?}"),
         }
     }
+}
+
+/// The messages before `expected`, which must come within the usual timeout.
+fn read_until(ws: &mut WebSocket, expected: &str) -> Vec<String> {
+    let mut before = Vec::new();
+    for _ in 0..10 {
+        let t = text(ws);
+        if t == expected {
+            return before;
+        }
+        before.push(t);
+    }
+    panic!("no {expected:?} after {before:?}");
+}
+
+/// A chat example process on `--redis url`; killed on drop.
+struct Chat {
+    child: Child,
+    addr: String,
+}
+
+impl Chat {
+    fn start(url: &str) -> Chat {
+        let mut child = example_command("chat")
+            .args(["127.0.0.1:0", "--seconds", "60", "--redis", url])
+            .env("CHAT_TOKEN", "letmein")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the chat example (cargo build --features redis --example chat)");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // "chat on http://127.0.0.1:PORT/?token=letmein"
+        let addr = first
+            .trim_end()
+            .strip_prefix("chat on http://")
+            .and_then(|rest| rest.split_once('/'))
+            .unwrap_or_else(|| panic!("chat printed {first:?}"))
+            .0
+            .to_owned();
+        Chat { child, addr }
+    }
+
+    fn join(&self, name: &str) -> WebSocket {
+        let url = format!("ws://{}/chat?token=letmein&name={name}", self.addr);
+        syncws::Client::connect(&url).unwrap()
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server and the chat example: bash scripts/redis_test.sh"]
+fn two_chat_instances_on_one_redis_share_their_room() {
+    let redis = RedisServer::start(&[]);
+    let (one, two) = (Chat::start(&redis.url()), Chat::start(&redis.url()));
+    let mut bob = two.join("bob");
+    assert_eq!(text(&mut bob), "* bob joined");
+    let mut ann = one.join("ann");
+    assert_eq!(text(&mut bob), "* ann joined", "through Redis");
+    ann.send("hello from one").unwrap();
+    // Bob's notice may reach instance one before or after ann joined it.
+    let before = read_until(&mut ann, "ann: hello from one");
+    assert!(
+        before.first().is_some_and(|t| t == "* ann joined")
+            && before[1..].iter().all(|t| t == "* bob joined"),
+        "{before:?}"
+    );
+    assert_eq!(text(&mut bob), "ann: hello from one");
+    bob.send("hi from two").unwrap();
+    assert_eq!(text(&mut bob), "bob: hi from two");
+    assert_eq!(text(&mut ann), "bob: hi from two");
+    nothing_more(&mut ann);
+    nothing_more(&mut bob);
 }
