@@ -11,8 +11,10 @@
 //! publishers were refused rather than stalled, the logs say what happened, thread and fd
 //! counts back to where they were, the threads gone once the hub is dropped); malformed and
 //! foreign messages PUBLISHed by a raw client (ignored and logged); `requirepass` with the
-//! password in the URL, a wrong or missing password; Redis down at start-up; two processes of
-//! the chat example (`--redis URL`) sharing their room.
+//! password in the URL, a wrong or missing password; Redis down at start-up; a stopped
+//! instance that Redis drops for its `client-output-buffer-limit pubsub`, and recovers; a
+//! replayed envelope dropped and a gap counted; two processes of the chat example
+//! (`--redis URL`) sharing their room.
 //!
 //! The tests are ignored by default; `bash scripts/redis_test.sh` installs redis-server when
 //! missing and runs them.
@@ -64,7 +66,11 @@ fn instance_child() {
         .init();
     let backend = backend(&url).build().expect("backend");
     let status = backend.status();
-    let hub = Hub::builder().backend(backend).build().expect("hub");
+    let mut hub = Hub::builder().backend(backend);
+    if let Ok(bytes) = std::env::var("SYNCWS_BACKLOG") {
+        hub = hub.backlog(bytes.parse().unwrap());
+    }
+    let hub = hub.build().expect("hub");
     let refused = Arc::new(AtomicU64::new(0));
     let (members, refusals) = (hub.clone(), Arc::clone(&refused));
     let server = Server::bind("127.0.0.1:0")
@@ -169,6 +175,11 @@ struct Instance {
 
 impl Instance {
     fn start(url: &str, name: &str) -> Instance {
+        Instance::start_with(url, name, &[])
+    }
+
+    /// Like [`start`](Self::start), with more environment variables for the child.
+    fn start_with(url: &str, name: &str, vars: &[(&str, &str)]) -> Instance {
         let log = std::env::temp_dir().join(format!(
             "syncws-redis-instance-{}-{name}.log",
             std::process::id()
@@ -177,6 +188,7 @@ impl Instance {
             .args(["--exact", "instance_child", "--ignored", "--nocapture"])
             .args(["--test-threads=1"])
             .env("SYNCWS_REDIS_URL", url)
+            .envs(vars.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -241,6 +253,15 @@ impl Instance {
 
     fn log(&self) -> String {
         read_lossy(&self.log)
+    }
+
+    /// Sends the child `signal` (`STOP`, `CONT`).
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
     }
 
     /// A client of this instance, in the room.
@@ -491,6 +512,99 @@ fn delivery_resumes_after_redis_is_killed_and_restarted() {
     // And once its hub is gone, a backend's threads are too.
     assert_eq!(a.drop_hub(), 0);
     assert_eq!(b.drop_hub(), 0);
+}
+
+/// Reads `"<publisher> <n> ..."` messages on a thread until told to stop, sending each `n` on.
+fn numbers(mut ws: WebSocket) -> (mpsc::Receiver<u32>, Arc<AtomicBool>, thread::JoinHandle<()>) {
+    let (tx, got) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_reading = Arc::clone(&stop);
+    let reader = thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && !stop_reading.load(Ordering::Relaxed) {
+            match ws.recv_timeout(Duration::from_millis(100)) {
+                Ok(Some(Message::Text(t))) => {
+                    let n: u32 = t.split(' ').nth(1).unwrap().parse().unwrap();
+                    if tx.send(n).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.is_timeout() => {}
+                other => panic!("receiver: {other:?}"),
+            }
+        }
+    });
+    (got, stop, reader)
+}
+
+#[test]
+#[ignore = "needs redis-server: bash scripts/redis_test.sh"]
+fn a_stopped_instance_that_redis_drops_for_its_output_buffer_recovers() {
+    let redis = RedisServer::start(&["--client-output-buffer-limit", "pubsub 64kb 32kb 1"]);
+    let a = Instance::start(&redis.url(), "a");
+    // A backlog that holds what the kernel buffered for it while stopped (several MiB).
+    let mut b = Instance::start_with(&redis.url(), "b", &[("SYNCWS_BACKLOG", "268435456")]);
+    let mut sender = a.member();
+    let (got, stop, reader) = numbers(b.member());
+    let pad = "x".repeat(16 << 10);
+    // A few first, so that b follows a's sequence and can tell what it missed.
+    for n in 0..10 {
+        sender.send(format!("0 {n}")).unwrap();
+    }
+    let before: Vec<u32> = (0..10)
+        .map(|_| got.recv_timeout(TIMEOUT).unwrap())
+        .collect();
+    assert_eq!(before, (0..10).collect::<Vec<u32>>());
+
+    b.signal("STOP");
+    // Past the kernel's socket buffers and then Redis's 64 KiB limit.
+    let mut n = 10u32;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !redis.log().contains("output buffer limits") {
+        assert!(
+            Instant::now() < deadline && n < 8000,
+            "Redis did not drop the stopped subscriber after {n} messages:\n{}",
+            redis.log()
+        );
+        for _ in 0..100 {
+            sender.send(format!("0 {n} {pad}")).unwrap();
+            n += 1;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    b.signal("CONT");
+    eprintln!("Redis dropped the stopped subscriber after {n} messages");
+    let first_after = n;
+    let resumed_by = Instant::now() + RESUME_WITHIN;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|&m| m >= first_after) {
+        assert!(
+            Instant::now() < resumed_by,
+            "nothing new within {RESUME_WITHIN:?}; last seen {:?}",
+            seen.last()
+        );
+        sender.send(format!("0 {n}")).unwrap();
+        n += 1;
+        thread::sleep(Duration::from_millis(10));
+        seen.extend(got.try_iter());
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    seen.extend(got.try_iter());
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "out of order or doubled"
+    );
+    let s = b.stats();
+    eprintln!("b got {} of {n} messages, then resumed: {s:?}", seen.len());
+    assert!(
+        s["reconnects"] >= 1 && s["gaps"] > 0 && s["up"] == 1,
+        "{s:?}"
+    );
+    let log = b.log();
+    for said in ["subscriber lost its connection", "subscriber reconnected"] {
+        assert!(log.contains(said), "b's log does not say {said:?}:\n{log}");
+    }
 }
 
 /// Whatever is still on its way is newer than `last`, and in order.
