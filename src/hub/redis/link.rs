@@ -122,6 +122,9 @@ impl Shared {
             .wait_timeout_while(state, wait, |s| s.queue.is_empty() && !s.stopped)
             .unwrap_or_else(|e| e.into_inner());
         if state.stopped {
+            // Accepted but never sent: the backend went away with its hub.
+            Counters::add(&self.counters.lost, state.queue.len() as u64);
+            state.queue.clear();
             return Work::Stop;
         }
         if state.queue.is_empty() {

@@ -335,7 +335,7 @@ pub struct RedisStats {
     /// Messages PUBLISHed to Redis (Redis answered).
     pub published: u64,
     /// Messages that were accepted into the queue but did not reach Redis: queued or in flight
-    /// when the publisher's connection failed.
+    /// when the publisher's connection failed, or still queued when the backend was dropped.
     pub lost: u64,
     /// Publishes refused with [`NotForwarded::Full`].
     pub refused_full: u64,
