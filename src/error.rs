@@ -608,7 +608,8 @@ pub enum BackendErrorKind {
     /// Its server refused us: a wrong or missing password, a user without the rights needed.
     /// Trying again with the same settings will not help.
     Refused,
-    /// The settings are unusable: a malformed URL, an unsupported scheme, a bad value.
+    /// The settings are unusable: a malformed URL, an unsupported scheme, a bad value, a TLS
+    /// certificate of the server's that they do not trust.
     Config,
 }
 

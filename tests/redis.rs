@@ -11,7 +11,8 @@
 //! publishers were refused rather than stalled, the logs say what happened, thread and fd
 //! counts back to where they were, the threads gone once the hub is dropped); malformed and
 //! foreign messages PUBLISHed by a raw client (ignored and logged); `requirepass` with the
-//! password in the URL, a wrong or missing password; Redis down at start-up; a stopped
+//! password in the URL, a wrong or missing password; `rediss://` to Redis's own `tls-port` with
+//! the test CA (feature `redis-tls`); Redis down at start-up; a stopped
 //! instance that Redis drops for its `client-output-buffer-limit pubsub`, and recovers; a
 //! replayed envelope dropped and a gap counted; two processes of the chat example
 //! (`--redis URL`) sharing their room.
@@ -797,7 +798,12 @@ fn redis_down_at_start_up_is_a_clear_error() {
     assert!(err.to_string().contains(&addr), "{err}");
 
     // and an unusable URL says so before any connection
-    for url in ["http://127.0.0.1:1", "rediss://127.0.0.1:1"] {
+    let unusable: &[&str] = if cfg!(feature = "redis-tls") {
+        &["http://127.0.0.1:1"]
+    } else {
+        &["http://127.0.0.1:1", "rediss://127.0.0.1:1"]
+    };
+    for &url in unusable {
         match backend(url).build() {
             Err(Error::Backend(e)) => assert_eq!(e.kind(), BackendErrorKind::Config, "{url}: {e}"),
             other => panic!("{url}: {other:?}"),
@@ -885,4 +891,51 @@ fn two_chat_instances_on_one_redis_share_their_room() {
     assert_eq!(text(&mut ann), "bob: hi from two");
     nothing_more(&mut ann);
     nothing_more(&mut bob);
+}
+
+#[cfg(feature = "redis-tls")]
+#[test]
+#[ignore = "needs redis-server: bash scripts/redis_test.sh"]
+fn rediss_to_a_tls_port_with_the_test_ca() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let file = |name: &str| fixtures.join(name).to_str().unwrap().to_owned();
+    let tls_port = free_port().to_string();
+    let _redis = RedisServer::start(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &file("server.pem"),
+        "--tls-key-file",
+        &file("server.key"),
+        "--tls-ca-cert-file",
+        &file("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let ca = std::fs::read(fixtures.join("ca.pem")).unwrap();
+    let hubs: Vec<Hub> = (0..2)
+        .map(|_| {
+            let redis = backend(&url).root_certificate(ca.clone()).build().unwrap();
+            Hub::builder().backend(redis).build().unwrap()
+        })
+        .collect();
+    let (addr, joins) = room_server_on(&hubs[1], Server::bind("127.0.0.1:0").unwrap(), |_| None);
+    let mut member = connect(addr, Default::default());
+    joined(&joins, 1);
+    assert_eq!(
+        hubs[0].publish(ROOM, "over tls").forwarded,
+        Forwarded::Queued
+    );
+    assert_eq!(text(&mut member), "over tls");
+    // (the TLS port speaks nothing but TLS: the messages went through it encrypted)
+
+    // Without the test CA the certificate is not trusted, and the error says where.
+    let err = backend(&url).build().unwrap_err();
+    let Error::Backend(e) = &err else {
+        panic!("expected a backend error, got {err:?}");
+    };
+    assert_eq!(e.kind(), BackendErrorKind::Config, "{err}");
+    assert!(err.to_string().contains(&tls_port), "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
 }

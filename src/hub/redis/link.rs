@@ -216,6 +216,9 @@ pub(super) fn classify(e: &redis::RedisError) -> BackendErrorKind {
         _ if matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM")) => {
             BackendErrorKind::Refused
         }
+        // The redis crate passes TLS failures on as text only; an untrusted or mismatched
+        // certificate is a setting to fix (the root certificate), not an outage.
+        _ if e.to_string().contains("certificate") => BackendErrorKind::Config,
         _ => BackendErrorKind::Unreachable,
     }
 }

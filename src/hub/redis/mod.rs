@@ -39,6 +39,8 @@ pub struct RedisBuilder {
     queue: usize,
     backoff: (Duration, Duration),
     timeout: Duration,
+    #[cfg(feature = "redis-tls")]
+    root_certificate: Option<Vec<u8>>,
 }
 
 impl RedisBuilder {
@@ -77,6 +79,28 @@ impl RedisBuilder {
         self
     }
 
+    /// For `rediss://` URLs (cargo feature `redis-tls`): the CA certificate (PEM) that Redis's
+    /// certificate must chain to, instead of the system's roots, e.g. a private CA's.
+    /// Defaults to none: the system's roots.
+    #[cfg(feature = "redis-tls")]
+    pub fn root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificate = Some(pem.into());
+        self
+    }
+
+    /// The `redis` crate's client for the URL (and root certificate).
+    fn client(&self) -> redis::RedisResult<redis::Client> {
+        #[cfg(feature = "redis-tls")]
+        if let Some(root) = &self.root_certificate {
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root.clone()),
+            };
+            return redis::Client::build_with_tls(self.url.as_str(), certificates);
+        }
+        redis::Client::open(self.url.as_str())
+    }
+
     /// Connects to Redis twice (for the publisher and the subscriber) and checks each with a
     /// `PING`; the threads start when a hub attaches it. Fails with
     /// [`Error::Backend`](crate::Error::Backend): kind `Config` for an unusable URL or prefix,
@@ -85,7 +109,8 @@ impl RedisBuilder {
         if self.prefix.is_empty() {
             return Err(config("the channel prefix must not be empty").into());
         }
-        let client = redis::Client::open(self.url.as_str())
+        let client = self
+            .client()
             .map_err(|e| config(format!("{:?}: {e}", link::redact(&self.url))))?;
         let shared = Arc::new(Shared::new(&self, &client));
         let publish = link::connect(&client, self.timeout).map_err(|e| shared.start_error(&e))?;
@@ -189,8 +214,10 @@ fn config(message: impl Into<String>) -> BackendError {
 ///
 /// The URL is the `redis` crate's: `redis://[[user]:password@]host[:port][/db]`, e.g.
 /// `redis://:secret@127.0.0.1:6379` for a server with `requirepass secret`, or
-/// `redis+unix:///run/redis.sock`. TLS (`rediss://`) is not built in yet: such a URL fails
-/// with kind [`Config`](crate::BackendErrorKind::Config).
+/// `redis+unix:///run/redis.sock`. TLS (`rediss://`) needs the cargo feature `redis-tls`
+/// (OpenSSL through native-tls; without it such a URL fails with kind
+/// [`Config`](crate::BackendErrorKind::Config)); a private CA is given with
+/// `RedisBuilder::root_certificate`.
 ///
 /// ```no_run
 /// use syncws::{Hub, RedisBackend};
@@ -234,6 +261,8 @@ impl RedisBackend {
             queue: Self::DEFAULT_QUEUE,
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             timeout: Duration::from_secs(5),
+            #[cfg(feature = "redis-tls")]
+            root_certificate: None,
         }
     }
 
