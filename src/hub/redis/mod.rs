@@ -72,8 +72,9 @@ impl RedisBuilder {
     }
 
     /// How long a connect, and each command's answer, may take before the connection counts
-    /// as lost. Defaults to 5 seconds. Also how long a drop of the backend may wait for an
-    /// operation in flight.
+    /// as lost. Defaults to 5 seconds: long enough for a busy Redis, short enough that a dead
+    /// one is noticed. Also the longest the threads outlive a dropped backend (an operation in
+    /// flight finishes first; the drop itself never waits).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.max(Duration::from_millis(1));
         self
