@@ -181,8 +181,11 @@ impl Instance {
 
     /// Like [`start`](Self::start), with more environment variables for the child.
     fn start_with(url: &str, name: &str, vars: &[(&str, &str)]) -> Instance {
+        // Tests run side by side in this process and reuse names: a number keeps logs apart.
+        static STARTED: AtomicU64 = AtomicU64::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let log = std::env::temp_dir().join(format!(
-            "syncws-redis-instance-{}-{name}.log",
+            "syncws-redis-instance-{}-{n}-{name}.log",
             std::process::id()
         ));
         let mut child = Command::new(std::env::current_exe().unwrap())
