@@ -54,6 +54,11 @@ pub enum Error {
     /// TLS failed: the certificate is not trusted or names another host, the peer does not speak
     /// TLS, or the TLS settings are unusable. See [`TlsError::kind`].
     Tls(Box<TlsError>),
+    /// A hub's backend (the link to other instances, e.g. Redis) could not start: its server is
+    /// unreachable, refused the credentials, or the settings are unusable. See
+    /// [`BackendError::kind`]. Only [`HubBuilder::build`](crate::HubBuilder::build) and a
+    /// backend's own constructor return it; once running, a backend reconnects by itself.
+    Backend(Box<BackendError>),
 }
 
 impl Error {
@@ -107,6 +112,7 @@ impl fmt::Display for Error {
             Error::HeartbeatTimeout => f.write_str("peer did not answer a ping in time"),
             Error::InvalidInput(e) => write!(f, "invalid input: {e}"),
             Error::Tls(e) => write!(f, "tls: {e}"),
+            Error::Backend(e) => write!(f, "hub backend: {e}"),
         }
     }
 }
@@ -115,6 +121,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
+            Error::Backend(e) => Some(&**e),
             _ => None,
         }
     }
@@ -154,6 +161,12 @@ impl From<HandshakeError> for Error {
 impl From<TlsError> for Error {
     fn from(e: TlsError) -> Self {
         Error::Tls(Box::new(e))
+    }
+}
+
+impl From<BackendError> for Error {
+    fn from(e: BackendError) -> Self {
+        Error::Backend(Box::new(e))
     }
 }
 
@@ -581,6 +594,63 @@ impl fmt::Display for TlsError {
 }
 
 impl std::error::Error for TlsError {}
+
+/// Why a hub's backend could not start ([`Error::Backend`]), sorted into what a caller can act
+/// on, with the backend's own message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendError {
+    kind: BackendErrorKind,
+    message: String,
+}
+
+/// The kinds of [`BackendError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendErrorKind {
+    /// Its server could not be reached: refused, timed out, or the connection dropped during
+    /// the set-up. Worth trying again later.
+    Unreachable,
+    /// Its server refused us: a wrong or missing password, a user without the rights needed.
+    /// Trying again with the same settings will not help.
+    Refused,
+    /// The settings are unusable: a malformed URL, an unsupported scheme, a bad value, a TLS
+    /// certificate of the server's that they do not trust.
+    Config,
+}
+
+impl BackendError {
+    /// An error of `kind` with `message` (which should name the server), for implementations
+    /// of [`Backend`](crate::Backend) to return from their constructor or `attach`.
+    pub fn new(kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        BackendError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> BackendErrorKind {
+        self.kind
+    }
+
+    /// The backend's description, e.g. the server's own error.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            BackendErrorKind::Unreachable => "unreachable",
+            BackendErrorKind::Refused => "refused",
+            BackendErrorKind::Config => "bad settings",
+        };
+        write!(f, "{what}: {}", self.message)
+    }
+}
+
+impl std::error::Error for BackendError {}
 
 /// What is wrong with a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,6 +52,9 @@
 //! - permessage-deflate compression (RFC 7692) with the cargo feature `deflate`: one setting,
 //!   `Config::deflate`, makes a client offer it and a server accept it; limits apply to the
 //!   inflated bytes, so a decompression bomb is refused before memory grows.
+//! - Rooms of a [`Hub`] across processes and machines through Redis pub/sub with the cargo
+//!   feature `redis`: `RedisBackend`, on the `redis` crate's blocking client, at most once and
+//!   in order per publisher per room, reconnecting by itself.
 //!
 //! # Errors
 //!
@@ -98,13 +101,15 @@ pub use config::Config;
 #[cfg(feature = "deflate")]
 pub use config::DeflateConfig;
 pub use error::{
-    Error, HandshakeError, HttpResponse, InputError, ProtocolError, Result, SchemeError, TlsError,
-    TlsErrorKind, UrlError,
+    BackendError, BackendErrorKind, Error, HandshakeError, HttpResponse, InputError, ProtocolError,
+    Result, SchemeError, TlsError, TlsErrorKind, UrlError,
 };
 pub use hub::{
     Backend, DEFAULT_BACKLOG, Delivery, Forwarded, Hub, HubBuilder, Inbound, NotForwarded,
     Overflow, Overflowed, RETRY_BOUND,
 };
+#[cfg(feature = "redis")]
+pub use hub::{RedisBackend, RedisBuilder, RedisStats, RedisStatus};
 pub use io::{Aborter, Split, Stream, Transport};
 pub use message::{CloseCode, CloseFrame, Message, MessageKind, MessageRef, ToMessage};
 #[cfg(feature = "deflate")]

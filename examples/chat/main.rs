@@ -2,11 +2,13 @@
 //! talking to each other, join and leave notices. Shows HTTP beside WebSocket on one port,
 //! gatekeeping (same-origin policy plus a token in the URL) and a hub room.
 //!
-//! `cargo run --example chat -- [ADDR] [--seconds N] [--allow-origin ORIGIN]...` (ADDR defaults
-//! to 127.0.0.1:8000); open the printed URL in a few tabs. Stops on Ctrl-C, or after N seconds.
-//! `--allow-origin` (repeatable) also lets pages from that origin join, e.g.
+//! `cargo run --example chat -- [ADDR] [--seconds N] [--allow-origin ORIGIN]... [--redis URL]`
+//! (ADDR defaults to 127.0.0.1:8000); open the printed URL in a few tabs. Stops on Ctrl-C, or
+//! after N seconds. `--allow-origin` (repeatable) also lets pages from that origin join, e.g.
 //! `http://localhost:5173` for a page served by a dev server (`'*'`: any origin); the page
-//! served here always may.
+//! served here always may. `--redis redis://127.0.0.1:6379` (built with `--features redis`)
+//! shares the room with every chat instance on that Redis: run two on different ports, and a
+//! tab on one sees what is typed on the other.
 
 use std::time::Duration;
 
@@ -23,14 +25,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::init();
     let mut args = std::env::args().skip(1);
     let (mut addr, mut seconds, mut origins) = ("127.0.0.1:8000".to_owned(), None, Vec::new());
+    let mut redis: Option<String> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => seconds = Some(args.next().ok_or("--seconds needs a value")?.parse()?),
             "--allow-origin" => {
                 origins.push(args.next().ok_or("--allow-origin needs a value")?);
             }
+            "--redis" => redis = Some(args.next().ok_or("--redis needs a URL")?),
             "-h" | "--help" => {
-                println!("usage: chat [ADDR] [--seconds N] [--allow-origin ORIGIN]...");
+                println!(
+                    "usage: chat [ADDR] [--seconds N] [--allow-origin ORIGIN]... [--redis URL]"
+                );
                 return Ok(());
             }
             _ => addr = arg,
@@ -39,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let token = std::env::var("CHAT_TOKEN").unwrap_or_else(|_| "letmein".into());
     // One room; a tab that stops reading fills its backlog and is dropped, without holding up
     // the others (publishing never waits for a socket).
-    let members = Hub::new()?;
+    let members = hub(redis.as_deref())?;
     let config = Config::default().write_timeout(Some(Duration::from_secs(1)));
     let gate_token = token.clone();
     let mut server = Server::bind(&addr)?;
@@ -117,4 +123,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     println!("chat stopped");
     Ok(())
+}
+
+/// The room's hub: this process only, or every instance on the Redis at `redis`.
+fn hub(redis: Option<&str>) -> Result<Hub, Box<dyn std::error::Error>> {
+    let Some(url) = redis else {
+        return Ok(Hub::new()?);
+    };
+    #[cfg(feature = "redis")]
+    {
+        let backend = syncws::RedisBackend::builder(url).prefix("chat:").build()?;
+        Ok(Hub::builder().backend(backend).build()?)
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        Err(
+            format!("--redis {url}: built without the redis feature (cargo run --features redis)")
+                .into(),
+        )
+    }
 }

@@ -16,14 +16,18 @@
 //!
 //! Files: `rooms` keeps the membership tables, `flusher` the threads that write the queues,
 //! `backend` the seam to other instances (a [`Backend`] forwards publishes, an [`Inbound`]
-//! brings theirs in). The queue itself belongs to the connection (`websocket::outbox`), since
+//! brings theirs in), and `redis` (feature `redis`) the backend on Redis pub/sub. The queue itself belongs to the connection (`websocket::outbox`), since
 //! the member's own sends must go behind it.
 
 mod backend;
 mod flusher;
+#[cfg(feature = "redis")]
+mod redis;
 mod rooms;
 
 pub use backend::{Backend, Forwarded, Inbound, NotForwarded};
+#[cfg(feature = "redis")]
+pub use redis::{RedisBackend, RedisBuilder, RedisStats, RedisStatus};
 
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;

@@ -3,8 +3,8 @@
 //! ([`http_head`]), raw peers that speak WebSocket by hand so tests can send exactly what a
 //! well-behaved library never would ([`raw_peer`]), payloads ([`payloads`]), external daemons
 //! such as tinyproxy or nginx ([`daemon`]), what the library logged ([`logs`]), a hand-written
-//! SOCKS5 server ([`socks`]) and child runs of a test binary ([`child`]). Everything is
-//! re-exported: `use support::*;`.
+//! SOCKS5 server ([`socks`]), a real `redis-server` with a raw RESP client ([`redis_server`])
+//! and child runs of a test binary ([`child`]). Everything is re-exported: `use support::*;`.
 
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
@@ -16,6 +16,7 @@ mod http_head;
 mod logs;
 mod payloads;
 mod raw_peer;
+mod redis_server;
 mod rooms;
 mod server;
 mod socks;
@@ -27,6 +28,7 @@ pub use http_head::*;
 pub use logs::*;
 pub use payloads::*;
 pub use raw_peer::*;
+pub use redis_server::*;
 pub use rooms::*;
 pub use server::*;
 pub use socks::*;
