@@ -15,7 +15,7 @@
 //! the test CA (feature `redis-tls`); Redis down at start-up; a stopped
 //! instance that Redis drops for its `client-output-buffer-limit pubsub`, and recovers; a
 //! replayed envelope dropped and a gap counted; two processes of the chat example
-//! (`--redis URL`) sharing their room.
+//! (`--redis URL`) sharing their room, directly and behind nginx.
 //!
 //! The tests are ignored by default; `bash scripts/redis_test.sh` installs redis-server when
 //! missing and runs them.
@@ -941,4 +941,111 @@ fn rediss_to_a_tls_port_with_the_test_ca() {
     assert_eq!(e.kind(), BackendErrorKind::Config, "{err}");
     assert!(err.to_string().contains(&tls_port), "{err}");
     assert!(err.to_string().contains("certificate"), "{err}");
+}
+
+/// nginx in front of chat instances `backends`, as a load balancer would be: one address for
+/// every client. It routes by the `name` query parameter (`ann` to the first backend, anyone
+/// else to the second) rather than round robin, so the test knows where each client landed and
+/// a message that reaches the other client has crossed between instances.
+fn nginx_in_front(backends: [&str; 2]) -> Daemon {
+    const NGINX: &str = "/usr/sbin/nginx";
+    assert!(
+        std::path::Path::new(NGINX).exists(),
+        "nginx is not installed ({NGINX}); run scripts/redis_test.sh"
+    );
+    let [first, second] = backends;
+    Daemon::builder("nginx")
+        .start_within(Duration::from_secs(10))
+        .stop_with_sigterm(Duration::from_secs(10))
+        .show("nginx.conf")
+        .show("error.log")
+        .show("access.log")
+        .start(|dir, port| {
+            let d = dir.display();
+            let conf = format!(
+                "worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{
+    worker_connections 64;
+}}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    map $arg_name $chat_backend {{
+        ann {first};
+        default {second};
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://$chat_backend;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection \"upgrade\";
+            proxy_set_header Host $host;
+            proxy_read_timeout 60s;
+        }}
+    }}
+}}
+"
+            );
+            std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+            let mut cmd = Command::new(NGINX);
+            cmd.arg("-p")
+                .arg(dir)
+                .arg("-c")
+                .arg(dir.join("nginx.conf"))
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .arg("-g")
+                .arg("daemon off;");
+            cmd
+        })
+}
+
+#[test]
+#[ignore = "needs redis-server, nginx and the chat example: bash scripts/redis_test.sh"]
+fn two_chat_instances_behind_nginx_share_their_room() {
+    let redis = RedisServer::start(&[]);
+    let (one, two) = (Chat::start(&redis.url()), Chat::start(&redis.url()));
+    let nginx = nginx_in_front([one.addr.as_str(), two.addr.as_str()]);
+    let join = |name: &str| {
+        let url = format!("ws://{}/chat?token=letmein&name={name}", nginx.addr());
+        syncws::Client::connect(&url).unwrap()
+    };
+    let mut bob = join("bob");
+    assert_eq!(text(&mut bob), "* bob joined");
+    let mut ann = join("ann");
+    assert_eq!(
+        text(&mut bob),
+        "* ann joined",
+        "from instance one, through Redis"
+    );
+    ann.send("hello from behind nginx").unwrap();
+    let before = read_until(&mut ann, "ann: hello from behind nginx");
+    assert!(
+        before.first().is_some_and(|t| t == "* ann joined")
+            && before[1..].iter().all(|t| t == "* bob joined"),
+        "{before:?}"
+    );
+    assert_eq!(text(&mut bob), "ann: hello from behind nginx");
+    bob.send("and back").unwrap();
+    assert_eq!(text(&mut bob), "bob: and back");
+    assert_eq!(text(&mut ann), "bob: and back");
+    nothing_more(&mut ann);
+    nothing_more(&mut bob);
+    // Both came through nginx: it logs each upgrade (101) once the connection ends.
+    drop((ann, bob));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut log = nginx.read("access.log");
+    while log.matches(" 101 ").count() < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        log = nginx.read("access.log");
+    }
+    assert_eq!(log.matches(" 101 ").count(), 2, "{log}");
 }
