@@ -56,7 +56,10 @@
 //!    when its `BufReader` has nothing left to parse (before it would read the socket again) or
 //!    the buffer passes 64 KiB; `syncws feed` is the echo handler with `feed` instead of `send`,
 //!    which flushes at the same two points. Printed below the table, against the plain raw
-//!    server (one write per message) and against `raw batched`.
+//!    server (one write per message) and against `raw batched`; then again with a client that
+//!    writes 16 messages per system call (WebSocket frames masked and encoded by the bench,
+//!    echoes read by a tungstenite client; raw: the length prefix), so that the servers' writes
+//!    set the pace rather than the client's.
 //!
 //! Client side: the tungstenite client and the syncws client against the same tungstenite server,
 //! for latency and 1 MiB echo.
@@ -667,6 +670,72 @@ fn w_pipelined(imp: Imp, addr: SocketAddr, n: usize, size: usize) -> f64 {
     }
 }
 
+/// Messages in each of the batching client's writes (workload 7).
+const CLIENT_BATCH: usize = 16;
+
+/// Like `w_pipelined`, with a client that writes `CLIENT_BATCH` messages per system call, so the
+/// server's writes, not the client's, set the pace. `ws`: WebSocket framing (masked binary frames
+/// encoded here, written to a clone of a tungstenite client's socket, whose reader takes the
+/// echoes); otherwise the raw length prefix.
+fn w_pipelined_batching_client(ws: bool, addr: SocketAddr, n: usize, size: usize) -> f64 {
+    let ps = payloads(size, 16, 2);
+    let mut wire: Vec<Vec<u8>> = Vec::new();
+    for (i, p) in ps.iter().enumerate() {
+        let mut f = Vec::with_capacity(p.len() + 14);
+        if ws {
+            assert!(p.len() < 126);
+            let mask = [i as u8, 0x5a, 0xa5, 0x3c];
+            f.extend_from_slice(&[0x82, 0x80 | p.len() as u8]);
+            f.extend_from_slice(&mask);
+            f.extend(p.iter().enumerate().map(|(j, b)| b ^ mask[j % 4]));
+        } else {
+            f.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            f.extend_from_slice(p);
+        }
+        wire.push(f);
+    }
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let mut w = s.try_clone().expect("clone");
+    let mut tung = None;
+    let mut raw = None;
+    if ws {
+        let (t, _) = tungstenite::client::client_with_config(url(addr), s, Some(tung_config()))
+            .map_err(|e| e.to_string())
+            .expect("handshake");
+        tung = Some(t);
+    } else {
+        raw = Some(BufReader::with_capacity(8 << 10, s));
+    }
+    let t0 = Instant::now();
+    let writer = thread::spawn(move || {
+        let mut batch = Vec::new();
+        for i in 0..n {
+            batch.extend_from_slice(&wire[i % 16]);
+            if (i + 1) % CLIENT_BATCH == 0 || i + 1 == n {
+                w.write_all(&batch).expect("send");
+                batch.clear();
+            }
+        }
+        w
+    });
+    let mut buf = Vec::new();
+    for i in 0..n {
+        if let Some(t) = tung.as_mut() {
+            match t.read().expect("recv") {
+                TMessage::Binary(b) => check(&b, &ps[i % 16]),
+                m => panic!("unexpected {m:?}"),
+            }
+        } else if let Some(r) = raw.as_mut() {
+            let k = raw_read(r, &mut buf).expect("recv");
+            check(&buf[..k], &ps[i % 16]);
+        }
+    }
+    let el = t0.elapsed();
+    drop(writer.join().expect("writer"));
+    n as f64 / el.as_secs_f64()
+}
+
 /// MB/s (10^6, one direction) echoing `reps` messages of `size` bytes.
 fn w_bulk(imp: Imp, addr: SocketAddr, size: usize, reps: usize) -> f64 {
     let mut c = Client::connect(imp, addr);
@@ -1009,6 +1078,22 @@ fn print_batching(samples: &mut Samples) {
         judge(feed / raw, Some(1.2), Better::Higher),
         judge(feed / raw_batched, Some(0.9), Better::Higher)
     );
+    let (Some(raw), Some(raw_batched), Some(feed)) = (
+        med("batching_client_plain", Imp::Raw),
+        med("batching_client_batched", Imp::Raw),
+        med("batching_client_batched", Imp::Sync),
+    ) else {
+        return;
+    };
+    println!("the same with a client that writes {CLIENT_BATCH} messages per system call:");
+    println!(
+        "  raw {}   raw batched {}   syncws feed {}   feed/raw {}   feed/raw batched {}",
+        fmt_num(raw),
+        fmt_num(raw_batched),
+        fmt_num(feed),
+        judge(feed / raw, Some(1.2), Better::Higher),
+        judge(feed / raw_batched, Some(0.9), Better::Higher)
+    );
 }
 
 fn print_table(samples: &mut Samples) {
@@ -1183,6 +1268,13 @@ fn main() {
             let server = ServerProc::start_batched(imp, server_cpu);
             let v = w_pipelined(imp, server.addr, p.pipelined_n, 64);
             add("pipelined_batched", imp, v);
+            let ws = imp == Imp::Sync;
+            let v = w_pipelined_batching_client(ws, server.addr, p.pipelined_n, 64);
+            add("batching_client_batched", imp, v);
+            if imp == Imp::Raw {
+                let v = w_pipelined_batching_client(false, addr(Imp::Raw), p.pipelined_n, 64);
+                add("batching_client_plain", imp, v);
+            }
         }
         for &imp in order.iter().filter(|_| want("mib1")) {
             add("mib1", imp, w_bulk(imp, addr(imp), 1 << 20, p.mib1_reps));
