@@ -1057,51 +1057,48 @@ fn judge(ratio: f64, target: Option<f64>, better: Better) -> String {
 
 /// Workload 7: the batching servers against the plain raw one and against each other.
 fn print_batching(samples: &mut Samples) {
-    let mut med = |key: &'static str, imp: Imp| {
-        samples
-            .get_mut(&(key, imp))
-            .filter(|v| !v.is_empty())
-            .map(|v| median(v))
-    };
-    let (Some(raw), Some(raw_batched), Some(feed)) = (
-        med("pipelined", Imp::Raw),
-        med("pipelined_batched", Imp::Raw),
-        med("pipelined_batched", Imp::Sync),
-    ) else {
-        return;
-    };
     println!("\nbatching servers, pipelined 64 B, 1 conn (msg/s):");
-    println!(
-        "  raw batched {}   syncws feed {}   feed/raw {}   feed/raw batched {}",
-        fmt_num(raw_batched),
-        fmt_num(feed),
-        judge(feed / raw, Some(1.2), Better::Higher),
-        judge(feed / raw_batched, Some(0.9), Better::Higher)
-    );
-    let (Some(raw), Some(raw_batched), Some(feed)) = (
-        med("batching_client_plain", Imp::Raw),
-        med("batching_client_batched", Imp::Raw),
-        med("batching_client_batched", Imp::Sync),
-    ) else {
-        return;
-    };
-    println!("the same with a client that writes {CLIENT_BATCH} messages per system call:");
-    println!(
-        "  raw {}   raw batched {}   syncws feed {}   feed/raw {}   feed/raw batched {}",
-        fmt_num(raw),
-        fmt_num(raw_batched),
-        fmt_num(feed),
-        judge(feed / raw, Some(1.2), Better::Higher),
-        judge(feed / raw_batched, Some(0.9), Better::Higher)
-    );
+    let rows = [
+        (
+            "with the pipelined client".to_owned(),
+            "pipelined",
+            "pipelined_batched",
+        ),
+        (
+            format!("with a client that writes {CLIENT_BATCH} messages per system call"),
+            "batching_client_plain",
+            "batching_client_batched",
+        ),
+    ];
+    for (label, plain, batched) in rows {
+        let (Some(raw), Some(raw_batched), Some(feed)) = (
+            sample_median(samples, plain, Imp::Raw),
+            sample_median(samples, batched, Imp::Raw),
+            sample_median(samples, batched, Imp::Sync),
+        ) else {
+            continue;
+        };
+        println!(
+            "  {label}: raw {}   raw batched {}   syncws feed {}   feed/raw {}   feed/raw batched {}",
+            fmt_num(raw),
+            fmt_num(raw_batched),
+            fmt_num(feed),
+            judge(feed / raw, Some(1.2), Better::Higher),
+            judge(feed / raw_batched, Some(0.9), Better::Higher)
+        );
+    }
+}
+
+/// The median of the samples of `key` for `imp`, if there are any.
+fn sample_median(samples: &mut Samples, key: &'static str, imp: Imp) -> Option<f64> {
+    samples
+        .get_mut(&(key, imp))
+        .filter(|v| !v.is_empty())
+        .map(|v| median(v))
 }
 
 fn print_table(samples: &mut Samples) {
-    let med = |s: &mut Samples, key: &'static str, imp: Imp| -> Option<f64> {
-        s.get_mut(&(key, imp))
-            .filter(|v| !v.is_empty())
-            .map(|v| median(v))
-    };
+    let med = sample_median;
     println!();
     println!(
         "{:<28} {:>6} {:>9} {:>12} {:>9} {:>9}   {:<21} {:<21}",

@@ -453,25 +453,24 @@ fn payload(seq: u64, size: usize, json: bool) -> Vec<u8> {
 
 /// CPU time this process has used, all threads, user and system.
 fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes one rusage into the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
+    let usage = rusage(libc::RUSAGE_SELF);
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// How often the calling thread has been switched out against its will so far.
 fn involuntary_switches() -> i64 {
+    rusage(libc::RUSAGE_THREAD).ru_nivcsw
+}
+
+/// `getrusage(who)`: the process's (`RUSAGE_SELF`) or the calling thread's usage.
+fn rusage(who: libc::c_int) -> libc::rusage {
     // SAFETY: getrusage writes one rusage into the struct it is given.
-    let usage = unsafe {
+    unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+        libc::getrusage(who, &mut usage);
         usage
-    };
-    usage.ru_nivcsw
+    }
 }
 
 /// The member side: `ADDR MEMBERS STALLED CPU DEFLATE`. Prints one line once every reading member saw
