@@ -33,6 +33,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/reap.rs"]
+mod reap;
+use reap::wait_rss;
+
+/// How long one side of a transfer may run before it is killed (and the run fails).
+const REAP_WITHIN: Duration = Duration::from_secs(1200);
+
 const RAW_ENV: &str = "SYNCWS_RAW_TRANSFER";
 const BLOCK: usize = 256 << 10;
 
@@ -197,44 +204,15 @@ fn finish(mut send: Command, mut receiver: Child) -> Run {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (ok, sender_kib) = reap(sender);
+    let (ok, sender_kib) = wait_rss(sender, REAP_WITHIN);
     let took = began.elapsed();
     assert!(ok, "the sender failed");
     let _ = receiver.kill();
-    let (_, receiver_kib) = reap(receiver);
+    let (_, receiver_kib) = wait_rss(receiver, REAP_WITHIN);
     Run {
         took,
         sender_kib,
         receiver_kib,
-    }
-}
-
-/// Waits for `child` with `wait4` (bounded: killed after 20 minutes); whether it exited with
-/// status 0, and its peak RSS in KiB.
-fn reap(child: Child) -> (bool, u64) {
-    let pid = child.id() as libc::pid_t;
-    let deadline = Instant::now() + Duration::from_secs(1200);
-    loop {
-        let mut status = 0;
-        // SAFETY: rusage is plain data that wait4 fills in, status an int it writes; the pid
-        // is our unreaped child.
-        let (reaped, usage) = unsafe {
-            let mut usage: libc::rusage = std::mem::zeroed();
-            let reaped = libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage);
-            (reaped, usage)
-        };
-        assert!(reaped >= 0, "wait4: {}", std::io::Error::last_os_error());
-        if reaped == pid {
-            // Reaped here: `child` must not be waited for again (its drop does not wait).
-            std::mem::forget(child);
-            let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-            return (ok, usage.ru_maxrss as u64);
-        }
-        if Instant::now() >= deadline {
-            // SAFETY: kill(2) on our unreaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

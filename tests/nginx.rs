@@ -26,7 +26,6 @@ use std::fs;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -36,15 +35,6 @@ use syncws::{
     Client, CloseCode, CloseFrame, Config, Error, HandlerResult, Message, Server, ServerHandle,
     WebSocket,
 };
-
-/// Where Debian's nginx packages put the binary.
-const NGINX: &str = "/usr/sbin/nginx";
-
-/// How long nginx may take to accept connections after it was started.
-const NGINX_START: Duration = Duration::from_secs(5);
-
-/// How long nginx may take to stop (it closes its connections at once on `SIGTERM`).
-const NGINX_STOP: Duration = Duration::from_secs(5);
 
 /// How long to wait for something that happens once a connection has ended (an access log
 /// line, a backend thread recording the close).
@@ -86,32 +76,10 @@ impl Nginx {
     }
 
     fn start_with(conf: NginxConf<'_>) -> Nginx {
-        assert!(
-            Path::new(NGINX).exists(),
-            "nginx is not installed ({NGINX}); run scripts/nginx_test.sh"
-        );
         assert!(conf.upstreams.is_empty() != conf.unix_upstream.is_none());
-        let daemon = Daemon::builder("nginx")
-            .start_within(NGINX_START)
-            // A fast shutdown (`SIGTERM`) lets the master stop its worker first; killing the
-            // master outright would leave the worker running.
-            .stop_with_sigterm(NGINX_STOP)
-            .show("nginx.conf")
-            .show("error.log")
-            .show("access.log")
-            .start(|dir, port| {
-                fs::write(dir.join("nginx.conf"), nginx_conf(dir, port, &conf)).unwrap();
-                let mut cmd = Command::new(NGINX);
-                cmd.arg("-p")
-                    .arg(dir)
-                    .arg("-c")
-                    .arg(dir.join("nginx.conf"))
-                    .arg("-e")
-                    .arg(dir.join("error.log"))
-                    .arg("-g")
-                    .arg("daemon off;");
-                cmd
-            });
+        let daemon = start_nginx("scripts/nginx_test.sh", 256, |_, port| {
+            nginx_http(port, &conf)
+        });
         let port = daemon.port();
         Nginx { daemon, port }
     }
@@ -153,9 +121,10 @@ impl Nginx {
     }
 }
 
-/// A config that needs nothing outside `dir` (no root-owned paths), listening on loopback only.
-fn nginx_conf(dir: &Path, port: u16, conf: &NginxConf<'_>) -> String {
-    let d = dir.display();
+/// The `http` block of a test's nginx: an `upstream` of the backends (or a Unix socket) and one
+/// server on loopback that proxies WebSockets to it, telling the backend its forwarded-for chain
+/// and (`X-Test-Proxy`) nginx's own port.
+fn nginx_http(port: u16, conf: &NginxConf<'_>) -> String {
     let servers: String = conf
         .upstreams
         .iter()
@@ -168,40 +137,23 @@ fn nginx_conf(dir: &Path, port: u16, conf: &NginxConf<'_>) -> String {
         ),
         Some(path) => (String::new(), format!("http://unix:{}:", path.display())),
     };
+    let location = ws_location(
+        &pass,
+        &format!(
+            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Test-Proxy {port};
+            {}",
+            conf.location_extra
+        ),
+    );
     format!(
-        "worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{
-    worker_connections 256;
-}}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    {upstream}
+        "    {upstream}
     server {{
         listen 127.0.0.1:{port};
         {server_extra}
-        location / {{
-            proxy_pass {pass};
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection \"upgrade\";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Test-Proxy {port};
-            proxy_read_timeout 60s;
-            {location_extra}
-        }}
-    }}
-}}
-",
+        {location}
+    }}",
         server_extra = conf.server_extra,
-        location_extra = conf.location_extra,
     )
 }
 

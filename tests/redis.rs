@@ -948,64 +948,20 @@ fn rediss_to_a_tls_port_with_the_test_ca() {
 /// else to the second) rather than round robin, so the test knows where each client landed and
 /// a message that reaches the other client has crossed between instances.
 fn nginx_in_front(backends: [&str; 2]) -> Daemon {
-    const NGINX: &str = "/usr/sbin/nginx";
-    assert!(
-        std::path::Path::new(NGINX).exists(),
-        "nginx is not installed ({NGINX}); run scripts/redis_test.sh"
-    );
     let [first, second] = backends;
-    Daemon::builder("nginx")
-        .start_within(Duration::from_secs(10))
-        .stop_with_sigterm(Duration::from_secs(10))
-        .show("nginx.conf")
-        .show("error.log")
-        .show("access.log")
-        .start(|dir, port| {
-            let d = dir.display();
-            let conf = format!(
-                "worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{
-    worker_connections 64;
-}}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    map $arg_name $chat_backend {{
+    start_nginx("scripts/redis_test.sh", 64, |_, port| {
+        format!(
+            "    map $arg_name $chat_backend {{
         ann {first};
         default {second};
     }}
     server {{
         listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://$chat_backend;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection \"upgrade\";
-            proxy_set_header Host $host;
-            proxy_read_timeout 60s;
-        }}
-    }}
-}}
-"
-            );
-            std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-            let mut cmd = Command::new(NGINX);
-            cmd.arg("-p")
-                .arg(dir)
-                .arg("-c")
-                .arg(dir.join("nginx.conf"))
-                .arg("-e")
-                .arg(dir.join("error.log"))
-                .arg("-g")
-                .arg("daemon off;");
-            cmd
-        })
+        {}
+    }}",
+            ws_location("http://$chat_backend", "")
+        )
+    })
 }
 
 #[test]

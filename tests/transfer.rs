@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../benches/support/reap.rs"]
+mod reap;
+
+use reap::wait_rss;
 use support::*;
 use syncws::{Client, CloseCode, Message, MessageKind};
 
@@ -291,34 +295,6 @@ fn run_measured(mut cmd: Command, timeout: Duration) -> (bool, String, u64) {
     });
     let (ok, rss) = wait_rss(child, timeout);
     (ok, reader.join().unwrap(), rss)
-}
-
-/// Reaps `child` (killing it after `timeout`) with `wait4`, which reports what `Child::wait`
-/// does not: its peak RSS, in KiB. Returns whether it exited with status 0, and that peak.
-fn wait_rss(mut child: Child, timeout: Duration) -> (bool, u64) {
-    let pid = child.id() as libc::pid_t;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut status = 0;
-        // SAFETY: rusage is plain data that wait4 fills in, status an int it writes; the pid
-        // is our unreaped child, so it cannot name another process.
-        let (reaped, usage) = unsafe {
-            let mut usage: libc::rusage = std::mem::zeroed();
-            let reaped = libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage);
-            (reaped, usage)
-        };
-        assert!(reaped >= 0, "wait4: {}", std::io::Error::last_os_error());
-        if reaped == pid {
-            // Reaped here, so `child` must not be waited for again (its drop does not wait).
-            std::mem::forget(child);
-            let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-            return (exited_ok, usage.ru_maxrss as u64);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

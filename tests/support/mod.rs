@@ -2,7 +2,7 @@
 //! built and read byte by byte ([`frames`]), the HTTP side of a hand-made upgrade
 //! ([`http_head`]), raw peers that speak WebSocket by hand so tests can send exactly what a
 //! well-behaved library never would ([`raw_peer`]), payloads ([`payloads`]), external daemons
-//! such as tinyproxy or nginx ([`daemon`]), what the library logged ([`logs`]), a hand-written
+//! such as tinyproxy ([`daemon`]) or nginx ([`nginx`]), what the library logged ([`logs`]), a hand-written
 //! SOCKS5 server ([`socks`]), a real `redis-server` with a raw RESP client ([`redis_server`])
 //! and child runs of a test binary ([`child`]). Everything is re-exported: `use support::*;`.
 
@@ -14,6 +14,7 @@ mod daemon;
 mod frames;
 mod http_head;
 mod logs;
+mod nginx;
 mod payloads;
 mod raw_peer;
 mod redis_server;
@@ -26,6 +27,7 @@ pub use daemon::*;
 pub use frames::*;
 pub use http_head::*;
 pub use logs::*;
+pub use nginx::*;
 pub use payloads::*;
 pub use raw_peer::*;
 pub use redis_server::*;
