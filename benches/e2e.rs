@@ -53,8 +53,8 @@
 //!    closing handshake; raw: drop).
 //! 7. batching (with `pipelined`): the pipelined workload against two more servers that answer
 //!    many messages with one write. `raw batched` gathers its answers in a buffer and writes it
-//!    when its `BufReader` has nothing left to parse (before it would read the socket again) or
-//!    the buffer passes 64 KiB; `syncws feed` is the echo handler with `feed` instead of `send`,
+//!    when its `BufReader` holds no further whole request (before it would read the socket
+//!    again) or the buffer passes 64 KiB; `syncws feed` is the echo handler with `feed` instead of `send`,
 //!    which flushes at the same two points. Printed below the table, against the plain raw
 //!    server (one write per message) and against `raw batched`; then again with a client that
 //!    writes 16 messages per system call (WebSocket frames masked and encoded by the bench,
@@ -210,14 +210,20 @@ fn raw_echo(stream: TcpStream) -> io::Result<()> {
     }
 }
 
+/// Whether `buf` starts with a whole length-prefixed request.
+fn raw_complete(buf: &[u8]) -> bool {
+    buf.len() >= 4 && buf.len() - 4 >= u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
+}
+
 /// `raw_echo`, answering with one write per batch: answers gather in `out` while the reader's
-/// buffer holds more requests, and go out before it would read the socket again (or at 64 KiB).
+/// buffer holds another whole request, and go out before the socket would be read again (or at
+/// 64 KiB). The same rule as `feed`'s: no answer waits behind a read that may block.
 fn raw_echo_batched(stream: TcpStream) -> io::Result<()> {
     let mut r = BufReader::with_capacity(8 << 10, stream.try_clone()?);
     let mut w = stream;
     let mut out: Vec<u8> = Vec::with_capacity(64 << 10);
     loop {
-        if !out.is_empty() && (r.buffer().len() < 4 || out.len() >= 64 << 10) {
+        if !out.is_empty() && (!raw_complete(r.buffer()) || out.len() >= 64 << 10) {
             w.write_all(&out)?;
             out.clear();
         }
