@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Drives headless Chromium over the DevTools protocol against the chat example.
 
-Usage: browser_cdp.py CHAT_PORT DEVTOOLS_PORT TOKEN
+Usage: browser_cdp.py CHAT_PORT DEVTOOLS_PORT TOKEN [PORT_ONE PORT_TWO]
 
-Opens two chat pages (ann, bob) and one without the token, checks what each page shows, prints a
+Opens two chat pages (ann, bob) and one without the token, checks what each page shows. Given
+PORT_ONE and PORT_TWO, two chat instances sharing their room through Redis, also opens a page on
+each (cat on one, dan on two) that must see the other's join and typed messages. Prints a
 PASS/FAIL table and exits 1 if any check failed. Standard library only: a minimal WebSocket
 client (RFC 6455, client side) talks to the browser's DevTools endpoint on loopback.
 """
@@ -142,12 +144,60 @@ class Page:
         )
         self.tools.call("Runtime.evaluate", {"expression": expr}, self.session)
 
+    def reload(self):
+        """Loads the page again (its socket closes, a new one joins); returns whether the new
+        document came within the deadline. The old one is marked so that it is not taken for it."""
+        self.tools.call("Runtime.evaluate", {"expression": "window.stale = true"}, self.session)
+        self.tools.call("Page.reload", {}, self.session)
+        end = time.monotonic() + DEADLINE
+        while time.monotonic() < end:
+            try:
+                result = self.tools.call(
+                    "Runtime.evaluate",
+                    {"expression": "window.stale === true", "returnByValue": True},
+                    self.session,
+                )["result"]
+                if result.get("value") is False:
+                    return True
+            except RuntimeError:
+                pass  # no document to evaluate in, mid-navigation
+            time.sleep(0.05)
+        return False
+
     def close(self):
         self.tools.call("Target.closeTarget", {"targetId": self.target})
 
 
+def shared_room(tools, ports, token, check, has):
+    """A page on each of two instances that share their room through Redis: everything either
+    page sees of the other crossed between the instances."""
+    one, two = (f"http://127.0.0.1:{port}/?token={token}" for port in ports)
+    cat = Page(tools, f"{one}&name=cat")
+    check("one: cat connects", *cat.wait(lambda s: s["status"] == "connected as cat"))
+    check("one: cat sees own join", *cat.wait(has("* cat joined")))
+    dan = Page(tools, f"{two}&name=dan")
+    check("two: dan connects", *dan.wait(lambda s: s["status"] == "connected as dan"))
+    check("one: cat sees dan (two) join", *cat.wait(has("* dan joined")))
+
+    # Dan joined after cat, so cat joins again for dan to see it: the reload closes the old
+    # socket (a leave) and opens a new one (a join), both on instance one.
+    check("one: cat's page reloads", cat.reload())
+    check("one: cat reconnects", *cat.wait(lambda s: s["status"] == "connected as cat"))
+    check("two: dan sees cat (one) leave and join", *dan.wait(has("* cat left", "* cat joined")))
+
+    dan.say("dan-typed-on-two")
+    check("one: cat sees dan's (two) typed message", *cat.wait(has("dan: dan-typed-on-two")))
+    check("two: dan sees own typed message", *dan.wait(has("dan: dan-typed-on-two")))
+    cat.say("cat-typed-on-one")
+    check("two: dan sees cat's (one) typed message", *dan.wait(has("cat: cat-typed-on-one")))
+    check("one: cat sees own typed message", *cat.wait(has("cat: cat-typed-on-one")))
+    cat.close()
+    dan.close()
+
+
 def main():
     chat_port, devtools_port, token = sys.argv[1], sys.argv[2], sys.argv[3]
+    shared = sys.argv[4:6]
     version = json.load(
         urllib.request.urlopen(f"http://127.0.0.1:{devtools_port}/json/version", timeout=10)
     )
@@ -193,6 +243,9 @@ def main():
     )
     ann.close()
     eve.close()
+
+    if shared:
+        shared_room(tools, shared, token, check, has)
 
     width = max(len(name) for name, _ in results)
     print(f"{'check'.ljust(width)}  result")
