@@ -9,7 +9,9 @@
 //! Covered: 2 and 3 instances with 10,000 messages across them, none lost, none doubled, in
 //! order per publisher; `kill -9` of Redis and a restart on the same port (delivery resumes,
 //! publishers were refused rather than stalled, the logs say what happened, thread and fd
-//! counts back to where they were, the threads gone once the hub is dropped); malformed and
+//! counts back to where they were, the threads gone once the hub is dropped); a Redis that
+//! stops answering (`SIGSTOP`) for longer than the backend's timeout (local delivery as fast as
+//! ever, the publisher notices, delivery across resumes in order on `SIGCONT`); malformed and
 //! foreign messages PUBLISHed by a raw client (ignored and logged); `requirepass` with the
 //! password in the URL, a wrong or missing password; `rediss://` to Redis's own `tls-port` with
 //! the test CA (feature `redis-tls`); Redis down at start-up; a stopped
@@ -516,6 +518,102 @@ fn delivery_resumes_after_redis_is_killed_and_restarted() {
     // And once its hub is gone, a backend's threads are too.
     assert_eq!(a.drop_hub(), 0);
     assert_eq!(b.drop_hub(), 0);
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to the process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+#[test]
+#[ignore = "needs redis-server: bash scripts/redis_test.sh"]
+fn a_redis_that_stops_answering_stalls_no_socket_thread_and_delivery_resumes() {
+    let redis = RedisServer::start(&[]);
+    let pid = redis.pid().unwrap();
+    let mut a = Instance::start(&redis.url(), "a");
+    let b = Instance::start(&redis.url(), "b");
+    let mut sender = a.member();
+    let mut local = a.member();
+    let remote = b.member();
+    let (got, stop, reader) = numbers(remote);
+    let mut n = 0u32;
+    let mut send_and_see_locally = |n: &mut u32| -> Duration {
+        let sent = Instant::now();
+        sender.send(format!("0 {n}")).unwrap();
+        assert_eq!(text(&mut local), format!("0 {n}"));
+        *n += 1;
+        sent.elapsed()
+    };
+    for _ in 0..10 {
+        send_and_see_locally(&mut n);
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    while got.try_iter().last() != Some(9) {
+        assert!(Instant::now() < deadline, "the first 10 did not cross");
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    // Redis stops answering (it is slow, or hung): its sockets stay open and silent. For longer
+    // than the backend's timeout (2 s), publishes go on and reach the local member as fast as
+    // ever: no socket thread waits for Redis.
+    signal(pid, "STOP");
+    let stopped = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while stopped.elapsed() < Duration::from_secs(3) {
+        slowest = slowest.max(send_and_see_locally(&mut n));
+        thread::sleep(Duration::from_millis(10));
+    }
+    let last_while_stopped = n - 1;
+    let during = a.stats();
+    signal(pid, "CONT");
+    eprintln!("slowest local round trip while Redis was stopped: {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a publish waited for the stopped Redis: {slowest:?}"
+    );
+    assert!(
+        during["lost"] + during["refused"] > 0,
+        "the publisher noticed nothing in 3 s: {during:?}"
+    );
+
+    // Redis answers again: the publisher reconnects and delivery across resumes, in order.
+    let resumed_at = Instant::now();
+    let mut seen: Vec<u32> = Vec::new();
+    loop {
+        send_and_see_locally(&mut n);
+        thread::sleep(Duration::from_millis(10));
+        seen.extend(got.try_iter());
+        if seen.iter().any(|&m| m > last_while_stopped) {
+            break;
+        }
+        assert!(
+            resumed_at.elapsed() < RESUME_WITHIN,
+            "no delivery within {RESUME_WITHIN:?} of Redis answering again; got {seen:?}"
+        );
+    }
+    eprintln!("delivery resumed {:?} after SIGCONT", resumed_at.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    seen.extend(got.try_iter());
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "out of order or doubled: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|&m| m >= 10),
+        "an old message came again: {seen:?}"
+    );
+    let after = a.stats();
+    assert_eq!(after["up"], 1, "{after:?}");
+    let log = a.log();
+    assert!(
+        log.contains("publisher lost its connection") && log.contains("publisher reconnected"),
+        "a's log does not tell what happened:\n{log}"
+    );
 }
 
 /// Reads `"<publisher> <n> ..."` messages on a thread until told to stop, sending each `n` on.
