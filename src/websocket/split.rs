@@ -88,9 +88,10 @@ struct Shared<W: Transport> {
     /// Frames a hub queued for this connection, written before the next message of its own.
     outbox: Mutex<Outbox>,
     out: Mutex<Out<W>>,
-    /// The message slot: true while a message is being sent (see the module doc).
-    slot: Mutex<bool>,
-    /// Signalled when the slot is given back, a close frame goes out, or the connection closes.
+    /// The message slot (see the module doc).
+    slot: Mutex<Slot>,
+    /// Signalled when the slot is given back, a close frame goes out, or the connection closes,
+    /// if anyone waits for it.
     slot_free: Condvar,
     close_sent: AtomicBool,
     closed: Mutex<bool>,
@@ -143,7 +144,7 @@ pub(crate) fn split<S: Split, L: Link>(
             sender,
             mid_message: false,
         }),
-        slot: Mutex::new(false),
+        slot: Mutex::new(Slot::default()),
         slot_free: Condvar::new(),
         close_sent: AtomicBool::new(close_sent),
         closed: Mutex::new(conn.state == State::Closed),
@@ -196,24 +197,29 @@ impl<W: Transport> Shared<W> {
     /// the connection closed (also while waiting). Time spent waiting is not the write
     /// timeout's: that bounds each frame once it is being written.
     fn take_slot(&self) -> Result<SlotGuard<'_, W>> {
-        let mut busy = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if self.is_closed() || self.close_sent.load(Ordering::SeqCst) {
                 return Err(Error::Closed);
             }
-            if !*busy {
-                *busy = true;
+            if !slot.busy {
+                slot.busy = true;
                 return Ok(SlotGuard { shared: self });
             }
-            busy = self.slot_free.wait(busy).unwrap_or_else(|e| e.into_inner());
+            slot.waiting += 1;
+            slot = self.slot_free.wait(slot).unwrap_or_else(|e| e.into_inner());
+            slot.waiting -= 1;
         }
     }
 
-    /// Wakes the senders waiting for the slot to see a close; under the slot's mutex, so a
-    /// waiter between its check and its wait cannot miss it.
+    /// Wakes the senders waiting for the slot (to take it, or to see a close). The count is
+    /// read under the slot's mutex, which a waiter holds from its check until its wait, so no
+    /// waiter is missed; with none, no wake-up is paid for (a system call per message).
     fn wake_slot_waiters(&self) {
-        drop(self.slot.lock().unwrap_or_else(|e| e.into_inner()));
-        self.slot_free.notify_all();
+        let waiting = self.slot.lock().unwrap_or_else(|e| e.into_inner()).waiting;
+        if waiting > 0 {
+            self.slot_free.notify_all();
+        }
     }
 
     fn run_on_closed(&self) {
@@ -329,6 +335,15 @@ impl<W: Transport> Shared<W> {
     }
 }
 
+/// The message slot's state, under its mutex.
+#[derive(Default)]
+struct Slot {
+    /// A message is being sent.
+    busy: bool,
+    /// Senders waiting on `slot_free` for the slot.
+    waiting: usize,
+}
+
 /// The message slot, held: given back when dropped. A streamed message sends through it.
 struct SlotGuard<'a, W: Transport> {
     shared: &'a Shared<W>,
@@ -336,10 +351,13 @@ struct SlotGuard<'a, W: Transport> {
 
 impl<W: Transport> Drop for SlotGuard<'_, W> {
     fn drop(&mut self) {
-        let mut busy = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
-        *busy = false;
-        drop(busy);
-        self.shared.slot_free.notify_all();
+        let mut slot = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.busy = false;
+        let waiting = slot.waiting;
+        drop(slot);
+        if waiting > 0 {
+            self.shared.slot_free.notify_all();
+        }
     }
 }
 
