@@ -31,8 +31,10 @@
 //! # Workloads
 //!
 //! Each round starts fresh servers and runs every workload for each implementation in turn, the
-//! order rotating from round to round; the table shows the median over the rounds. Every echo is
-//! checked byte for byte against what was sent (payloads are pseudo-random and differ between
+//! order rotating from round to round; the table shows the median over the rounds, and below it
+//! the same ratios as medians of the ratio within each round (this machine's speed drifts
+//! between rounds by up to 3x on some rows; two sides of one round ran seconds apart). Every echo
+//! is checked byte for byte against what was sent (payloads are pseudo-random and differ between
 //! consecutive messages).
 //!
 //! 1. latency: one connection, 32-byte round trips, p50 of the individual round trips.
@@ -1062,7 +1064,7 @@ fn judge(ratio: f64, target: Option<f64>, better: Better) -> String {
 }
 
 /// Workload 7: the batching servers against the plain raw one and against each other.
-fn print_batching(samples: &mut Samples) {
+fn print_batching(samples: &Samples) {
     println!("\nbatching servers, pipelined 64 B, 1 conn (msg/s):");
     let rows = [
         (
@@ -1092,18 +1094,66 @@ fn print_batching(samples: &mut Samples) {
             judge(feed / raw, Some(1.2), Better::Higher),
             judge(feed / raw_batched, Some(0.9), Better::Higher)
         );
+        let feed_key = (batched, Imp::Sync);
+        let paired =
+            |den| paired_median(samples, feed_key, den).map_or("-".into(), |r| format!("{r:.2}"));
+        println!(
+            "    paired by round: feed/raw {}   feed/raw batched {}",
+            paired((plain, Imp::Raw)),
+            paired((batched, Imp::Raw))
+        );
     }
 }
 
-/// The median of the samples of `key` for `imp`, if there are any.
-fn sample_median(samples: &mut Samples, key: &'static str, imp: Imp) -> Option<f64> {
+/// The median of the samples of `key` for `imp`, if there are any (the samples keep their
+/// round order).
+fn sample_median(samples: &Samples, key: &'static str, imp: Imp) -> Option<f64> {
     samples
-        .get_mut(&(key, imp))
+        .get(&(key, imp))
         .filter(|v| !v.is_empty())
-        .map(|v| median(v))
+        .map(|v| median(&mut v.clone()))
 }
 
-fn print_table(samples: &mut Samples) {
+/// The median over rounds of `num / den`, each pair taken from one round. This machine's speed
+/// drifts between rounds (by 3x on some rows here), and both sides of one round ran within
+/// seconds of each other, so a ratio within a round cancels most of the drift that a ratio of
+/// two medians keeps.
+fn paired_median(
+    samples: &Samples,
+    num: (&'static str, Imp),
+    den: (&'static str, Imp),
+) -> Option<f64> {
+    let (a, b) = (samples.get(&num)?, samples.get(&den)?);
+    let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    (!ratios.is_empty()).then(|| median(&mut ratios))
+}
+
+/// The main table's syncws/raw and syncws/tungstenite ratios again, each the median of the
+/// ratios within a round ([`paired_median`]).
+fn print_paired(samples: &Samples) {
+    println!(
+        "
+the same ratios paired by round (median over rounds of the ratio within a round):"
+    );
+    for row in ROWS {
+        let vs = |imp| paired_median(samples, (row.key, Imp::Sync), (row.key, imp));
+        let show =
+            |r: Option<f64>, target| r.map_or_else(|| "-".into(), |r| judge(r, target, row.better));
+        println!(
+            "  {:<28} syncws/raw {:<21} syncws/tung {}",
+            row.label,
+            show(vs(Imp::Raw), row.vs_raw),
+            show(vs(Imp::Tung), row.vs_tung)
+        );
+    }
+    for row in CLIENT_ROWS {
+        let r = paired_median(samples, (row.key, Imp::Sync), (row.key, Imp::Tung));
+        let shown = r.map_or_else(|| "-".into(), |r| judge(r, row.vs_tung, row.better));
+        println!("  {:<28} {:<32} syncws/tung {}", row.label, "", shown);
+    }
+}
+
+fn print_table(samples: &Samples) {
     let med = sample_median;
     println!();
     println!(
@@ -1307,8 +1357,9 @@ fn main() {
         );
     }
 
-    print_table(&mut samples);
-    print_batching(&mut samples);
+    print_table(&samples);
+    print_paired(&samples);
+    print_batching(&samples);
     print_samples(&samples);
 
     if want("allocs") {
