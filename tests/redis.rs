@@ -263,11 +263,7 @@ impl Instance {
 
     /// Sends the child `signal` (`STOP`, `CONT`).
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal}");
+        send_signal(self.child.id(), signal);
     }
 
     /// A client of this instance, in the room.
@@ -474,14 +470,7 @@ fn delivery_resumes_after_redis_is_killed_and_restarted() {
     stop.store(true, Ordering::Relaxed);
     let mut receiver = reader.join().unwrap();
     seen.extend(got.try_iter());
-    assert!(
-        seen.windows(2).all(|w| w[0] < w[1]),
-        "out of order or doubled: {seen:?}"
-    );
-    assert!(
-        seen.iter().all(|&m| m >= 10),
-        "a message from before the kill came again: {seen:?}"
-    );
+    in_order_and_new(&seen, 10);
     nothing_more_than_new(&mut receiver, *seen.last().unwrap());
 
     // Both are back, with the threads and descriptors they had before.
@@ -521,7 +510,7 @@ fn delivery_resumes_after_redis_is_killed_and_restarted() {
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to the process `pid`.
-fn signal(pid: u32, signal: &str) {
+fn send_signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
         .status()
@@ -560,7 +549,7 @@ fn a_redis_that_stops_answering_stalls_no_socket_thread_and_delivery_resumes() {
     // Redis stops answering (it is slow, or hung): its sockets stay open and silent. For longer
     // than the backend's timeout (2 s), publishes go on and reach the local member as fast as
     // ever: no socket thread waits for Redis.
-    signal(pid, "STOP");
+    send_signal(pid, "STOP");
     let stopped = Instant::now();
     let mut slowest = Duration::ZERO;
     while stopped.elapsed() < Duration::from_secs(3) {
@@ -569,7 +558,7 @@ fn a_redis_that_stops_answering_stalls_no_socket_thread_and_delivery_resumes() {
     }
     let last_while_stopped = n - 1;
     let during = a.stats();
-    signal(pid, "CONT");
+    send_signal(pid, "CONT");
     eprintln!("slowest local round trip while Redis was stopped: {slowest:?}");
     assert!(
         slowest < Duration::from_millis(500),
@@ -599,20 +588,26 @@ fn a_redis_that_stops_answering_stalls_no_socket_thread_and_delivery_resumes() {
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
     seen.extend(got.try_iter());
-    assert!(
-        seen.windows(2).all(|w| w[0] < w[1]),
-        "out of order or doubled: {seen:?}"
-    );
-    assert!(
-        seen.iter().all(|&m| m >= 10),
-        "an old message came again: {seen:?}"
-    );
+    in_order_and_new(&seen, 10);
     let after = a.stats();
     assert_eq!(after["up"], 1, "{after:?}");
     let log = a.log();
     assert!(
         log.contains("publisher lost its connection") && log.contains("publisher reconnected"),
         "a's log does not tell what happened:\n{log}"
+    );
+}
+
+/// Checks the numbers a member got across a fault: in order, none twice, none below `first`
+/// (delivered before the fault, so never again).
+fn in_order_and_new(seen: &[u32], first: u32) {
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "out of order or doubled: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|&m| m >= first),
+        "a message from before the fault came again: {seen:?}"
     );
 }
 
