@@ -47,8 +47,10 @@ impl ReadBuf {
     /// One `read` call appending to the unparsed bytes. Returns the number of bytes read; 0 means
     /// the peer closed its side.
     pub fn fill<R: Read + ?Sized>(&mut self, reader: &mut R) -> io::Result<usize> {
-        if self.end == self.buf.len() || (self.start > 0 && self.buf.len() - self.end < 512) {
-            // Move the unparsed tail (a partial frame) to the front to make room.
+        if self.start > 0 {
+            // Move the unparsed tail (a partial frame) to the front, so the read is offered the
+            // whole room: copying at most one buffer costs less than the extra `read` that a
+            // short room behind the tail would take (a frame's worth of bytes each time).
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -107,13 +109,13 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_frame_moves_to_the_front_when_under_512_bytes_are_left() {
+    fn a_partial_frame_moves_to_the_front_before_a_read() {
         // (bytes read first, bytes then consumed, room offered to the next read)
         let rows = [
-            (1000, 600, 624),   // 24 left behind the tail: move the 400 to the front
-            (1024, 1000, 1000), // full: move
-            (300, 100, 724),    // 724 left: read there, no copy
-            (512, 1, 512),      // exactly 512 left: read there
+            (1000, 600, 624),   // the 400 left move to the front
+            (1024, 1000, 1000), // full: the 24 left move
+            (300, 100, 824),    // 724 behind the tail, but all but the 200 left once they move
+            (512, 1, 513),      // even one consumed byte: the 511 left move
             (1000, 0, 24),      // nothing consumed: nothing to move
         ];
         for (first, consumed, offered) in rows {
