@@ -469,6 +469,8 @@ struct Relay {
     cut_next: Arc<Mutex<Option<mpsc::Sender<()>>>>,
     /// The socket to the client, once it has connected.
     client: Arc<OnceLock<TcpStream>>,
+    /// Set to pass nothing on from now on, either way, and keep both sockets open.
+    swallow: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -479,12 +481,14 @@ impl Relay {
             records: Arc::default(),
             cut_next: Arc::default(),
             client: Arc::default(),
+            swallow: Arc::default(),
         };
         let (records, cut_next, client) = (
             Arc::clone(&relay.records),
             Arc::clone(&relay.cut_next),
             Arc::clone(&relay.client),
         );
+        let (swallow, swallow_up) = (Arc::clone(&relay.swallow), Arc::clone(&relay.swallow));
         thread::spawn(move || {
             let (down, _) = listener.accept().unwrap();
             let up = TcpStream::connect(upstream).unwrap();
@@ -494,13 +498,24 @@ impl Relay {
             let (mut from_client, mut to_server) =
                 (down.try_clone().unwrap(), up.try_clone().unwrap());
             thread::spawn(move || {
-                let _ = std::io::copy(&mut from_client, &mut to_server);
-                let _ = to_server.shutdown(std::net::Shutdown::Write);
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                    if !swallow_up.load(Ordering::SeqCst) && to_server.write_all(&buf[..n]).is_err()
+                    {
+                        return;
+                    }
+                }
+                if !swallow_up.load(Ordering::SeqCst) {
+                    let _ = to_server.shutdown(std::net::Shutdown::Write);
+                }
             });
             let (mut from_server, mut to_client) = (up, down);
             let mut count = RecordCount::default();
             let mut buf = vec![0u8; 64 << 10];
             while let Ok(n @ 1..) = from_server.read(&mut buf) {
+                if swallow.load(Ordering::SeqCst) {
+                    continue;
+                }
                 count.feed(&buf[..n]);
                 records.store(count.records, Ordering::SeqCst);
                 let cut = cut_next.lock().unwrap().take();
@@ -516,7 +531,9 @@ impl Relay {
                     break;
                 }
             }
-            let _ = to_client.shutdown(std::net::Shutdown::Write);
+            if !swallow.load(Ordering::SeqCst) {
+                let _ = to_client.shutdown(std::net::Shutdown::Write);
+            }
         });
         relay
     }
@@ -589,7 +606,8 @@ fn a_record_in_two_parts_does_not_hold_up_the_writer() {
 }
 
 /// A record no key of the session decrypts (a corrupted one) fails a split reader's receive at
-/// once, not by its timeout once the peer goes quiet.
+/// once, not by its timeout: the relay then passes nothing on, so no alert reaches the server
+/// and no end of stream the client.
 #[test]
 fn a_corrupt_record_fails_a_split_reader_at_once() {
     let relay = Relay::start(wss_server("server.pem", "server.key", Config::default()));
@@ -600,11 +618,49 @@ fn a_corrupt_record_fails_a_split_reader_at_once() {
     // Application data, TLS 1.2 on the wire (as 1.3 also labels it), 32 bytes of noise.
     let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x20];
     record.extend([0xa5; 32]);
+    relay.swallow.store(true, Ordering::SeqCst);
     relay.client.get().unwrap().write_all(&record).unwrap();
     let started = Instant::now();
     let got = reader.recv_timeout(Duration::from_secs(3));
     assert!(matches!(&got, Err(e) if !e.is_timeout()), "{got:?}");
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) },
+        0
+    );
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// A split reader over TLS with nothing to read sleeps in the kernel until bytes arrive; it does
+/// not poll the session in a loop.
+#[test]
+fn an_idle_split_reader_does_not_spin() {
+    let addr = wss_server("server.pem", "server.key", Config::default());
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", addr, "/"))
+        .unwrap();
+    let (mut reader, _writer) = ws.split().unwrap();
+    let (done, result) = mpsc::channel();
+    thread::spawn(move || {
+        let before = thread_cpu_time();
+        let got = reader.recv_timeout(Duration::from_millis(500));
+        let _ = done.send((got, thread_cpu_time() - before));
+    });
+    let (got, used) = result
+        .recv_timeout(Duration::from_secs(3))
+        .expect("the receive came back by its deadline");
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    assert!(
+        used < Duration::from_millis(100),
+        "{used:?} of CPU in 500 ms of waiting"
+    );
 }
 
 /// A frame the server sends over 16 KiB goes out in as few TLS records as its bytes need: the
