@@ -471,6 +471,15 @@ struct Relay {
     client: Arc<OnceLock<TcpStream>>,
     /// Set to pass nothing on from now on, either way, and keep both sockets open.
     swallow: Arc<AtomicBool>,
+    /// Set to hold back the last byte of every record from the server for [`HOLD`], and pause
+    /// after it (so each record arrives in parts, the next one only after it).
+    tails: Arc<AtomicBool>,
+    /// When the last tail held back was passed on.
+    tail_sent: Arc<Mutex<Option<Instant>>>,
+    /// When the client's end of stream reached the relay.
+    client_ended: Arc<OnceLock<Instant>>,
+    /// When the server's end of stream reached the relay (all before it passed on).
+    server_ended: Arc<OnceLock<Instant>>,
 }
 
 impl Relay {
@@ -482,7 +491,17 @@ impl Relay {
             cut_next: Arc::default(),
             client: Arc::default(),
             swallow: Arc::default(),
+            tails: Arc::default(),
+            tail_sent: Arc::default(),
+            client_ended: Arc::default(),
+            server_ended: Arc::default(),
         };
+        let server_ended = Arc::clone(&relay.server_ended);
+        let (tails, tail_sent, client_ended) = (
+            Arc::clone(&relay.tails),
+            Arc::clone(&relay.tail_sent),
+            Arc::clone(&relay.client_ended),
+        );
         let (records, cut_next, client) = (
             Arc::clone(&relay.records),
             Arc::clone(&relay.cut_next),
@@ -499,7 +518,11 @@ impl Relay {
                 (down.try_clone().unwrap(), up.try_clone().unwrap());
             thread::spawn(move || {
                 let mut buf = vec![0u8; 64 << 10];
-                while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                while let Ok(n) = from_client.read(&mut buf) {
+                    if n == 0 {
+                        let _ = client_ended.set(Instant::now());
+                        break;
+                    }
                     if !swallow_up.load(Ordering::SeqCst) && to_server.write_all(&buf[..n]).is_err()
                     {
                         return;
@@ -525,12 +548,31 @@ impl Relay {
                         thread::sleep(HOLD);
                         to_client.write_all(&buf[n / 2..n])
                     }),
+                    None if tails.load(Ordering::SeqCst) => {
+                        // Record by record (the server writes whole ones): all but the last
+                        // byte, the last byte after HOLD, then a pause before the next.
+                        let mut sent = Ok(());
+                        let mut at = 0;
+                        while at + 5 <= n && sent.is_ok() {
+                            let len = 5 + u16::from_be_bytes([buf[at + 3], buf[at + 4]]) as usize;
+                            let end = (at + len).min(n);
+                            sent = to_client.write_all(&buf[at..end - 1]).and_then(|()| {
+                                thread::sleep(HOLD);
+                                *tail_sent.lock().unwrap() = Some(Instant::now());
+                                to_client.write_all(&buf[end - 1..end])
+                            });
+                            thread::sleep(HOLD / 4);
+                            at = end;
+                        }
+                        sent.and_then(|()| to_client.write_all(&buf[at..n]))
+                    }
                     None => to_client.write_all(&buf[..n]),
                 };
                 if sent.is_err() {
                     break;
                 }
             }
+            let _ = server_ended.set(Instant::now());
             if !swallow.load(Ordering::SeqCst) {
                 let _ = to_client.shutdown(std::net::Shutdown::Write);
             }
@@ -624,6 +666,42 @@ fn a_corrupt_record_fails_a_split_reader_at_once() {
     let got = reader.recv_timeout(Duration::from_secs(3));
     assert!(matches!(&got, Err(e) if !e.is_timeout()), "{got:?}");
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// A split client that closes waits for the server to end the connection first (RFC 6455
+/// 7.1.1: the server SHOULD close the TCP connection first), also when the server's last
+/// records (its close frame, its TLS close_notify) reach it in parts: the client's end of
+/// stream comes after the last of the server's bytes.
+#[test]
+fn a_closing_split_client_waits_for_the_servers_last_record_in_parts() {
+    let relay = Relay::start(wss_server("server.pem", "server.key", Config::default()));
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", relay.addr, "/"))
+        .unwrap();
+    let (mut reader, _writer) = ws.split().unwrap();
+    relay.tails.store(true, Ordering::SeqCst);
+    reader.close(CloseCode::NORMAL, "bye").unwrap();
+    assert_eq!(reader.recv_timeout(TIMEOUT).unwrap(), None);
+    let waiting = Instant::now();
+    while (relay.client_ended.get().is_none() || relay.server_ended.get().is_none())
+        && waiting.elapsed() < TIMEOUT
+    {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let ended = *relay
+        .client_ended
+        .get()
+        .expect("the client ended the connection");
+    let last = relay
+        .tail_sent
+        .lock()
+        .unwrap()
+        .expect("a tail was held back");
+    assert!(
+        ended > last,
+        "the client ended {:?} before the server's last bytes",
+        last - ended
+    );
 }
 
 /// The CPU time the calling thread has used.
