@@ -12,7 +12,8 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -453,6 +454,314 @@ fn server_side_split_over_tls() {
     assert_eq!(ws.close_frame().map(|f| f.code), Some(CloseCode::NORMAL));
 }
 
+/// How long [`Relay`] holds back the second half of a record it cuts.
+const HOLD: Duration = Duration::from_millis(600);
+
+/// A TCP relay between one client and `upstream` that watches and tampers with what the server
+/// sends: it counts the TLS records, can cut the next chunk in two (the second half [`HOLD`]
+/// later, a record reaching the client in parts), and lets the test write bytes of its own to
+/// the client.
+struct Relay {
+    addr: SocketAddr,
+    /// TLS records the server has sent so far (counted before they are passed on).
+    records: Arc<AtomicUsize>,
+    /// Set to cut the next chunk from the server; told once its first half has gone out.
+    cut_next: Arc<Mutex<Option<mpsc::Sender<()>>>>,
+    /// The socket to the client, once it has connected.
+    client: Arc<OnceLock<TcpStream>>,
+    /// Set to pass nothing on from now on, either way, and keep both sockets open.
+    swallow: Arc<AtomicBool>,
+    /// Set to hold back the last byte of every record from the server for [`HOLD`], and pause
+    /// after it (so each record arrives in parts, the next one only after it).
+    tails: Arc<AtomicBool>,
+    /// When the last tail held back was passed on.
+    tail_sent: Arc<Mutex<Option<Instant>>>,
+    /// When the client's end of stream reached the relay.
+    client_ended: Arc<OnceLock<Instant>>,
+    /// When the server's end of stream reached the relay (all before it passed on).
+    server_ended: Arc<OnceLock<Instant>>,
+}
+
+impl Relay {
+    fn start(upstream: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = Relay {
+            addr: listener.local_addr().unwrap(),
+            records: Arc::default(),
+            cut_next: Arc::default(),
+            client: Arc::default(),
+            swallow: Arc::default(),
+            tails: Arc::default(),
+            tail_sent: Arc::default(),
+            client_ended: Arc::default(),
+            server_ended: Arc::default(),
+        };
+        let server_ended = Arc::clone(&relay.server_ended);
+        let (tails, tail_sent, client_ended) = (
+            Arc::clone(&relay.tails),
+            Arc::clone(&relay.tail_sent),
+            Arc::clone(&relay.client_ended),
+        );
+        let (records, cut_next, client) = (
+            Arc::clone(&relay.records),
+            Arc::clone(&relay.cut_next),
+            Arc::clone(&relay.client),
+        );
+        let (swallow, swallow_up) = (Arc::clone(&relay.swallow), Arc::clone(&relay.swallow));
+        thread::spawn(move || {
+            let (down, _) = listener.accept().unwrap();
+            let up = TcpStream::connect(upstream).unwrap();
+            guard(&down);
+            guard(&up);
+            client.set(down.try_clone().unwrap()).unwrap();
+            let (mut from_client, mut to_server) =
+                (down.try_clone().unwrap(), up.try_clone().unwrap());
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 64 << 10];
+                while let Ok(n) = from_client.read(&mut buf) {
+                    if n == 0 {
+                        let _ = client_ended.set(Instant::now());
+                        break;
+                    }
+                    if !swallow_up.load(Ordering::SeqCst) && to_server.write_all(&buf[..n]).is_err()
+                    {
+                        return;
+                    }
+                }
+                if !swallow_up.load(Ordering::SeqCst) {
+                    let _ = to_server.shutdown(std::net::Shutdown::Write);
+                }
+            });
+            let (mut from_server, mut to_client) = (up, down);
+            let mut count = RecordCount::default();
+            let mut buf = vec![0u8; 64 << 10];
+            while let Ok(n @ 1..) = from_server.read(&mut buf) {
+                if swallow.load(Ordering::SeqCst) {
+                    continue;
+                }
+                count.feed(&buf[..n]);
+                records.store(count.records, Ordering::SeqCst);
+                let cut = cut_next.lock().unwrap().take();
+                let sent = match cut {
+                    Some(told) => to_client.write_all(&buf[..n / 2]).and_then(|()| {
+                        let _ = told.send(());
+                        thread::sleep(HOLD);
+                        to_client.write_all(&buf[n / 2..n])
+                    }),
+                    None if tails.load(Ordering::SeqCst) => {
+                        // Record by record (the server writes whole ones): all but the last
+                        // byte, the last byte after HOLD, then a pause before the next.
+                        let mut sent = Ok(());
+                        let mut at = 0;
+                        while at + 5 <= n && sent.is_ok() {
+                            let len = 5 + u16::from_be_bytes([buf[at + 3], buf[at + 4]]) as usize;
+                            let end = (at + len).min(n);
+                            sent = to_client.write_all(&buf[at..end - 1]).and_then(|()| {
+                                thread::sleep(HOLD);
+                                *tail_sent.lock().unwrap() = Some(Instant::now());
+                                to_client.write_all(&buf[end - 1..end])
+                            });
+                            thread::sleep(HOLD / 4);
+                            at = end;
+                        }
+                        sent.and_then(|()| to_client.write_all(&buf[at..n]))
+                    }
+                    None => to_client.write_all(&buf[..n]),
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+            let _ = server_ended.set(Instant::now());
+            if !swallow.load(Ordering::SeqCst) {
+                let _ = to_client.shutdown(std::net::Shutdown::Write);
+            }
+        });
+        relay
+    }
+
+    fn records(&self) -> usize {
+        self.records.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts the TLS records in a byte stream that arrives cut anywhere: each is a 5-byte header
+/// (type, version, 16-bit length) and that many bytes.
+#[derive(Default)]
+struct RecordCount {
+    head: Vec<u8>,
+    body_left: usize,
+    records: usize,
+}
+
+impl RecordCount {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.body_left > 0 {
+                let n = self.body_left.min(bytes.len());
+                self.body_left -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (5 - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.head.len() == 5 {
+                self.body_left = u16::from_be_bytes([self.head[3], self.head[4]]) as usize;
+                self.head.clear();
+                self.records += 1;
+            }
+        }
+    }
+}
+
+/// A TLS record that reaches a split reader in two parts, the second [`HOLD`] later: the
+/// reader waits for the rest outside the session's lock, so a send meanwhile goes out at once,
+/// and the message arrives whole.
+#[test]
+fn a_record_in_two_parts_does_not_hold_up_the_writer() {
+    let relay = Relay::start(wss_server("server.pem", "server.key", Config::default()));
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", relay.addr, "/"))
+        .unwrap();
+    let (mut reader, writer) = ws.split().unwrap();
+    let (cut, first_half_sent) = mpsc::channel();
+    *relay.cut_next.lock().unwrap() = Some(cut);
+    writer.send("cut in two").unwrap();
+    let reading = thread::spawn(move || {
+        let first = reader.recv_timeout(TIMEOUT);
+        (first, reader.recv_timeout(TIMEOUT))
+    });
+    first_half_sent.recv_timeout(TIMEOUT).unwrap();
+    // The reader has the first half and waits for the rest.
+    thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    writer.send("meanwhile").unwrap();
+    let waited = started.elapsed();
+    let (first, second) = reading.join().unwrap();
+    assert_eq!(first.unwrap(), Some(Message::from("cut in two")));
+    assert_eq!(second.unwrap(), Some(Message::from("meanwhile")));
+    assert!(
+        waited < HOLD / 2,
+        "the send waited {waited:?} for the reader"
+    );
+}
+
+/// A record no key of the session decrypts (a corrupted one) fails a split reader's receive at
+/// once, not by its timeout: the relay then passes nothing on, so no alert reaches the server
+/// and no end of stream the client.
+#[test]
+fn a_corrupt_record_fails_a_split_reader_at_once() {
+    let relay = Relay::start(wss_server("server.pem", "server.key", Config::default()));
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", relay.addr, "/"))
+        .unwrap();
+    let (mut reader, _writer) = ws.split().unwrap();
+    // Application data, TLS 1.2 on the wire (as 1.3 also labels it), 32 bytes of noise.
+    let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+    record.extend([0xa5; 32]);
+    relay.swallow.store(true, Ordering::SeqCst);
+    relay.client.get().unwrap().write_all(&record).unwrap();
+    let started = Instant::now();
+    let got = reader.recv_timeout(Duration::from_secs(3));
+    assert!(matches!(&got, Err(e) if !e.is_timeout()), "{got:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// A split client that closes waits for the server to end the connection first (RFC 6455
+/// 7.1.1: the server SHOULD close the TCP connection first), also when the server's last
+/// records (its close frame, its TLS close_notify) reach it in parts: the client's end of
+/// stream comes after the last of the server's bytes.
+#[test]
+fn a_closing_split_client_waits_for_the_servers_last_record_in_parts() {
+    let relay = Relay::start(wss_server("server.pem", "server.key", Config::default()));
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", relay.addr, "/"))
+        .unwrap();
+    let (mut reader, _writer) = ws.split().unwrap();
+    relay.tails.store(true, Ordering::SeqCst);
+    reader.close(CloseCode::NORMAL, "bye").unwrap();
+    assert_eq!(reader.recv_timeout(TIMEOUT).unwrap(), None);
+    let waiting = Instant::now();
+    while (relay.client_ended.get().is_none() || relay.server_ended.get().is_none())
+        && waiting.elapsed() < TIMEOUT
+    {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let ended = *relay
+        .client_ended
+        .get()
+        .expect("the client ended the connection");
+    let last = relay
+        .tail_sent
+        .lock()
+        .unwrap()
+        .expect("a tail was held back");
+    assert!(
+        ended > last,
+        "the client ended {:?} before the server's last bytes",
+        last - ended
+    );
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) },
+        0
+    );
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// A split reader over TLS with nothing to read sleeps in the kernel until bytes arrive; it does
+/// not poll the session in a loop.
+#[test]
+fn an_idle_split_reader_does_not_spin() {
+    let addr = wss_server("server.pem", "server.key", Config::default());
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", addr, "/"))
+        .unwrap();
+    let (mut reader, _writer) = ws.split().unwrap();
+    let (done, result) = mpsc::channel();
+    thread::spawn(move || {
+        let before = thread_cpu_time();
+        let got = reader.recv_timeout(Duration::from_millis(500));
+        let _ = done.send((got, thread_cpu_time() - before));
+    });
+    let (got, used) = result
+        .recv_timeout(Duration::from_secs(3))
+        .expect("the receive came back by its deadline");
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    assert!(
+        used < Duration::from_millis(100),
+        "{used:?} of CPU in 500 ms of waiting"
+    );
+}
+
+/// A frame the server sends over 16 KiB goes out in as few TLS records as its bytes need: the
+/// header travels in the first record with the payload, not in a record of its own.
+#[test]
+fn a_frame_takes_as_few_records_as_its_bytes() {
+    let relay = Relay::start(wss_server("server.pem", "server.key", Config::default()));
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", relay.addr, "/"))
+        .unwrap();
+    // Payload length, then records: the header is 4 bytes up to 64 KiB, 10 beyond.
+    for (len, records) in [(16 << 10 | 1, 2), (32 << 10, 3), (40_000, 3), (100_000, 7)] {
+        let before = relay.records();
+        let bytes = bytes_of_len(len);
+        ws.send(bytes.as_slice()).unwrap();
+        assert_eq!(
+            ws.recv_timeout(TIMEOUT).unwrap(),
+            Some(Message::Binary(bytes))
+        );
+        assert_eq!(relay.records() - before, records, "a frame of {len} bytes");
+    }
+}
+
 #[test]
 fn tls_handshake_respects_the_client_deadline() {
     // A "server" that accepts TCP and never answers the TLS hello.
@@ -475,6 +784,79 @@ fn tls_handshake_respects_the_client_deadline() {
         "{err}"
     );
     holder.join().unwrap();
+}
+
+/// The socket under a TLS client that, once `trickle` is set, sends one byte per write, 15 ms
+/// apart, and fails as soon as the server has said anything (or closed).
+#[derive(Debug)]
+struct Trickle {
+    tcp: TcpStream,
+    trickle: Arc<AtomicBool>,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.trickle.load(Ordering::SeqCst) || buf.is_empty() {
+            return self.tcp.write(buf);
+        }
+        self.tcp.set_nonblocking(true)?;
+        let answered = self.tcp.peek(&mut [0u8]);
+        self.tcp.set_nonblocking(false)?;
+        if !matches!(&answered, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+            return Err(std::io::Error::other("the server has answered"));
+        }
+        thread::sleep(Duration::from_millis(15));
+        self.tcp.write(&buf[..1])
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A client that trickles its upgrade request inside one TLS record, a byte at a time (each
+/// well within any socket timeout, the record complete only after 4 s), is answered at the
+/// server's handshake deadline: every socket read inside the record gets only the time left.
+#[test]
+fn a_record_trickled_in_cannot_stretch_the_handshake() {
+    const DEADLINE: Duration = Duration::from_millis(800);
+    let addr = wss_server(
+        "server.pem",
+        "server.key",
+        Config::default().handshake_timeout(DEADLINE),
+    );
+    // TLS 1.2, whose handshake ends with the server's last word (1.3 servers send session
+    // tickets after it, which would look like an answer).
+    let connector = native_tls::TlsConnector::builder()
+        .add_root_certificate(native_tls::Certificate::from_pem(&read_fixture("ca.pem")).unwrap())
+        .max_protocol_version(Some(native_tls::Protocol::Tlsv12))
+        .build()
+        .unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    guard(&tcp);
+    let connected = Instant::now();
+    let trickle = Arc::new(AtomicBool::new(false));
+    let socket = Trickle {
+        tcp,
+        trickle: Arc::clone(&trickle),
+    };
+    let mut tls = connector.connect("localhost", socket).unwrap();
+    trickle.store(true, Ordering::SeqCst);
+    let request = upgrade_request(&format!("/{}", "p".repeat(150)));
+    assert!(request.len() * 15 > 4000);
+    let sent = tls.write_all(request.as_bytes());
+    let took = connected.elapsed();
+    assert!(sent.is_err(), "the whole request went in, {took:?}");
+    assert!(
+        took < DEADLINE + Duration::from_secs(1),
+        "answered after {took:?}"
+    );
 }
 
 #[test]

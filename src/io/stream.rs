@@ -674,3 +674,66 @@ impl Write for TcpRef {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A stream that answers each read from a script and counts the reads.
+    struct Scripted {
+        reads: VecDeque<io::Result<usize>>,
+        calls: usize,
+    }
+
+    impl Scripted {
+        fn new(reads: impl IntoIterator<Item = io::Result<usize>>) -> Self {
+            Scripted {
+                reads: reads.into_iter().collect(),
+                calls: 0,
+            }
+        }
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            self.calls += 1;
+            self.reads.pop_front().unwrap_or(Ok(0))
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Scripted {}
+
+    #[test]
+    fn a_drain_reads_on_past_an_interruption_and_stops_at_the_end_or_an_error() {
+        let soon = Instant::now() + Duration::from_secs(5);
+        let interrupted = || Err(io::ErrorKind::Interrupted.into());
+        let reset = || Err(io::ErrorKind::ConnectionReset.into());
+        // (script, reads made): a signal is no end, end-of-stream and a failure are.
+        let cases: [(Vec<io::Result<usize>>, usize); 4] = [
+            (vec![Ok(0), Ok(5)], 1),
+            (vec![Ok(5), interrupted(), Ok(5), Ok(0), Ok(5)], 4),
+            (vec![Ok(5), reset(), Ok(5)], 2),
+            (vec![interrupted(), reset(), Ok(5)], 2),
+        ];
+        for (i, (script, reads)) in cases.into_iter().enumerate() {
+            let mut stream = Scripted::new(script);
+            drain_until(&mut stream, soon);
+            assert_eq!(stream.calls, reads, "case {i}");
+        }
+        assert!(Instant::now() < soon, "no case waited for the deadline");
+        // Past the deadline nothing is read.
+        let mut stream = Scripted::new([Ok(5)]);
+        drain_until(&mut stream, Instant::now());
+        assert_eq!(stream.calls, 0);
+    }
+}
