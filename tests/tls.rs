@@ -615,15 +615,22 @@ impl RecordCount {
     }
 }
 
+/// Our client on a `wss://` server with the default config, through a [`Relay`] that sees every
+/// record the server sends.
+fn relayed_client() -> (Relay, WebSocket) {
+    let relay = Relay::start(wss_server("server.pem", "server.key", Config::default()));
+    let ws = trusting_client()
+        .connect(&wss_url("localhost", relay.addr, "/"))
+        .unwrap();
+    (relay, ws)
+}
+
 /// A TLS record that reaches a split reader in two parts, the second [`HOLD`] later: the
 /// reader waits for the rest outside the session's lock, so a send meanwhile goes out at once,
 /// and the message arrives whole.
 #[test]
 fn a_record_in_two_parts_does_not_hold_up_the_writer() {
-    let relay = Relay::start(wss_server("server.pem", "server.key", Config::default()));
-    let mut ws = trusting_client()
-        .connect(&wss_url("localhost", relay.addr, "/"))
-        .unwrap();
+    let (relay, mut ws) = relayed_client();
     let (mut reader, writer) = ws.split().unwrap();
     let (cut, first_half_sent) = mpsc::channel();
     *relay.cut_next.lock().unwrap() = Some(cut);
@@ -652,10 +659,7 @@ fn a_record_in_two_parts_does_not_hold_up_the_writer() {
 /// and no end of stream the client.
 #[test]
 fn a_corrupt_record_fails_a_split_reader_at_once() {
-    let relay = Relay::start(wss_server("server.pem", "server.key", Config::default()));
-    let mut ws = trusting_client()
-        .connect(&wss_url("localhost", relay.addr, "/"))
-        .unwrap();
+    let (relay, mut ws) = relayed_client();
     let (mut reader, _writer) = ws.split().unwrap();
     // Application data, TLS 1.2 on the wire (as 1.3 also labels it), 32 bytes of noise.
     let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x20];
@@ -674,10 +678,7 @@ fn a_corrupt_record_fails_a_split_reader_at_once() {
 /// stream comes after the last of the server's bytes.
 #[test]
 fn a_closing_split_client_waits_for_the_servers_last_record_in_parts() {
-    let relay = Relay::start(wss_server("server.pem", "server.key", Config::default()));
-    let mut ws = trusting_client()
-        .connect(&wss_url("localhost", relay.addr, "/"))
-        .unwrap();
+    let (relay, mut ws) = relayed_client();
     let (mut reader, _writer) = ws.split().unwrap();
     relay.tails.store(true, Ordering::SeqCst);
     reader.close(CloseCode::NORMAL, "bye").unwrap();
@@ -745,10 +746,7 @@ fn an_idle_split_reader_does_not_spin() {
 /// header travels in the first record with the payload, not in a record of its own.
 #[test]
 fn a_frame_takes_as_few_records_as_its_bytes() {
-    let relay = Relay::start(wss_server("server.pem", "server.key", Config::default()));
-    let mut ws = trusting_client()
-        .connect(&wss_url("localhost", relay.addr, "/"))
-        .unwrap();
+    let (relay, mut ws) = relayed_client();
     // Payload length, then records: the header is 4 bytes up to 64 KiB, 10 beyond.
     for (len, records) in [(16 << 10 | 1, 2), (32 << 10, 3), (40_000, 3), (100_000, 7)] {
         let before = relay.records();
