@@ -973,20 +973,26 @@ fn two_chat_instances_on_one_redis_share_their_room() {
     assert_eq!(text(&mut bob), "* bob joined");
     let mut ann = one.join("ann");
     assert_eq!(text(&mut bob), "* ann joined", "through Redis");
-    ann.send("hello from one").unwrap();
-    // Bob's notice may reach instance one before or after ann joined it.
-    let before = read_until(&mut ann, "ann: hello from one");
+    exchange(&mut ann, &mut bob, "hello from one", "hi from two");
+}
+
+/// Ann (just joined, on the other instance than bob) says `hello`, bob answers `reply`: each
+/// sees both lines once, in order, and nothing more.
+fn exchange(ann: &mut WebSocket, bob: &mut WebSocket, hello: &str, reply: &str) {
+    ann.send(hello).unwrap();
+    // Bob's notice may reach ann's instance before or after ann joined it.
+    let before = read_until(ann, &format!("ann: {hello}"));
     assert!(
         before.first().is_some_and(|t| t == "* ann joined")
             && before[1..].iter().all(|t| t == "* bob joined"),
         "{before:?}"
     );
-    assert_eq!(text(&mut bob), "ann: hello from one");
-    bob.send("hi from two").unwrap();
-    assert_eq!(text(&mut bob), "bob: hi from two");
-    assert_eq!(text(&mut ann), "bob: hi from two");
-    nothing_more(&mut ann);
-    nothing_more(&mut bob);
+    assert_eq!(text(bob), format!("ann: {hello}"));
+    bob.send(reply).unwrap();
+    assert_eq!(text(bob), format!("bob: {reply}"));
+    assert_eq!(text(ann), format!("bob: {reply}"));
+    nothing_more(ann);
+    nothing_more(bob);
 }
 
 #[cfg(feature = "redis-tls")]
@@ -1075,19 +1081,7 @@ fn two_chat_instances_behind_nginx_share_their_room() {
         "* ann joined",
         "from instance one, through Redis"
     );
-    ann.send("hello from behind nginx").unwrap();
-    let before = read_until(&mut ann, "ann: hello from behind nginx");
-    assert!(
-        before.first().is_some_and(|t| t == "* ann joined")
-            && before[1..].iter().all(|t| t == "* bob joined"),
-        "{before:?}"
-    );
-    assert_eq!(text(&mut bob), "ann: hello from behind nginx");
-    bob.send("and back").unwrap();
-    assert_eq!(text(&mut bob), "bob: and back");
-    assert_eq!(text(&mut ann), "bob: and back");
-    nothing_more(&mut ann);
-    nothing_more(&mut bob);
+    exchange(&mut ann, &mut bob, "hello from behind nginx", "and back");
     // Both came through nginx: it logs each upgrade (101) once the connection ends.
     drop((ann, bob));
     let deadline = Instant::now() + Duration::from_secs(10);
