@@ -416,6 +416,90 @@ mod tests {
         }
     }
 
+    /// Bytes no compressor can shrink (xorshift), so the output outgrows what is reserved.
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_messages_round_trip_through_a_full_output_buffer() {
+        // The output outgrows the half of the input reserved for it: zlib may take all the
+        // input while the flush is still pending, and the loop must go on until it is out.
+        for level in [1, 6, 9] {
+            let mut c = Compressor::new(15, level, false);
+            let mut d = Decompressor::new(15, false);
+            for size in [300, 1000, 5000, 70_000, 300_000] {
+                let msg = noise(size);
+                let frames = compress_message(&mut c, &[&msg]);
+                let got = inflate_message(&mut d, &frames, usize::MAX).unwrap();
+                assert!(got == msg, "level {level} size {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_piece_appended_after_other_bytes_loses_only_its_own_tail() {
+        // `out` already holds bytes (a frame header, an earlier piece): only the piece's own
+        // trailing 00 00 ff ff goes, and an empty last piece adds its one byte.
+        let mut c = Compressor::new(15, 6, false);
+        let mut out = vec![0xab; 100];
+        c.compress(b"hello", true, &mut out).unwrap();
+        assert_eq!(&out[..100], &[0xab; 100][..]);
+        assert!(!out.ends_with(&TAIL), "{out:x?}");
+        let mut d = Decompressor::new(15, false);
+        assert_eq!(
+            inflate_message(&mut d, &[out[100..].to_vec()], 100).unwrap(),
+            b"hello"
+        );
+
+        let mut out = Vec::new();
+        c.compress(b"again", false, &mut out).unwrap();
+        let first = out.clone();
+        assert!(
+            first.ends_with(&TAIL),
+            "a piece that is not the last keeps its flush"
+        );
+        c.compress(b"", true, &mut out).unwrap();
+        assert_eq!(
+            &out[..first.len()],
+            &first[..],
+            "the earlier piece is intact"
+        );
+        assert_eq!(&out[first.len()..], &[0x00]);
+        let got = inflate_message(&mut d, &[first, vec![0x00]], 100).unwrap();
+        assert_eq!(got, b"again");
+    }
+
+    #[test]
+    fn the_output_buffer_grows_once_and_in_proportion() {
+        let mut c = Compressor::new(15, 6, false);
+        // 64 bytes of room take a short message as they are.
+        let mut out = Vec::with_capacity(64);
+        c.compress(b"hi", true, &mut out).unwrap();
+        assert_eq!(out.capacity(), 64);
+        // A message that compresses to under half its size: one reservation of half of it
+        // (and a little), not more.
+        for size in [5000, 1 << 20] {
+            let msg = sample(size);
+            let mut out = Vec::new();
+            c.compress(&msg, true, &mut out).unwrap();
+            assert!(
+                out.len() < size / 4,
+                "size {size}: {} compressed",
+                out.len()
+            );
+            assert_eq!(out.capacity(), size / 2 + 256, "size {size}");
+        }
+    }
+
     #[test]
     fn the_limit_wins_over_corruption_found_in_the_same_call() {
         // 301 bytes of text, then a stored block with bad lengths: with a limit of 300 the
