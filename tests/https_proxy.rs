@@ -334,3 +334,66 @@ fn wss_through_an_https_proxy_split() {
     assert_eq!(reader.recv_timeout(TIMEOUT).unwrap(), None);
     closer.join().unwrap().unwrap();
 }
+
+/// Inside TLS in TLS a send that reports success is on the wire too: records the inner session
+/// handed to the outer one, which the socket did not take before the write timeout, are the
+/// outer session's to send, and the send's flush must push them through both sessions (or
+/// fail). As `over_tls_every_send_reported_done_arrives` in `write_deadline.rs`, through the
+/// proxy: the server reads nothing until the client gave up, then finds exactly the messages
+/// the client was told went.
+#[test]
+fn through_an_https_proxy_every_send_reported_done_arrives() {
+    let (server, go, counted) = wss_reading_later();
+    let proxy = TlsProxy::start(200);
+    let mut ws = Client::builder()
+        .proxy(&proxy.url(None))
+        .tls(test_ca())
+        .config(short_write_timeout())
+        .connect(&format!("wss://localhost:{}/", server.port()))
+        .unwrap();
+    let sent = send_until_refused(&mut ws, 8000);
+    drop(ws);
+    drop(go);
+    let arrived = counted.recv_timeout(Duration::from_secs(30)).unwrap();
+    println!("{sent} sends reported done, {arrived} messages arrived");
+    assert_eq!(
+        arrived, sent,
+        "messages arrived against sends reported done"
+    );
+}
+
+/// A split reader inside TLS in TLS with nothing to read sleeps in the kernel until bytes
+/// arrive: it asks the outer session for decrypted bytes it holds, and waits on the socket
+/// when it holds none, instead of polling the sessions in a loop.
+#[test]
+fn an_idle_split_reader_inside_an_https_proxy_does_not_spin() {
+    let server = wss_server();
+    let proxy = TlsProxy::start(200);
+    let mut ws = Client::builder()
+        .proxy(&proxy.url(None))
+        .tls(test_ca())
+        .connect(&format!("wss://localhost:{}/", server.port()))
+        .unwrap();
+    let (mut reader, writer) = ws.split().unwrap();
+    // A round trip first, so both sessions have read records.
+    writer.send("ping").unwrap();
+    assert_eq!(
+        reader.recv_timeout(TIMEOUT).unwrap(),
+        Some(Message::from("ping"))
+    );
+    let (done, result) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let before = thread_cpu_time();
+        let got = reader.recv_timeout(Duration::from_millis(500));
+        let _ = done.send((got, thread_cpu_time() - before));
+    });
+    let (got, used) = result
+        .recv_timeout(Duration::from_secs(3))
+        .expect("the receive came back by its deadline");
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    assert!(
+        used < Duration::from_millis(100),
+        "{used:?} of CPU in 500 ms of waiting"
+    );
+    drop(writer);
+}

@@ -705,18 +705,6 @@ fn a_closing_split_client_waits_for_the_servers_last_record_in_parts() {
     );
 }
 
-/// The CPU time the calling thread has used.
-fn thread_cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) },
-        0
-    );
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
 /// A split reader over TLS with nothing to read sleeps in the kernel until bytes arrive; it does
 /// not poll the session in a loop.
 #[test]

@@ -125,3 +125,27 @@ fn server_send_over_tls_fails_within_the_write_timeout() {
     check("server over TLS", outcome);
     drop(ws);
 }
+
+/// Over TLS a send that reports success is on the wire: when the socket takes only part of a
+/// record before the write timeout, the session keeps the rest, and the send must fail (its
+/// flush), not succeed with bytes that never leave. The client sends one-record messages to a
+/// server that reads nothing until the client gave up; then the server reads, and finds
+/// exactly the messages the client was told went, whole and in order.
+#[cfg(any(feature = "tls", feature = "rustls"))]
+#[test]
+fn over_tls_every_send_reported_done_arrives() {
+    let (addr, go, counted) = support::wss_reading_later();
+    let mut ws = support::test_ca_client()
+        .config(support::short_write_timeout())
+        .connect(&format!("wss://localhost:{}/", addr.port()))
+        .unwrap();
+    let sent = support::send_until_refused(&mut ws, 8000);
+    drop(ws);
+    drop(go);
+    let arrived = counted.recv_timeout(Duration::from_secs(30)).unwrap();
+    println!("{sent} sends reported done, {arrived} messages arrived");
+    assert_eq!(
+        arrived, sent,
+        "messages arrived against sends reported done"
+    );
+}

@@ -311,8 +311,11 @@ impl Write for Session {
         }
     }
 
+    /// Sends the records this session holds, then flushes the socket view: inside another
+    /// session (an `https://` proxy), records handed to it may still wait there.
     fn flush(&mut self) -> io::Result<()> {
-        self.send_pending()
+        self.send_pending()?;
+        self.socket.flush()
     }
 }
 

@@ -3,7 +3,8 @@
 //! ([`http_head`]), raw peers that speak WebSocket by hand so tests can send exactly what a
 //! well-behaved library never would ([`raw_peer`]), payloads ([`payloads`]), external daemons
 //! such as tinyproxy ([`daemon`]) or nginx ([`nginx`]), what the library logged ([`logs`]), a hand-written
-//! SOCKS5 server ([`socks`]), a real `redis-server` with a raw RESP client ([`redis_server`])
+//! SOCKS5 server ([`socks`]), what a thread has cost ([`threads`]), `wss://` peers on the test
+//! certificate ([`tls`]), a real `redis-server` with a raw RESP client ([`redis_server`])
 //! and child runs of a test binary ([`child`]). Everything is re-exported: `use support::*;`.
 
 // Each test file uses a different subset of these helpers.
@@ -21,6 +22,8 @@ mod redis_server;
 mod rooms;
 mod server;
 mod socks;
+mod threads;
+mod tls;
 
 pub use child::*;
 pub use daemon::*;
@@ -34,6 +37,8 @@ pub use redis_server::*;
 pub use rooms::*;
 pub use server::*;
 pub use socks::*;
+pub use threads::*;
+pub use tls::*;
 
 use std::net::TcpStream;
 use std::time::Duration;

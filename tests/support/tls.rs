@@ -1,0 +1,86 @@
+//! `wss://` peers on the test certificate in `tests/fixtures` (for `localhost`, signed by
+//! `ca.pem`), and what a client of them checks. Empty without a TLS backend.
+#![cfg(any(feature = "tls", feature = "rustls"))]
+
+use std::net::SocketAddr;
+use std::sync::{Mutex, mpsc};
+use std::thread;
+
+use syncws::{Client, ClientBuilder, ClientTls, Config, Message, Server, ServerTls, WebSocket};
+
+use super::TIMEOUT;
+
+/// The path of a file in `tests/fixtures`.
+pub fn fixture_path(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The test certificate and key as a server identity.
+pub fn test_server_tls() -> ServerTls {
+    ServerTls::from_pem_files(fixture_path("server.pem"), fixture_path("server.key")).unwrap()
+}
+
+/// A client trusting the test CA, without a proxy.
+pub fn test_ca_client() -> ClientBuilder {
+    let tls = ClientTls::builder()
+        .add_root_file(fixture_path("ca.pem"))
+        .build()
+        .unwrap();
+    Client::builder().tls(tls).no_proxy()
+}
+
+/// The payload [`send_until_refused`] sends as message `i`: its number, then padding.
+fn numbered(i: usize, len: usize) -> Vec<u8> {
+    let mut bytes = format!("{i:08}").into_bytes();
+    bytes.resize(len, b'.');
+    bytes
+}
+
+/// A `wss://` server whose handler reads nothing until the returned sender is used or
+/// dropped, then receives until the connection ends and reports how many of the messages
+/// [`send_until_refused`] numbers arrived whole and in order (`usize::MAX` for one out of
+/// order).
+pub fn wss_reading_later() -> (SocketAddr, mpsc::Sender<()>, mpsc::Receiver<usize>) {
+    let (go, wait) = mpsc::channel::<()>();
+    let (report, counted) = mpsc::channel();
+    let wait = Mutex::new(wait);
+    let report = Mutex::new(report);
+    let server = Server::bind("127.0.0.1:0").unwrap().tls(test_server_tls());
+    let addr = server.local_addr();
+    thread::spawn(move || {
+        server.serve(move |ws: &mut WebSocket| {
+            let _ = wait.lock().unwrap().recv_timeout(TIMEOUT * 3);
+            let mut arrived = 0;
+            while let Ok(Some(Message::Binary(bytes))) = ws.recv_timeout(TIMEOUT) {
+                arrived = match bytes == numbered(arrived, bytes.len()) {
+                    true => arrived + 1,
+                    false => usize::MAX,
+                };
+                if arrived == usize::MAX {
+                    break;
+                }
+            }
+            let _ = report.lock().unwrap().send(arrived);
+            Ok(())
+        })
+    });
+    (addr, go, counted)
+}
+
+/// Sends numbered binary messages of `len` bytes (one TLS record each for `len` under 16 KiB)
+/// until a send fails, and returns how many sends reported success. Panics if none fails
+/// within 20,000 messages.
+pub fn send_until_refused(ws: &mut WebSocket, len: usize) -> usize {
+    for i in 0..20_000 {
+        if ws.send(&numbered(i, len)[..]).is_err() {
+            return i;
+        }
+    }
+    panic!("20,000 sends of {len} bytes to a peer that reads nothing all succeeded");
+}
+
+/// Config for [`send_until_refused`]: a send fails once the socket has taken nothing for
+/// 300 ms.
+pub fn short_write_timeout() -> Config {
+    Config::default().write_timeout(Some(std::time::Duration::from_millis(300)))
+}
