@@ -1082,3 +1082,45 @@ fn hand_built_rustls_settings() {
         .no_proxy();
     assert_eq!(tls_kind(only_13.connect(&url)), TlsErrorKind::Handshake);
 }
+
+/// A frame over 16 KiB leaves in few system calls: after the first record (the header with
+/// the payload's start), each write hands the session as much of the payload as it takes at
+/// once, and the session gives the socket all the records that makes in one call, not one
+/// record per call. Counted on the server's handler thread (rustls writes with `writev`).
+#[cfg(feature = "rustls")]
+#[test]
+fn a_large_frame_leaves_in_few_system_calls() {
+    const LEN: usize = 1 << 20;
+    let (report, calls) = mpsc::channel();
+    let report = Mutex::new(report);
+    let server = Server::bind("127.0.0.1:0")
+        .unwrap()
+        .tls(server_tls("server.pem", "server.key"));
+    let addr = server.local_addr();
+    thread::spawn(move || {
+        server.serve(move |ws: &mut WebSocket| {
+            let bytes = bytes_of_len(LEN);
+            ws.recv()?;
+            let before = thread_write_calls();
+            ws.send(bytes.as_slice())?;
+            let _ = report.lock().unwrap().send(thread_write_calls() - before);
+            ws.recv()?;
+            Ok(())
+        })
+    });
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", addr, "/"))
+        .unwrap();
+    ws.send("go").unwrap();
+    assert_eq!(
+        ws.recv_timeout(TIMEOUT).unwrap(),
+        Some(Message::Binary(bytes_of_len(LEN)))
+    );
+    let calls = calls.recv_timeout(TIMEOUT).unwrap();
+    println!("{LEN} bytes in {calls} write calls");
+    // 64 records of 16 KiB; 1 + 16 calls of up to 64 KiB each when nothing is partial.
+    assert!(
+        (1..=32).contains(&calls),
+        "{calls} write calls for {LEN} bytes"
+    );
+}

@@ -736,4 +736,79 @@ mod tests {
         drain_until(&mut stream, Instant::now());
         assert_eq!(stream.calls, 0);
     }
+
+    /// A rustls server and client over loopback on the test certificate, handshake done.
+    #[cfg(feature = "rustls")]
+    fn tls_pair() -> (Stream, Stream) {
+        use crate::tls::{ClientTls, ServerTls};
+        let fixture = |name: &str| {
+            let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+            std::fs::read(path).unwrap()
+        };
+        let server_tls = ServerTls::from_pem(&fixture("server.pem"), &fixture("server.key"));
+        let server_tls = server_tls.unwrap();
+        let client_tls = ClientTls::builder()
+            .add_root_pem(&fixture("ca.pem"))
+            .build();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            server_tls.accept(Arc::new(tcp), deadline).unwrap()
+        });
+        let tcp = Arc::new(TcpStream::connect(addr).unwrap());
+        let mut client = client_tls
+            .unwrap()
+            .connect("localhost", tcp, deadline)
+            .unwrap();
+        let mut server = server.join().unwrap();
+        for stream in [&mut server, &mut client] {
+            stream.set_deadline(None);
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            stream
+                .set_write_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+        }
+        (server, client)
+    }
+
+    /// The session takes a write's bytes even when the socket takes only part of their records
+    /// (a fan-out's member that reads slowly), so a flush that does not block must report the
+    /// records held back, and send them once the socket has room: nothing stays behind.
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn a_nonblocking_flush_sends_what_the_session_held_back() {
+        let (mut server, mut client) = tls_pair();
+        // The client reads nothing yet: write until a write takes nothing.
+        let chunk = [7u8; 1000];
+        let mut taken = 0;
+        loop {
+            match server.write_nonblocking(&chunk) {
+                Ok(n) => taken += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(taken < 256 << 20, "the socket never filled");
+        }
+        let held = server.flush_nonblocking().map_err(|e| e.kind());
+        assert_eq!(held, Err(io::ErrorKind::WouldBlock), "{taken} bytes taken");
+        let reader = std::thread::spawn(move || {
+            let (mut got, mut buf) = (0, vec![0u8; 64 << 10]);
+            while got < taken {
+                match client.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            got
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.flush_nonblocking().is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(reader.join().unwrap(), taken, "bytes read of those taken");
+    }
 }
