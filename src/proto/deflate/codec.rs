@@ -203,7 +203,7 @@ impl Decompressor {
                 }
                 out.reserve_exact(target - out.len());
             }
-            let (in_before, out_before) = (z.total_in(), out.len());
+            let in_before = z.total_in();
             let result = z.decompress_vec(input, out, FlushDecompress::None);
             // The limit first: zlib may fill the output and then, in the same call, reach
             // corrupt input further on; fed in smaller pieces it would have stopped at the
@@ -216,10 +216,14 @@ impl Decompressor {
             input = &input[used..];
             match status {
                 Status::StreamEnd => self.ended = true,
-                // Out of input with room to spare: everything so far is out.
-                _ if input.is_empty() && out.len() < out.capacity() => return Ok(()),
-                _ if used == 0 && out.len() == out_before && out.len() < out.capacity() => {
-                    return Err(InflateError::Corrupt);
+                // zlib stops short of filling `out` only once it has used all the input (it
+                // stops when either runs out): everything so far is out. Input left over means
+                // it could go no further.
+                _ if out.len() < out.capacity() => {
+                    return match input {
+                        [] => Ok(()),
+                        _ => Err(InflateError::Corrupt),
+                    };
                 }
                 _ => {}
             }
@@ -281,53 +285,44 @@ impl Decompressor {
         out: &mut Vec<u8>,
         room: usize,
     ) -> Result<usize, InflateError> {
+        if self.ended {
+            // Only the restored tail may follow a final block.
+            return match input {
+                [] => Ok(0),
+                _ => Err(InflateError::Corrupt),
+            };
+        }
         let bits = self.window_bits;
         let z = self
             .state
             .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
         let start = out.len();
         out.resize(start + room, 0);
-        let (mut used, mut made) = (0, 0);
-        let result = loop {
-            if self.ended {
-                // Only the restored tail may follow a final block.
-                break if used == input.len() {
-                    Ok(())
-                } else {
-                    Err(InflateError::Corrupt)
-                };
-            }
-            if made == room {
-                break Ok(());
-            }
-            let (in_before, out_before) = (z.total_in(), z.total_out());
-            let result = z.decompress(
-                &input[used..],
-                &mut out[start + made..],
-                FlushDecompress::None,
-            );
-            // What inflated before corrupt data stays: the caller checks it first (bad text
-            // ahead of the corruption decides the close code, as in the unbounded path).
-            let took = (z.total_in() - in_before) as usize;
-            let gave = (z.total_out() - out_before) as usize;
-            used += took;
-            made += gave;
-            let Ok(status) = result else {
-                break Err(InflateError::Corrupt);
-            };
-            match status {
-                Status::StreamEnd => self.ended = true,
-                _ if used == input.len() && made < room => break Ok(()),
-                _ if took == 0 && gave == 0 => break Err(InflateError::Corrupt),
-                _ => {}
-            }
-        };
+        let (in_before, out_before) = (z.total_in(), z.total_out());
+        let status = z.decompress(input, &mut out[start..], FlushDecompress::None);
+        // What inflated before corrupt data stays: the caller checks it first (bad text ahead
+        // of the corruption decides the close code, as in the unbounded path).
+        let used = (z.total_in() - in_before) as usize;
+        let made = (z.total_out() - out_before) as usize;
         out.truncate(start + made);
         self.seen += used;
         for &b in input[..used].iter().rev().take(4).rev() {
             self.last = [self.last[1], self.last[2], self.last[3], b];
         }
-        result.map(|()| used)
+        match status {
+            Err(_) => Err(InflateError::Corrupt),
+            Ok(Status::StreamEnd) => {
+                self.ended = true;
+                match used == input.len() {
+                    true => Ok(used),
+                    false => Err(InflateError::Corrupt),
+                }
+            }
+            // zlib stops when the input or the room runs out; short of both, it could go no
+            // further.
+            Ok(_) if made < room && used < input.len() => Err(InflateError::Corrupt),
+            Ok(_) => Ok(used),
+        }
     }
 
     /// Drops whatever a failed message left behind.
@@ -704,6 +699,126 @@ mod tests {
             inflate_message(&mut d, &[with_more], 100),
             Err(InflateError::Corrupt)
         );
+    }
+
+    /// A message as a peer may compress it: ending in a final block (zlib's finish), not in a
+    /// sync flush.
+    fn finished(msg: &[u8]) -> Vec<u8> {
+        let mut z = Compress::new_with_window_bits(Compression::new(6), false, 15);
+        let mut out = Vec::with_capacity(msg.len() + 64);
+        z.compress_vec(msg, &mut out, FlushCompress::Finish)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_message_ending_in_a_final_block_needs_no_tail_and_ends_the_stream() {
+        // Two such messages on a decompressor that would keep its context: each is a stream
+        // of its own, the tail is not added, and the state goes with the message.
+        let one = sample(5000);
+        let two = noise(3000);
+        let mut d = Decompressor::new(15, false);
+        for msg in [&one, &two] {
+            let got = inflate_message(&mut d, &[finished(msg)], usize::MAX);
+            assert_eq!(got.as_deref(), Ok(&msg[..]));
+            assert!(!d.holds_state(), "the ended stream is forgotten");
+        }
+        for room in [1, 100, 1 << 20] {
+            let mut d = Decompressor::new(15, false);
+            for msg in [&one, &two] {
+                assert_eq!(inflate_in_steps(&mut d, &[finished(msg)], room), *msg);
+                assert!(!d.holds_state());
+            }
+        }
+        // After the final block, in steps too, only the tail may follow.
+        let mut d = Decompressor::new(15, false);
+        let mut extra = finished(b"done");
+        extra.push(0x00);
+        let mut out = Vec::new();
+        assert_eq!(
+            d.inflate_bounded(&extra, &mut out, 1 << 10),
+            Err(InflateError::Corrupt)
+        );
+        assert_eq!(out, b"done");
+    }
+
+    #[test]
+    fn every_flushed_piece_is_out_when_inflate_returns() {
+        // A piece ending in a sync flush is all there to read once `inflate` returns, whatever
+        // room `out` had: nothing waits inside the decompressor for the next piece.
+        for data in [sample(200_000), noise(200_000)] {
+            for cut in [1, 1000, 65_535, 65_536, 65_537, 131_072, 150_000] {
+                let mut c = Compressor::new(15, 6, false);
+                let frames = compress_message(&mut c, &[&data[..cut], &data[cut..]]);
+                for room in [0, cut - 1, cut, cut + 1] {
+                    let mut d = Decompressor::new(15, false);
+                    let mut out = Vec::with_capacity(room);
+                    d.inflate(&frames[0], &mut out, usize::MAX).unwrap();
+                    assert!(out == data[..cut], "cut {cut} room {room}: {}", out.len());
+                    d.inflate(&frames[1], &mut out, usize::MAX).unwrap();
+                    d.finish(&mut out, usize::MAX).unwrap();
+                    assert!(out == data, "cut {cut} room {room}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_piece_cut_anywhere_gives_all_it_decodes_to_whatever_room_out_had() {
+        // A peer may cut the compressed payload between frames anywhere, even inside a long
+        // match. Whatever `out`'s room, `inflate` returns with every byte the piece decodes
+        // to, including a match zlib had begun when `out` filled.
+        let zeros = vec![0u8; 20_000];
+        let mut c = Compressor::new(15, 6, false);
+        let wire = compress_message(&mut c, &[&zeros]).remove(0);
+        for cut in 1..wire.len() {
+            let piece = &wire[..cut];
+            let mut d = Decompressor::new(15, false);
+            let mut all = Vec::with_capacity(1 << 20);
+            d.inflate(piece, &mut all, usize::MAX).unwrap();
+            let n = all.len();
+            for room in n.saturating_sub(300)..=n {
+                let mut d = Decompressor::new(15, false);
+                let mut out = Vec::with_capacity(room);
+                d.inflate(piece, &mut out, usize::MAX).unwrap();
+                assert_eq!(out.len(), n, "cut {cut}, room {room}");
+            }
+        }
+    }
+
+    #[test]
+    fn bounded_inflate_appends_after_what_out_holds() {
+        let msg = sample(3000);
+        let mut c = Compressor::new(15, 6, false);
+        let frames = compress_message(&mut c, &[&msg]);
+        let mut d = Decompressor::new(15, false);
+        let mut out = b"before".to_vec();
+        let used = d.inflate_bounded(&frames[0], &mut out, 1 << 20).unwrap();
+        assert_eq!(used, frames[0].len());
+        d.inflate_bounded(&TAIL, &mut out, 1 << 20).unwrap();
+        assert_eq!(&out[..6], b"before");
+        assert!(out[6..] == msg[..]);
+    }
+
+    #[test]
+    fn a_reset_after_a_failed_message_starts_the_next_afresh() {
+        let mut d = Decompressor::new(15, false);
+        let mut out = Vec::new();
+        let mut c = Compressor::new(15, 6, false);
+        let first = compress_message(&mut c, &[b"half a message", b"rest"]);
+        d.inflate(&first[0], &mut out, 100).unwrap();
+        // The message fails (its other half never comes: corrupt, too large, closed).
+        assert_eq!(
+            d.inflate(&[0xff; 3], &mut out, 100),
+            Err(InflateError::Corrupt)
+        );
+        d.reset();
+        assert!(!d.holds_state());
+        assert!(!d.needs_tail(), "nothing of a message seen");
+        // A peer starting over (a new stream) is understood.
+        let mut c = Compressor::new(15, 6, false);
+        let frames = compress_message(&mut c, &[b"next"]);
+        assert_eq!(inflate_message(&mut d, &frames, 100), Ok(b"next".to_vec()));
     }
 
     #[test]

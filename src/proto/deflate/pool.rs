@@ -56,3 +56,49 @@ pub(super) fn give(level: u32, bits: u8, z: Compress) {
 pub fn pooled() -> usize {
     idle().len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh(level: u32, bits: u8) -> Compress {
+        Compress::new_with_window_bits(Compression::new(level), false, bits)
+    }
+
+    /// The pool is process-wide and other tests compress meanwhile, so the counts are checked
+    /// in a child run of this test binary that runs only this test.
+    #[test]
+    fn the_pool_gives_back_by_settings_and_keeps_at_most_its_maximum() {
+        const CHILD: &str = "SYNCWS_POOL_TEST_CHILD";
+        if std::env::var_os(CHILD).is_none() {
+            let name = "proto::deflate::pool::tests::\
+                        the_pool_gives_back_by_settings_and_keeps_at_most_its_maximum";
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads=1"])
+                .env(CHILD, "1")
+                .status()
+                .unwrap();
+            assert!(status.success(), "the child run failed: {status}");
+            return;
+        }
+        assert_eq!(pooled(), 0);
+        let mut z = fresh(6, 15);
+        let mut out = Vec::with_capacity(64);
+        z.compress_vec(b"state", &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        give(6, 15, z);
+        assert_eq!(pooled(), 1);
+        // Another level or window: a new compressor; the given one stays.
+        for (level, bits) in [(1, 15), (6, 12), (1, 12)] {
+            drop(take(level, bits));
+            assert_eq!(pooled(), 1, "level {level}, {bits} bits");
+        }
+        let again = take(6, 15);
+        assert_eq!(again.total_in(), 0, "taken back in its initial state");
+        assert_eq!(pooled(), 0);
+        for n in 1..=POOL_MAX + 2 {
+            give(6, 15, fresh(6, 15));
+            assert_eq!(pooled(), n.min(POOL_MAX));
+        }
+    }
+}
