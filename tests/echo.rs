@@ -294,3 +294,20 @@ fn connection_describes_itself() {
     assert_eq!(ws.state(), State::Closed);
     assert_eq!(ws.to_string(), "WebSocket(client, CLOSED)");
 }
+
+/// Both ends send each frame at once: TCP_NODELAY is on for the server's connection and the
+/// client's, so a small frame after another does not wait for the peer's acknowledgement.
+#[test]
+fn both_ends_send_without_nagles_delay() {
+    let (report, nodelay) = mpsc::channel();
+    let report = std::sync::Mutex::new(report);
+    let addr = serve(Config::default(), move |ws| {
+        let on = ws.get_ref().tcp().map(|tcp| tcp.nodelay().unwrap());
+        let _ = report.lock().unwrap().send(on);
+        Ok(())
+    });
+    let ws = Client::connect(&ws_url(addr, "/")).unwrap();
+    assert!(ws.get_ref().tcp().unwrap().nodelay().unwrap(), "client");
+    let server = nodelay.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(server, Some(true), "server");
+}

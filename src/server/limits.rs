@@ -219,9 +219,9 @@ fn check(
 /// which reads and discards what the client sent for up to a second, so the answer is not lost
 /// to a TCP reset caused by unread request bytes. At most [`linger_capacity`] sockets linger at
 /// once (each holds a file descriptor); beyond that a socket is closed at once.
-pub(crate) fn reject_fast(mut tcp: Socket, response: &[u8]) {
+pub(crate) fn reject_fast(tcp: Socket, response: &[u8]) {
     let _ = tcp.set_write_timeout(Some(Duration::from_millis(200)));
-    let _ = tcp.write_all(response);
+    let _ = (&tcp).write_all(response);
     let _ = tcp.shutdown(Shutdown::Write);
     static REAPER: OnceLock<Mutex<SyncSender<Socket>>> = OnceLock::new();
     let reaper = REAPER.get_or_init(|| {
@@ -486,14 +486,14 @@ impl AcceptFailures {
 /// Answers `tcp` and closes it at once (there is no descriptor to spare for lingering): the
 /// request bytes that have already arrived are read first, so that closing does not reset the
 /// connection and destroy the answer.
-fn refuse_now(mut tcp: Socket, response: &[u8]) {
+fn refuse_now(tcp: Socket, response: &[u8]) {
     let mut sink = [0u8; 4096];
     if tcp.set_nonblocking(true).is_ok() {
-        while matches!(tcp.read(&mut sink), Ok(n) if n > 0) {}
+        while matches!((&tcp).read(&mut sink), Ok(n) if n > 0) {}
     }
     let _ = tcp.set_nonblocking(false);
     let _ = tcp.set_write_timeout(Some(Duration::from_millis(200)));
-    let _ = tcp.write_all(response);
+    let _ = (&tcp).write_all(response);
     let _ = tcp.shutdown(Shutdown::Write);
 }
 
@@ -519,7 +519,7 @@ fn linger(rx: mpsc::Receiver<Socket>) {
         }
         sockets.retain_mut(|(s, until)| {
             let keep = loop {
-                match s.read(&mut sink) {
+                match (&*s).read(&mut sink) {
                     Ok(0) => break false,
                     Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break Instant::now() < *until,

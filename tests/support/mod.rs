@@ -23,6 +23,7 @@ mod rooms;
 mod server;
 mod socks;
 mod threads;
+#[cfg(any(feature = "tls", feature = "rustls"))]
 mod tls;
 
 pub use child::*;
@@ -38,6 +39,7 @@ pub use rooms::*;
 pub use server::*;
 pub use socks::*;
 pub use threads::*;
+#[cfg(any(feature = "tls", feature = "rustls"))]
 pub use tls::*;
 
 use std::net::TcpStream;

@@ -1,6 +1,5 @@
 //! `wss://` peers on the test certificate in `tests/fixtures` (for `localhost`, signed by
-//! `ca.pem`), and what a client of them checks. Empty without a TLS backend.
-#![cfg(any(feature = "tls", feature = "rustls"))]
+//! `ca.pem`), and what a client of them checks. Only built with a TLS backend.
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, mpsc};
