@@ -44,11 +44,17 @@ impl Transport for Own {
     }
 }
 
-/// A client-role WebSocket over [`Own`] (no handshake: `from_stream`) and the raw other end.
-fn own_pair() -> (WebSocket<Own>, TcpStream, Arc<AtomicBool>) {
+/// Both ends of a loopback TCP connection.
+fn sockets() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (peer, _) = listener.accept().unwrap();
+    (tcp, peer)
+}
+
+/// A client-role WebSocket over [`Own`] (no handshake: `from_stream`) and the raw other end.
+fn own_pair() -> (WebSocket<Own>, TcpStream, Arc<AtomicBool>) {
+    let (tcp, peer) = sockets();
     peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let fail_writes = Arc::new(AtomicBool::new(false));
     let own = Own {
@@ -97,4 +103,134 @@ fn a_failed_write_ends_the_connection_through_the_half_close() {
         "the peer reads the end of the stream: {read:?}, {rest:?}"
     );
     assert!(matches!(ws.send("third"), Err(Error::Closed)));
+}
+
+/// A client-role WebSocket straight over a `TcpStream` (its own `Transport`) and the raw other
+/// end, which reads nothing.
+fn tcp_pair(config: Config) -> (WebSocket<TcpStream>, TcpStream) {
+    let (tcp, peer) = sockets();
+    (WebSocket::from_stream(tcp, Role::Client, config, &[]), peer)
+}
+
+/// Over a plain `TcpStream` the timeouts reach the socket: a receive from a silent peer and a
+/// send to a peer that reads nothing both fail by their time, not never.
+#[test]
+fn a_tcp_stream_keeps_the_read_and_write_timeouts() {
+    let timeout = Duration::from_millis(300);
+    let (mut ws, peer) = tcp_pair(Config::default().write_timeout(Some(timeout)));
+    let (done, result) = mpsc::channel();
+    thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let got = ws.recv_timeout(timeout).map(|m| m.is_some());
+        let waited = started.elapsed();
+        let big = vec![0u8; 64 << 20];
+        let sent = ws.send(&big[..]);
+        let _ = done.send((got, waited, sent));
+    });
+    let (got, waited, sent) = result
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the receive and the send came back");
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    assert!(waited >= timeout, "{waited:?}");
+    let err = sent.expect_err("the peer reads nothing");
+    assert!(err.is_timeout(), "{err}");
+    drop(peer);
+}
+
+/// A stream with a non-blocking mode but no `write_nonblocking` of its own (the default) writes
+/// what the socket takes now, and says `WouldBlock` once it takes nothing, without waiting.
+#[test]
+fn the_default_nonblocking_write_takes_what_the_socket_takes_and_never_waits() {
+    struct Switchable(TcpStream);
+    impl Read for Switchable {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+    impl Write for Switchable {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Transport for Switchable {
+        fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+            self.0.set_nonblocking(nonblocking)
+        }
+    }
+    let (tcp, mut peer) = sockets();
+    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut stream = Switchable(tcp);
+    assert_eq!(stream.write_nonblocking(b"abc").unwrap(), 3);
+    let mut got = [0u8; 3];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"abc");
+    // The peer reads no more: the socket fills, and a write then takes nothing.
+    let chunk = vec![0u8; 64 << 10];
+    let mut taken = 0usize;
+    let started = std::time::Instant::now();
+    let refused = loop {
+        match stream.write_nonblocking(&chunk) {
+            Ok(n) => taken += n,
+            Err(e) => break e,
+        }
+        assert!(taken < 1 << 30, "the socket never filled");
+    };
+    assert_eq!(refused.kind(), io::ErrorKind::WouldBlock, "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // And the stream is blocking again afterwards.
+    assert!(stream.0.set_nonblocking(false).is_ok());
+    assert!(taken > 0);
+}
+
+/// The default non-blocking flush flushes the stream (what a buffering stream holds goes out)
+/// in non-blocking mode, and a stream without that mode says so.
+#[test]
+fn the_default_nonblocking_flush_sends_what_the_stream_buffers() {
+    struct Buffered {
+        tcp: TcpStream,
+        held: Vec<u8>,
+    }
+    impl Read for Buffered {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.tcp.read(buf)
+        }
+    }
+    impl Write for Buffered {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.held.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.tcp.write_all(&self.held)?;
+            self.held.clear();
+            Ok(())
+        }
+    }
+    impl Transport for Buffered {
+        fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+            self.tcp.set_nonblocking(nonblocking)
+        }
+    }
+    let (tcp, mut peer) = sockets();
+    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut stream = Buffered {
+        tcp,
+        held: Vec::new(),
+    };
+    stream.write_all(b"held back").unwrap();
+    stream.flush_nonblocking().unwrap();
+    let mut got = [0u8; 9];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"held back");
+
+    let (tcp, _peer) = sockets();
+    let mut plain = Own {
+        tcp,
+        fail_writes: Arc::default(),
+    };
+    let refused = plain.flush_nonblocking().map_err(|e| e.kind());
+    assert_eq!(refused, Err(io::ErrorKind::Unsupported));
 }
