@@ -293,6 +293,13 @@ fn connection_describes_itself() {
     assert_eq!(ws.recv().unwrap(), None);
     assert_eq!(ws.state(), State::Closed);
     assert_eq!(ws.to_string(), "WebSocket(client, CLOSED)");
+    assert_eq!(
+        format!("{ws:?}"),
+        format!(
+            "WebSocket {{ id: {}, role: Client, state: Closed, peer: Some({addr}), .. }}",
+            ws.id()
+        )
+    );
 }
 
 /// Both ends send each frame at once: TCP_NODELAY is on for the server's connection and the

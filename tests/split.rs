@@ -347,6 +347,15 @@ fn halves_display_like_the_websocket() {
     let (mut reader, writer) = ws.split().unwrap();
     assert_eq!(reader.to_string(), "Reader(client, OPEN)");
     assert_eq!(writer.to_string(), "Writer(client, OPEN)");
+    let id = writer.id();
+    assert_eq!(
+        format!("{reader:?}"),
+        format!("Reader {{ id: {id}, state: Open, .. }}")
+    );
+    assert_eq!(
+        format!("{writer:?}"),
+        format!("Writer {{ id: {id}, closed: false, .. }}")
+    );
     writer.send("bye").unwrap();
     assert_eq!(reader.recv().unwrap(), None);
     assert_eq!(reader.to_string(), "Reader(client, CLOSED)");
