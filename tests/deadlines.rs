@@ -152,3 +152,23 @@ fn split_send_to_a_peer_that_never_reads_fails_and_ends_the_reader() {
     assert!(r.is_err(), "{r:?}");
     done.send(()).unwrap();
 }
+
+/// A receive's deadline is kept to the time asked, also right after a longer one: the socket
+/// timeout left from that one is not reused (it would end the second receive up to a quarter
+/// late, a slack only the connection's own clocks may take).
+#[test]
+fn a_shorter_receive_deadline_after_a_longer_one_is_kept() {
+    let (addr, _quiet) = deaf_server();
+    let mut ws = connect(addr, Config::default());
+    let long = Duration::from_millis(1000);
+    let short = Duration::from_millis(810);
+    assert!(matches!(ws.recv_timeout(long), Err(Error::Timeout)));
+    let started = Instant::now();
+    assert!(matches!(ws.recv_timeout(short), Err(Error::Timeout)));
+    let took = started.elapsed();
+    assert!(took >= short, "{took:?}");
+    assert!(
+        took < short + (long - short) / 2,
+        "a receive of {short:?} took {took:?}, after one of {long:?}"
+    );
+}

@@ -170,4 +170,20 @@ mod tests {
         assert_eq!(budget, budget.clone());
         assert_ne!(budget, MemoryBudget::new(100));
     }
+
+    #[test]
+    fn forced_growth_past_the_limit_is_charged_and_given_back() {
+        // An allocator that rounded a request up: the bytes are held, limit or not.
+        let budget = MemoryBudget::new(100);
+        let mut a = Account::new(Some(budget.clone()));
+        assert!(a.grow(0, 90));
+        a.force(90, 120);
+        a.force(120, 130);
+        assert_eq!(budget.used(), 130);
+        assert!(!budget.try_charge(1), "over the limit now");
+        a.release();
+        assert_eq!(budget.used(), 0, "all of it given back");
+        Account::new(None).force(0, 1000);
+        assert_eq!(budget.used(), 0);
+    }
 }
