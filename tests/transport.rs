@@ -116,8 +116,11 @@ fn tcp_pair(config: Config) -> (WebSocket<TcpStream>, TcpStream) {
 /// send to a peer that reads nothing both fail by their time, not never.
 #[test]
 fn a_tcp_stream_keeps_the_read_and_write_timeouts() {
+    // The write timeout is long enough for the socket's buffers to fill well inside it even on
+    // a loaded machine, so that the send ends on the socket's timeout, not between two writes.
     let timeout = Duration::from_millis(300);
-    let (mut ws, peer) = tcp_pair(Config::default().write_timeout(Some(timeout)));
+    let write_timeout = Duration::from_secs(2);
+    let (mut ws, peer) = tcp_pair(Config::default().write_timeout(Some(write_timeout)));
     let (done, result) = mpsc::channel();
     thread::spawn(move || {
         let started = std::time::Instant::now();
@@ -125,16 +128,53 @@ fn a_tcp_stream_keeps_the_read_and_write_timeouts() {
         let waited = started.elapsed();
         let big = vec![0u8; 64 << 20];
         let sent = ws.send(&big[..]);
-        let _ = done.send((got, waited, sent));
+        let _ = done.send((got, waited, sent, ws));
     });
-    let (got, waited, sent) = result
+    let (got, waited, sent, ws) = result
         .recv_timeout(Duration::from_secs(10))
         .expect("the receive and the send came back");
     assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
     assert!(waited >= timeout, "{waited:?}");
     let err = sent.expect_err("the peer reads nothing");
     assert!(err.is_timeout(), "{err}");
-    drop(peer);
+    // The send cut a frame, so the connection was ended, both ways: the peer reads what
+    // arrived, then the end of the stream, while the WebSocket still exists.
+    let mut peer = peer;
+    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let read = peer.read_to_end(&mut Vec::new());
+    assert!(matches!(read, Ok(n) if n > 0), "{read:?}");
+    drop(ws);
+}
+
+/// Over a plain `TcpStream` a server that completed the closing handshake ends its sending
+/// side: the client reads the close frame and then the end of the stream, while the
+/// WebSocket still exists. And `try_recv` switches the socket to non-blocking mode: with
+/// nothing to read it returns at once.
+#[test]
+fn a_tcp_stream_is_half_closed_after_the_closing_handshake_and_polled_without_waiting() {
+    let (tcp, mut peer) = sockets();
+    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut ws = WebSocket::from_stream(tcp, Role::Server, Config::default(), &[]);
+    let (done, result) = mpsc::channel();
+    thread::spawn(move || {
+        let polled = ws.try_recv().map(|m| m.is_some());
+        let closed = ws.recv().map(|m| m.is_some());
+        let _ = done.send((polled, closed, ws));
+    });
+    thread::sleep(Duration::from_millis(100));
+    // A masked close frame, code 1000, mask 0.
+    peer.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])
+        .unwrap();
+    let (polled, closed, ws) = result
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the server's receives came back");
+    assert!(matches!(polled, Err(Error::Timeout)), "{polled:?}");
+    assert!(matches!(closed, Ok(false)), "{closed:?}");
+    let mut answer = Vec::new();
+    let read = peer.read_to_end(&mut answer);
+    assert!(matches!(read, Ok(4)), "{read:?} {answer:x?}");
+    assert_eq!(answer, [0x88, 0x02, 0x03, 0xe8]);
+    drop(ws);
 }
 
 /// A stream with a non-blocking mode but no `write_nonblocking` of its own (the default) writes
