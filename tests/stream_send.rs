@@ -607,3 +607,40 @@ fn a_writers_fragments_of_mixed_kinds_close_with_1011() {
     raw.send(&Frame::close(1011, ""));
     done.recv_timeout(TIMEOUT).unwrap().unwrap();
 }
+
+/// A send waiting for another thread's streamed message to finish is woken when a close goes
+/// out meanwhile, and fails with `Closed` at once: it does not wait on until the stream ends.
+#[test]
+fn a_send_waiting_for_a_streamed_message_fails_at_once_when_a_close_goes_out() {
+    let addr = echo_server();
+    let mut ws = connect(addr, Config::default());
+    let (mut reader, writer) = ws.split().unwrap();
+    let (streaming, waiting, closing) = (writer.clone(), writer.clone(), writer);
+    let (started_tx, started) = mpsc::channel();
+    let (finish_tx, finish) = mpsc::channel::<()>();
+    let streamer = thread::spawn(move || {
+        let mut message = streaming.send_stream(MessageKind::Binary).unwrap();
+        message.write_all(&[1; 100]).unwrap();
+        message.flush().unwrap();
+        started_tx.send(()).unwrap();
+        let _ = finish.recv_timeout(TIMEOUT);
+        drop(message);
+    });
+    started.recv_timeout(TIMEOUT).unwrap();
+    let (result_tx, result) = mpsc::channel();
+    let sender = thread::spawn(move || {
+        let _ = result_tx.send(waiting.send("after the stream"));
+    });
+    thread::sleep(Duration::from_millis(200));
+    assert!(result.try_recv().is_err(), "the send waits for the stream");
+    let closer = thread::spawn(move || closing.close(CloseCode::NORMAL, "bye"));
+    let got = result
+        .recv_timeout(Duration::from_secs(2))
+        .expect("the waiting send was woken by the close");
+    assert!(matches!(got, Err(Error::Closed)), "{got:?}");
+    finish_tx.send(()).unwrap();
+    streamer.join().unwrap();
+    sender.join().unwrap();
+    while let Ok(Some(_)) = reader.recv_timeout(TIMEOUT) {}
+    let _ = closer.join().unwrap();
+}

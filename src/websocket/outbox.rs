@@ -337,4 +337,20 @@ mod tests {
         q.mark_started();
         assert!(!q.started(), "nothing to be under way");
     }
+
+    #[test]
+    fn a_cleared_queue_lets_go_of_the_shared_frames() {
+        // A room's frame is shared by every member's queue; a closed member's queue must not
+        // keep it (and its memory) alive.
+        let shared = frame(1000, 1);
+        let mut q = Outbox::default();
+        q.push_plain(&shared, 10_000);
+        q.push_plain(&shared, 10_000);
+        q.advance(10);
+        assert_eq!(Arc::strong_count(&shared), 3);
+        q.clear();
+        assert_eq!(Arc::strong_count(&shared), 1);
+        assert!(q.is_empty() && !q.started() && q.bytes() == 0);
+        assert_eq!(q.push_plain(&shared, 10), Offer::Queued { first: true });
+    }
 }

@@ -597,6 +597,28 @@ mod tests {
     }
 
     #[test]
+    fn the_feed_queue_keeps_its_buffer_unless_it_grew_past_twice_the_limit() {
+        // Steady feeding allocates the queue once: a flush keeps the buffer for the next batch.
+        let mut sender = Sender::new(false, None);
+        let mut out = Calls::default();
+        for _ in 0..100 {
+            sender.feed_data(OpCode::Text, b"tick", false).unwrap();
+        }
+        let kept = sender.queue.capacity();
+        sender.flush_queue(&mut out).unwrap();
+        assert_eq!((sender.queued(), sender.queue.capacity()), (0, kept));
+        assert_eq!(out.0.len(), 1, "one write for the batch");
+        assert_eq!(out.0[0].len(), 100 * 6);
+        // A batch that made it grow past twice the limit (a large frame fed) gives it back.
+        sender
+            .feed_data(OpCode::Binary, &vec![0; 3 * QUEUE_LIMIT], false)
+            .unwrap();
+        assert!(sender.queue.capacity() > 2 * QUEUE_LIMIT);
+        sender.flush_queue(&mut out).unwrap();
+        assert_eq!(sender.queue.capacity(), 0);
+    }
+
+    #[test]
     fn keys_differ() {
         let mut keys = MaskKeys::new();
         let seen: std::collections::HashSet<[u8; 4]> = (0..200).map(|_| keys.next()).collect();
