@@ -399,3 +399,57 @@ fn rooms_work_over_tls_with_a_stalled_member() {
     assert_eq!(hub.count(ROOM), HEALTHY, "the stalled member was dropped");
     drop(stalled);
 }
+
+/// A member server whose handler splits, joins `ROOM` and then holds its halves without
+/// reading until the returned sender is used or dropped. Reports the member's id.
+fn silent_member_server(hub: &Hub) -> (SocketAddr, mpsc::Receiver<u64>, mpsc::Sender<()>) {
+    let (joined_tx, joined) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let joined_tx = Mutex::new(joined_tx);
+    let released = Mutex::new(released);
+    let members = hub.clone();
+    let addr = serve(Config::default(), move |ws| {
+        let (reader, writer) = ws.split()?;
+        members.join(ROOM, &writer)?;
+        let _ = joined_tx.lock().unwrap().send(writer.id());
+        let _ = released.lock().unwrap().recv_timeout(TIMEOUT);
+        drop((reader, writer));
+        Ok(())
+    });
+    (addr, joined, release)
+}
+
+/// A member whose connection was reset while nobody reads it is found out by the room's
+/// flusher, whose write fails: the member leaves the room, instead of being retried as if
+/// its socket were only full.
+#[test]
+fn a_reset_member_nobody_reads_leaves_when_a_write_to_it_fails() {
+    use std::os::fd::AsRawFd;
+    let hub = Hub::new().unwrap();
+    let (addr, joined, release) = silent_member_server(&hub);
+    let raw = RawConn::connect(addr);
+    joined.recv_timeout(TIMEOUT).unwrap();
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor, and a pointer to a linger of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            raw.stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(raw);
+    let started = Instant::now();
+    while hub.count(ROOM) > 0 && started.elapsed() < Duration::from_secs(3) {
+        let _ = hub.publish(ROOM, "anyone there?");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(hub.count(ROOM), 0, "the reset member is still in the room");
+    drop(release);
+}
