@@ -105,22 +105,22 @@ fn a_failed_write_ends_the_connection_through_the_half_close() {
     assert!(matches!(ws.send("third"), Err(Error::Closed)));
 }
 
-/// A client-role WebSocket straight over a `TcpStream` (its own `Transport`) and the raw other
-/// end, which reads nothing.
-fn tcp_pair(config: Config) -> (WebSocket<TcpStream>, TcpStream) {
-    let (tcp, peer) = sockets();
-    (WebSocket::from_stream(tcp, Role::Client, config, &[]), peer)
-}
-
-/// Over a plain `TcpStream` the timeouts reach the socket: a receive from a silent peer and a
-/// send to a peer that reads nothing both fail by their time, not never.
-#[test]
-fn a_tcp_stream_keeps_the_read_and_write_timeouts() {
+/// Over a plain socket (a `TcpStream`, a `UnixStream`) the timeouts reach it: a receive from
+/// a silent peer and a send to a peer that reads nothing both fail by their time, not never;
+/// and the send cut a frame, so the connection was ended both ways: the peer reads what
+/// arrived, then the end of the stream, while the WebSocket still exists.
+fn keeps_the_read_and_write_timeouts<S, P>(pair: impl FnOnce() -> (S, P))
+where
+    S: Transport + Send + 'static,
+    P: Read,
+{
     // The write timeout is long enough for the socket's buffers to fill well inside it even on
     // a loaded machine, so that the send ends on the socket's timeout, not between two writes.
     let timeout = Duration::from_millis(300);
     let write_timeout = Duration::from_secs(2);
-    let (mut ws, peer) = tcp_pair(Config::default().write_timeout(Some(write_timeout)));
+    let (stream, mut peer) = pair();
+    let config = Config::default().write_timeout(Some(write_timeout));
+    let mut ws = WebSocket::from_stream(stream, Role::Client, config, &[]);
     let (done, result) = mpsc::channel();
     thread::spawn(move || {
         let started = std::time::Instant::now();
@@ -137,24 +137,42 @@ fn a_tcp_stream_keeps_the_read_and_write_timeouts() {
     assert!(waited >= timeout, "{waited:?}");
     let err = sent.expect_err("the peer reads nothing");
     assert!(err.is_timeout(), "{err}");
-    // The send cut a frame, so the connection was ended, both ways: the peer reads what
-    // arrived, then the end of the stream, while the WebSocket still exists.
-    let mut peer = peer;
-    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let read = peer.read_to_end(&mut Vec::new());
     assert!(matches!(read, Ok(n) if n > 0), "{read:?}");
     drop(ws);
 }
 
-/// Over a plain `TcpStream` a server that completed the closing handshake ends its sending
-/// side: the client reads the close frame and then the end of the stream, while the
-/// WebSocket still exists. And `try_recv` switches the socket to non-blocking mode: with
-/// nothing to read it returns at once.
 #[test]
-fn a_tcp_stream_is_half_closed_after_the_closing_handshake_and_polled_without_waiting() {
-    let (tcp, mut peer) = sockets();
-    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut ws = WebSocket::from_stream(tcp, Role::Server, Config::default(), &[]);
+fn a_tcp_stream_keeps_the_read_and_write_timeouts() {
+    keeps_the_read_and_write_timeouts(|| {
+        let (tcp, peer) = sockets();
+        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        (tcp, peer)
+    });
+}
+
+#[cfg(unix)]
+#[test]
+fn a_unix_stream_keeps_the_read_and_write_timeouts() {
+    keeps_the_read_and_write_timeouts(|| {
+        let (unix, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        (unix, peer)
+    });
+}
+
+/// Over a plain socket a server that completed the closing handshake ends its sending side:
+/// the client reads the close frame and then the end of the stream, while the WebSocket still
+/// exists. And `try_recv` switches the socket to non-blocking mode: with nothing to read it
+/// returns at once.
+fn half_closes_after_the_closing_handshake_and_polls_without_waiting<S, P>(
+    pair: impl FnOnce() -> (S, P),
+) where
+    S: Transport + Send + 'static,
+    P: Read + Write,
+{
+    let (stream, mut peer) = pair();
+    let mut ws = WebSocket::from_stream(stream, Role::Server, Config::default(), &[]);
     let (done, result) = mpsc::channel();
     thread::spawn(move || {
         let polled = ws.try_recv().map(|m| m.is_some());
@@ -175,6 +193,25 @@ fn a_tcp_stream_is_half_closed_after_the_closing_handshake_and_polled_without_wa
     assert!(matches!(read, Ok(4)), "{read:?} {answer:x?}");
     assert_eq!(answer, [0x88, 0x02, 0x03, 0xe8]);
     drop(ws);
+}
+
+#[test]
+fn a_tcp_stream_is_half_closed_after_the_closing_handshake_and_polled_without_waiting() {
+    half_closes_after_the_closing_handshake_and_polls_without_waiting(|| {
+        let (tcp, peer) = sockets();
+        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        (tcp, peer)
+    });
+}
+
+#[cfg(unix)]
+#[test]
+fn a_unix_stream_is_half_closed_after_the_closing_handshake_and_polled_without_waiting() {
+    half_closes_after_the_closing_handshake_and_polls_without_waiting(|| {
+        let (unix, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        (unix, peer)
+    });
 }
 
 /// A stream with a non-blocking mode but no `write_nonblocking` of its own (the default) writes
