@@ -1124,3 +1124,34 @@ fn a_large_frame_leaves_in_few_system_calls() {
         "{calls} write calls for {LEN} bytes"
     );
 }
+
+/// A split reader gets a message whose record the session decrypted in one go but handed over
+/// in parts (more than one read asked for): the rest is already in the session, so the reader
+/// must not wait on the socket for it, where nothing more will come.
+#[test]
+fn a_split_reader_takes_what_the_session_already_decrypted() {
+    let (report, done) = mpsc::channel();
+    let report = Mutex::new(report);
+    let server = Server::bind("127.0.0.1:0")
+        .unwrap()
+        .tls(server_tls("server.pem", "server.key"));
+    let addr = server.local_addr();
+    thread::spawn(move || {
+        server.serve(move |ws: &mut WebSocket| {
+            ws.recv()?;
+            // One frame, one record, then silence.
+            ws.send(vec![7u8; 12_000])?;
+            let _ = report.lock().unwrap().send(());
+            ws.recv()?;
+            Ok(())
+        })
+    });
+    let mut ws = trusting_client()
+        .connect(&wss_url("localhost", addr, "/"))
+        .unwrap();
+    let (mut reader, writer) = ws.split().unwrap();
+    writer.send("go").unwrap();
+    done.recv_timeout(TIMEOUT).unwrap();
+    let got = reader.recv_timeout(Duration::from_secs(3));
+    assert_eq!(got.unwrap(), Some(Message::Binary(vec![7u8; 12_000])));
+}
