@@ -311,3 +311,53 @@ fn the_default_nonblocking_flush_sends_what_the_stream_buffers() {
     let refused = plain.flush_nonblocking().map_err(|e| e.kind());
     assert_eq!(refused, Err(io::ErrorKind::Unsupported));
 }
+
+/// A hub member over a plain socket whose queue overflows is cut off at once: the room's policy
+/// shuts its socket down (not only marks it closed), so the peer reads what the kernel held,
+/// then the end of the stream, while the member's halves still exist.
+fn an_overflowing_member_is_shut_down<S, P>(pair: impl FnOnce() -> (S, P))
+where
+    S: syncws::Split + Send + 'static,
+    P: Read,
+{
+    let (stream, mut peer) = pair();
+    let mut ws = WebSocket::from_stream(stream, Role::Server, Config::default(), &[]);
+    let (reader, writer) = ws.split().unwrap();
+    let hub = syncws::Hub::builder()
+        .backlog(64 << 10)
+        .overflow(syncws::Overflow::Disconnect)
+        .build()
+        .unwrap();
+    hub.join("room", &writer).unwrap();
+    let big = vec![0u8; 32 << 10];
+    let started = std::time::Instant::now();
+    while hub.publish("room", &big[..]).disconnected == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never overflowed"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    let read = peer.read_to_end(&mut Vec::new());
+    assert!(matches!(read, Ok(n) if n > 0), "{read:?}");
+    drop((reader, writer));
+}
+
+#[test]
+fn an_overflowing_member_over_a_tcp_stream_is_shut_down() {
+    an_overflowing_member_is_shut_down(|| {
+        let (tcp, peer) = sockets();
+        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        (tcp, peer)
+    });
+}
+
+#[cfg(unix)]
+#[test]
+fn an_overflowing_member_over_a_unix_stream_is_shut_down() {
+    an_overflowing_member_is_shut_down(|| {
+        let (unix, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        (unix, peer)
+    });
+}
