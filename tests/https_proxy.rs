@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use native_tls::{Identity, TlsAcceptor, TlsStream};
 use support::*;
-use syncws::{Client, ClientTls, CloseCode, Error, HandshakeError, Message, TlsErrorKind};
+use syncws::{
+    Client, ClientBuilder, ClientTls, CloseCode, Error, HandshakeError, Message, TlsErrorKind,
+};
 
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -27,6 +29,11 @@ fn test_ca() -> ClientTls {
         .add_root_file(fixture("ca.pem"))
         .build()
         .unwrap()
+}
+
+/// A client through `proxy` (no credentials) that trusts the test CA.
+fn through(proxy: &TlsProxy) -> ClientBuilder {
+    Client::builder().proxy(&proxy.url(None)).tls(test_ca())
 }
 
 /// A TLS-terminating `CONNECT` proxy on 127.0.0.1:0. Answers `status` (200 relays; 0 never
@@ -218,10 +225,7 @@ fn the_proxy_certificate_is_checked() {
 #[test]
 fn a_refusal_inside_tls() {
     let proxy = TlsProxy::start(407);
-    let result = Client::builder()
-        .proxy(&proxy.url(None))
-        .tls(test_ca())
-        .connect("ws://127.0.0.1:9/");
+    let result = through(&proxy).connect("ws://127.0.0.1:9/");
     match result {
         Err(Error::Handshake(HandshakeError::ProxyRefused(407))) => {}
         other => panic!("expected ProxyRefused(407), got {other:?}"),
@@ -281,9 +285,7 @@ fn wss_through_an_https_proxy() {
     let server = wss_server();
     let proxy = TlsProxy::start(200);
     let short = syncws::Config::default().handshake_timeout(Duration::from_millis(800));
-    let mut ws = Client::builder()
-        .proxy(&proxy.url(None))
-        .tls(test_ca())
+    let mut ws = through(&proxy)
         .config(short)
         .connect(&format!("wss://localhost:{}/", server.port()))
         .unwrap();
@@ -312,9 +314,7 @@ fn wss_through_an_https_proxy() {
 fn wss_through_an_https_proxy_split() {
     let server = wss_server();
     let proxy = TlsProxy::start(200);
-    let mut ws = Client::builder()
-        .proxy(&proxy.url(None))
-        .tls(test_ca())
+    let mut ws = through(&proxy)
         .connect(&format!("wss://localhost:{}/", server.port()))
         .unwrap();
     let (mut reader, writer) = ws.split().unwrap();
@@ -343,23 +343,13 @@ fn wss_through_an_https_proxy_split() {
 /// the client was told went.
 #[test]
 fn through_an_https_proxy_every_send_reported_done_arrives() {
-    let (server, go, counted) = wss_reading_later();
     let proxy = TlsProxy::start(200);
-    let mut ws = Client::builder()
-        .proxy(&proxy.url(None))
-        .tls(test_ca())
-        .config(short_write_timeout())
-        .connect(&format!("wss://localhost:{}/", server.port()))
-        .unwrap();
-    let sent = send_until_refused(&mut ws, 8000);
-    drop(ws);
-    drop(go);
-    let arrived = counted.recv_timeout(Duration::from_secs(30)).unwrap();
-    println!("{sent} sends reported done, {arrived} messages arrived");
-    assert_eq!(
-        arrived, sent,
-        "messages arrived against sends reported done"
-    );
+    check_every_send_reported_done_arrives(|port, config| {
+        through(&proxy)
+            .config(config)
+            .connect(&format!("wss://localhost:{port}/"))
+            .unwrap()
+    });
 }
 
 /// A split reader inside TLS in TLS with nothing to read sleeps in the kernel until bytes
@@ -369,9 +359,7 @@ fn through_an_https_proxy_every_send_reported_done_arrives() {
 fn an_idle_split_reader_inside_an_https_proxy_does_not_spin() {
     let server = wss_server();
     let proxy = TlsProxy::start(200);
-    let mut ws = Client::builder()
-        .proxy(&proxy.url(None))
-        .tls(test_ca())
+    let mut ws = through(&proxy)
         .connect(&format!("wss://localhost:{}/", server.port()))
         .unwrap();
     let (mut reader, writer) = ws.split().unwrap();
@@ -381,19 +369,6 @@ fn an_idle_split_reader_inside_an_https_proxy_does_not_spin() {
         reader.recv_timeout(TIMEOUT).unwrap(),
         Some(Message::from("ping"))
     );
-    let (done, result) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let before = thread_cpu_time();
-        let got = reader.recv_timeout(Duration::from_millis(500));
-        let _ = done.send((got, thread_cpu_time() - before));
-    });
-    let (got, used) = result
-        .recv_timeout(Duration::from_secs(3))
-        .expect("the receive came back by its deadline");
-    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
-    assert!(
-        used < Duration::from_millis(100),
-        "{used:?} of CPU in 500 ms of waiting"
-    );
+    check_an_idle_reader_sleeps(reader);
     drop(writer);
 }

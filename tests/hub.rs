@@ -424,27 +424,11 @@ fn silent_member_server(hub: &Hub) -> (SocketAddr, mpsc::Receiver<u64>, mpsc::Se
 /// its socket were only full.
 #[test]
 fn a_reset_member_nobody_reads_leaves_when_a_write_to_it_fails() {
-    use std::os::fd::AsRawFd;
     let hub = Hub::new().unwrap();
     let (addr, joined, release) = silent_member_server(&hub);
     let raw = RawConn::connect(addr);
     joined.recv_timeout(TIMEOUT).unwrap();
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket descriptor, and a pointer to a linger of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            raw.stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
-    drop(raw);
+    raw.reset();
     let started = Instant::now();
     while hub.count(ROOM) > 0 && started.elapsed() < Duration::from_secs(3) {
         let _ = hub.publish(ROOM, "anyone there?");

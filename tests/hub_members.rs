@@ -59,26 +59,6 @@ fn small_member(addr: SocketAddr) -> RawConn {
     raw
 }
 
-/// Resets the connection (linger 0: RST instead of FIN) as it goes.
-fn reset(raw: RawConn) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket descriptor, and a pointer to a linger of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            raw.stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
-    drop(raw);
-}
-
 /// Reads 1 KB a second until the connection ends or `stop` is set; returns the bytes read.
 /// (A dropped member's connection is shut down at once, but what the kernel already holds for
 /// it still trickles out at its pace before the end of the stream does.)
@@ -143,7 +123,7 @@ fn healthy_members_get_everything_while_stalled_slow_and_dead_ones_are_dealt_wit
         .map(|_| slow_reader(small_member(addr), Arc::clone(&stop)))
         .collect();
     joined(&joins, HEALTHY + STALLED + DEAD + SLOW);
-    dead.into_iter().for_each(reset);
+    dead.into_iter().for_each(RawConn::reset);
 
     let base = heap::mark();
     let started = Instant::now();

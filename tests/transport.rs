@@ -4,6 +4,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -52,10 +54,24 @@ fn sockets() -> (TcpStream, TcpStream) {
     (tcp, peer)
 }
 
-/// A client-role WebSocket over [`Own`] (no handshake: `from_stream`) and the raw other end.
-fn own_pair() -> (WebSocket<Own>, TcpStream, Arc<AtomicBool>) {
+/// A loopback TCP connection, its other end reading with a 3 s timeout.
+fn tcp_with_peer() -> (TcpStream, TcpStream) {
     let (tcp, peer) = sockets();
     peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    (tcp, peer)
+}
+
+/// A Unix socket pair, its other end reading with a 3 s timeout.
+#[cfg(unix)]
+fn unix_with_peer() -> (UnixStream, UnixStream) {
+    let (unix, peer) = UnixStream::pair().unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    (unix, peer)
+}
+
+/// A client-role WebSocket over [`Own`] (no handshake: `from_stream`) and the raw other end.
+fn own_pair() -> (WebSocket<Own>, TcpStream, Arc<AtomicBool>) {
+    let (tcp, peer) = tcp_with_peer();
     let fail_writes = Arc::new(AtomicBool::new(false));
     let own = Own {
         tcp,
@@ -144,21 +160,13 @@ where
 
 #[test]
 fn a_tcp_stream_keeps_the_read_and_write_timeouts() {
-    keeps_the_read_and_write_timeouts(|| {
-        let (tcp, peer) = sockets();
-        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        (tcp, peer)
-    });
+    keeps_the_read_and_write_timeouts(tcp_with_peer);
 }
 
 #[cfg(unix)]
 #[test]
 fn a_unix_stream_keeps_the_read_and_write_timeouts() {
-    keeps_the_read_and_write_timeouts(|| {
-        let (unix, peer) = std::os::unix::net::UnixStream::pair().unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        (unix, peer)
-    });
+    keeps_the_read_and_write_timeouts(unix_with_peer);
 }
 
 /// Over a plain socket a server that completed the closing handshake ends its sending side:
@@ -197,21 +205,13 @@ fn half_closes_after_the_closing_handshake_and_polls_without_waiting<S, P>(
 
 #[test]
 fn a_tcp_stream_is_half_closed_after_the_closing_handshake_and_polled_without_waiting() {
-    half_closes_after_the_closing_handshake_and_polls_without_waiting(|| {
-        let (tcp, peer) = sockets();
-        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        (tcp, peer)
-    });
+    half_closes_after_the_closing_handshake_and_polls_without_waiting(tcp_with_peer);
 }
 
 #[cfg(unix)]
 #[test]
 fn a_unix_stream_is_half_closed_after_the_closing_handshake_and_polled_without_waiting() {
-    half_closes_after_the_closing_handshake_and_polls_without_waiting(|| {
-        let (unix, peer) = std::os::unix::net::UnixStream::pair().unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        (unix, peer)
-    });
+    half_closes_after_the_closing_handshake_and_polls_without_waiting(unix_with_peer);
 }
 
 /// A stream with a non-blocking mode but no `write_nonblocking` of its own (the default) writes
@@ -237,8 +237,7 @@ fn the_default_nonblocking_write_takes_what_the_socket_takes_and_never_waits() {
             self.0.set_nonblocking(nonblocking)
         }
     }
-    let (tcp, mut peer) = sockets();
-    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let (tcp, mut peer) = tcp_with_peer();
     let mut stream = Switchable(tcp);
     assert_eq!(stream.write_nonblocking(b"abc").unwrap(), 3);
     let mut got = [0u8; 3];
@@ -291,8 +290,7 @@ fn the_default_nonblocking_flush_sends_what_the_stream_buffers() {
             self.tcp.set_nonblocking(nonblocking)
         }
     }
-    let (tcp, mut peer) = sockets();
-    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let (tcp, mut peer) = tcp_with_peer();
     let mut stream = Buffered {
         tcp,
         held: Vec::new(),
@@ -345,19 +343,11 @@ where
 
 #[test]
 fn an_overflowing_member_over_a_tcp_stream_is_shut_down() {
-    an_overflowing_member_is_shut_down(|| {
-        let (tcp, peer) = sockets();
-        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        (tcp, peer)
-    });
+    an_overflowing_member_is_shut_down(tcp_with_peer);
 }
 
 #[cfg(unix)]
 #[test]
 fn an_overflowing_member_over_a_unix_stream_is_shut_down() {
-    an_overflowing_member_is_shut_down(|| {
-        let (unix, peer) = std::os::unix::net::UnixStream::pair().unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        (unix, peer)
-    });
+    an_overflowing_member_is_shut_down(unix_with_peer);
 }

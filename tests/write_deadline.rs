@@ -134,18 +134,10 @@ fn server_send_over_tls_fails_within_the_write_timeout() {
 #[cfg(any(feature = "tls", feature = "rustls"))]
 #[test]
 fn over_tls_every_send_reported_done_arrives() {
-    let (addr, go, counted) = support::wss_reading_later();
-    let mut ws = support::test_ca_client()
-        .config(support::short_write_timeout())
-        .connect(&format!("wss://localhost:{}/", addr.port()))
-        .unwrap();
-    let sent = support::send_until_refused(&mut ws, 8000);
-    drop(ws);
-    drop(go);
-    let arrived = counted.recv_timeout(Duration::from_secs(30)).unwrap();
-    println!("{sent} sends reported done, {arrived} messages arrived");
-    assert_eq!(
-        arrived, sent,
-        "messages arrived against sends reported done"
-    );
+    support::check_every_send_reported_done_arrives(|port, config| {
+        support::test_ca_client()
+            .config(config)
+            .connect(&format!("wss://localhost:{port}/"))
+            .unwrap()
+    });
 }

@@ -25,3 +25,23 @@ pub fn thread_write_calls() -> u64 {
         .and_then(|n| n.trim().parse().ok())
         .expect("a syscw line")
 }
+
+/// Checks that a split reader with nothing to read sleeps in the kernel until bytes arrive
+/// instead of polling in a loop: a receive of 500 ms ends in a timeout and costs its thread
+/// less than 100 ms of CPU.
+pub fn check_an_idle_reader_sleeps(mut reader: syncws::Reader) {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let before = thread_cpu_time();
+        let got = reader.recv_timeout(Duration::from_millis(500));
+        let _ = done.send((got, thread_cpu_time() - before));
+    });
+    let (got, used) = result
+        .recv_timeout(Duration::from_secs(3))
+        .expect("the receive came back by its deadline");
+    assert!(matches!(got, Err(syncws::Error::Timeout)), "{got:?}");
+    assert!(
+        used < Duration::from_millis(100),
+        "{used:?} of CPU in 500 ms of waiting"
+    );
+}

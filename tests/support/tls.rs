@@ -39,7 +39,7 @@ fn numbered(i: usize, len: usize) -> Vec<u8> {
 /// dropped, then receives until the connection ends and reports how many of the messages
 /// [`send_until_refused`] numbers arrived whole and in order (`usize::MAX` for one out of
 /// order).
-pub fn wss_reading_later() -> (SocketAddr, mpsc::Sender<()>, mpsc::Receiver<usize>) {
+fn wss_reading_later() -> (SocketAddr, mpsc::Sender<()>, mpsc::Receiver<usize>) {
     let (go, wait) = mpsc::channel::<()>();
     let (report, counted) = mpsc::channel();
     let wait = Mutex::new(wait);
@@ -69,7 +69,7 @@ pub fn wss_reading_later() -> (SocketAddr, mpsc::Sender<()>, mpsc::Receiver<usiz
 /// Sends numbered binary messages of `len` bytes (one TLS record each for `len` under 16 KiB)
 /// until a send fails, and returns how many sends reported success. Panics if none fails
 /// within 20,000 messages.
-pub fn send_until_refused(ws: &mut WebSocket, len: usize) -> usize {
+fn send_until_refused(ws: &mut WebSocket, len: usize) -> usize {
     for i in 0..20_000 {
         if ws.send(&numbered(i, len)[..]).is_err() {
             return i;
@@ -78,8 +78,25 @@ pub fn send_until_refused(ws: &mut WebSocket, len: usize) -> usize {
     panic!("20,000 sends of {len} bytes to a peer that reads nothing all succeeded");
 }
 
-/// Config for [`send_until_refused`]: a send fails once the socket has taken nothing for
-/// 300 ms.
-pub fn short_write_timeout() -> Config {
-    Config::default().write_timeout(Some(std::time::Duration::from_millis(300)))
+/// Checks that over TLS a send that reports success is on the wire. `connect` opens the
+/// client, given the port of a `wss://` server (the test certificate, for `localhost`) that
+/// reads nothing until the client gave up, and a config whose write timeout (300 ms) fails a
+/// send once the socket takes nothing. The client sends one-record messages until a send
+/// fails and is dropped; then the server reads, and must find exactly the messages the client
+/// was told went, whole and in order.
+pub fn check_every_send_reported_done_arrives(connect: impl FnOnce(u16, Config) -> WebSocket) {
+    let (addr, go, counted) = wss_reading_later();
+    let config = Config::default().write_timeout(Some(std::time::Duration::from_millis(300)));
+    let mut ws = connect(addr.port(), config);
+    let sent = send_until_refused(&mut ws, 8000);
+    drop(ws);
+    drop(go);
+    let arrived = counted
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    println!("{sent} sends reported done, {arrived} messages arrived");
+    assert_eq!(
+        arrived, sent,
+        "messages arrived against sends reported done"
+    );
 }
