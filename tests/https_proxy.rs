@@ -277,6 +277,16 @@ fn wss_server() -> SocketAddr {
     addr
 }
 
+/// A `wss://` echo client through a TLS proxy (TLS in TLS), split.
+fn split_wss_through_a_proxy() -> (syncws::Reader, syncws::Writer) {
+    let server = wss_server();
+    let proxy = TlsProxy::start(200);
+    let mut ws = through(&proxy)
+        .connect(&format!("wss://localhost:{}/", server.port()))
+        .unwrap();
+    ws.split().unwrap()
+}
+
 /// TLS to the server inside TLS to the proxy: the proxy only relays bytes it cannot read, and
 /// the connection outlives the handshake deadline (the deadline cell both sessions arm their
 /// socket calls with is cleared for both).
@@ -312,12 +322,7 @@ fn wss_through_an_https_proxy() {
 /// comes. Many small messages in flight both ways make records of both sessions share reads.
 #[test]
 fn wss_through_an_https_proxy_split() {
-    let server = wss_server();
-    let proxy = TlsProxy::start(200);
-    let mut ws = through(&proxy)
-        .connect(&format!("wss://localhost:{}/", server.port()))
-        .unwrap();
-    let (mut reader, writer) = ws.split().unwrap();
+    let (mut reader, writer) = split_wss_through_a_proxy();
     const N: usize = 2000;
     let sender = thread::spawn(move || {
         for i in 0..N {
@@ -357,12 +362,7 @@ fn through_an_https_proxy_every_send_reported_done_arrives() {
 /// when it holds none, instead of polling the sessions in a loop.
 #[test]
 fn an_idle_split_reader_inside_an_https_proxy_does_not_spin() {
-    let server = wss_server();
-    let proxy = TlsProxy::start(200);
-    let mut ws = through(&proxy)
-        .connect(&format!("wss://localhost:{}/", server.port()))
-        .unwrap();
-    let (mut reader, writer) = ws.split().unwrap();
+    let (mut reader, writer) = split_wss_through_a_proxy();
     // A round trip first, so both sessions have read records.
     writer.send("ping").unwrap();
     assert_eq!(
