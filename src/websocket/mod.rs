@@ -738,11 +738,3 @@ impl<S: Transport> fmt::Debug for WebSocket<S> {
             .finish_non_exhaustive()
     }
 }
-
-impl<S: Transport> fmt::Debug for Owned<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Owned")
-            .field("closed", &self.closed)
-            .finish_non_exhaustive()
-    }
-}
