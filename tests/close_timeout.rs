@@ -1,15 +1,17 @@
 //! The close timeout: a close (on the socket, through a writer, on a split socket) returns
-//! within it when the peer never answers.
+//! within it when the peer never answers, and so does the goodbye of a socket dropped open
+//! towards a peer that stopped reading.
 
 mod support;
 
-use std::net::SocketAddr;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use support::*;
-use syncws::{CloseCode, Config, Error, State};
+use syncws::{CloseCode, Config, Error, Role, State, WebSocket};
 
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -106,4 +108,66 @@ fn writer_close_is_no_success_when_the_connection_fails_before_the_peer_answers(
     let ended = reading.join().unwrap();
     assert!(matches!(r, Err(Error::Timeout)), "{r:?} {ended:?}");
     assert!(matches!(ended, Err(Error::HeartbeatTimeout)), "{ended:?}");
+}
+
+/// Fills the sending side of `tcp` until the peer, which never reads, takes nothing more: no
+/// write has gone through for 200 ms, first of 64 KiB, then of one byte (the kernel appends a
+/// small write to the last unsent packet while it has room). Bounded at 5 s.
+fn fill_until_stalled(tcp: &TcpStream) {
+    tcp.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    for chunk in [64 << 10, 1] {
+        let chunk = vec![0u8; chunk];
+        let mut last_progress = Instant::now();
+        while last_progress.elapsed() < Duration::from_millis(200) {
+            assert!(started.elapsed() < Duration::from_secs(5), "never stalled");
+            match (&mut &*tcp).write(&chunk) {
+                Ok(_) => last_progress = Instant::now(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("filling the socket: {e}"),
+            }
+        }
+    }
+    tcp.set_nonblocking(false).unwrap();
+}
+
+/// A socket dropped while open, over a connection whose peer stopped reading: the 1001 it
+/// says goodbye with (and the messages fed before it) cannot go out, and the drop gives up
+/// after the close timeout, not after the much longer write timeout of its sends.
+#[test]
+fn a_socket_dropped_towards_a_stalled_peer_gives_up_within_the_close_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    let config = Config::default()
+        .write_timeout(Some(Duration::from_secs(20)))
+        .close_timeout(CLOSE_TIMEOUT);
+    let mut ws = WebSocket::from_stream(tcp, Role::Server, config.clone(), &[]);
+    ws.feed(vec![7u8; 60 << 10]).unwrap();
+    // What the peer will never read: the connection's buffers are full.
+    fill_until_stalled(ws.get_ref());
+    let started = Instant::now();
+    drop(ws);
+    let took = started.elapsed();
+    assert!(took < CLOSE_TIMEOUT * 4, "the drop took {took:?}");
+    drop(peer);
+
+    // The same when the last half of a split socket goes.
+    let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    let mut ws = WebSocket::from_stream(tcp, Role::Server, config, &[]);
+    fill_until_stalled(ws.get_ref());
+    let (reader, writer) = ws.split().unwrap();
+    drop(ws);
+    drop(reader);
+    let started = Instant::now();
+    drop(writer);
+    let took = started.elapsed();
+    assert!(
+        took < CLOSE_TIMEOUT * 4,
+        "the last half's drop took {took:?}"
+    );
+    drop(peer);
 }
