@@ -5,13 +5,17 @@
 
 mod support;
 
-use std::io::{ErrorKind, Read};
-use std::sync::mpsc;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
 use support::*;
-use syncws::{Client, Config, Error, Message, MessageKind, ProtocolError, WebSocket};
+use syncws::{
+    Client, Config, Error, Message, MessageKind, ProtocolError, Role, Transport, WebSocket,
+};
 
 fn client(addr: std::net::SocketAddr, config: Config) -> WebSocket {
     Client::builder()
@@ -434,4 +438,74 @@ fn messages_from_a_tungstenite_server_stream_through() {
     }
     ws.close(syncws::CloseCode::NORMAL, "").unwrap();
     assert_eq!(server.join().unwrap(), [b"hb".to_vec()]);
+}
+
+/// A TCP connection that counts the reads made on it.
+struct CountedReads {
+    tcp: TcpStream,
+    reads: Arc<AtomicUsize>,
+}
+
+impl Read for CountedReads {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for CountedReads {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for CountedReads {
+    fn shutdown_write(&mut self) -> std::io::Result<()> {
+        self.tcp.shutdown(Shutdown::Write)
+    }
+}
+
+/// A streamed message in many fragments smaller than the read buffer goes through the buffer,
+/// as [`Config::read_buffer_size`] says: each read fills it with several fragments (a payload
+/// is read straight into the stream only when it is larger than the buffer). 200 fragments of
+/// 1,000 bytes, all sent before the first read, take one read per 8 KiB, not one per fragment
+/// or per fragment the buffer ran out in.
+#[test]
+fn small_fragments_of_a_streamed_message_are_read_through_the_buffer() {
+    const FRAGMENTS: usize = 200;
+    const LEN: usize = 1000;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    let data = bytes_of_len(FRAGMENTS * LEN);
+    let mut wire = Vec::new();
+    for (i, part) in data.chunks(LEN).enumerate() {
+        let opcode = if i == 0 { BINARY } else { CONTINUATION };
+        wire.extend(frame(opcode, i == FRAGMENTS - 1, part).to_bytes());
+    }
+    // All of it waits in the socket before the first read.
+    peer.write_all(&wire).unwrap();
+    let reads = Arc::new(AtomicUsize::new(0));
+    let counted = CountedReads {
+        tcp,
+        reads: Arc::clone(&reads),
+    };
+    let config = Config::default().read_buffer_size(8 << 10);
+    let mut ws = WebSocket::from_stream(counted, Role::Client, config, &[]);
+    let mut reader = ws.recv_stream().unwrap().expect("a message");
+    let (got, err) = read_all(&mut reader, 64 << 10);
+    assert!(err.is_none(), "{err:?}");
+    assert!(got == data, "the message arrives whole");
+    let reads = reads.load(Ordering::SeqCst);
+    let fills = wire.len().div_ceil(8 << 10);
+    assert!(
+        reads <= fills + 2,
+        "{reads} reads for {} bytes through an 8 KiB buffer",
+        wire.len()
+    );
+    drop(peer);
 }
