@@ -363,7 +363,6 @@ impl Hub {
     fn deliver_local(&self, room: &str, msg: MessageRef<'_>, except: Option<u64>) -> Delivery {
         let mut frames = Frames::new(msg);
         let mut delivery = Delivery::default();
-        let mut gone = Vec::new();
         let mut overflowed = Vec::new();
         let mut to_flush = Vec::new();
         {
@@ -379,15 +378,15 @@ impl Hub {
                 let live = run.iter().filter(|m| m.outlet.strong_count() > 0);
                 to_flush.reserve(live.count());
                 for m in run.iter().filter(|m| Some(m.id) != except) {
+                    // A member that ended leaves its rooms through its close hook (`join`), which
+                    // every way of ending runs: skipped here, it is removed at the next operation.
                     let Some(outlet) = m.outlet.upgrade() else {
-                        gone.push(m.id);
                         continue;
                     };
                     let encoding = outlet.encoding();
                     let Some(frame) = frames.get(encoding) else {
                         // The compressor failed (it does not, short of memory): the member is
                         // dropped rather than sent a frame it could not inflate.
-                        gone.push(m.id);
                         outlet.abort();
                         continue;
                     };
@@ -398,13 +397,12 @@ impl Hub {
                                 to_flush.push(m.outlet.clone());
                             }
                         }
-                        Offer::Closed => gone.push(m.id),
+                        Offer::Closed => {}
                         Offer::Full => {
                             let action = r.overflow;
                             let dropped = match action {
                                 Overflow::Disconnect => {
                                     delivery.disconnected += 1;
-                                    gone.push(m.id);
                                     0
                                 }
                                 Overflow::DropMessages => {
@@ -445,12 +443,6 @@ impl Hub {
             }
             if let Some(hook) = &self.inner.on_overflow {
                 hook(&event);
-            }
-        }
-        if !gone.is_empty() {
-            let mut rooms = self.write();
-            for id in gone {
-                rooms.leave_all(id);
             }
         }
         delivery
