@@ -50,6 +50,30 @@ fn max_connections_answers_503_with_retry_after() {
     server.shutdown();
 }
 
+/// A refused client's socket lingers: the server reads and discards what the client still
+/// sends for a while instead of closing at once, which would answer those bytes with a TCP
+/// reset (and can cost a client that reads late its answer). Here the client reads the 503 to
+/// its end, then sends more, three times, 100 ms apart: every write goes through, where a
+/// socket the server had closed would have answered the first or second with a reset, which
+/// fails the write after it.
+#[test]
+fn a_refused_connection_lingers_reading_what_the_client_still_sends() {
+    use std::io::{Read, Write};
+    let server = start(bind().max_connections(0));
+    let mut tcp = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    tcp.set_read_timeout(Some(PROMPTLY)).unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 503 "), "{answer:?}");
+    tcp.write_all(upgrade("/", "").as_bytes()).unwrap();
+    for _ in 0..2 {
+        thread::sleep(Duration::from_millis(100));
+        let late = tcp.write_all(b"more of a body");
+        assert!(late.is_ok(), "the server reset the connection: {late:?}");
+    }
+    server.shutdown();
+}
+
 #[test]
 fn per_ip_cap_answers_429() {
     let server = start(bind().max_connections_per_ip(1));
