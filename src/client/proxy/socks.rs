@@ -131,6 +131,8 @@ mod tests {
     struct Scripted {
         replies: Cursor<Vec<u8>>,
         sent: Vec<u8>,
+        /// Setting a read timeout fails (as `setsockopt` on a broken socket would).
+        timeouts_fail: bool,
     }
 
     impl Scripted {
@@ -138,6 +140,7 @@ mod tests {
             Scripted {
                 replies: Cursor::new(replies.concat()),
                 sent: Vec::new(),
+                timeouts_fail: false,
             }
         }
     }
@@ -158,7 +161,14 @@ mod tests {
         }
     }
 
-    impl Transport for Scripted {}
+    impl Transport for Scripted {
+        fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+            if self.timeouts_fail {
+                return Err(io::Error::other("setsockopt failed"));
+            }
+            Ok(())
+        }
+    }
 
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(5)
@@ -189,6 +199,20 @@ mod tests {
         let mut rest = Vec::new();
         stream.replies.read_to_end(&mut rest).unwrap();
         assert_eq!(rest, tunnel);
+    }
+
+    /// A read timeout that cannot be set is reported as the error it is, not as the proxy
+    /// being too slow.
+    #[test]
+    fn a_read_timeout_that_cannot_be_set_is_an_io_error_not_a_timeout() {
+        let proxy = Proxy::parse("socks5://p").unwrap();
+        let mut stream = Scripted::new(&[&[5, 0], OK_V4]);
+        stream.timeouts_fail = true;
+        let target = Target::Addr("10.0.0.1:80".parse().unwrap());
+        match exchange(&mut stream, &proxy, &target, soon()) {
+            Err(Error::Io(e)) => assert_eq!(e.to_string(), "setsockopt failed"),
+            other => panic!("expected the I/O error, got {other:?}"),
+        }
     }
 
     #[test]
