@@ -151,6 +151,7 @@ mod tests {
     #[test]
     fn charges_up_to_the_limit_and_gives_back_on_release_and_drop() {
         let budget = MemoryBudget::new(100);
+        assert_eq!(budget.limit(), 100);
         let mut a = Account::new(Some(budget.clone()));
         let mut b = Account::new(Some(budget.clone()));
         assert!(a.grow(0, 60));
