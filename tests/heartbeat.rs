@@ -23,14 +23,17 @@ fn heartbeat_config() -> Config {
 
 /// A client's TCP stream that notes when each write began and the first byte written, so the
 /// time between two frames is measured by the thread that sent them (a peer's reading thread
-/// may wake late on a busy machine and would see them closer together than they were sent).
+/// may wake late on a busy machine and would see them closer together than they were sent),
+/// and counts its reads.
 struct Timed {
     tcp: std::net::TcpStream,
     writes: Arc<std::sync::Mutex<Vec<(Instant, u8)>>>,
+    reads: usize,
 }
 
 impl std::io::Read for Timed {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reads += 1;
         self.tcp.read(buf)
     }
 }
@@ -71,12 +74,17 @@ fn client_heartbeat_gives_up_on_a_peer_that_never_answers_pings() {
     let timed = Timed {
         tcp,
         writes: Arc::clone(&writes),
+        reads: 0,
     };
     let mut ws = WebSocket::from_stream(timed, syncws::Role::Client, heartbeat_config(), &leftover);
     let started = Instant::now();
     let r = ws.recv();
     let took = started.elapsed();
     assert!(matches!(r, Err(Error::HeartbeatTimeout)), "{r:?}");
+    // One read waits until the ping is due and one more until the pong is (a timer's early
+    // wake-up or two aside), not a loop of short reads.
+    let reads = ws.get_ref().reads;
+    assert!(reads <= 6, "{reads} reads in {took:?}");
     assert!(
         took >= INTERVAL + PONG_TIMEOUT - Duration::from_millis(50),
         "{took:?}"

@@ -490,28 +490,29 @@ impl<L: Link> Conn<L> {
         }
         let mut heartbeat = None;
         if let Some(interval) = self.config.ping_interval {
+            let pong_timeout = self.config.pong_timeout;
             match self.hb.ping {
-                Some((sent, _)) if now >= sent + self.config.pong_timeout => {
-                    log::debug!(
-                        "ws#{} no pong within {:?}",
-                        self.info.id,
-                        self.config.pong_timeout
-                    );
-                    let reason = format!("no pong within {:?}", self.config.pong_timeout);
+                Some((sent, _)) if now >= sent + pong_timeout => {
+                    log::debug!("ws#{} no pong within {pong_timeout:?}", self.info.id);
+                    let reason = format!("no pong within {pong_timeout:?}");
                     let err = Error::HeartbeatTimeout;
                     return Err(self.fail(CloseCode::INTERNAL_ERROR, &reason, err));
                 }
-                Some((sent, _)) => heartbeat = Some(sent + self.config.pong_timeout),
-                None if self.state != State::Open => {}
-                None if now >= self.hb.last_rx + interval => {
+                None if self.state == State::Open && now >= self.hb.last_rx + interval => {
                     self.hb.seq += 1;
                     let payload = self.hb.seq.to_be_bytes();
                     self.write(OpCode::Ping, &payload)?;
                     self.hb.ping = Some((now, payload));
-                    heartbeat = Some(now + self.config.pong_timeout);
                 }
-                None => heartbeat = Some(self.hb.last_rx + interval),
+                _ => {}
             }
+            // The next heartbeat event: the pong due (also for the ping just sent), or the
+            // next ping.
+            heartbeat = match self.hb.ping {
+                Some((sent, _)) => Some(sent + pong_timeout),
+                None if self.state != State::Open => None,
+                None => Some(self.hb.last_rx + interval),
+            };
         }
         // The caller's deadline is checked only after an attempt made no progress, so bytes
         // already buffered (or one non-blocking read in `try_recv`) still yield a message.
