@@ -174,6 +174,22 @@ fn members_with_context_compress_for_themselves_in_the_order_they_send() {
         ours.recv_timeout(TIMEOUT).unwrap(),
         Some(Message::Text(big.clone()))
     );
+
+    // a message over 64 KiB (its plain frame has the 8-byte length) arrives whole as well
+    let huge = varied_text(100_000);
+    hub.publish(ROOM, &huge);
+    for (raw, d) in raws.iter_mut().zip(&mut contexts) {
+        let f = raw.read_frame();
+        assert_eq!(f.rsv, RSV1);
+        assert!(
+            inflate_with(d, &f.payload) == huge.as_bytes(),
+            "not the message"
+        );
+    }
+    assert_eq!(
+        ours.recv_timeout(TIMEOUT).unwrap(),
+        Some(Message::Text(huge))
+    );
 }
 
 #[test]
