@@ -172,3 +172,47 @@ fn a_shorter_receive_deadline_after_a_longer_one_is_kept() {
         "a receive of {short:?} took {took:?}, after one of {long:?}"
     );
 }
+
+/// A peer that trickles a message, a piece every 40 ms, cannot stretch a receive deadline:
+/// every read after the first runs under what is left of it, whether the frame's payload
+/// goes through the read buffer (a small frame) or straight into the message (a large one,
+/// binary or text). The message still arrives whole on the next receive.
+#[test]
+fn a_trickled_message_cannot_stretch_a_receive_deadline() {
+    let rows: Vec<(Frame, usize)> = vec![
+        (Frame::binary(bytes_of_len(100_000)), 4000),
+        (Frame::text(text_of_len(100_000)), 4000),
+        (Frame::text(text_of_len(6000)), 200),
+    ];
+    let sent: Vec<Vec<u8>> = rows.iter().map(|(f, _)| f.payload.clone()).collect();
+    let (next_tx, next) = mpsc::channel::<()>();
+    let (addr, server) = raw_server(move |mut conn| {
+        for (frame, piece) in rows {
+            next.recv_timeout(TIMEOUT).unwrap();
+            for chunk in frame.unmasked().to_bytes().chunks(piece) {
+                conn.write_raw(chunk);
+                thread::sleep(Duration::from_millis(40));
+            }
+        }
+        conn.read_close().close_code()
+    });
+    let mut ws = connect(addr, Config::default());
+    let deadline = Duration::from_millis(300);
+    for payload in sent {
+        next_tx.send(()).unwrap();
+        let started = Instant::now();
+        let r = ws.recv_timeout(deadline);
+        let took = started.elapsed();
+        let got = r.map(|m| m.map(|m| m.as_bytes().len()));
+        assert!(matches!(got, Err(Error::Timeout)), "{got:?} after {took:?}");
+        assert!(took >= deadline, "gave up early: {took:?}");
+        assert!(
+            took < deadline + Duration::from_millis(250),
+            "a receive of {deadline:?} took {took:?}"
+        );
+        let msg = ws.recv_timeout(TIMEOUT).unwrap().expect("the message");
+        assert!(msg.as_bytes() == payload, "the message arrives whole");
+    }
+    drop(ws);
+    assert_eq!(server.join().unwrap(), Some(1001));
+}

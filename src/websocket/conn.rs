@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::opening::CloseRequest;
+use super::read_clock::{self, Clocked};
 use super::receiver::{Event, Fault, Receiver};
 use super::{Role, State};
 use crate::config::Config;
@@ -266,9 +267,11 @@ impl<L: Link> Conn<L> {
         if self.rx.streaming() && self.end_stream(deadline)?.is_none() {
             return Ok(None);
         }
-        self.recv_with(deadline, Receiver::next_event, |rx, kind| {
-            rx.take_message(kind.expect("whole messages"))
-        })
+        self.recv_with(
+            deadline,
+            |rx, s| rx.next_event(s),
+            |rx, kind| rx.take_message(kind.expect("whole messages")),
+        )
     }
 
     /// Like `recv_until`, swapping the message into `out` instead of allocating one.
@@ -280,10 +283,14 @@ impl<L: Link> Conn<L> {
         if self.rx.streaming() && self.end_stream(deadline)?.is_none() {
             return Ok(None);
         }
-        self.recv_with(deadline, Receiver::next_event, |rx, kind| {
-            rx.swap_message(out);
-            kind.expect("whole messages")
-        })
+        self.recv_with(
+            deadline,
+            |rx, s| rx.next_event(s),
+            |rx, kind| {
+                rx.swap_message(out);
+                kind.expect("whole messages")
+            },
+        )
     }
 
     /// The receive loop, whole or streamed: `next` reads the next event, `deliver` hands out a
@@ -292,7 +299,10 @@ impl<L: Link> Conn<L> {
     fn recv_with<T>(
         &mut self,
         deadline: Option<Instant>,
-        mut next: impl FnMut(&mut Receiver, &mut L::Read) -> std::result::Result<Event, Fault>,
+        mut next: impl FnMut(
+            &mut Receiver,
+            &mut Clocked<'_, L::Read>,
+        ) -> std::result::Result<Event, Fault>,
         mut deliver: impl FnMut(&mut Receiver, Option<MessageKind>) -> T,
     ) -> Result<Option<T>> {
         loop {
@@ -322,7 +332,15 @@ impl<L: Link> Conn<L> {
                 return Err(e);
             }
             let before = self.rx.bytes_received();
-            let result = next(&mut self.rx, self.link.read_half());
+            // The caller's deadline and the close timeout bound every read of this step; the
+            // heartbeat's wake-up waits for the step (bytes arriving show the peer is alive).
+            let until = [deadline, self.close_deadline].into_iter().flatten().min();
+            let until = until.filter(|_| !self.nonblocking);
+            let stream = self.link.read_half();
+            let result = next(
+                &mut self.rx,
+                &mut Clocked::new(stream, until, &mut self.read_timeout),
+            );
             if self.rx.bytes_received() != before {
                 self.hb.last_rx = Instant::now();
             }
@@ -407,10 +425,14 @@ impl<L: Link> Conn<L> {
         if let Some(kind) = self.rx.stream_kind() {
             return Ok(Some((kind, false)));
         }
-        self.recv_with(deadline, Receiver::next_chunk, |rx, end| {
-            let kind = end.or(rx.stream_kind()).expect("a message started");
-            (kind, end.is_some())
-        })
+        self.recv_with(
+            deadline,
+            |rx, s| rx.next_chunk(s),
+            |rx, end| {
+                let kind = end.or(rx.stream_kind()).expect("a message started");
+                (kind, end.is_some())
+            },
+        )
     }
 
     /// The next bytes of the streamed message, at most `out.len()`; `Ok(0)` at its end. A
@@ -442,7 +464,7 @@ impl<L: Link> Conn<L> {
             if !self.rx.streaming() {
                 return Err(self.cut_short());
             }
-            match self.recv_with(deadline, Receiver::next_chunk, |_, end| end.is_some())? {
+            match self.recv_with(deadline, |rx, s| rx.next_chunk(s), |_, end| end.is_some())? {
                 Some(false) => {}
                 Some(true) => return Ok(0),
                 None => return Err(self.cut_short()),
@@ -466,7 +488,11 @@ impl<L: Link> Conn<L> {
     fn end_stream(&mut self, deadline: Option<Instant>) -> Result<Option<()>> {
         while self.rx.stream_kind().is_some() {
             self.rx.stream_discard();
-            let step = self.recv_with(deadline, Receiver::next_chunk, |rx, _| rx.stream_discard());
+            let step = self.recv_with(
+                deadline,
+                |rx, s| rx.next_chunk(s),
+                |rx, _| rx.stream_discard(),
+            );
             if step?.is_none() {
                 return Ok(None);
             }
@@ -522,21 +548,9 @@ impl<L: Link> Conn<L> {
             .min())
     }
 
-    /// Sets the stream's read timeout, but only when the current one does not fit, so a steady
-    /// stream of receives costs no extra system calls. `precise` deadlines may not be overshot;
-    /// the heartbeat may be late by a quarter.
+    /// Sets the stream's read timeout (see [`read_clock::arm`]).
     fn arm(&mut self, want: Option<Duration>, precise: bool) -> Result<()> {
-        // A zero timeout means "forever" to the OS; the clocks fire before a millisecond passes.
-        let want = want.map(|w| w.max(Duration::from_millis(1)));
-        let fits = match (self.read_timeout, want) {
-            (None, None) => true,
-            (Some(cur), Some(w)) => cur >= w / 2 && (cur <= w || (!precise && cur <= w + w / 4)),
-            _ => false,
-        };
-        if !fits {
-            self.link.read_half().set_read_timeout(want)?;
-            self.read_timeout = want;
-        }
+        read_clock::arm(self.link.read_half(), &mut self.read_timeout, want, precise)?;
         Ok(())
     }
 

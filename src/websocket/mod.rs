@@ -37,6 +37,7 @@ mod budget;
 mod conn;
 mod opening;
 mod outbox;
+mod read_clock;
 mod receiver;
 mod send_stream;
 mod sender;
@@ -371,6 +372,7 @@ impl<S: Transport> WebSocket<S> {
 
     /// Like [`WebSocket::recv`], but gives up after `timeout` with [`Error::Timeout`]. The
     /// connection stays usable: a message cut off by the deadline continues on the next call.
+    /// The timeout is a total, read by read: a peer that trickles a message cannot stretch it.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
         self.conn.recv_until(Some(Instant::now() + timeout))
     }

@@ -374,11 +374,11 @@ impl Receiver {
         }
         let n = dst.len();
         self.received += n as u64;
+        // Bytes that came before a failure (a timeout) count all the same: the caller takes
+        // them in before it hands the failure on.
         let result = match result {
             Ok(0) => Err(Fault::Io(eof())),
             Ok(_) => Ok(()),
-            // Part of the payload came before the timeout: count it, retry later.
-            Err(e) if n > 0 && is_timeout_kind(e.kind()) => Ok(()),
             Err(e) => Err(Fault::Io(e)),
         };
         (n, result)

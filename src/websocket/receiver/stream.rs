@@ -240,7 +240,6 @@ impl Receiver {
         let result = match result {
             Ok(0) => Err(Fault::Io(super::eof())),
             Ok(_) => Ok(()),
-            Err(e) if n > 0 && is_timeout_kind(e.kind()) => Ok(()),
             Err(e) => Err(Fault::Io(e)),
         };
         (n, result)

@@ -1,0 +1,115 @@
+//! The read timeout of the receive loop, and the read half under a total deadline while one
+//! receive runs.
+//!
+//! The loop arms the socket's read timeout with the time left before its next wake-up, then
+//! lets the receiver read a frame, or several. A socket timeout counts from the start of each
+//! read, so a peer that sends a byte now and then would restart it with every read: under the
+//! caller's deadline and the close timeout, [`Clocked`] arms every read after the first with
+//! what is left, and fails it as timed out once nothing is.
+
+use std::io::{self, IoSliceMut, Read, Write};
+use std::time::{Duration, Instant};
+
+use crate::io::Transport;
+
+/// Sets `stream`'s read timeout to `want` (`None` waits forever), but only when the one in
+/// force, `armed`, does not fit, so a steady stream of receives costs no extra system calls.
+/// `precise` timeouts may not be overshot; others (the heartbeat's) may be late by a quarter.
+pub(super) fn arm<R: Transport + ?Sized>(
+    stream: &mut R,
+    armed: &mut Option<Duration>,
+    want: Option<Duration>,
+    precise: bool,
+) -> io::Result<()> {
+    // A zero timeout means "forever" to the OS; the clocks fire before a millisecond passes.
+    let want = want.map(|w| w.max(Duration::from_millis(1)));
+    let fits = match (*armed, want) {
+        (None, None) => true,
+        (Some(cur), Some(w)) => cur >= w / 2 && (cur <= w || (!precise && cur <= w + w / 4)),
+        _ => false,
+    };
+    if !fits {
+        stream.set_read_timeout(want)?;
+        *armed = want;
+    }
+    Ok(())
+}
+
+/// A read half whose reads end by `until`: the first runs under the timeout the loop armed,
+/// each later one under what is left, and one that would start at or after `until` fails with
+/// [`io::ErrorKind::TimedOut`] without reading. Bytes already read stay read; the receive
+/// goes on from them next time. Without `until` it is the stream itself.
+pub(super) struct Clocked<'a, R: Transport + ?Sized> {
+    stream: &'a mut R,
+    until: Option<Instant>,
+    armed: &'a mut Option<Duration>,
+    first: bool,
+}
+
+impl<'a, R: Transport + ?Sized> Clocked<'a, R> {
+    /// `stream` under `until` (the caller's deadline or the close timeout, whichever comes
+    /// first; `None` bounds nothing), its first read armed already; `armed` is the read
+    /// timeout in force, as [`arm`] keeps it.
+    pub fn new(stream: &'a mut R, until: Option<Instant>, armed: &'a mut Option<Duration>) -> Self {
+        Clocked {
+            stream,
+            until,
+            armed,
+            first: true,
+        }
+    }
+
+    fn before_read(&mut self) -> io::Result<()> {
+        let Some(until) = self.until else {
+            return Ok(());
+        };
+        if std::mem::take(&mut self.first) {
+            return Ok(());
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        arm(self.stream, self.armed, Some(left), true)
+    }
+}
+
+impl<R: Transport + ?Sized> Read for Clocked<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.before_read()?;
+        self.stream.read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.before_read()?;
+        self.stream.read_vectored(bufs)
+    }
+}
+
+/// The receiver only reads; writes go to the stream underneath.
+impl<R: Transport + ?Sized> Write for Clocked<'_, R> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl<R: Transport + ?Sized> Transport for Clocked<'_, R> {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(timeout)?;
+        *self.armed = timeout;
+        Ok(())
+    }
+
+    /// Under a deadline, a loop of this type's own reads (the stream's would go on reading as
+    /// long as bytes keep coming); without one, the stream's.
+    fn read_to_vec(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+        if self.until.is_none() {
+            return self.stream.read_to_vec(buf, limit);
+        }
+        Read::take(self, limit as u64).read_to_end(buf)
+    }
+}
