@@ -291,6 +291,41 @@ fn when_the_peer_closes_every_half_learns_it() {
     );
 }
 
+/// A writer's close returns as soon as the peer's answer completes the handshake, while the
+/// reader that saw the answer is still held: it does not wait out the close timeout for the
+/// reader to go.
+#[test]
+fn a_writer_close_returns_once_answered_while_the_reader_lives_on() {
+    let close_timeout = std::time::Duration::from_secs(3);
+    let mut ws = connect(
+        echo_server(),
+        Config::default().close_timeout(close_timeout),
+    );
+    let (mut reader, writer) = ws.split().unwrap();
+    let (ended_tx, ended) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let reading = thread::spawn(move || {
+        ended_tx.send(reader.recv().map(|m| m.is_none())).unwrap();
+        // The reader stays alive until the test is done.
+        let _ = released.recv_timeout(TIMEOUT * 2);
+        drop(reader);
+    });
+    let started = std::time::Instant::now();
+    let closed = writer.close(CloseCode::NORMAL, "");
+    let took = started.elapsed();
+    assert!(closed.is_ok(), "{closed:?}");
+    assert!(
+        took < close_timeout / 2,
+        "the close took {took:?} (close timeout {close_timeout:?})"
+    );
+    assert!(
+        ended.recv_timeout(TIMEOUT).unwrap().unwrap(),
+        "a normal end"
+    );
+    release.send(()).unwrap();
+    reading.join().unwrap();
+}
+
 #[test]
 fn server_halves_learn_the_client_closed() {
     let (tx, results) = mpsc::channel();
