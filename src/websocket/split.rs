@@ -351,13 +351,12 @@ struct SlotGuard<'a, W: Transport> {
 
 impl<W: Transport> Drop for SlotGuard<'_, W> {
     fn drop(&mut self) {
-        let mut slot = self.shared.slot.lock().unwrap_or_else(|e| e.into_inner());
-        slot.busy = false;
-        let waiting = slot.waiting;
-        drop(slot);
-        if waiting > 0 {
-            self.shared.slot_free.notify_all();
-        }
+        self.shared
+            .slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .busy = false;
+        self.shared.wake_slot_waiters();
     }
 }
 
