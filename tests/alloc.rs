@@ -1,5 +1,6 @@
 //! The hot loop allocates nothing: after warm-up, sending with `send(&[u8])` and receiving with
-//! `recv_into` a reused buffer performs zero heap allocations per message on the client thread.
+//! `recv_into` a reused buffer performs zero heap allocations per message on the client thread,
+//! and a server sends a large message without copying it.
 
 mod support;
 
@@ -7,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use support::{echo_server, ws_url};
-use syncws::{Client, MessageKind};
+use syncws::{Client, Config, MessageKind, Role, WebSocket};
 
 /// Counts allocations made by the current thread.
 struct Counting;
@@ -92,4 +93,34 @@ fn recv_allocates_once_per_message() {
         per_message <= 1.0,
         "{per_message} allocations per received message"
     );
+}
+
+/// A large message from a server (unmasked) goes out without being copied: the header and the
+/// caller's payload leave in one vectored write, and sending 1 MiB allocates nothing.
+#[test]
+fn a_large_server_send_is_not_copied() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    let draining = std::thread::spawn(move || {
+        let mut total = 0;
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n @ 1..) = peer.read(&mut buf) {
+            total += n;
+        }
+        total
+    });
+    let mut ws = WebSocket::from_stream(tcp, Role::Server, Config::default(), &[]);
+    let payload = vec![7u8; 1 << 20];
+    ws.send(&payload[..]).unwrap();
+    let before = allocations();
+    for _ in 0..3 {
+        ws.send(&payload[..]).unwrap();
+    }
+    let during = allocations() - before;
+    assert_eq!(during, 0, "{during} allocations for three 1 MiB sends");
+    drop(ws);
+    // Four frames of 1 MiB with a 10-byte header each, and the 1001 close frame.
+    assert_eq!(draining.join().unwrap(), 4 * ((1 << 20) + 10) + 4);
 }
