@@ -355,3 +355,86 @@ fn an_overflowing_member_over_a_tcp_stream_is_shut_down() {
 fn an_overflowing_member_over_a_unix_stream_is_shut_down() {
     an_overflowing_member_is_shut_down(unix_with_peer);
 }
+
+/// A write half of the user's own whose non-blocking write is interrupted once (`Interrupted`
+/// asks the caller to try again): a room's frame queued on it still goes out, and the member
+/// stays.
+#[test]
+fn a_room_frame_goes_out_after_an_interrupted_nonblocking_write() {
+    struct Whole(TcpStream);
+    impl Read for Whole {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+    impl Write for Whole {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Transport for Whole {}
+    struct Interrupting {
+        tcp: TcpStream,
+        interrupted: bool,
+    }
+    impl Read for Interrupting {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.tcp.read(buf)
+        }
+    }
+    impl Write for Interrupting {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.tcp.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Transport for Interrupting {
+        fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+            self.tcp.set_nonblocking(nonblocking)
+        }
+        fn write_nonblocking(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !std::mem::replace(&mut self.interrupted, true) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            self.tcp.set_nonblocking(true)?;
+            let written = self.tcp.write(buf);
+            self.tcp.set_nonblocking(false)?;
+            written
+        }
+        fn shutdown_both(&mut self) -> io::Result<()> {
+            self.tcp.shutdown(Shutdown::Both)
+        }
+    }
+    impl syncws::Split for Whole {
+        type ReadHalf = TcpStream;
+        type WriteHalf = Interrupting;
+        fn split(self) -> io::Result<(TcpStream, Interrupting)> {
+            let tcp = self.0;
+            let reader = tcp.try_clone()?;
+            let writer = Interrupting {
+                tcp,
+                interrupted: false,
+            };
+            Ok((reader, writer))
+        }
+    }
+
+    let (tcp, mut peer) = tcp_with_peer();
+    let mut ws = WebSocket::from_stream(Whole(tcp), Role::Server, Config::default(), &[]);
+    let (_reader, writer) = ws.split().unwrap();
+    let hub = syncws::Hub::new().unwrap();
+    hub.join("room", &writer).unwrap();
+    assert_eq!(hub.publish("room", "hello").queued, 1);
+    let mut frame = [0u8; 7];
+    peer.read_exact(&mut frame).unwrap();
+    assert_eq!(&frame, b"\x81\x05hello");
+    assert!(!writer.is_closed());
+    assert_eq!(hub.publish("room", "again").queued, 1);
+    peer.read_exact(&mut frame).unwrap();
+    assert_eq!(&frame, b"\x81\x05again");
+}
