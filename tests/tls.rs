@@ -1137,3 +1137,49 @@ fn a_split_reader_takes_what_the_session_already_decrypted() {
     let got = reader.recv_timeout(Duration::from_secs(3));
     assert_eq!(got.unwrap(), Some(Message::Binary(vec![7u8; 12_000])));
 }
+
+/// Over TLS too, a peer that trickles a message cannot stretch a receive deadline: the
+/// session reads a record in many socket calls, and each is armed with what is left. A relay
+/// passes the server's bytes on 1,000 at a time every 40 ms (a 16 KiB record takes 650 ms);
+/// a 300 ms receive gives up on time, and the message arrives whole on the next one.
+#[test]
+fn a_trickled_message_over_tls_cannot_stretch_a_receive_deadline() {
+    let big = bytes_of_len(60_000);
+    let sent = big.clone();
+    let addr = wss_serving(move |ws| {
+        ws.send(&sent[..])?;
+        let _ = ws.recv();
+        Ok(())
+    });
+    let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = relay.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let (mut client, _) = relay.accept().unwrap();
+        let mut server = TcpStream::connect(addr).unwrap();
+        let (mut upstream, mut to_server) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        thread::spawn(move || std::io::copy(&mut upstream, &mut to_server));
+        let mut buf = [0u8; 1000];
+        while let Ok(n @ 1..) = server.read(&mut buf) {
+            if client.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(40));
+        }
+    });
+    let mut ws = trusting_client()
+        .connect(&format!("wss://localhost:{port}/"))
+        .unwrap();
+    let deadline = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let r = ws.recv_timeout(deadline);
+    let took = started.elapsed();
+    let got = r.map(|m| m.map(|m| m.as_bytes().len()));
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?} after {took:?}");
+    assert!(
+        took < deadline + Duration::from_millis(250),
+        "a receive of {deadline:?} took {took:?}"
+    );
+    let msg = ws.recv_timeout(TIMEOUT).unwrap().expect("the message");
+    assert!(msg.as_bytes() == big, "the message arrives whole");
+}

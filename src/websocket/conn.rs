@@ -66,6 +66,11 @@ pub(crate) trait Link {
     fn flush_queued(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Bounds every socket call the reads make by `until` (`None` lifts it), for a stream that
+    /// makes several per read (a TLS session reading a record; see
+    /// [`Transport::set_deadline`]). Only a link that owns the whole stream does: a split
+    /// stream's writers share that bound.
+    fn bound_reads(&mut self, _until: Option<Instant>) {}
 }
 
 /// The last ping a link wrote, so the pong that answers it gives a round-trip time.
@@ -336,11 +341,19 @@ impl<L: Link> Conn<L> {
             // heartbeat's wake-up waits for the step (bytes arriving show the peer is alive).
             let until = [deadline, self.close_deadline].into_iter().flatten().min();
             let until = until.filter(|_| !self.nonblocking);
+            if until.is_some() {
+                self.link.bound_reads(until);
+            }
             let stream = self.link.read_half();
             let result = next(
                 &mut self.rx,
                 &mut Clocked::new(stream, until, &mut self.read_timeout),
             );
+            if until.is_some() {
+                self.link.bound_reads(None);
+                // A bounded stream arms its socket itself: the timeout in force is unknown.
+                self.read_timeout = Some(Duration::ZERO);
+            }
             if self.rx.bytes_received() != before {
                 self.hb.last_rx = Instant::now();
             }

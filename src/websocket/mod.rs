@@ -188,6 +188,12 @@ impl<S: Transport> Link for Owned<S> {
         self.stream()
     }
 
+    fn bound_reads(&mut self, until: Option<Instant>) {
+        if let Some(stream) = self.stream.as_mut() {
+            stream.set_deadline(until);
+        }
+    }
+
     fn write_frame(
         &mut self,
         opcode: OpCode,
