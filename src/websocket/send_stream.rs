@@ -435,6 +435,17 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_the_kind_and_what_is_gathered() {
+        let frames = Frames::default();
+        let mut message = writer(&frames, MessageKind::Text);
+        message.write_all(b"abc").unwrap();
+        assert_eq!(
+            format!("{message:?}"),
+            "MessageWriter { kind: Text, gathered: 3, started: false, .. }"
+        );
+    }
+
+    #[test]
     fn text_may_split_characters_across_writes_but_refuses_invalid_bytes() {
         let text = "aé€𝄞z".repeat(10);
         let frames = Frames::default();
