@@ -84,6 +84,35 @@ fn close_on_a_split_socket_returns_within_the_close_timeout() {
     done.send(()).unwrap();
 }
 
+/// A peer that answers a writer's close by ending the stream (no close frame) completes the
+/// closing handshake all the same: the close succeeds, without waiting out the close timeout.
+#[test]
+fn writer_close_succeeds_when_the_peer_answers_by_ending_the_stream() {
+    let (addr, _server) = raw_server(|mut conn| {
+        let code = conn.read_close().close_code();
+        drop(conn);
+        code
+    });
+    let mut ws = connect(
+        addr,
+        Config::default().close_timeout(Duration::from_secs(3)),
+    );
+    let (mut reader, writer) = ws.split().unwrap();
+    let reading = thread::spawn(move || reader.recv());
+    let started = Instant::now();
+    let r = writer.close(CloseCode::NORMAL, "");
+    assert!(r.is_ok(), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        reading.join().unwrap().is_err(),
+        "no close frame came: not a normal end"
+    );
+}
+
 #[test]
 fn writer_close_is_no_success_when_the_connection_fails_before_the_peer_answers() {
     // The reader fails the connection (no pong in time) while the writer waits for the answer
