@@ -374,14 +374,7 @@ impl Receiver {
         }
         let n = dst.len();
         self.received += n as u64;
-        // Bytes that came before a failure (a timeout) count all the same: the caller takes
-        // them in before it hands the failure on.
-        let result = match result {
-            Ok(0) => Err(Fault::Io(eof())),
-            Ok(_) => Ok(()),
-            Err(e) => Err(Fault::Io(e)),
-        };
-        (n, result)
+        (n, read_outcome(result))
     }
 
     /// Checks the `n` payload bytes that just reached the frame's sink: text for UTF-8,
@@ -510,6 +503,17 @@ fn read_once<R: Transport + ?Sized>(
     let result = stream.read(&mut dst[start..]);
     dst.truncate(start + *result.as_ref().unwrap_or(&0));
     result
+}
+
+/// How a read straight into a frame's sink went; end-of-stream is an error here. Bytes that
+/// came before a failure (a timeout) count all the same: the caller takes them in before it
+/// hands the failure on.
+fn read_outcome(result: io::Result<usize>) -> Result<(), Fault> {
+    match result {
+        Ok(0) => Err(Fault::Io(eof())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(Fault::Io(e)),
+    }
 }
 
 /// One `read` into the read buffer; end-of-stream is an error here.

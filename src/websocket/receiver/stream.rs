@@ -18,7 +18,7 @@
 
 use std::io;
 
-use super::{Event, Fault, Receiver, Sink, extend, fill, read_once};
+use super::{Event, Fault, Receiver, Sink, extend, fill, read_once, read_outcome};
 use crate::error::{ProtocolError, is_timeout_kind};
 use crate::io::Transport;
 use crate::message::MessageKind;
@@ -237,12 +237,7 @@ impl Receiver {
         }
         let n = dst.len();
         self.received += n as u64;
-        let result = match result {
-            Ok(0) => Err(Fault::Io(super::eof())),
-            Ok(_) => Ok(()),
-            Err(e) => Err(Fault::Io(e)),
-        };
-        (n, result)
+        (n, read_outcome(result))
     }
 
     /// Checks the piece that just arrived: text for UTF-8; compressed bytes are inflated.
