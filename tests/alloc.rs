@@ -7,7 +7,7 @@ mod support;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use support::{echo_server, ws_url};
+use support::{echo_server, tcp_pair, ws_url};
 use syncws::{Client, Config, MessageKind, Role, WebSocket};
 
 /// Counts allocations made by the current thread.
@@ -100,9 +100,7 @@ fn recv_allocates_once_per_message() {
 #[test]
 fn a_large_server_send_is_not_copied() {
     use std::io::Read;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    let (tcp, mut peer) = tcp_pair();
     let draining = std::thread::spawn(move || {
         let mut total = 0;
         let mut buf = vec![0u8; 64 << 10];

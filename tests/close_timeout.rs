@@ -5,7 +5,7 @@
 mod support;
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -167,9 +167,7 @@ fn fill_until_stalled(tcp: &TcpStream) {
 /// after the close timeout, not after the much longer write timeout of its sends.
 #[test]
 fn a_socket_dropped_towards_a_stalled_peer_gives_up_within_the_close_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (peer, _) = listener.accept().unwrap();
+    let (tcp, peer) = tcp_pair();
     let config = Config::default()
         .write_timeout(Some(Duration::from_secs(20)))
         .close_timeout(CLOSE_TIMEOUT);
@@ -184,8 +182,7 @@ fn a_socket_dropped_towards_a_stalled_peer_gives_up_within_the_close_timeout() {
     drop(peer);
 
     // The same when the last half of a split socket goes.
-    let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (peer, _) = listener.accept().unwrap();
+    let (tcp, peer) = tcp_pair();
     let mut ws = WebSocket::from_stream(tcp, Role::Server, config, &[]);
     fill_until_stalled(ws.get_ref());
     let (reader, writer) = ws.split().unwrap();

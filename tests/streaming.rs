@@ -6,7 +6,7 @@
 mod support;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
@@ -478,9 +478,7 @@ impl Transport for CountedReads {
 fn small_fragments_of_a_streamed_message_are_read_through_the_buffer() {
     const FRAGMENTS: usize = 200;
     const LEN: usize = 1000;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    let (tcp, mut peer) = tcp_pair();
     let data = bytes_of_len(FRAGMENTS * LEN);
     let mut wire = Vec::new();
     for (i, part) in data.chunks(LEN).enumerate() {

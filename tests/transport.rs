@@ -2,8 +2,10 @@
 //! implements only `Read`, `Write` and a half-close. Over a loopback TCP pair, the other end
 //! read raw.
 
+mod support;
+
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use support::tcp_pair;
 use syncws::{Config, Error, Role, Transport, WebSocket};
 
 /// A TCP connection behind only `Read`, `Write` and `shutdown_write`: no timeouts, no
@@ -46,17 +49,9 @@ impl Transport for Own {
     }
 }
 
-/// Both ends of a loopback TCP connection.
-fn sockets() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (peer, _) = listener.accept().unwrap();
-    (tcp, peer)
-}
-
 /// A loopback TCP connection, its other end reading with a 3 s timeout.
 fn tcp_with_peer() -> (TcpStream, TcpStream) {
-    let (tcp, peer) = sockets();
+    let (tcp, peer) = tcp_pair();
     peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     (tcp, peer)
 }
@@ -301,7 +296,7 @@ fn the_default_nonblocking_flush_sends_what_the_stream_buffers() {
     peer.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"held back");
 
-    let (tcp, _peer) = sockets();
+    let (tcp, _peer) = tcp_pair();
     let mut plain = Own {
         tcp,
         fail_writes: Arc::default(),

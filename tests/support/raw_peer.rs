@@ -9,6 +9,14 @@ use super::{
     CLOSE, EOF_WITHIN, Frame, Len, SAMPLE_ACCEPT, guard, head_header, read_head, upgrade_request,
 };
 
+/// Both ends of a fresh loopback TCP connection: the one that connected, and the one accepted.
+pub fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let connected = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    (connected, accepted)
+}
+
 /// One end of a WebSocket spoken by hand over TCP: a client (expects unmasked frames from the
 /// server) or a server (expects masked frames from the client).
 #[derive(Debug)]
