@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::*;
-use syncws::{Config, Error, Hub, Message, Overflow, Overflowed, Server, WebSocket};
+use syncws::{CloseCode, Config, Error, Hub, Message, Overflow, Overflowed, Server, WebSocket};
 
 /// A server whose every connection joins `ROOM` of `hub` and then reads until it ends; the
 /// write timeout is long, so a publish that waited on a member's socket would show. Returns its
@@ -329,6 +329,48 @@ fn a_members_own_send_goes_behind_what_the_room_queued_for_it() {
     assert_eq!(
         ws.recv_timeout(TIMEOUT).unwrap(),
         Some(Message::Text("own".into()))
+    );
+}
+
+#[test]
+fn a_members_close_goes_behind_what_the_room_queued_for_it() {
+    // As above, but the handler answers the client's message by closing: every one of the
+    // room's queued messages must reach the client before the close frame, none after it.
+    const SIZE: usize = 64 << 10;
+    const COUNT: u32 = 128;
+    let hub = Hub::builder().backlog(64 << 20).build().unwrap();
+    let server = Server::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr();
+    let members = hub.clone();
+    let (joined_tx, joins) = mpsc::channel();
+    let joined_tx = Mutex::new(joined_tx);
+    thread::spawn(move || {
+        server.serve(move |ws| {
+            let (mut reader, writer) = ws.split()?;
+            members.join(ROOM, &writer)?;
+            joined_tx.lock().unwrap().send(writer.id())?;
+            if reader.recv()?.is_some() {
+                reader.close(CloseCode::NORMAL, "done")?;
+            }
+            Ok(())
+        })
+    });
+    let mut ws = connect(addr, Config::default());
+    joined(&joins, 1);
+    for i in 0..COUNT {
+        assert_eq!(hub.publish(ROOM, &numbered(i, SIZE)[..]).queued, 1);
+    }
+    ws.send("close, please").unwrap();
+    for i in 0..COUNT {
+        match ws.recv_timeout(TIMEOUT).unwrap() {
+            Some(Message::Binary(b)) => assert_eq!(b, numbered(i, SIZE), "message {i}"),
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        ws.recv_timeout(TIMEOUT).unwrap(),
+        None,
+        "the close came last"
     );
 }
 
