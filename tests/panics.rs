@@ -114,3 +114,47 @@ fn on_error_gets_every_failure_without_stalling_connections() {
     );
     server.shutdown();
 }
+
+#[test]
+fn a_client_that_leaves_before_asking_is_not_reported_but_half_a_request_is() {
+    let (tx, rx) = mpsc::channel::<ConnectionError>();
+    let server = bind()
+        .on_error(move |e| {
+            let _ = tx.send(e);
+        })
+        .start(echo)
+        .unwrap();
+    // Connects and goes away without a byte: nothing went wrong.
+    let silent = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    drop(silent);
+    // Goes away in the middle of its request line: a failed handshake.
+    let mut cut = Http::connect(server.local_addr());
+    let cut_addr = cut.stream.local_addr().unwrap();
+    std::io::Write::write_all(&mut cut.stream, b"GET / HT").unwrap();
+    cut.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let report = rx
+        .recv_timeout(TIMEOUT)
+        .expect("the cut request was reported");
+    assert_eq!(report.peer, Some(cut_addr), "{:?}", report.error);
+    assert!(
+        matches!(
+            report.error.downcast_ref::<Error>(),
+            Some(Error::Handshake(_))
+        ),
+        "{:?}",
+        report.error
+    );
+    // Both connections have ended by now (the cut one was answered and lingered over).
+    assert!(
+        wait_until(TIMEOUT, || server.connections() == 0),
+        "connections left open"
+    );
+    if let Ok(e) = rx.try_recv() {
+        panic!(
+            "reported as well: {:?} from {:?} (silent was {silent_addr})",
+            e.error, e.peer
+        );
+    }
+    server.shutdown();
+}
