@@ -241,6 +241,26 @@ fn requests_that_could_be_read_two_ways_get_400() {
     handle.shutdown();
 }
 
+/// A request refused with 400 is answered, then the socket lingers: the server reads and
+/// discards what the client still sends for a while (half a second) instead of closing at once,
+/// which would answer those bytes with a reset that can cost a client reading late its answer.
+/// Both late writes go through, where after a close the first would draw a reset that fails the
+/// second.
+#[test]
+fn a_refused_request_lingers_reading_what_the_client_still_sends() {
+    let handle = reflecting_server();
+    let mut c = Http::connect(handle.local_addr());
+    let r = c.exchange("GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 400, "{r:?}");
+    for _ in 0..2 {
+        thread::sleep(Duration::from_millis(100));
+        let late = c.stream.write_all(b"more of a request nobody reads");
+        assert!(late.is_ok(), "the server reset the connection: {late:?}");
+    }
+    assert_eq!(c.end(PROMPTLY), End::Closed);
+    handle.shutdown();
+}
+
 #[test]
 fn expect_100_continue_is_answered_and_other_expectations_get_417() {
     let handle = start(

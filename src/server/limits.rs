@@ -523,7 +523,8 @@ fn linger(rx: mpsc::Receiver<Socket>) {
                     Ok(0) => break false,
                     Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break Instant::now() < *until,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    // A non-blocking read never waits, so no signal interrupts it: any other
+                    // error ends the socket's lingering.
                     Err(_) => break false,
                 }
             };
