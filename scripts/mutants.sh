@@ -16,7 +16,10 @@
 # -f is under src/proto/ only the library's unit tests run (`-C --lib`): the sans-IO core is
 # tested beside each module (only its `proto::` tests run, without default features), and one
 # test binary relinks in seconds. Suites that need external servers (nginx, tinyproxy,
-# microsocks, Python) stay ignored here, as in `cargo test`.
+# microsocks, Python) stay ignored here, as in `cargo test`. Everything else runs with all
+# features, where rustls serves wss://: give src/tls/native.rs a pass of its own (`-f
+# src/tls/native.rs`, run with the default features) and leave it out of the others (`-e
+# src/tls/native.rs`).
 #
 # Mutants listed in scripts/mutants-equivalent.txt (each with its reason) are skipped.
 # Results go to mutants.out/ (git-ignored); a summary and the missed list are printed at the end.
@@ -41,22 +44,27 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
-# Only proto files named: unit tests only.
+# Only proto files named: unit tests only. Only the native-tls backend named: default features.
 files=0
 proto_only=1
+native_only=1
 for ((i = 0; i < ${#mutants_args[@]}; i++)); do
+    file=
     case ${mutants_args[i]} in
-        -f | --file)
-            files=$((files + 1))
-            [[ ${mutants_args[i + 1]:-} == src/proto/* ]] || proto_only=0
-            ;;
-        --file=*)
-            files=$((files + 1))
-            [[ ${mutants_args[i]#--file=} == src/proto/* ]] || proto_only=0
-            ;;
+        -f | --file) file=${mutants_args[i + 1]:-} ;;
+        --file=*) file=${mutants_args[i]#--file=} ;;
+        *) continue ;;
     esac
+    files=$((files + 1))
+    [[ $file == src/proto/* ]] || proto_only=0
+    [[ $file == src/tls/native.rs ]] || native_only=0
 done
 narrow=(--all-features)
+if [[ $files -gt 0 && $native_only -eq 1 ]]; then
+    # With every feature on, rustls serves wss:// and the native-tls code is not run at all.
+    narrow=()
+    echo "mutants.sh: only src/tls/native.rs named, running with the default features" >&2
+fi
 test_filter=()
 if [[ $files -gt 0 && $proto_only -eq 1 ]]; then
     # The sans-IO core needs no TLS; deflate/ only its own feature.
