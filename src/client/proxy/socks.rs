@@ -133,6 +133,8 @@ mod tests {
         sent: Vec<u8>,
         /// Setting a read timeout fails (as `setsockopt` on a broken socket would).
         timeouts_fail: bool,
+        /// Errors that reads return once, each when the replies are read up to its offset.
+        faults: Vec<(u64, io::ErrorKind)>,
     }
 
     impl Scripted {
@@ -141,12 +143,19 @@ mod tests {
                 replies: Cursor::new(replies.concat()),
                 sent: Vec::new(),
                 timeouts_fail: false,
+                faults: Vec::new(),
             }
         }
     }
 
     impl Read for Scripted {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if let Some(&(at, kind)) = self.faults.first() {
+                if at == self.replies.position() {
+                    self.faults.remove(0);
+                    return Err(kind.into());
+                }
+            }
             self.replies.read(buf)
         }
     }
@@ -212,6 +221,27 @@ mod tests {
         match exchange(&mut stream, &proxy, &target, soon()) {
             Err(Error::Io(e)) => assert_eq!(e.to_string(), "setsockopt failed"),
             other => panic!("expected the I/O error, got {other:?}"),
+        }
+    }
+
+    /// A read cut short by a signal is tried again; a reset is the error it is, at once (not
+    /// read past, which would end as the proxy closing early or as a timeout).
+    #[test]
+    fn an_interrupted_read_is_retried_and_a_reset_is_an_io_error() {
+        let proxy = Proxy::parse("socks5://p").unwrap();
+        let target = Target::Addr("10.0.0.1:80".parse().unwrap());
+        let mut stream = Scripted::new(&[&[5, 0], OK_V4]);
+        stream.faults = vec![
+            (0, io::ErrorKind::Interrupted),
+            (2, io::ErrorKind::Interrupted),
+        ];
+        exchange(&mut stream, &proxy, &target, soon()).unwrap();
+        assert!(stream.faults.is_empty(), "{:?}", stream.faults);
+        let mut stream = Scripted::new(&[&[5, 0], OK_V4]);
+        stream.faults = vec![(2, io::ErrorKind::ConnectionReset)];
+        match exchange(&mut stream, &proxy, &target, soon()) {
+            Err(Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+            other => panic!("expected the reset, got {other:?}"),
         }
     }
 
