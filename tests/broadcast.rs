@@ -82,3 +82,43 @@ fn broadcast_drops_a_stalled_member_and_delivers_to_the_rest_in_order() {
     assert_eq!(room.len(), HEALTHY);
     drop(stalled);
 }
+
+#[test]
+fn a_removed_member_gets_no_more_and_removing_it_again_says_so() {
+    let room: Arc<Broadcast> = Arc::new(Broadcast::new());
+    let members = Arc::clone(&room);
+    let (joined_tx, joined) = mpsc::channel();
+    let joined_tx = std::sync::Mutex::new(joined_tx);
+    let addr = serve(Config::default(), move |ws| {
+        let (mut reader, writer) = ws.split()?;
+        let id = writer.id();
+        members.add(writer);
+        joined_tx.lock().unwrap().send(id)?;
+        while reader.recv()?.is_some() {}
+        Ok(())
+    });
+    let mut kept = connect(addr, Config::default());
+    let kept_id = joined.recv_timeout(TIMEOUT).unwrap();
+    let mut removed = connect(addr, Config::default());
+    let removed_id = joined.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(room.len(), 2);
+
+    assert!(room.remove(removed_id), "it was a member");
+    assert!(!room.remove(removed_id), "it is no longer one");
+    assert!(
+        !room.remove(removed_id.max(kept_id) + 1000),
+        "never a member"
+    );
+    assert_eq!(room.len(), 1);
+    assert_eq!(room.send("only the kept"), 1);
+    assert_eq!(
+        kept.recv_timeout(TIMEOUT).unwrap(),
+        Some(Message::from("only the kept"))
+    );
+    // The removed connection stays open, and nothing comes to it.
+    assert!(matches!(
+        removed.recv_timeout(Duration::from_millis(200)),
+        Err(syncws::Error::Timeout)
+    ));
+    removed.send("still here").unwrap();
+}
