@@ -163,21 +163,17 @@ mod pipe {
     use std::io::{self, Read, Write};
     use std::sync::{Arc, Condvar, Mutex};
 
-    #[derive(Default)]
+    #[derive(Debug, Default)]
     struct Channel {
         bytes: Mutex<(VecDeque<u8>, bool)>,
         ready: Condvar,
     }
 
+    /// `Debug` because native-tls's handshake errors print their stream.
+    #[derive(Debug)]
     pub(super) struct End {
         incoming: Arc<Channel>,
         outgoing: Arc<Channel>,
-    }
-
-    impl std::fmt::Debug for End {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("pipe::End")
-        }
     }
 
     pub(super) fn pair() -> (End, End) {

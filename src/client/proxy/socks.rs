@@ -150,11 +150,11 @@ mod tests {
 
     impl Read for Scripted {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if let Some(&(at, kind)) = self.faults.first() {
-                if at == self.replies.position() {
-                    self.faults.remove(0);
-                    return Err(kind.into());
-                }
+            if let Some(&(at, kind)) = self.faults.first()
+                && at == self.replies.position()
+            {
+                self.faults.remove(0);
+                return Err(kind.into());
             }
             self.replies.read(buf)
         }
