@@ -826,6 +826,15 @@ fn a_replayed_envelope_is_dropped_and_a_gap_is_counted() {
         &[vec![b"PUBLISH", channel.as_bytes(), &other]],
     );
     assert_eq!(text(&mut member), "from eight");
+    // ... and tracking it forgot nothing of the first: 7's 5 again is still a replay.
+    let replays = [(5, "five again"), (6, "six")].map(|(n, t)| envelope(7, n, t));
+    let commands: Vec<Vec<&[u8]>> = replays
+        .iter()
+        .map(|p| vec![b"PUBLISH".as_slice(), channel.as_bytes(), p])
+        .collect();
+    resp_all(redis.addr(), &commands);
+    assert_eq!(text(&mut member), "six");
+    assert_eq!(status.stats().duplicates, 3);
 }
 
 #[test]

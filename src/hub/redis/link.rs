@@ -332,6 +332,33 @@ mod tests {
     }
 
     #[test]
+    fn connect_failures_are_sorted_into_what_a_caller_can_act_on() {
+        use redis::ErrorKind;
+        let io = |kind| redis::RedisError::from(std::io::Error::from(kind));
+        let cases = [
+            (
+                redis::RedisError::from((ErrorKind::InvalidClientConfig, "bad")),
+                BackendErrorKind::Config,
+            ),
+            (
+                redis::RedisError::from((ErrorKind::AuthenticationFailed, "no")),
+                BackendErrorKind::Refused,
+            ),
+            (
+                io(std::io::ErrorKind::ConnectionRefused),
+                BackendErrorKind::Unreachable,
+            ),
+            (
+                io(std::io::ErrorKind::TimedOut),
+                BackendErrorKind::Unreachable,
+            ),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(classify(&e), kind, "{e}");
+        }
+    }
+
+    #[test]
     fn backoff_doubles_to_its_bound_and_jitters_by_at_most_half() {
         let (min, max) = (Duration::from_millis(100), Duration::from_millis(1000));
         let mut backoff = Backoff::new((min, max));
