@@ -835,6 +835,46 @@ fn a_replayed_envelope_is_dropped_and_a_gap_is_counted() {
     resp_all(redis.addr(), &commands);
     assert_eq!(text(&mut member), "six");
     assert_eq!(status.stats().duplicates, 3);
+    // The status shows itself with its numbers.
+    let shown = format!("{status:?}");
+    assert!(
+        shown.starts_with("RedisStatus")
+            && shown.contains("up: true")
+            && shown.contains("duplicates: 3"),
+        "{shown}"
+    );
+}
+
+/// How many `PING`s Redis has answered so far (its `INFO commandstats`).
+fn pings(url: &str) -> u64 {
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut con)
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// An idle backend checks its connections now and then, not on every poll: over 2 s the
+/// publisher pings about twice (every second it is idle) and the subscriber not at all (every
+/// 5 s of silence), where a check on each of the subscriber's 100 ms polls would be 20.
+#[test]
+#[ignore = "needs redis-server: bash scripts/redis_test.sh"]
+fn an_idle_backend_pings_redis_only_now_and_then() {
+    let redis = RedisServer::start(&[]);
+    let hub = Hub::builder()
+        .backend(backend(&redis.url()).build().unwrap())
+        .build()
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let before = pings(&redis.url());
+    thread::sleep(Duration::from_secs(2));
+    let idle = pings(&redis.url()) - before;
+    eprintln!("{idle} pings in 2 s of idling");
+    assert!(idle <= 4, "{idle} pings in 2 s of idling");
+    drop(hub);
 }
 
 #[test]

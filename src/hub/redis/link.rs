@@ -331,6 +331,49 @@ mod tests {
         }
     }
 
+    /// The publish queue takes one message whatever its size (or a message over the limit
+    /// could never go), and past that holds to its limit in bytes.
+    #[test]
+    fn the_publish_queue_holds_to_its_limit() {
+        const LIMIT: usize = 1000;
+        let settings = super::super::RedisBackend::builder("redis://127.0.0.1:1").queue(LIMIT);
+        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
+        let shared = Shared::new(&settings, &client);
+        let big = [7u8; 2 * LIMIT];
+        assert!(shared.forward("r", MessageRef::Binary(&big)).is_ok());
+        let second = shared.forward("r", MessageRef::Binary(&big));
+        assert!(matches!(second, Err(NotForwarded::Full)), "{second:?}");
+        match shared.work(Duration::ZERO) {
+            Work::Send(batch) => assert_eq!(batch.len(), 1),
+            _ => panic!("the queued message was not handed out"),
+        }
+        let small = [7u8; 100];
+        let mut taken = 0;
+        while shared.forward("r", MessageRef::Binary(&small)).is_ok() {
+            taken += 1;
+            assert!(
+                taken <= LIMIT / small.len(),
+                "{taken} messages of 100 bytes taken"
+            );
+        }
+        let queued = shared.lock().queued_bytes;
+        assert!(
+            taken >= 2 && queued <= LIMIT,
+            "{taken} taken, {queued} bytes queued"
+        );
+        assert!(
+            queued + queued / taken > LIMIT,
+            "room for one more: {queued} bytes queued"
+        );
+        assert_eq!(
+            shared
+                .counters
+                .refused_full
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+    }
+
     #[test]
     fn connect_failures_are_sorted_into_what_a_caller_can_act_on() {
         use redis::ErrorKind;
