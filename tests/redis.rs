@@ -845,6 +845,64 @@ fn a_replayed_envelope_is_dropped_and_a_gap_is_counted() {
     );
 }
 
+/// Redis refusing a `PUBLISH` (an ACL that forbids it) loses those messages, logged and
+/// counted, and keeps the connection: the next publishes are taken, not refused as if Redis
+/// were down, and nothing reconnects.
+#[test]
+#[ignore = "needs redis-server: bash scripts/redis_test.sh"]
+fn a_publish_redis_refuses_is_lost_but_the_connection_stays() {
+    let redis = RedisServer::start(&[]);
+    let acl: Vec<&[u8]> = vec![
+        b"ACL",
+        b"SETUSER",
+        b"nopub",
+        b"on",
+        b">pw",
+        b"~*",
+        b"&*",
+        b"+@all",
+        b"-publish",
+    ];
+    assert_eq!(resp_all(redis.addr(), &[acl]), ["+OK"]);
+    let here = backend(&format!("redis://nopub:pw@{}", redis.addr()))
+        .build()
+        .unwrap();
+    let shown = format!("{here:?}");
+    assert!(
+        shown.starts_with("RedisBackend")
+            && shown.contains(&redis.addr().to_string())
+            && shown.contains(RedisBackend::DEFAULT_PREFIX)
+            && !shown.contains("pw"),
+        "{shown}"
+    );
+    let status = here.status();
+    let hub = Hub::builder().backend(here).build().unwrap();
+    for n in 1..=3u64 {
+        assert_eq!(
+            hub.publish(ROOM, "forbidden").forwarded,
+            Forwarded::Queued,
+            "publish {n}"
+        );
+        let deadline = Instant::now() + TIMEOUT;
+        while status.stats().lost < n {
+            assert!(Instant::now() < deadline, "{:?}", status.stats());
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let stats = status.stats();
+    assert_eq!(
+        (
+            stats.lost,
+            stats.published,
+            stats.refused_down,
+            stats.reconnects
+        ),
+        (3, 0, 0, 0),
+        "{stats:?}"
+    );
+    assert!(status.is_up());
+}
+
 /// How many `PING`s Redis has answered so far (its `INFO commandstats`).
 fn pings(url: &str) -> u64 {
     let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
