@@ -43,18 +43,7 @@ pub(super) fn start(
 ) -> Result<()> {
     thread::Builder::new()
         .name("redis-subscribe".into())
-        .spawn(move || {
-            let mut sub = Subscriber {
-                shared: &shared,
-                inbound,
-                seen: HashMap::new(),
-                tracked: 0,
-                malformed: Every::new(Duration::from_secs(10)),
-                gaps: Every::new(Duration::from_secs(10)),
-                duplicates: Every::new(Duration::from_secs(10)),
-            };
-            sub.run(&client, con, subscribed);
-        })?;
+        .spawn(move || Subscriber::new(&shared, inbound).run(&client, con, subscribed))?;
     Ok(())
 }
 
@@ -77,7 +66,19 @@ struct Subscriber<'a> {
     duplicates: Every,
 }
 
-impl Subscriber<'_> {
+impl<'a> Subscriber<'a> {
+    fn new(shared: &'a Shared, inbound: Inbound) -> Subscriber<'a> {
+        Subscriber {
+            shared,
+            inbound,
+            seen: HashMap::new(),
+            tracked: 0,
+            malformed: Every::new(Duration::from_secs(10)),
+            gaps: Every::new(Duration::from_secs(10)),
+            duplicates: Every::new(Duration::from_secs(10)),
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.shared.is_stopped() || !self.inbound.is_alive()
     }
@@ -307,6 +308,35 @@ fn glob_escape(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table of the numbers last seen holds at most [`MAX_TRACKED`] (instance, room)
+    /// pairs, so senders that come and go (each backend has a new instance id) cannot grow it
+    /// without bound; a new pair beyond that starts it over, forgetting the others.
+    #[test]
+    fn the_table_of_numbers_seen_is_bounded() {
+        let settings = super::super::RedisBackend::builder("redis://127.0.0.1:1");
+        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
+        let shared = Shared::new(&settings, &client);
+        let mut sub = Subscriber::new(
+            &shared,
+            Inbound {
+                hub: Default::default(),
+            },
+        );
+        let first = |instance| Origin {
+            instance,
+            publisher: 0,
+            seq: 1,
+        };
+        for instance in 0..MAX_TRACKED as u64 {
+            assert!(sub.in_sequence("r", first(instance)), "{instance}");
+        }
+        assert_eq!(sub.tracked, MAX_TRACKED);
+        assert!(!sub.in_sequence("r", first(0)), "a replay while tracked");
+        assert!(sub.in_sequence("r", first(u64::MAX)));
+        assert_eq!((sub.tracked, sub.seen.len()), (1, 1));
+        assert!(sub.in_sequence("r", first(0)), "forgotten, so new again");
+    }
 
     #[test]
     fn glob_characters_of_the_prefix_match_literally() {
