@@ -339,6 +339,12 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_limited_line_says_how_many_it_stands_for() {
+        assert_eq!(also(0), "");
+        assert_eq!(also(3), " (and 3 more since the last such line)");
+    }
+
+    #[test]
     fn glob_characters_of_the_prefix_match_literally() {
         let cases = [
             ("syncws:", "syncws:"),
