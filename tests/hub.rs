@@ -304,28 +304,39 @@ fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-#[test]
-fn a_members_own_send_goes_behind_what_the_room_queued_for_it() {
-    // The client does not read while the room publishes 8 MB to it, so most of that waits in
-    // the member's queue; then it asks the handler to send a message of its own, which must
-    // arrive after every one of the room's.
+/// The client of the member at `addr` does not read while the room publishes 128 messages of
+/// 64 KiB (8 MB) to it, so most of that waits in the member's queue; then it sends `ask` to its
+/// handler, and reads: all of the room's messages must come first, in order. Returns the
+/// client, for what its handler did to come next.
+fn ask_behind_a_full_queue(
+    hub: &Hub,
+    addr: SocketAddr,
+    joins: &mpsc::Receiver<u64>,
+    ask: &str,
+) -> WebSocket {
     const SIZE: usize = 64 << 10;
     const COUNT: u32 = 128;
-    let hub = Hub::builder().backlog(64 << 20).build().unwrap();
-    let server = Server::bind("127.0.0.1:0").unwrap();
-    let (addr, joins) = room_server_with(&hub, server, |_| Some("own".into()));
     let mut ws = connect(addr, Config::default());
-    joined(&joins, 1);
+    joined(joins, 1);
     for i in 0..COUNT {
         assert_eq!(hub.publish(ROOM, &numbered(i, SIZE)[..]).queued, 1);
     }
-    ws.send("go").unwrap();
+    ws.send(ask).unwrap();
     for i in 0..COUNT {
         match ws.recv_timeout(TIMEOUT).unwrap() {
             Some(Message::Binary(b)) => assert_eq!(b, numbered(i, SIZE), "message {i}"),
             other => panic!("message {i}: {other:?}"),
         }
     }
+    ws
+}
+
+#[test]
+fn a_members_own_send_goes_behind_what_the_room_queued_for_it() {
+    let hub = Hub::builder().backlog(64 << 20).build().unwrap();
+    let server = Server::bind("127.0.0.1:0").unwrap();
+    let (addr, joins) = room_server_with(&hub, server, |_| Some("own".into()));
+    let mut ws = ask_behind_a_full_queue(&hub, addr, &joins, "go");
     assert_eq!(
         ws.recv_timeout(TIMEOUT).unwrap(),
         Some(Message::Text("own".into()))
@@ -334,10 +345,8 @@ fn a_members_own_send_goes_behind_what_the_room_queued_for_it() {
 
 #[test]
 fn a_members_close_goes_behind_what_the_room_queued_for_it() {
-    // As above, but the handler answers the client's message by closing: every one of the
-    // room's queued messages must reach the client before the close frame, none after it.
-    const SIZE: usize = 64 << 10;
-    const COUNT: u32 = 128;
+    // The handler answers its client's message by closing: the close frame must come after
+    // every one of the room's queued messages, and nothing after it.
     let hub = Hub::builder().backlog(64 << 20).build().unwrap();
     let server = Server::bind("127.0.0.1:0").unwrap();
     let addr = server.local_addr();
@@ -355,18 +364,7 @@ fn a_members_close_goes_behind_what_the_room_queued_for_it() {
             Ok(())
         })
     });
-    let mut ws = connect(addr, Config::default());
-    joined(&joins, 1);
-    for i in 0..COUNT {
-        assert_eq!(hub.publish(ROOM, &numbered(i, SIZE)[..]).queued, 1);
-    }
-    ws.send("close, please").unwrap();
-    for i in 0..COUNT {
-        match ws.recv_timeout(TIMEOUT).unwrap() {
-            Some(Message::Binary(b)) => assert_eq!(b, numbered(i, SIZE), "message {i}"),
-            other => panic!("message {i}: {other:?}"),
-        }
-    }
+    let mut ws = ask_behind_a_full_queue(&hub, addr, &joins, "close, please");
     assert_eq!(
         ws.recv_timeout(TIMEOUT).unwrap(),
         None,
