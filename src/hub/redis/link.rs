@@ -374,6 +374,24 @@ mod tests {
         );
     }
 
+    /// Up means both connections up and the backend not stopped: any one of the three
+    /// failing is down.
+    #[test]
+    fn up_takes_both_connections_and_no_stop() {
+        let settings = super::super::RedisBackend::builder("redis://127.0.0.1:1");
+        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
+        let shared = Shared::new(&settings, &client);
+        assert!(!shared.is_up(), "the subscriber has not subscribed yet");
+        shared.subscriber_up(true);
+        assert!(shared.is_up());
+        shared.publisher_down("gone".into());
+        assert!(!shared.is_up(), "the publisher is down");
+        shared.publisher_up();
+        assert!(shared.is_up());
+        shared.stop();
+        assert!(!shared.is_up(), "stopped");
+    }
+
     #[test]
     fn connect_failures_are_sorted_into_what_a_caller_can_act_on() {
         use redis::ErrorKind;
