@@ -132,7 +132,7 @@ impl Shared {
         }
         let mut batch = Vec::new();
         let mut bytes = 0;
-        while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+        while !batch_full(batch.len(), bytes) {
             let Some(out) = state.queue.pop_front() else {
                 break;
             };
@@ -191,6 +191,11 @@ impl Shared {
     pub fn start_error(&self, e: &redis::RedisError) -> BackendError {
         BackendError::new(classify(e), format!("redis at {}: {e}", self.addr))
     }
+}
+
+/// Whether a batch of `count` messages, `bytes` in all, is as large as one pipeline should be.
+fn batch_full(count: usize, bytes: usize) -> bool {
+    count >= BATCH_MESSAGES || bytes >= BATCH_BYTES
 }
 
 /// A connection to Redis with `timeout` on every read and write, checked with a `PING` (which
