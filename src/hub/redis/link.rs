@@ -377,6 +377,25 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed),
             2
         );
+
+        // A message that fills the queue exactly to its limit is taken.
+        let origin = Origin {
+            instance: 0,
+            publisher: 0,
+            seq: 0,
+        };
+        let each = envelope::encode(origin, MessageRef::Binary(&small)).len();
+        let settings = super::super::RedisBackend::builder("redis://127.0.0.1:1").queue(2 * each);
+        let shared = Shared::new(&settings, &client);
+        let taken = (0..3)
+            .take_while(|_| shared.forward("r", MessageRef::Binary(&small)).is_ok())
+            .count();
+        assert_eq!(
+            taken,
+            2,
+            "envelopes of {each} bytes under a limit of {}",
+            2 * each
+        );
     }
 
     /// Up means both connections up and the backend not stopped: any one of the three
