@@ -86,7 +86,7 @@ pub(super) fn stamp(envelope: &mut [u8], publisher: u32, seq: u64) {
 
 /// Reads an envelope; the message borrows from `bytes`.
 pub(super) fn decode(bytes: &[u8]) -> Result<(Origin, MessageRef<'_>), Malformed> {
-    if bytes.len() < 2 || &bytes[..2] != MAGIC {
+    if !bytes.starts_with(MAGIC) {
         // Checked first so that a foreign message is named as such even when it is short;
         // only a start of the magic (0 or 1 bytes) is an envelope cut short.
         return Err(if MAGIC.starts_with(bytes) {
