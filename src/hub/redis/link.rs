@@ -352,7 +352,11 @@ mod tests {
             Work::Send(batch) => assert_eq!(batch.len(), 1),
             _ => panic!("the queued message was not handed out"),
         }
-        assert_eq!(shared.lock().queued_bytes, 0, "handed out, no longer queued");
+        assert_eq!(
+            shared.lock().queued_bytes,
+            0,
+            "handed out, no longer queued"
+        );
         let small = [7u8; 100];
         let mut taken = 0;
         while shared.forward("r", MessageRef::Binary(&small)).is_ok() {
