@@ -743,11 +743,7 @@ fn malformed_and_foreign_messages_are_ignored_and_logged() {
     not_utf8.extend_from_slice(&[0; 20]);
     not_utf8.push(0xff);
     let junk: [&[u8]; 5] = [b"hello", b"", b"sw", &bad_version, &not_utf8];
-    let commands: Vec<Vec<&[u8]>> = junk
-        .iter()
-        .map(|payload| vec![b"PUBLISH".as_slice(), channel.as_bytes(), payload])
-        .collect();
-    for answer in resp_all(redis.addr(), &commands) {
+    for answer in publish_raw(&redis, &channel, &junk) {
         assert_eq!(answer, ":2", "both subscribers got it");
     }
     there.publish(ROOM, "a real one");
@@ -769,6 +765,16 @@ fn malformed_and_foreign_messages_are_ignored_and_logged() {
     );
     // The other instance's own junk counts the same; nothing panicked anywhere.
     assert!(status.is_up());
+}
+
+/// PUBLISHes each of `payloads` to `channel` from a raw client of `redis`, in order; returns
+/// Redis's answers (how many subscribers got each).
+fn publish_raw(redis: &RedisServer, channel: &str, payloads: &[&[u8]]) -> Vec<String> {
+    let commands: Vec<Vec<&[u8]>> = payloads
+        .iter()
+        .map(|p| vec![b"PUBLISH".as_slice(), channel.as_bytes(), p])
+        .collect();
+    resp_all(redis.addr(), &commands)
 }
 
 /// An envelope as the module docs lay it out, written by hand: text from `instance`, epoch 0.
@@ -802,11 +808,8 @@ fn a_replayed_envelope_is_dropped_and_a_gap_is_counted() {
         (5, "five"),
     ];
     let payloads: Vec<Vec<u8>> = sent.iter().map(|(n, t)| envelope(7, *n, t)).collect();
-    let commands: Vec<Vec<&[u8]>> = payloads
-        .iter()
-        .map(|p| vec![b"PUBLISH".as_slice(), channel.as_bytes(), p])
-        .collect();
-    for answer in resp_all(redis.addr(), &commands) {
+    let payloads: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    for answer in publish_raw(&redis, &channel, &payloads) {
         assert_eq!(answer, ":1");
     }
     for expected in ["one", "two", "five"] {
@@ -821,23 +824,17 @@ fn a_replayed_envelope_is_dropped_and_a_gap_is_counted() {
     );
     // An envelope that names this backend's own instance is its own message come back from
     // Redis (already delivered here when published): skipped, not delivered twice.
-    let own = envelope(status.instance(), 1, "mine");
-    resp_all(redis.addr(), &[vec![b"PUBLISH", channel.as_bytes(), &own]]);
+    publish_raw(&redis, &channel, &[&envelope(status.instance(), 1, "mine")]);
     // Another instance's numbers are its own: its 1 is new.
-    let other = envelope(8, 1, "from eight");
-    resp_all(
-        redis.addr(),
-        &[vec![b"PUBLISH", channel.as_bytes(), &other]],
-    );
+    publish_raw(&redis, &channel, &[&envelope(8, 1, "from eight")]);
     assert_eq!(text(&mut member), "from eight");
     assert_eq!(status.stats().own_skipped, 1);
     // ... and tracking it forgot nothing of the first: 7's 5 again is still a replay.
-    let replays = [(5, "five again"), (6, "six")].map(|(n, t)| envelope(7, n, t));
-    let commands: Vec<Vec<&[u8]>> = replays
-        .iter()
-        .map(|p| vec![b"PUBLISH".as_slice(), channel.as_bytes(), p])
-        .collect();
-    resp_all(redis.addr(), &commands);
+    publish_raw(
+        &redis,
+        &channel,
+        &[&envelope(7, 5, "five again"), &envelope(7, 6, "six")],
+    );
     assert_eq!(text(&mut member), "six");
     assert_eq!(status.stats().duplicates, 3);
     // The status shows itself with its numbers.
@@ -850,8 +847,8 @@ fn a_replayed_envelope_is_dropped_and_a_gap_is_counted() {
     );
 }
 
-/// Redis refusing a `PUBLISH` (an ACL that forbids it) loses those messages, logged and
-/// counted, and keeps the connection: the next publishes are taken, not refused as if Redis
+/// Redis refusing a `PUBLISH` (an ACL that forbids it) loses those messages, counted as lost,
+/// and keeps the connection: the next publishes are taken, not refused as if Redis
 /// were down, and nothing reconnects.
 #[test]
 #[ignore = "needs redis-server: bash scripts/redis_test.sh"]
