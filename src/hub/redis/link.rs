@@ -193,6 +193,20 @@ impl Shared {
     }
 }
 
+#[cfg(test)]
+impl Shared {
+    /// For unit tests: the state of a backend that never connects (port 1 on loopback), with a
+    /// publish queue of `queue` bytes (`None`: the default).
+    pub(super) fn unconnected(queue: Option<usize>) -> Shared {
+        let mut settings = super::RedisBackend::builder("redis://127.0.0.1:1");
+        if let Some(bytes) = queue {
+            settings = settings.queue(bytes);
+        }
+        let client = settings.client().expect("a redis:// URL");
+        Shared::new(&settings, &client)
+    }
+}
+
 /// Whether a batch of `count` messages, `bytes` in all, is as large as one pipeline should be.
 fn batch_full(count: usize, bytes: usize) -> bool {
     count >= BATCH_MESSAGES || bytes >= BATCH_BYTES
@@ -341,9 +355,7 @@ mod tests {
     #[test]
     fn the_publish_queue_holds_to_its_limit() {
         const LIMIT: usize = 1000;
-        let settings = super::super::RedisBackend::builder("redis://127.0.0.1:1").queue(LIMIT);
-        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
-        let shared = Shared::new(&settings, &client);
+        let shared = Shared::unconnected(Some(LIMIT));
         let big = [7u8; 2 * LIMIT];
         assert!(shared.forward("r", MessageRef::Binary(&big)).is_ok());
         let second = shared.forward("r", MessageRef::Binary(&big));
@@ -390,8 +402,7 @@ mod tests {
             seq: 0,
         };
         let each = envelope::encode(origin, MessageRef::Binary(&small)).len();
-        let settings = super::super::RedisBackend::builder("redis://127.0.0.1:1").queue(2 * each);
-        let shared = Shared::new(&settings, &client);
+        let shared = Shared::unconnected(Some(2 * each));
         let taken = (0..3)
             .take_while(|_| shared.forward("r", MessageRef::Binary(&small)).is_ok())
             .count();
@@ -407,9 +418,7 @@ mod tests {
     /// failing is down.
     #[test]
     fn up_takes_both_connections_and_no_stop() {
-        let settings = super::super::RedisBackend::builder("redis://127.0.0.1:1");
-        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
-        let shared = Shared::new(&settings, &client);
+        let shared = Shared::unconnected(None);
         assert!(!shared.is_up(), "the subscriber has not subscribed yet");
         shared.subscriber_up(true);
         assert!(shared.is_up());

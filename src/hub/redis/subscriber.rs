@@ -314,9 +314,7 @@ mod tests {
     /// without bound; a new pair beyond that starts it over, forgetting the others.
     #[test]
     fn the_table_of_numbers_seen_is_bounded() {
-        let settings = super::super::RedisBackend::builder("redis://127.0.0.1:1");
-        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
-        let shared = Shared::new(&settings, &client);
+        let shared = Shared::unconnected(None);
         let mut sub = Subscriber::new(
             &shared,
             Inbound {
