@@ -14,7 +14,8 @@
 //! ever, the publisher notices, delivery across resumes in order on `SIGCONT`); malformed and
 //! foreign messages PUBLISHed by a raw client (ignored and logged); `requirepass` with the
 //! password in the URL, a wrong or missing password; `rediss://` to Redis's own `tls-port` with
-//! the test CA (feature `redis-tls`); Redis down at start-up; a stopped
+//! the test CA (feature `redis-tls`); Redis down at start-up, or silent between `build` and
+//! the hub's start (the start fails after the backend's timeout, with its error); a stopped
 //! instance that Redis drops for its `client-output-buffer-limit pubsub`, and recovers; a
 //! replayed envelope dropped and a gap counted; two processes of the chat example
 //! (`--redis URL`) sharing their room, directly and behind nginx.
@@ -1014,6 +1015,34 @@ fn redis_down_at_start_up_is_a_clear_error() {
             other => panic!("{url}: {other:?}"),
         }
     }
+}
+
+#[test]
+#[ignore = "needs redis-server: bash scripts/redis_test.sh"]
+fn a_redis_that_stops_answering_before_the_subscription_fails_the_start_within_its_timeout() {
+    let redis = RedisServer::start(&[]);
+    let pid = redis.pid().unwrap();
+    // Connected and PINGed, then Redis stops answering before the hub subscribes.
+    let backend = backend(&redis.url()).build().expect("backend");
+    send_signal(pid, "STOP");
+    let started = Instant::now();
+    let result = Hub::builder().backend(backend).build();
+    let took = started.elapsed();
+    send_signal(pid, "CONT");
+
+    let err = result.err().expect("a hub whose backend cannot subscribe");
+    let Error::Backend(e) = &err else {
+        panic!("expected a backend error, got {err:?}");
+    };
+    assert_eq!(e.kind(), BackendErrorKind::Unreachable, "{err}");
+    // The subscriber's own read timeout (2 s) ends the wait and its error is the one given,
+    // not the hub's fallback of a second more.
+    assert!(!err.to_string().contains("no answer"), "{err}");
+    assert!(err.to_string().contains(&redis.addr().to_string()), "{err}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(2900),
+        "took {took:?}: {err}"
+    );
 }
 
 /// The messages before `expected`, which must come within the usual timeout.

@@ -28,6 +28,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// How long the connection may be silent before a `PING` checks it.
 const KEEPALIVE: Duration = Duration::from_secs(5);
 
+/// How long the unsubscribe of a connection given up may wait for its answer.
+const GIVE_UP: Duration = Duration::from_millis(1);
+
 /// The most (instance, room) pairs whose sequence is followed; past it the table starts over
 /// (the next message of each pair is then taken as it comes).
 const MAX_TRACKED: usize = 1 << 16;
@@ -121,8 +124,24 @@ impl<'a> Subscriber<'a> {
         con: &mut redis::Connection,
         first: &mut Option<Sender<std::result::Result<(), BackendError>>>,
     ) -> End {
-        let pattern = format!("{}*", glob_escape(&self.shared.prefix));
         let mut pubsub = con.as_pubsub();
+        let end = self.listen(&mut pubsub, first);
+        if let End::Lost(_) = end {
+            // Dropping `pubsub` asks Redis to unsubscribe and reads the answer: on a Redis
+            // that went silent that read would wait a whole timeout more (delaying the start's
+            // error or the reconnect), for a connection already given up.
+            let _ = pubsub.set_read_timeout(Some(GIVE_UP));
+        }
+        end
+    }
+
+    /// `PSUBSCRIBE`s on `pubsub`, then reads and delivers.
+    fn listen(
+        &mut self,
+        pubsub: &mut redis::PubSub<'_>,
+        first: &mut Option<Sender<std::result::Result<(), BackendError>>>,
+    ) -> End {
+        let pattern = format!("{}*", glob_escape(&self.shared.prefix));
         if let Err(e) = pubsub.psubscribe(&pattern) {
             return End::Lost(e);
         }
