@@ -1030,7 +1030,7 @@ fn a_redis_that_stops_answering_before_the_subscription_fails_the_start_within_i
     let took = started.elapsed();
     send_signal(pid, "CONT");
 
-    let err = result.err().expect("a hub whose backend cannot subscribe");
+    let err = result.expect_err("a hub whose backend cannot subscribe");
     let Error::Backend(e) = &err else {
         panic!("expected a backend error, got {err:?}");
     };
