@@ -377,6 +377,14 @@ fn across(instances: usize, total: u32) {
         ] {
             assert_eq!(s[zero], 0, "instance {i}, {zero}: {s:?}");
         }
+        // and nothing was logged as missed, doubled or malformed
+        let log = child.log();
+        for said in ["never arrived", "dropped message", "ignored a message"] {
+            assert!(
+                !log.contains(said),
+                "instance {i}: {said:?} in its log:\n{log}"
+            );
+        }
     }
 }
 

@@ -318,7 +318,12 @@ impl Every {
     /// `Some(n)` when this event should be logged, `n` being how many were not since the
     /// last line; `None` when it should only be counted.
     pub fn check(&mut self) -> Option<u64> {
-        let now = Instant::now();
+        self.check_at(Instant::now())
+    }
+
+    /// [`check`](Self::check) for an event at `now`: a line again once a whole period has
+    /// passed since the last one.
+    fn check_at(&mut self, now: Instant) -> Option<u64> {
         if self.last.is_some_and(|last| now - last < self.period) {
             self.quiet += 1;
             return None;
@@ -481,5 +486,15 @@ mod tests {
         assert_eq!(every.check(), None);
         every.last = Some(Instant::now() - Duration::from_secs(3601));
         assert_eq!(every.check(), Some(2));
+    }
+
+    #[test]
+    fn a_line_comes_again_once_a_whole_period_has_passed() {
+        let mut every = Every::new(Duration::from_secs(10));
+        let first = Instant::now();
+        assert_eq!(every.check_at(first), Some(0));
+        assert_eq!(every.check_at(first + Duration::from_millis(9_999)), None);
+        assert_eq!(every.check_at(first + Duration::from_secs(10)), Some(1));
+        assert_eq!(every.check_at(first + Duration::from_secs(15)), None);
     }
 }
