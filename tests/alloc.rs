@@ -1,6 +1,7 @@
 //! The hot loop allocates nothing: after warm-up, sending with `send(&[u8])` and receiving with
 //! `recv_into` a reused buffer performs zero heap allocations per message on the client thread,
-//! and a server sends a large message without copying it.
+//! a client's large sends (masked piece by piece) allocate nothing either, and a server sends a
+//! large message without copying it.
 
 mod support;
 
@@ -74,6 +75,29 @@ fn send_and_recv_into_allocate_nothing_per_message() {
     ws.send("text too").unwrap();
     assert_eq!(ws.recv_into(&mut buf).unwrap(), Some(MessageKind::Text));
     assert_eq!(buf, b"text too");
+}
+
+/// A client masks a message larger than its copy buffer piece by piece through that one
+/// buffer: once it has grown, large sends allocate nothing either, whatever their size. (The
+/// receiver may give memory back after a large message, so only the sends are counted.)
+#[test]
+fn large_client_sends_reuse_one_bounded_buffer() {
+    let addr = echo_server();
+    let mut ws = Client::connect(&ws_url(addr, "/")).unwrap();
+    let payload: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
+    let mut buf = Vec::new();
+    ws.send(&payload[..]).unwrap();
+    assert_eq!(ws.recv_into(&mut buf).unwrap(), Some(MessageKind::Binary));
+    let sizes = [20 << 10, 64 << 10, 1 << 20, 100 << 10, 40_000, 300 << 10];
+    let mut sending = 0;
+    for &n in sizes.iter().cycle().take(30) {
+        let before = allocations();
+        ws.send(&payload[..n]).unwrap();
+        sending += allocations() - before;
+        assert_eq!(ws.recv_into(&mut buf).unwrap(), Some(MessageKind::Binary));
+        assert!(buf == payload[..n], "the echo of {n} bytes differs");
+    }
+    assert_eq!(sending, 0, "{sending} allocations in 30 large sends");
 }
 
 #[test]
