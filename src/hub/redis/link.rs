@@ -231,7 +231,6 @@ pub(super) fn classify(e: &redis::RedisError) -> BackendErrorKind {
     match e.kind() {
         ErrorKind::AuthenticationFailed => BackendErrorKind::Refused,
         ErrorKind::InvalidClientConfig => BackendErrorKind::Config,
-        ErrorKind::Server(redis::ServerErrorKind::NoPerm) => BackendErrorKind::Refused,
         _ if matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM")) => {
             BackendErrorKind::Refused
         }
@@ -446,6 +445,13 @@ mod tests {
             ),
             (
                 redis::RedisError::from((ErrorKind::AuthenticationFailed, "no")),
+                BackendErrorKind::Refused,
+            ),
+            (
+                redis::RedisError::from((
+                    ErrorKind::Server(redis::ServerErrorKind::NoPerm),
+                    "no permission",
+                )),
                 BackendErrorKind::Refused,
             ),
             (
