@@ -1,6 +1,7 @@
 //! Batching (`feed`): answers to pipelined messages reach the kernel in a few writes instead of
 //! one per message, over a real loopback socket whose server side counts its write calls; fed
-//! messages go out before a receive waits, before a `send`, and when the socket is dropped.
+//! messages go out before a receive waits, before a `send`, when the socket is dropped, and
+//! when the queue would pass its limit.
 
 mod support;
 
@@ -188,5 +189,31 @@ fn a_large_fed_message_is_written_at_once_and_order_holds() {
     assert_eq!(raw.read_frame().payload, b"after");
     raw.send(&Frame::close(1000, ""));
     assert_eq!(raw.read_close().close_code(), Some(1000));
+    server.join().unwrap();
+}
+
+/// The feed queue holds at most 64 KiB: a message that would take it past its limit is
+/// preceded by a write of what is queued, so feeding many messages without a flush neither
+/// holds them all back nor grows the queue without bound.
+#[test]
+fn feeding_past_the_queue_limit_writes_what_is_queued_first() {
+    let piece = bytes_of_len(10_000);
+    let fed = piece.clone();
+    let (addr, writes, server) = counted_server(move |ws| {
+        for _ in 0..20 {
+            ws.feed(&fed[..]).unwrap();
+        }
+        // 200,000 bytes fed, no flush: the queue filled past 64 KiB at the 7th, 13th and 19th.
+        let written = ws.get_ref().writes.load(Ordering::SeqCst);
+        assert!(written >= 3, "{written} writes while feeding 200,000 bytes");
+        ws.flush().unwrap();
+    });
+    let mut raw = RawConn::connect(addr);
+    for i in 0..20 {
+        let f = raw.read_frame();
+        assert_eq!((f.opcode, f.fin), (BINARY, true), "message {i}");
+        assert!(f.payload == piece, "message {i} differs");
+    }
+    assert_eq!(raw.read_close().close_code(), Some(1001));
     server.join().unwrap();
 }
