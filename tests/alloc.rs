@@ -100,6 +100,36 @@ fn large_client_sends_reuse_one_bounded_buffer() {
     assert_eq!(sending, 0, "{sending} allocations in 30 large sends");
 }
 
+/// With permessage-deflate, a client's steady sends allocate nothing either: the compressor
+/// and its output buffer are kept from one message to the next.
+#[cfg(feature = "deflate")]
+#[test]
+fn compressed_client_sends_allocate_nothing_per_message() {
+    let config = Config::default().deflate(Some(syncws::DeflateConfig::default()));
+    let addr = support::echo_server_with(config.clone());
+    let mut ws = Client::builder()
+        .no_proxy()
+        .config(config)
+        .connect(&ws_url(addr, "/"))
+        .unwrap();
+    let text = "the quick brown fox jumps over the lazy dog; ".repeat(100);
+    let mut buf = Vec::new();
+    for _ in 0..3 {
+        ws.send(&text[..]).unwrap();
+        assert_eq!(ws.recv_into(&mut buf).unwrap(), Some(MessageKind::Text));
+    }
+    let mut sending = 0;
+    for i in 0..200 {
+        let n = (i * 37) % text.len();
+        let before = allocations();
+        ws.send(&text[..n]).unwrap();
+        sending += allocations() - before;
+        assert_eq!(ws.recv_into(&mut buf).unwrap(), Some(MessageKind::Text));
+        assert!(buf == text.as_bytes()[..n], "the echo of {n} bytes differs");
+    }
+    assert_eq!(sending, 0, "{sending} allocations in 200 compressed sends");
+}
+
 #[test]
 fn recv_allocates_once_per_message() {
     let addr = echo_server();

@@ -199,7 +199,7 @@ fn a_large_fed_message_is_written_at_once_and_order_holds() {
 fn feeding_past_the_queue_limit_writes_what_is_queued_first() {
     let piece = bytes_of_len(10_000);
     let fed = piece.clone();
-    let (addr, writes, server) = counted_server(move |ws| {
+    let (addr, _, server) = counted_server(move |ws| {
         for _ in 0..20 {
             ws.feed(&fed[..]).unwrap();
         }

@@ -7,7 +7,7 @@
 //! caller's deadline and the close timeout, [`Clocked`] arms every read after the first with
 //! what is left, and fails it as timed out once nothing is.
 
-use std::io::{self, IoSliceMut, Read, Write};
+use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::io::Transport;
@@ -78,11 +78,6 @@ impl<R: Transport + ?Sized> Read for Clocked<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.before_read()?;
         self.stream.read(buf)
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.before_read()?;
-        self.stream.read_vectored(bufs)
     }
 }
 

@@ -741,6 +741,62 @@ pub(super) mod tests {
 
     impl Transport for Stutter {}
 
+    /// Serves `pieces` one per read (the rest of a piece stays for the next), counting reads.
+    struct Pieces {
+        pieces: std::collections::VecDeque<Vec<u8>>,
+        reads: usize,
+    }
+
+    impl io::Read for Pieces {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            let Some(mut piece) = self.pieces.pop_front() else {
+                return Err(io::ErrorKind::WouldBlock.into());
+            };
+            let n = piece.len().min(out.len());
+            out[..n].copy_from_slice(&piece[..n]);
+            if n < piece.len() {
+                self.pieces.push_front(piece.split_off(n));
+            }
+            Ok(n)
+        }
+    }
+
+    impl io::Write for Pieces {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Pieces {}
+
+    #[test]
+    fn a_small_payload_that_comes_after_its_header_is_read_with_what_follows() {
+        // A 100-byte frame whose header came alone, then its payload and 50 more messages in
+        // one piece: the payload is read into the read buffer with them, not on its own.
+        let first = masked(OpCode::Binary, true, 0, &[7; 100]);
+        let (head, payload) = first.split_at(first.len() - 100);
+        let mut second = payload.to_vec();
+        for i in 0..50 {
+            second.extend(masked(OpCode::Text, true, 0, format!("m{i}").as_bytes()));
+        }
+        let mut stream = Pieces {
+            pieces: [head.to_vec(), second].into(),
+            reads: 0,
+        };
+        let mut rx = Receiver::new(Role::Server, &Config::default(), b"");
+        for i in 0..51 {
+            match rx.next_event(&mut stream) {
+                Ok(Event::Message(kind)) => drop(rx.take_message(kind)),
+                other => panic!("message {i}: {other:?}"),
+            }
+        }
+        assert_eq!(stream.reads, 2);
+    }
+
     /// A masked frame carrying `payload`.
     pub(super) fn masked(opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) -> Vec<u8> {
         let key = [0x37, 0xfa, 0x21, 0x3d];

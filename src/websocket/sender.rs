@@ -616,6 +616,12 @@ mod tests {
         assert!(sender.queue.capacity() > 2 * QUEUE_LIMIT);
         sender.flush_queue(&mut out).unwrap();
         assert_eq!(sender.queue.capacity(), 0);
+        // Exactly twice the limit is still kept.
+        sender.queue.reserve_exact(2 * QUEUE_LIMIT);
+        assert_eq!(sender.queue.capacity(), 2 * QUEUE_LIMIT);
+        sender.feed_data(OpCode::Text, b"tock", false).unwrap();
+        sender.flush_queue(&mut out).unwrap();
+        assert_eq!(sender.queue.capacity(), 2 * QUEUE_LIMIT);
     }
 
     #[test]

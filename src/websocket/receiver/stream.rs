@@ -297,7 +297,9 @@ impl Receiver {
         );
         let used = *result.as_ref().unwrap_or(&0);
         inflate.at += used;
-        s.pending = s.chunk.len() == STREAM_CHUNK || inflate.at < inflate.input.len();
+        // The chunk was empty: `inflate_bounded` leaves input unused only when it filled the
+        // room (else it fails), so a full chunk is the one sign that more is to come.
+        s.pending = s.chunk.len() == STREAM_CHUNK;
         s.inflated = s.inflated.saturating_add(s.chunk.len());
         // As in the whole-message path, the first violation in the inflated bytes decides.
         let text = s.kind == Some(MessageKind::Text);
