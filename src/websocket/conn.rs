@@ -58,11 +58,7 @@ pub(crate) trait Link {
     /// The peer started the closing handshake with `frame` (it is not the echo of ours), for
     /// other halves to read once the reader is gone.
     fn peer_started_close(&mut self, _frame: &CloseFrame) {}
-    /// Whether fed messages wait to be written (`WebSocket::feed`).
-    fn has_queued(&self) -> bool {
-        false
-    }
-    /// Writes the fed messages; a failure closes the connection.
+    /// Writes the fed messages (`WebSocket::feed`), if any; a failure closes the connection.
     fn flush_queued(&mut self) -> Result<()> {
         Ok(())
     }
@@ -329,8 +325,7 @@ impl<L: Link> Conn<L> {
             }
             // Fed messages go out before the receive would wait for the peer, which may be
             // waiting for them; while complete frames are buffered they keep gathering.
-            if self.link.has_queued()
-                && !self.rx.event_buffered()
+            if !self.rx.event_buffered()
                 && let Err(e) = self.link.flush_queued()
             {
                 self.state = State::Closed;

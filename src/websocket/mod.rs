@@ -241,10 +241,6 @@ impl<S: Transport> Link for Owned<S> {
     /// Nothing waits on another half of a whole socket.
     fn set_answered(&mut self) {}
 
-    fn has_queued(&self) -> bool {
-        self.sender.queued() > 0
-    }
-
     fn flush_queued(&mut self) -> Result<()> {
         if self.sender.queued() == 0 {
             return Ok(());
