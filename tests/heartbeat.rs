@@ -171,3 +171,33 @@ fn heartbeat_measures_rtt_and_keeps_a_live_connection_open() {
     writer.send("alive").unwrap();
     assert_eq!(reader.recv().unwrap(), Some(Message::Text("alive".into())));
 }
+
+/// A pong that comes late, but within the pong timeout, keeps the connection: the messages
+/// that arrive while the ping is out are delivered, and the round trip is measured.
+#[test]
+fn a_late_pong_within_the_timeout_keeps_the_connection_open() {
+    let (addr, server) = raw_server(|mut conn: RawConn| {
+        let ping = conn.read_frame();
+        assert_eq!(ping.opcode, PING);
+        for i in 0..6 {
+            std::thread::sleep(Duration::from_millis(50));
+            conn.send(&Frame::text(format!("tick {i}")).unmasked());
+        }
+        conn.send(&Frame::pong(&ping.payload).unmasked());
+        conn.send(&Frame::text("done").unmasked());
+        conn
+    });
+    let config = Config::default()
+        .ping_interval(Some(Duration::from_millis(100)))
+        .pong_timeout(Duration::from_secs(3));
+    let mut ws = connect(addr, config);
+    for i in 0..6 {
+        let tick = format!("tick {i}");
+        assert_eq!(ws.recv().unwrap(), Some(Message::Text(tick.into())));
+    }
+    assert_eq!(ws.recv().unwrap(), Some(Message::Text("done".into())));
+    let rtt = ws.rtt().expect("the late pong gives a round trip");
+    assert!(rtt >= Duration::from_millis(300), "{rtt:?}");
+    assert_eq!(ws.state(), State::Open);
+    drop(server.join().unwrap());
+}

@@ -108,3 +108,59 @@ impl<R: Transport + ?Sized> Transport for Clocked<'_, R> {
         Read::take(self, limit as u64).read_to_end(buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Notes the read timeouts it is given.
+    #[derive(Default)]
+    struct Timeouts(Vec<Option<Duration>>);
+
+    impl Read for Timeouts {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+    }
+
+    impl Write for Timeouts {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Timeouts {
+        fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+            self.0.push(timeout);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_timeout_in_force_that_fits_is_not_set_again() {
+        let ms = Duration::from_millis;
+        let mut stream = Timeouts::default();
+        let mut armed = None;
+        let mut arm_for = |want: Option<u64>, precise| {
+            arm(&mut stream, &mut armed, want.map(ms), precise).unwrap();
+        };
+        arm_for(None, true); // forever, and forever is in force
+        arm_for(Some(100), true);
+        arm_for(Some(80), true); // 100 would overshoot
+        arm_for(Some(150), true); // 80 is at least half of it: fits
+        arm_for(Some(70), false); // 80 is late by less than a quarter: fits
+        arm_for(Some(70), true); // but not for a precise wait
+        arm_for(Some(200), true); // 70 is less than half
+        arm_for(None, false);
+        arm_for(None, true);
+        let set: Vec<_> = [Some(100), Some(80), Some(70), Some(200), None]
+            .into_iter()
+            .map(|t| t.map(ms))
+            .collect();
+        assert_eq!(stream.0, set);
+        assert_eq!(armed, None);
+    }
+}

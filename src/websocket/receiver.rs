@@ -773,13 +773,12 @@ pub(super) mod tests {
 
     impl Transport for Pieces {}
 
-    #[test]
-    fn a_small_payload_that_comes_after_its_header_is_read_with_what_follows() {
-        // A 100-byte frame whose header came alone, then its payload and 50 more messages in
-        // one piece: the payload is read into the read buffer with them, not on its own.
-        let first = masked(OpCode::Binary, true, 0, &[7; 100]);
-        let (head, payload) = first.split_at(first.len() - 100);
-        let mut second = payload.to_vec();
+    /// How many reads it takes to receive a binary frame of `len` bytes whose last 100 come
+    /// in a second piece, with 50 small messages behind them.
+    fn reads_for_a_late_tail(len: usize) -> usize {
+        let first = masked(OpCode::Binary, true, 0, &vec![7; len]);
+        let (head, tail) = first.split_at(first.len() - 100);
+        let mut second = tail.to_vec();
         for i in 0..50 {
             second.extend(masked(OpCode::Text, true, 0, format!("m{i}").as_bytes()));
         }
@@ -794,7 +793,17 @@ pub(super) mod tests {
                 other => panic!("message {i}: {other:?}"),
             }
         }
-        assert_eq!(stream.reads, 2);
+        stream.reads
+    }
+
+    #[test]
+    fn the_last_bytes_of_a_payload_are_read_with_what_follows() {
+        // The read buffer holds 8 KiB. The end of a frame, when it is less than that, is read
+        // into the buffer with the frames behind it, not on its own: a 100-byte frame whose
+        // header came alone takes two reads in all; a 12,000-byte frame, whose first part
+        // fills the buffer once and then comes to less than a buffer, three.
+        assert_eq!(reads_for_a_late_tail(100), 2);
+        assert_eq!(reads_for_a_late_tail(12_000), 3);
     }
 
     /// A masked frame carrying `payload`.
