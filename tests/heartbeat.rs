@@ -193,7 +193,7 @@ fn a_late_pong_within_the_timeout_keeps_the_connection_open() {
     let mut ws = connect(addr, config);
     for i in 0..6 {
         let tick = format!("tick {i}");
-        assert_eq!(ws.recv().unwrap(), Some(Message::Text(tick.into())));
+        assert_eq!(ws.recv().unwrap(), Some(Message::Text(tick)));
     }
     assert_eq!(ws.recv().unwrap(), Some(Message::Text("done".into())));
     let rtt = ws.rtt().expect("the late pong gives a round trip");
