@@ -79,6 +79,8 @@ fn pings_between_fragments_are_answered_and_the_heartbeat_spares_a_slow_reader()
     {
         let mut stream = ws.recv_stream().unwrap().unwrap();
         assert_eq!(stream.kind(), MessageKind::Binary);
+        let shown = "MessageReader { kind: Binary, finished: false, .. }";
+        assert_eq!(format!("{stream:?}"), shown);
         let mut buf = vec![0u8; 16 << 10];
         loop {
             let n = stream.read(&mut buf).unwrap();
@@ -89,6 +91,7 @@ fn pings_between_fragments_are_answered_and_the_heartbeat_spares_a_slow_reader()
             thread::sleep(Duration::from_millis(100));
         }
         assert!(stream.is_finished());
+        assert_eq!(format!("{stream:?}"), shown.replace("false", "true"));
     }
     assert_eq!(got, data);
     ws.close(syncws::CloseCode::NORMAL, "").unwrap();
