@@ -217,3 +217,25 @@ fn feeding_past_the_queue_limit_writes_what_is_queued_first() {
     assert_eq!(raw.read_close().close_code(), Some(1001));
     server.join().unwrap();
 }
+
+/// A message that fills the queue exactly to its limit still waits with the others.
+#[test]
+fn a_fed_message_that_fills_the_queue_exactly_waits_too() {
+    let (addr, _, server) = counted_server(|ws| {
+        // Three frames of 16,384 bytes (a 4-byte header each), then a payload that brings the
+        // queue to 64 KiB exactly.
+        for _ in 0..3 {
+            ws.feed(&bytes_of_len(16_380)[..]).unwrap();
+        }
+        ws.feed(&bytes_of_len(16_384)[..]).unwrap();
+        let written = ws.get_ref().writes.load(Ordering::SeqCst);
+        assert_eq!(written, 0, "written before the queue passed its limit");
+        ws.flush().unwrap();
+    });
+    let mut raw = RawConn::connect(addr);
+    for len in [16_380, 16_380, 16_380, 16_384] {
+        assert_eq!(raw.read_frame().payload.len(), len);
+    }
+    assert_eq!(raw.read_close().close_code(), Some(1001));
+    server.join().unwrap();
+}

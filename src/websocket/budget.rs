@@ -157,6 +157,10 @@ mod tests {
         assert!(a.grow(0, 60));
         assert!(!b.grow(0, 41), "over the limit");
         assert_eq!(budget.used(), 60);
+        assert_eq!(
+            format!("{budget:?}"),
+            "MemoryBudget { limit: 100, used: 60 }"
+        );
         assert!(b.grow(0, 40));
         assert!(!a.grow(60, 61));
         a.release();

@@ -318,6 +318,25 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_compressed_in_place_is_counted_at_its_new_size() {
+        let mut q = Outbox::default();
+        q.push(&frame(1000, 1), true, 10_000);
+        q.push(&frame(1000, 2), true, 10_000);
+        assert_eq!(q.bytes(), 2000);
+        assert_eq!(q.to_compress().map(|f| f.len()), Some(1000));
+        q.compressed(frame(40, 9));
+        assert_eq!(q.bytes(), 1040);
+        assert_eq!(q.front(), Some(&[9u8; 40][..]));
+        assert!(q.to_compress().is_none(), "compressed once");
+        // The limit counts it so: 8960 bytes more fit, 8961 do not.
+        assert_eq!(q.push_plain(&frame(8961, 3), 10_000), Offer::Full);
+        assert_eq!(
+            q.push_plain(&frame(8960, 3), 10_000),
+            Offer::Queued { first: false }
+        );
+    }
+
+    #[test]
     fn partial_writes_resume_where_they_stopped() {
         let mut q = Outbox::default();
         q.push_plain(&frame(10, 1), 100);
