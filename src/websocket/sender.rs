@@ -18,6 +18,9 @@ const COPY_LIMIT: usize = 16 << 10;
 /// A client masks large payloads in pieces of this size, so its write buffer stays small.
 const MASK_CHUNK: usize = 64 << 10;
 
+/// The most a connection keeps for copying frames: one masked piece behind the largest header.
+const KEEP_WBUF: usize = MASK_CHUNK + MAX_HEADER_LEN;
+
 /// Fed frames (`WebSocket::feed`) are written once they would pass this many bytes, and a
 /// message this large is not copied into the queue but written at once behind it.
 pub(crate) const QUEUE_LIMIT: usize = 64 << 10;
@@ -326,7 +329,7 @@ impl Sender {
                 result
             }
         };
-        if self.wbuf.capacity() > MASK_CHUNK + MAX_HEADER_LEN {
+        if self.wbuf.capacity() > KEEP_WBUF {
             self.wbuf = Vec::new();
         }
         result.and_then(|()| w.flush())
@@ -481,6 +484,31 @@ mod tests {
             let (h, n) = FrameHeader::parse(&out.0[0]).unwrap().unwrap();
             assert_eq!((h.len as usize, h.mask), (len, None));
             assert_eq!(&out.0[0][n..], &payload[..]);
+        }
+    }
+
+    #[test]
+    fn the_copy_buffer_stays_within_one_masked_piece_and_its_header() {
+        // Whatever a connection sends, what it keeps for copying is at most one masked piece
+        // and the largest header; a client's buffer grows to that once and is kept.
+        let bound = KEEP_WBUF;
+        for client in [true, false] {
+            let mut sender = Sender::new(client, None);
+            assert_eq!(
+                format!("{sender:?}"),
+                format!("Sender {{ client: {client}, .. }}")
+            );
+            let mut out = Calls::default();
+            for len in [10, 1 << 20, 100, 3 * MASK_CHUNK + 5, COPY_LIMIT, 70_000] {
+                sender
+                    .write_frame(&mut out, OpCode::Binary, true, &vec![1; len])
+                    .unwrap();
+                let kept = sender.wbuf.capacity();
+                assert!(kept <= bound, "client {client}, {len} bytes: {kept} kept");
+                if client && len >= MASK_CHUNK {
+                    assert_eq!(kept, bound, "{len} bytes");
+                }
+            }
         }
     }
 
