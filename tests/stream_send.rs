@@ -219,6 +219,18 @@ fn send_from_goes_to_tungstenite_whole_both_kinds_and_masked() {
 }
 
 #[test]
+fn a_split_writer_sends_from_a_reader_and_counts_the_bytes() {
+    let addr = echo_server();
+    let mut ws = connect(addr, Config::default());
+    let (mut reader, writer) = ws.split().unwrap();
+    let data = bytes_of_len(2 * F + 99);
+    let n = writer.send_from(MessageKind::Binary, &data[..]).unwrap();
+    assert_eq!(n, data.len() as u64);
+    let echoed = reader.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(echoed, Some(Message::Binary(data)));
+}
+
+#[test]
 fn our_receiver_gets_streamed_messages_whole_and_as_streams() {
     let addr = echo_server();
     let mut ws = connect(addr, Config::default());
