@@ -173,6 +173,27 @@ fn invalid_utf8_fails_the_read_and_closes_with_1007() {
 }
 
 #[test]
+fn text_that_ends_inside_a_code_point_fails_at_its_end_and_closes_with_1007() {
+    let (addr, server) = raw_server(|mut peer| {
+        peer.send(&frame(TEXT, false, b"caf"));
+        peer.send(&frame(CONTINUATION, true, b"\xc3"));
+        peer.read_close().close_code()
+    });
+    let mut ws = client(addr, Config::default());
+    let mut stream = ws.recv_stream().unwrap().unwrap();
+    let (got, err) = read_all(&mut stream, 3);
+    // The lead byte may come out: only the message's end shows its code point never finishes.
+    assert!(b"caf\xc3".starts_with(&got), "{got:?}");
+    let err = err.expect("the end of the message fails the read");
+    assert_eq!(err.kind(), ErrorKind::InvalidData);
+    assert!(matches!(
+        inner(err),
+        Error::Protocol(ProtocolError::InvalidUtf8)
+    ));
+    assert_eq!(server.join().unwrap(), Some(1007));
+}
+
+#[test]
 fn a_dropped_stream_is_skipped_and_the_connection_goes_on() {
     let big = bytes_of_len(300_000);
     let sent = big.clone();

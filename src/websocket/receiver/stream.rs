@@ -494,6 +494,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn text_that_ends_inside_a_code_point_fails_at_its_end() {
+        for frame in [1, 2, 4] {
+            let frames: Vec<Vec<u8>> = b"caf\xc3".chunks(frame).map(<[u8]>::to_vec).collect();
+            let wire = message(OpCode::Text, &frames, false);
+            for piece in [1, 3, 1000] {
+                let mut rx = Receiver::new(Role::Server, &small_buffer(), b"");
+                let (got, cut, err) = stream_all(&mut rx, &wire, piece, usize::MAX);
+                assert_eq!(err, Some(ProtocolError::InvalidUtf8), "frame {frame}");
+                assert!(got.is_empty());
+                // The lead byte is a valid prefix, so it may come out before the end shows
+                // that its code point never finishes.
+                assert!(b"caf\xc3".starts_with(&cut), "{cut:?}");
+            }
+        }
+    }
+
     #[cfg(feature = "deflate")]
     #[test]
     fn invalid_utf8_in_compressed_text_fails_at_every_position() {
