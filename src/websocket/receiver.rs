@@ -578,6 +578,23 @@ pub(super) mod tests {
         }
     }
 
+    /// The test peers below only serve reads: what the receiver writes (pongs, closes) goes
+    /// nowhere, and as transports they have no options to set.
+    macro_rules! read_only_transport {
+        ($($peer:ty),*) => {$(
+            impl io::Write for $peer {
+                fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                    Ok(b.len())
+                }
+                fn flush(&mut self) -> io::Result<()> {
+                    Ok(())
+                }
+            }
+
+            impl Transport for $peer {}
+        )*};
+    }
+
     /// Serves its bytes in reads of at most `piece`, then times out (a peer that went quiet).
     struct Trickle {
         data: Vec<u8>,
@@ -596,17 +613,6 @@ pub(super) mod tests {
             Ok(n)
         }
     }
-
-    impl io::Write for Trickle {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Transport for Trickle {}
 
     /// The header of a masked frame announcing `len` bytes, followed by `sent` payload bytes.
     fn announcing(opcode: OpCode, len: u64, sent: usize) -> Vec<u8> {
@@ -730,17 +736,6 @@ pub(super) mod tests {
         }
     }
 
-    impl io::Write for Stutter {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Transport for Stutter {}
-
     /// Serves `pieces` one per read (the rest of a piece stays for the next), counting reads.
     struct Pieces {
         pieces: std::collections::VecDeque<Vec<u8>>,
@@ -762,16 +757,7 @@ pub(super) mod tests {
         }
     }
 
-    impl io::Write for Pieces {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Transport for Pieces {}
+    read_only_transport!(Trickle, Stutter, Pieces);
 
     /// How many reads it takes to receive a binary frame of `len` bytes whose last 100 come
     /// in a second piece, with 50 small messages behind them.
