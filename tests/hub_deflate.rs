@@ -94,6 +94,22 @@ fn members_without_context_share_one_compression_per_publish() {
         Some(Message::Text("short".into()))
     );
 
+    // exactly the threshold: compressed, as the threshold is the shortest message that is
+    let edge = varied_text(64)[..64].to_string();
+    let d = hub.publish(ROOM, &edge);
+    assert_eq!((d.queued, d.compressions), (5, 1));
+    for raw in &mut raws {
+        let f = raw.read_frame();
+        assert_eq!(f.rsv, RSV1, "compressed at the threshold");
+        let mut fresh = Decompressor::new(15, true);
+        assert_eq!(inflate_with(&mut fresh, &f.payload), edge.as_bytes());
+    }
+    assert_eq!(plain.read_frame().payload, edge.as_bytes());
+    assert_eq!(
+        ours.recv_timeout(TIMEOUT).unwrap(),
+        Some(Message::Text(edge))
+    );
+
     // a smaller window asked for by one member: a second compression, for that member alone
     let mut small = raw_member(addr, Some("permessage-deflate; server_max_window_bits=10"));
     joined(&joins, 1);

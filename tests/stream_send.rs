@@ -218,6 +218,63 @@ fn send_from_goes_to_tungstenite_whole_both_kinds_and_masked() {
     assert_eq!(empty, tungstenite::Message::binary(Vec::new()));
 }
 
+/// A reader that gives its steps in order: bytes (as much as fits per read) or an error.
+struct Script(std::collections::VecDeque<Result<Vec<u8>, ErrorKind>>);
+
+impl std::io::Read for Script {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.pop_front() {
+            None => Ok(0),
+            Some(Err(kind)) => Err(kind.into()),
+            Some(Ok(mut data)) => {
+                let n = data.len().min(out.len());
+                out[..n].copy_from_slice(&data[..n]);
+                if n < data.len() {
+                    self.0.push_front(Ok(data.split_off(n)));
+                }
+                Ok(n)
+            }
+        }
+    }
+}
+
+#[test]
+fn send_from_reads_again_after_an_interrupt_and_closes_with_1011_when_the_reader_fails() {
+    let head = bytes_of_len(2 * F + 1);
+    let sent = head.clone();
+    let addr = serve(Config::default(), move |ws| {
+        let steps = [
+            Ok(sent.clone()),
+            Err(ErrorKind::Interrupted),
+            Ok(b"tail".to_vec()),
+        ];
+        let n = ws.send_from(MessageKind::Binary, Script(steps.into()))?;
+        assert_eq!(n, sent.len() as u64 + 4);
+        // Fragments went out before the reader failed: its error, and the message is given up.
+        let steps = [Ok(sent.clone()), Err(ErrorKind::Other)];
+        match ws.send_from(MessageKind::Binary, Script(steps.into())) {
+            Err(Error::Io(e)) => assert_eq!(e.kind(), ErrorKind::Other),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(ws.send("too late"), Err(Error::Closed)));
+        assert!(ws.recv()?.is_none());
+        Ok(())
+    });
+    let mut raw = RawConn::connect(addr);
+    let frames = read_message_frames(&mut raw);
+    assert_eq!(
+        payload(&one_message(&frames)),
+        [&head[..], b"tail"].concat()
+    );
+    let frames: Vec<Frame> = (0..2).map(|_| raw.read_frame()).collect();
+    assert!(frames.iter().all(|f| !f.fin), "{frames:?}");
+    let close = raw.read_frame();
+    assert_eq!(close.opcode, CLOSE, "{close:?}");
+    assert_eq!(close.close_code(), Some(1011));
+    raw.send(&Frame::close(1011, ""));
+    raw.expect_eof();
+}
+
 #[test]
 fn a_split_writer_sends_from_a_reader_and_counts_the_bytes() {
     let addr = echo_server();
