@@ -144,6 +144,26 @@ fn server_close_reaches_the_client_and_is_echoed() {
 }
 
 #[test]
+fn a_server_lingers_briefly_for_a_client_that_answers_but_keeps_its_socket_open() {
+    let (tx, took) = mpsc::channel();
+    let addr = serve(Config::default(), move |ws| {
+        let start = Instant::now();
+        ws.close(CloseCode::NORMAL, "")?;
+        tx.send(start.elapsed())?;
+        Ok(())
+    });
+    let mut raw = RawConn::connect(addr);
+    assert_eq!(raw.read_frame().close_code(), Some(1000));
+    raw.send(&Frame::close(1000, ""));
+    // The client keeps its socket open: the server swallows stray bytes for a short while
+    // (so its close is not lost to a reset), but not for the whole close timeout.
+    let took = took.recv_timeout(TIMEOUT).unwrap();
+    assert!(took >= Duration::from_millis(90), "lingered {took:?}");
+    assert!(took < Duration::from_millis(900), "lingered {took:?}");
+    raw.expect_eof();
+}
+
+#[test]
 fn close_gives_up_on_a_silent_peer_within_the_close_timeout() {
     let close_timeout = Duration::from_millis(1000);
     let (addr, server) = raw_server(|mut peer| {

@@ -175,6 +175,25 @@ fn a_message_dropped_unfinished_is_closed_with_1011_unless_nothing_went_out() {
 }
 
 #[test]
+fn a_socket_dropped_after_giving_up_a_message_sends_no_second_close() {
+    let (addr, server) = raw_server(|mut peer| {
+        let frames: Vec<Frame> = (0..2).map(|_| peer.read_frame()).collect();
+        assert!(frames.iter().all(|f| !f.fin), "{frames:?}");
+        let close = peer.read_frame();
+        // The socket is dropped without waiting for our answer: its 1011 was its goodbye,
+        // so no 1001 follows it.
+        peer.expect_eof();
+        close.close_code()
+    });
+    let mut ws = connect(addr, Config::default());
+    let mut message = ws.send_stream(MessageKind::Binary).unwrap();
+    message.write_all(&vec![1; 2 * F + 1]).unwrap();
+    drop(message);
+    drop(ws);
+    assert_eq!(server.join().unwrap(), Some(1011));
+}
+
+#[test]
 fn our_client_receives_a_streamed_message_dropped_unfinished_as_the_peers_error() {
     let addr = serve(Config::default(), move |ws| {
         let mut message = ws.send_stream(MessageKind::Binary)?;
