@@ -164,6 +164,41 @@ fn a_server_lingers_briefly_for_a_client_that_answers_but_keeps_its_socket_open(
 }
 
 #[test]
+fn a_client_waits_for_the_server_to_end_tcp_after_the_closing_handshake() {
+    let (addr, server) = raw_server(|mut peer| {
+        peer.send(&Frame::close(1000, "").unmasked());
+        let echo = peer.read_frame();
+        std::thread::sleep(Duration::from_millis(300));
+        echo.close_code()
+    });
+    let mut ws = Client::connect(&ws_url(addr, "/")).unwrap();
+    let start = Instant::now();
+    assert!(ws.recv().unwrap().is_none());
+    // RFC 6455 7.1.1: the client ends TCP after the server does, here 300 ms after its echo.
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(250),
+        "returned after {took:?}"
+    );
+    assert_eq!(server.join().unwrap(), Some(1000));
+}
+
+#[test]
+fn closing_a_connection_whose_write_failed_is_ok() {
+    let (addr, server) = raw_server(|peer| drop(peer));
+    let mut ws = Client::connect(&ws_url(addr, "/")).unwrap();
+    server.join().unwrap();
+    let data = vec![0u8; 64 << 10];
+    let failed = (0..200).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(5));
+        ws.send(&data[..]).err()
+    });
+    assert!(matches!(failed, Some(Error::Io(_))), "{failed:?}");
+    // The connection is gone: there is no handshake left to do, and nothing to report.
+    assert!(matches!(ws.close(CloseCode::NORMAL, ""), Ok(())));
+}
+
+#[test]
 fn close_gives_up_on_a_silent_peer_within_the_close_timeout() {
     let close_timeout = Duration::from_millis(1000);
     let (addr, server) = raw_server(|mut peer| {

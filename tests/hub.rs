@@ -135,6 +135,9 @@ fn stalled_members_are_disconnected_and_the_rest_get_everything_in_order() {
     let events = events.lock().unwrap();
     assert_eq!(events.len(), STALLED, "{events:?}");
     assert!(events.iter().all(|e| e.action == Overflow::Disconnect));
+    // One event for each stalled member, each naming its own connection.
+    let members: std::collections::HashSet<u64> = events.iter().map(|e| e.member).collect();
+    assert_eq!(members.len(), STALLED, "{events:?}");
     // Their connections were shut down at once.
     for mut c in stalled {
         reaches_the_end(&mut c);

@@ -152,11 +152,12 @@ mod tests {
         arm_for(Some(80), true); // 100 would overshoot
         arm_for(Some(150), true); // 80 is at least half of it: fits
         arm_for(Some(70), false); // 80 is late by less than a quarter: fits
-        arm_for(Some(70), true); // but not for a precise wait
-        arm_for(Some(200), true); // 70 is less than half
+        arm_for(Some(75), true); // but not for a precise wait
+        arm_for(Some(200), true); // 75 is less than half
+        arm_for(Some(150), false); // 200 would be late by more than a quarter
         arm_for(None, false);
         arm_for(None, true);
-        let set: Vec<_> = [Some(100), Some(80), Some(70), Some(200), None]
+        let set: Vec<_> = [Some(100), Some(80), Some(75), Some(200), Some(150), None]
             .into_iter()
             .map(|t| t.map(ms))
             .collect();

@@ -737,9 +737,9 @@ pub(super) mod tests {
     }
 
     /// Serves `pieces` one per read (the rest of a piece stays for the next), counting reads.
-    struct Pieces {
-        pieces: std::collections::VecDeque<Vec<u8>>,
-        reads: usize,
+    pub(super) struct Pieces {
+        pub(super) pieces: std::collections::VecDeque<Vec<u8>>,
+        pub(super) reads: usize,
     }
 
     impl io::Read for Pieces {

@@ -319,7 +319,7 @@ impl Receiver {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{Stutter, expected, masked, messages, receive_all};
+    use super::super::tests::{Pieces, Stutter, expected, masked, messages, receive_all};
     use super::*;
     use crate::config::Config;
     use crate::proto::frame::OpCode;
@@ -492,6 +492,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_last_bytes_of_a_streamed_payload_are_read_with_what_follows() {
+        // As for whole messages: once what is left of a frame fits the 8 KiB read buffer, it is
+        // read into the buffer with the frames behind it. A 12,000-byte frame whose last 100
+        // bytes come with 50 small messages: one read fills the buffer, one takes the rest of
+        // the first piece, one the second piece; the 50 messages need no read of their own.
+        let first = masked(OpCode::Binary, true, 0, &[7; 12_000]);
+        let (head, tail) = first.split_at(first.len() - 100);
+        let mut second = tail.to_vec();
+        for i in 0..50 {
+            second.extend(masked(OpCode::Text, true, 0, format!("m{i}").as_bytes()));
+        }
+        let mut stream = Pieces {
+            pieces: [head.to_vec(), second].into(),
+            reads: 0,
+        };
+        let mut rx = Receiver::new(Role::Server, &Config::default(), b"");
+        let mut streamed = 0;
+        let mut messages = 0;
+        rx.begin_stream(usize::MAX);
+        while messages < 51 {
+            match rx.next_chunk(&mut stream) {
+                Ok(Event::Data) => {
+                    streamed += rx.stream_data().len();
+                    rx.stream_discard();
+                }
+                Ok(Event::Message(_)) => {
+                    messages += 1;
+                    rx.begin_stream(usize::MAX);
+                }
+                other => panic!("message {messages}: {other:?}"),
+            }
+        }
+        assert_eq!(streamed, 12_000 + 50 * 2 + 40);
+        assert_eq!(stream.reads, 3);
     }
 
     #[test]
