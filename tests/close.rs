@@ -185,7 +185,7 @@ fn a_client_waits_for_the_server_to_end_tcp_after_the_closing_handshake() {
 
 #[test]
 fn closing_a_connection_whose_write_failed_is_ok() {
-    let (addr, server) = raw_server(|peer| drop(peer));
+    let (addr, server) = raw_server(drop);
     let mut ws = Client::connect(&ws_url(addr, "/")).unwrap();
     server.join().unwrap();
     let data = vec![0u8; 64 << 10];
