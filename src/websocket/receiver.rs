@@ -759,19 +759,24 @@ pub(super) mod tests {
 
     read_only_transport!(Trickle, Stutter, Pieces);
 
-    /// How many reads it takes to receive a binary frame of `len` bytes whose last 100 come
-    /// in a second piece, with 50 small messages behind them.
-    fn reads_for_a_late_tail(len: usize) -> usize {
+    /// A binary frame of `len` bytes whose last 100 come in a second piece, with 50 small text
+    /// messages ("m0" to "m49") behind them.
+    pub(super) fn late_tail(len: usize) -> Pieces {
         let first = masked(OpCode::Binary, true, 0, &vec![7; len]);
         let (head, tail) = first.split_at(first.len() - 100);
         let mut second = tail.to_vec();
         for i in 0..50 {
             second.extend(masked(OpCode::Text, true, 0, format!("m{i}").as_bytes()));
         }
-        let mut stream = Pieces {
+        Pieces {
             pieces: [head.to_vec(), second].into(),
             reads: 0,
-        };
+        }
+    }
+
+    /// How many reads it takes to receive [`late_tail`]`(len)` as whole messages.
+    fn reads_for_a_late_tail(len: usize) -> usize {
+        let mut stream = late_tail(len);
         let mut rx = Receiver::new(Role::Server, &Config::default(), b"");
         for i in 0..51 {
             match rx.next_event(&mut stream) {

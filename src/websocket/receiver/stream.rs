@@ -319,7 +319,7 @@ impl Receiver {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{Pieces, Stutter, expected, masked, messages, receive_all};
+    use super::super::tests::{Stutter, expected, late_tail, masked, messages, receive_all};
     use super::*;
     use crate::config::Config;
     use crate::proto::frame::OpCode;
@@ -500,16 +500,7 @@ mod tests {
         // read into the buffer with the frames behind it. A 12,000-byte frame whose last 100
         // bytes come with 50 small messages: one read fills the buffer, one takes the rest of
         // the first piece, one the second piece; the 50 messages need no read of their own.
-        let first = masked(OpCode::Binary, true, 0, &[7; 12_000]);
-        let (head, tail) = first.split_at(first.len() - 100);
-        let mut second = tail.to_vec();
-        for i in 0..50 {
-            second.extend(masked(OpCode::Text, true, 0, format!("m{i}").as_bytes()));
-        }
-        let mut stream = Pieces {
-            pieces: [head.to_vec(), second].into(),
-            reads: 0,
-        };
+        let mut stream = late_tail(12_000);
         let mut rx = Receiver::new(Role::Server, &Config::default(), b"");
         let mut streamed = 0;
         let mut messages = 0;
