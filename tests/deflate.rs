@@ -782,38 +782,61 @@ fn a_receive_cut_off_mid_frame_resumes_and_inflates_the_rest() {
     assert_eq!(server.join().unwrap(), Some(1000));
 }
 
+/// A server that receives every message as a stream and reads it to its end.
+fn streaming_sink_server(config: Config) -> SocketAddr {
+    serve(config, |ws| {
+        while let Some(mut stream) = ws.recv_stream()? {
+            std::io::copy(&mut stream, &mut std::io::sink())?;
+        }
+        Ok(())
+    })
+}
+
 #[test]
 fn the_first_violation_in_the_inflated_text_decides_however_the_frame_arrives() {
     // Bad UTF-8 near the start, then either more than the limit or corrupt data: the UTF-8 comes
     // first in the inflated stream, so the answer is 1007 whether the frame arrives in one piece
-    // (inflated in one call) or a byte at a time. Valid text before a bomb is 1009.
+    // (inflated in one call) or a byte at a time. Valid text before a bomb is 1009, and so is
+    // text that goes bad only past the limit: nothing beyond the byte that crosses it is looked
+    // at. The same holds for a message received whole and one received as a stream (whose
+    // inflated pieces may reach far past the limit).
     let limit = 64 << 10;
-    let addr = echo_server_with(deflate_config().max_message_size(limit));
+    let config = deflate_config()
+        .max_message_size(limit)
+        .max_stream_size(limit);
+    let whole = echo_server_with(config.clone());
+    let streaming = streaming_sink_server(config);
     let mut bad_then_big = b"ok \xff ".to_vec();
     bad_then_big.resize(limit + 100, b'x');
     let bad_then_corrupt = [compress(b"ok \xff and then garbage"), vec![0xff; 3]].concat();
     let good_then_big = vec![b'x'; limit + 100];
+    let mut bad_past_the_limit = vec![b'x'; limit + 10];
+    bad_past_the_limit.extend_from_slice(b"\xff and more");
     let cases = [
         (compress(&bad_then_big), 1007),
         (bad_then_corrupt, 1007),
         (compress(&good_then_big), 1009),
+        (compress(&bad_past_the_limit), 1009),
     ];
-    for (payload, code) in cases {
+    for (i, (payload, code)) in cases.into_iter().enumerate() {
         assert!(payload.len() < 1000, "{}", payload.len());
         let bytes = Frame::text(&payload).rsv(RSV1).to_bytes();
-        for trickle in [false, true] {
-            let (mut raw, _) = raw_deflate_client(addr, "permessage-deflate");
-            raw.stream.set_nodelay(true).unwrap();
-            if trickle {
-                raw.write_raw(&bytes[..8]);
-                for b in &bytes[8..] {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                    raw.write_raw(&[*b]);
+        for (addr, how) in [(whole, "whole"), (streaming, "streamed")] {
+            for trickle in [false, true] {
+                let (mut raw, _) = raw_deflate_client(addr, "permessage-deflate");
+                raw.stream.set_nodelay(true).unwrap();
+                if trickle {
+                    raw.write_raw(&bytes[..8]);
+                    for b in &bytes[8..] {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        raw.write_raw(&[*b]);
+                    }
+                } else {
+                    raw.write_raw(&bytes);
                 }
-            } else {
-                raw.write_raw(&bytes);
+                let got = raw.expect_close();
+                assert_eq!(got, Some(code), "case {i}, {how}, trickled: {trickle}");
             }
-            assert_eq!(raw.expect_close(), Some(code), "trickled: {trickle}");
         }
     }
 }

@@ -300,11 +300,16 @@ impl Receiver {
         // The chunk was empty: `inflate_bounded` leaves input unused only when it filled the
         // room (else it fails), so a full chunk is the one sign that more is to come.
         s.pending = s.chunk.len() == STREAM_CHUNK;
+        let before = s.inflated;
         s.inflated = s.inflated.saturating_add(s.chunk.len());
-        // As in the whole-message path, the first violation in the inflated bytes decides.
+        // As in the whole-message path, the first violation in the inflated bytes decides, and
+        // it looks no further than the byte that crosses the limit: text that goes bad only
+        // after it is too large, not invalid (a chunk may reach far past the limit).
+        let seen = (self.limits.max_message.saturating_add(1)).saturating_sub(before);
+        let checked = &s.chunk[..s.chunk.len().min(seen)];
         let text = s.kind == Some(MessageKind::Text);
         let failed = match result {
-            _ if text && self.utf8.feed(&s.chunk).is_err() => ProtocolError::InvalidUtf8,
+            _ if text && self.utf8.feed(checked).is_err() => ProtocolError::InvalidUtf8,
             _ if s.inflated > self.limits.max_message => ProtocolError::MessageTooLarge,
             Ok(_) => return Ok(()),
             Err(InflateError::TooLarge) => ProtocolError::MessageTooLarge,
@@ -618,6 +623,53 @@ mod tests {
                 matches!(whole, Err(Fault::Protocol(ProtocolError::MessageTooLarge))),
                 "{whole:?}"
             );
+        }
+    }
+
+    /// The whole-message path inflates no further than one byte past the limit, so text that
+    /// goes bad beyond it is too large there; a streamed receive, whose chunk may reach far past
+    /// the limit, must not look further either.
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn compressed_text_bad_only_past_the_limit_is_too_large() {
+        let limit = 300;
+        for bad in [limit, limit + 1, limit + 10, 5000] {
+            let mut text = vec![b'x'; bad];
+            text.extend_from_slice(b"\xff and more");
+            let wire = message(OpCode::Text, &compress_all(&[&text]), true);
+            let expect = match bad {
+                // The byte that crosses the limit is itself looked at, as in the whole path.
+                300 => ProtocolError::InvalidUtf8,
+                _ => ProtocolError::MessageTooLarge,
+            };
+            let config = Config {
+                max_message_size: limit,
+                ..small_buffer()
+            };
+            for piece in [1, 100, 1 << 20] {
+                let mut rx = Receiver::new(Role::Server, &small_buffer(), b"");
+                rx.set_inflate(15, false);
+                let (_, _, err) = stream_all(&mut rx, &wire, piece, limit);
+                assert_eq!(err, Some(expect), "streamed, bad at {bad}, piece {piece}");
+                let mut rx = Receiver::new(Role::Server, &config, b"");
+                rx.set_inflate(15, false);
+                let mut stream = Stutter {
+                    data: wire.clone(),
+                    at: 0,
+                    piece,
+                    stall: false,
+                };
+                let whole = loop {
+                    match rx.next_event(&mut stream) {
+                        Err(Fault::Io(e)) if is_timeout_kind(e.kind()) => {}
+                        other => break other,
+                    }
+                };
+                assert!(
+                    matches!(whole, Err(Fault::Protocol(e)) if e == expect),
+                    "whole, bad at {bad}, piece {piece}: {whole:?}"
+                );
+            }
         }
     }
 
