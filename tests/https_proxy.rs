@@ -340,6 +340,31 @@ fn wss_through_an_https_proxy_split() {
     closer.join().unwrap().unwrap();
 }
 
+/// As `a_split_writer_waiting_for_the_network_does_not_stop_the_reader` in `tls.rs`, inside
+/// TLS in TLS: the reader starts late, when every buffer on the way is full and the writer
+/// waits for the socket, and must still decrypt while it waits.
+#[test]
+fn inside_an_https_proxy_a_split_writer_waiting_for_the_network_does_not_stop_the_reader() {
+    const N: usize = 64;
+    const SIZE: usize = 256 << 10;
+    let (mut reader, writer) = split_wss_through_a_proxy();
+    let sender = thread::spawn(move || {
+        for i in 0..N {
+            writer.send(vec![i as u8; SIZE]).unwrap();
+        }
+        writer
+    });
+    thread::sleep(Duration::from_millis(700));
+    for i in 0..N {
+        let got = reader.recv_timeout(TIMEOUT).unwrap().expect("a message");
+        assert!(got == Message::Binary(vec![i as u8; SIZE]), "message {i}");
+    }
+    let writer = sender.join().unwrap();
+    let closer = thread::spawn(move || writer.close(CloseCode::NORMAL, "bye"));
+    assert_eq!(reader.recv_timeout(TIMEOUT).unwrap(), None);
+    closer.join().unwrap().unwrap();
+}
+
 /// Inside TLS in TLS a send that reports success is on the wire too: records the inner session
 /// handed to the outer one, which the socket did not take before the write timeout, are the
 /// outer session's to send, and the send's flush must push them through both sessions (or

@@ -241,10 +241,12 @@ pub(crate) fn drain_until<S: Transport + ?Sized>(stream: &mut S, deadline: Insta
 /// writer).
 ///
 /// A TLS session cannot be read and written by two threads at once, so the halves of a split
-/// TLS connection share it behind a lock. The reader waits for bytes *outside* the lock (a
-/// `peek` on the socket, under its read timeout) and takes the lock only to decrypt what has
-/// arrived, without blocking: a writer waits at most for one record's decryption, never for the
-/// network.
+/// TLS connection share it behind a lock, and neither waits for the network while it holds it.
+/// The reader waits for bytes *outside* the lock (a `peek` on the socket, under its read
+/// timeout) and takes the lock only to decrypt what has arrived; the writer takes it only to
+/// encrypt a record, which it then writes to the socket outside the lock. So a writer waits at
+/// most for one record's decryption, and a reader for one record's encryption, even while the
+/// other half is stuck on the network.
 #[derive(Debug)]
 pub struct Stream {
     socket: Socket,
@@ -310,6 +312,8 @@ struct TlsHandle {
     split_reader: bool,
     /// Frame header and payload gathered into one TLS record (see `write_vectored`).
     gather: Vec<u8>,
+    /// Once split: the records on their way to the socket, shared by both halves.
+    wire: Option<Arc<Wire>>,
 }
 
 impl From<TcpStream> for Stream {
@@ -352,6 +356,7 @@ impl Stream {
             session: Arc::new(std::sync::Mutex::new(session)),
             split_reader: false,
             gather: Vec::new(),
+            wire: None,
         });
         stream
     }
@@ -400,6 +405,9 @@ impl TlsHandle {
         if !self.split_reader {
             return self.lock().read(buf);
         }
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
             let outer_ready = {
                 let mut session = self.lock();
@@ -409,15 +417,23 @@ impl TlsHandle {
                 session.socket_mut().outer_ready()
             };
             // Wait for the network without the lock, under this handle's read timeout (unless
-            // an outer session already holds bytes for this one).
-            if !outer_ready && tcp.peek(&mut [0u8])? == 0 {
-                // End of stream: let the session tell a clean close from a truncation.
-                return self.lock().read(buf);
-            }
+            // an outer session already holds bytes for this one). The peek also tells how many
+            // bytes have arrived: the session may read that many from the socket and no more,
+            // so it never waits for the network while it holds the lock. (`buf` is overwritten
+            // by the read anyway. Switching the socket to non-blocking instead would hit the
+            // writer, which sends outside the lock.)
+            let arrived = match outer_ready {
+                true => 0,
+                false => match tcp.peek(buf)? {
+                    // End of stream: let the session tell a clean close from a truncation.
+                    0 => return self.lock().read(buf),
+                    n => n,
+                },
+            };
             let mut session = self.lock();
-            tcp.set_nonblocking(true)?;
+            session.socket_mut().on_socket().arrived = Some(arrived);
             let got = session.read(buf);
-            tcp.set_nonblocking(false)?;
+            session.socket_mut().on_socket().arrived = None;
             match got {
                 // Only part of a record has arrived; the session keeps it. Wait for the rest.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -429,12 +445,11 @@ impl TlsHandle {
     /// Writes a frame header and its payload as one TLS record (up to 16 KiB), not two: a
     /// record costs 22+ bytes and a system call of its own.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        const RECORD: usize = 16 << 10;
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        match bufs.iter().position(|b| !b.is_empty()) {
-            None => Ok(0),
+        let n = match bufs.iter().position(|b| !b.is_empty()) {
+            None => return Ok(0),
             Some(first) if bufs[first].len() >= RECORD || first + 1 == bufs.len() => {
-                session.write(&bufs[first])
+                session.write(self.one_write(&bufs[first]))
             }
             Some(first) => {
                 self.gather.clear();
@@ -447,9 +462,67 @@ impl TlsHandle {
                 }
                 session.write(&self.gather)
             }
+        }?;
+        drop(session);
+        self.send_wire().map(|()| n)
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.lock().write(self.one_write(buf))?;
+        self.send_wire().map(|()| n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.lock().flush()?;
+        self.send_wire()
+    }
+
+    /// The handle with its session's records going through a [`Wire`], for a split.
+    fn with_wire(mut self, deadline: &PhaseDeadline) -> TlsHandle {
+        let wire = Arc::new(Wire::new(Arc::clone(&self.tcp), deadline.clone()));
+        self.lock().socket_mut().on_socket().wire = Some(Arc::clone(&wire));
+        self.wire = Some(wire);
+        self
+    }
+
+    /// What of `buf` one session write takes: once split, a record's worth, so the queue on
+    /// the way to the socket stays a record long; else all of it.
+    fn one_write<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        match self.wire {
+            Some(_) => &buf[..buf.len().min(RECORD)],
+            None => buf,
         }
     }
+
+    /// Once split: writes the records the last session call made, outside the session lock.
+    fn send_wire(&self) -> io::Result<()> {
+        match &self.wire {
+            Some(wire) => wire.send(true),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` on the session with the socket non-blocking, under the session's lock. The
+    /// mode belongs to the socket, so a split reader reading under the lock never finds it
+    /// switched; a peek that starts meanwhile comes back with `WouldBlock`, which the reader
+    /// takes for a timeout not yet due. (The writer's own blocking sends are its own calls,
+    /// never at the same time as this one.)
+    fn nonblocking<T>(
+        &self,
+        f: impl FnOnce(&mut crate::tls::Tls) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut session = self.lock();
+        self.tcp.set_nonblocking(true)?;
+        let done = f(&mut session);
+        let restored = self.tcp.set_nonblocking(false);
+        let done = done?;
+        restored.map(|()| done)
+    }
 }
+
+/// The largest TLS record's payload.
+#[cfg(any(feature = "tls", feature = "rustls"))]
+const RECORD: usize = 16 << 10;
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -464,8 +537,8 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         #[cfg(any(feature = "tls", feature = "rustls"))]
-        if let Some(tls) = &self.tls {
-            return tls.lock().write(buf);
+        if let Some(tls) = &mut self.tls {
+            return tls.write(buf);
         }
         (&self.socket).write(buf)
     }
@@ -480,8 +553,8 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         #[cfg(any(feature = "tls", feature = "rustls"))]
-        if let Some(tls) = &self.tls {
-            return tls.lock().flush();
+        if let Some(tls) = &mut self.tls {
+            return tls.flush();
         }
         Ok(())
     }
@@ -528,6 +601,7 @@ impl Transport for Stream {
         #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
             let _ = tls.lock().shutdown();
+            let _ = tls.send_wire();
         }
         self.socket.shutdown(Shutdown::Write)
     }
@@ -545,12 +619,19 @@ impl Transport for Stream {
     fn write_nonblocking(&mut self, buf: &[u8]) -> io::Result<usize> {
         #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
-            let mut session = tls.lock();
-            tls.tcp.set_nonblocking(true)?;
-            let written = session.write(buf);
-            let restored = tls.tcp.set_nonblocking(false);
-            let n = written?;
-            return restored.map(|()| n);
+            return tls.nonblocking(|session| {
+                let Some(wire) = &tls.wire else {
+                    return session.write(buf);
+                };
+                // Records from before go first; while any wait, nothing new is taken.
+                wire.send(false)?;
+                let n = session.write(tls.one_write(buf))?;
+                match wire.send(false) {
+                    // Taken: the rest of its records wait in the queue for the next call.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+                    other => other.map(|()| n),
+                }
+            });
         }
         self.socket.set_nonblocking(true)?;
         let written = (&self.socket).write(buf);
@@ -562,11 +643,13 @@ impl Transport for Stream {
     fn flush_nonblocking(&mut self) -> io::Result<()> {
         #[cfg(any(feature = "tls", feature = "rustls"))]
         if let Some(tls) = &self.tls {
-            let mut session = tls.lock();
-            tls.tcp.set_nonblocking(true)?;
-            let flushed = session.flush();
-            let restored = tls.tcp.set_nonblocking(false);
-            return flushed.and(restored);
+            return tls.nonblocking(|session| {
+                session.flush()?;
+                match &tls.wire {
+                    Some(wire) => wire.send(false),
+                    None => Ok(()),
+                }
+            });
         }
         Ok(())
     }
@@ -584,20 +667,28 @@ impl Split for Stream {
     /// Two handles on the one socket. Over plain TCP or a Unix socket the kernel lets one thread read while
     /// another writes; over TLS the handles share the session (see [`Stream`]).
     fn split(self) -> io::Result<(Stream, Stream)> {
+        #[cfg(any(feature = "tls", feature = "rustls"))]
+        let writer = Stream {
+            tls: self.tls.map(|tls| tls.with_wire(&self.deadline)),
+            ..self
+        };
+        #[cfg(not(any(feature = "tls", feature = "rustls")))]
+        let writer = self;
         let reader = Stream {
-            socket: self.socket.clone(),
+            socket: writer.socket.clone(),
             #[cfg(any(feature = "tls", feature = "rustls"))]
-            tls: self.tls.as_ref().map(|t| TlsHandle {
+            tls: writer.tls.as_ref().map(|t| TlsHandle {
                 tcp: Arc::clone(&t.tcp),
                 session: Arc::clone(&t.session),
                 split_reader: true,
                 gather: Vec::new(),
+                wire: t.wire.clone(),
             }),
-            read_timeout: self.read_timeout,
-            write_timeout: self.write_timeout,
-            deadline: self.deadline.clone(),
+            read_timeout: writer.read_timeout,
+            write_timeout: writer.write_timeout,
+            deadline: writer.deadline.clone(),
         };
-        Ok((reader, self))
+        Ok((reader, writer))
     }
 
     fn aborter(&self) -> Option<Aborter> {
@@ -617,6 +708,13 @@ pub(crate) struct TcpRef {
     pub(crate) tcp: Arc<TcpStream>,
     pub(crate) deadline: PhaseDeadline,
     pub(crate) outer: Option<Box<crate::tls::Tls>>,
+    /// Once the connection is split: where the session's records go instead of the socket
+    /// (see [`Wire`]).
+    wire: Option<Arc<Wire>>,
+    /// While the split reader has the session read: the bytes known to have arrived, which the
+    /// socket gives without waiting. Past them a read reports `WouldBlock`, and the session
+    /// keeps the part of a record it has.
+    arrived: Option<usize>,
 }
 
 #[cfg(any(feature = "tls", feature = "rustls"))]
@@ -627,7 +725,18 @@ impl TcpRef {
             tcp,
             deadline,
             outer: None,
+            wire: None,
+            arrived: None,
         }
+    }
+
+    /// The view that writes to the socket itself: this one, or the outer session's.
+    fn on_socket(&mut self) -> &mut TcpRef {
+        if self.outer.is_none() {
+            return self;
+        }
+        let outer = self.outer.as_deref_mut().expect("checked above");
+        outer.socket_mut().on_socket()
     }
 
     /// Whether the outer session holds decrypted bytes not read yet, which no socket `peek`
@@ -644,7 +753,16 @@ impl Read for TcpRef {
             return outer.read(buf);
         }
         self.deadline.arm(&self.tcp, false)?;
-        (&*self.tcp).read(buf)
+        let Some(arrived) = &mut self.arrived else {
+            return (&*self.tcp).read(buf);
+        };
+        if *arrived == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(*arrived);
+        let n = (&*self.tcp).read(&mut buf[..n])?;
+        *arrived -= n;
+        Ok(n)
     }
 }
 
@@ -653,6 +771,10 @@ impl Write for TcpRef {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if let Some(outer) = &mut self.outer {
             return outer.write(buf);
+        }
+        if let Some(wire) = &self.wire {
+            wire.push(&[io::IoSlice::new(buf)]);
+            return Ok(buf.len());
         }
         self.deadline.arm(&self.tcp, true)?;
         (&*self.tcp).write(buf)
@@ -663,6 +785,9 @@ impl Write for TcpRef {
         if let Some(outer) = &mut self.outer {
             return outer.write_vectored(bufs);
         }
+        if let Some(wire) = &self.wire {
+            return Ok(wire.push(bufs));
+        }
         self.deadline.arm(&self.tcp, true)?;
         (&*self.tcp).write_vectored(bufs)
     }
@@ -671,6 +796,104 @@ impl Write for TcpRef {
         match &mut self.outer {
             Some(outer) => outer.flush(),
             None => Ok(()),
+        }
+    }
+}
+
+/// The records of a split TLS connection on their way to the socket.
+///
+/// A session must be used by one thread at a time, so the halves share it behind a lock; if the
+/// writer held that lock while the socket made it wait, the reader could not decrypt what
+/// arrives meanwhile, and against a peer that stops reading while its own writes are not read
+/// (an echo) neither side would move until a write timeout. So once a connection is split, the
+/// session's socket view only queues the records the session makes, under the session lock,
+/// and they are written to the socket after the lock is let go. The queue holds at most a
+/// record or so: a writer hands the session one record's worth at a time and sends it before
+/// the next.
+#[cfg(any(feature = "tls", feature = "rustls"))]
+#[derive(Debug)]
+struct Wire {
+    tcp: Arc<TcpStream>,
+    /// The stream's phase deadline, as the socket view arms its writes with.
+    deadline: PhaseDeadline,
+    /// Records the session made, not yet taken by a sender. Held only to move bytes, never
+    /// while writing: the session (under its lock) appends here.
+    queued: Mutex<Vec<u8>>,
+    /// The records being written and how far they got; held by the one thread writing.
+    sending: Mutex<(Vec<u8>, usize)>,
+}
+
+#[cfg(any(feature = "tls", feature = "rustls"))]
+impl Wire {
+    fn new(tcp: Arc<TcpStream>, deadline: PhaseDeadline) -> Self {
+        Wire {
+            tcp,
+            deadline,
+            queued: Mutex::default(),
+            sending: Mutex::default(),
+        }
+    }
+
+    /// Queues the bytes of `bufs`; returns how many.
+    fn push(&self, bufs: &[io::IoSlice<'_>]) -> usize {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        let before = queued.len();
+        for b in bufs {
+            queued.extend_from_slice(b);
+        }
+        queued.len() - before
+    }
+
+    /// Writes every queued record to the socket, waiting as the socket's mode and write
+    /// timeout say; records the reader's session calls queued meanwhile (an alert, a key
+    /// update) go too. With `wait` unset, gives up with `WouldBlock` if another thread is
+    /// writing. What the socket did not take (a timeout, a full non-blocking socket) stays, in
+    /// order, for the next call.
+    fn send(&self, wait: bool) -> io::Result<()> {
+        let tcp = &*self.tcp;
+        loop {
+            let mut sending = match self.sending.try_lock() {
+                Ok(sending) => sending,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) if !wait => {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    self.sending.lock().unwrap_or_else(|e| e.into_inner())
+                }
+            };
+            let (buf, at) = &mut *sending;
+            loop {
+                if *at == buf.len() {
+                    buf.clear();
+                    *at = 0;
+                    std::mem::swap(
+                        buf,
+                        &mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                    if buf.is_empty() {
+                        break;
+                    }
+                }
+                self.deadline.arm(tcp, true)?;
+                match (&*tcp).write(&buf[*at..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => *at += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            drop(sending);
+            // A thread that queued records while this one was writing, and found it busy, left
+            // them to it.
+            if self
+                .queued
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+            {
+                return Ok(());
+            }
         }
     }
 }
