@@ -405,9 +405,6 @@ impl TlsHandle {
         if !self.split_reader {
             return self.lock().read(buf);
         }
-        if buf.is_empty() {
-            return Ok(0);
-        }
         loop {
             let outer_ready = {
                 let mut session = self.lock();
@@ -497,7 +494,7 @@ impl TlsHandle {
     /// Once split: writes the records the last session call made, outside the session lock.
     fn send_wire(&self) -> io::Result<()> {
         match &self.wire {
-            Some(wire) => wire.send(true),
+            Some(wire) => wire.send(),
             None => Ok(()),
         }
     }
@@ -624,9 +621,9 @@ impl Transport for Stream {
                     return session.write(buf);
                 };
                 // Records from before go first; while any wait, nothing new is taken.
-                wire.send(false)?;
+                wire.send()?;
                 let n = session.write(tls.one_write(buf))?;
-                match wire.send(false) {
+                match wire.send() {
                     // Taken: the rest of its records wait in the queue for the next call.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
                     other => other.map(|()| n),
@@ -646,7 +643,7 @@ impl Transport for Stream {
             return tls.nonblocking(|session| {
                 session.flush()?;
                 match &tls.wire {
-                    Some(wire) => wire.send(false),
+                    Some(wire) => wire.send(),
                     None => Ok(()),
                 }
             });
@@ -846,53 +843,28 @@ impl Wire {
 
     /// Writes every queued record to the socket, waiting as the socket's mode and write
     /// timeout say; records the reader's session calls queued meanwhile (an alert, a key
-    /// update) go too. With `wait` unset, gives up with `WouldBlock` if another thread is
-    /// writing. What the socket did not take (a timeout, a full non-blocking socket) stays, in
-    /// order, for the next call.
-    fn send(&self, wait: bool) -> io::Result<()> {
+    /// update) go too. What the socket did not take (a timeout, a full non-blocking socket)
+    /// stays, in order, for the next call. Only the writer's handle sends, one call at a time.
+    fn send(&self) -> io::Result<()> {
         let tcp = &*self.tcp;
+        let mut sending = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+        let (buf, at) = &mut *sending;
         loop {
-            let mut sending = match self.sending.try_lock() {
-                Ok(sending) => sending,
-                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) if !wait => {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    self.sending.lock().unwrap_or_else(|e| e.into_inner())
-                }
-            };
-            let (buf, at) = &mut *sending;
-            loop {
-                if *at == buf.len() {
-                    buf.clear();
-                    *at = 0;
-                    std::mem::swap(
-                        buf,
-                        &mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()),
-                    );
-                    if buf.is_empty() {
-                        break;
-                    }
-                }
-                self.deadline.arm(tcp, true)?;
-                match (&*tcp).write(&buf[*at..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => *at += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+            if *at == buf.len() {
+                // The buffer written goes, so an idle connection keeps no record's worth of
+                // memory (a hub may hold thousands).
+                *at = 0;
+                *buf = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|e| e.into_inner()));
+                if buf.is_empty() {
+                    return Ok(());
                 }
             }
-            drop(sending);
-            // A thread that queued records while this one was writing, and found it busy, left
-            // them to it.
-            if self
-                .queued
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty()
-            {
-                return Ok(());
+            self.deadline.arm(tcp, true)?;
+            match (&*tcp).write(&buf[*at..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => *at += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
     }
