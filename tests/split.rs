@@ -396,3 +396,35 @@ fn halves_display_like_the_websocket() {
     assert_eq!(reader.to_string(), "Reader(client, CLOSED)");
     assert_eq!(writer.to_string(), "Writer(client, CLOSED)");
 }
+
+/// A failed write ends the connection for both halves at once: the reader ends instead of
+/// handing out messages it had already read into its buffer (the connection is gone, and
+/// nothing could answer them), and closing it is a closed connection's close, which does
+/// nothing.
+#[test]
+fn after_the_writer_failed_the_reader_ends_and_its_close_does_nothing() {
+    let (done, wait) = mpsc::channel::<()>();
+    let (addr, server) = raw_server(move |mut conn: RawConn| {
+        // Three messages in one write, so one read takes them all in; then no more reading.
+        let three: Vec<u8> = ["one", "two", "three"]
+            .iter()
+            .flat_map(|m| Frame::text(m.as_bytes()).unmasked().to_bytes())
+            .collect();
+        conn.write_raw(&three);
+        let _ = wait.recv_timeout(std::time::Duration::from_secs(30));
+    });
+    let config = Config::default().write_timeout(Some(std::time::Duration::from_millis(300)));
+    let mut ws = connect(addr, config);
+    let (mut reader, writer) = ws.split().unwrap();
+    assert_eq!(reader.recv().unwrap(), Some(Message::from("one")));
+    let err = writer.send(vec![0u8; 64 << 20]).unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(writer.is_closed());
+    reader.close(CloseCode::NORMAL, "").unwrap();
+    assert!(
+        matches!(reader.recv(), Err(Error::Closed)),
+        "a message after the connection ended"
+    );
+    drop(done);
+    server.join().unwrap();
+}
