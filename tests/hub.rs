@@ -443,6 +443,41 @@ fn rooms_work_over_tls_with_a_stalled_member() {
     drop(stalled);
 }
 
+/// A TLS member that falls behind and catches up gets every message whole and in order: while
+/// it does not read, its socket fills, and the flusher's non-blocking writes find the session
+/// taking a record the socket takes only part of. That record is taken (the rest goes out
+/// first on the next try); were it reported as not taken, it would be given again and the
+/// member would read it twice, a corrupt stream.
+#[cfg(any(feature = "tls", feature = "rustls"))]
+#[test]
+fn a_tls_member_that_falls_behind_gets_everything_whole_once_it_reads() {
+    const SIZE: usize = 8 << 10;
+    let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let tls = syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key"));
+    // Room for everything published: the member is slow, not stalled.
+    let hub = Hub::builder().backlog(64 << 20).build().unwrap();
+    let server = Server::bind("127.0.0.1:0").unwrap().tls(tls.unwrap());
+    let (addr, joins) = room_server_with(&hub, server, |_| None);
+    let client_tls = syncws::ClientTls::builder()
+        .add_root_file(fixture("ca.pem"))
+        .build()
+        .unwrap();
+    let ws = syncws::Client::builder()
+        .tls(client_tls)
+        .no_proxy()
+        .connect(&format!("wss://localhost:{}/", addr.port()))
+        .unwrap();
+    joined(&joins, 1);
+    // 12 MB, far past the socket buffers, before the member reads anything.
+    let count = 1500;
+    publish_numbered(&hub, count, SIZE, Duration::ZERO);
+    hub.publish(ROOM, format!("end {count}"));
+    thread::sleep(Duration::from_millis(300));
+    let (end, got, _ws) = reader(ws, SIZE).join().unwrap();
+    assert_eq!((end, got), (format!("end {count}"), count));
+    assert_eq!(hub.count(ROOM), 1, "the member is still in the room");
+}
+
 /// A member server whose handler splits, joins `ROOM` and then holds its halves without
 /// reading until the returned sender is used or dropped. Reports the member's id.
 fn silent_member_server(hub: &Hub) -> (SocketAddr, mpsc::Receiver<u64>, mpsc::Sender<()>) {

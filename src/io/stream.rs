@@ -475,8 +475,8 @@ impl TlsHandle {
     }
 
     /// The handle with its session's records going through a [`Wire`], for a split.
-    fn with_wire(mut self, deadline: &PhaseDeadline) -> TlsHandle {
-        let wire = Arc::new(Wire::new(Arc::clone(&self.tcp), deadline.clone()));
+    fn with_wire(mut self) -> TlsHandle {
+        let wire = Arc::new(Wire::new(Arc::clone(&self.tcp)));
         self.lock().socket_mut().on_socket().wire = Some(Arc::clone(&wire));
         self.wire = Some(wire);
         self
@@ -666,7 +666,7 @@ impl Split for Stream {
     fn split(self) -> io::Result<(Stream, Stream)> {
         #[cfg(any(feature = "tls", feature = "rustls"))]
         let writer = Stream {
-            tls: self.tls.map(|tls| tls.with_wire(&self.deadline)),
+            tls: self.tls.map(TlsHandle::with_wire),
             ..self
         };
         #[cfg(not(any(feature = "tls", feature = "rustls")))]
@@ -808,11 +808,12 @@ impl Write for TcpRef {
 /// record or so: a writer hands the session one record's worth at a time and sends it before
 /// the next.
 #[cfg(any(feature = "tls", feature = "rustls"))]
+///
+/// A split connection is past the phases with a total deadline (handshake, HTTP), so the
+/// socket's write timeout alone bounds these writes.
 #[derive(Debug)]
 struct Wire {
     tcp: Arc<TcpStream>,
-    /// The stream's phase deadline, as the socket view arms its writes with.
-    deadline: PhaseDeadline,
     /// Records the session made, not yet taken by a sender. Held only to move bytes, never
     /// while writing: the session (under its lock) appends here.
     queued: Mutex<Vec<u8>>,
@@ -822,10 +823,9 @@ struct Wire {
 
 #[cfg(any(feature = "tls", feature = "rustls"))]
 impl Wire {
-    fn new(tcp: Arc<TcpStream>, deadline: PhaseDeadline) -> Self {
+    fn new(tcp: Arc<TcpStream>) -> Self {
         Wire {
             tcp,
-            deadline,
             queued: Mutex::default(),
             sending: Mutex::default(),
         }
@@ -834,11 +834,12 @@ impl Wire {
     /// Queues the bytes of `bufs`; returns how many.
     fn push(&self, bufs: &[io::IoSlice<'_>]) -> usize {
         let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
-        let before = queued.len();
-        for b in bufs {
-            queued.extend_from_slice(b);
-        }
-        queued.len() - before
+        bufs.iter()
+            .map(|b| {
+                queued.extend_from_slice(b);
+                b.len()
+            })
+            .sum()
     }
 
     /// Writes every queued record to the socket, waiting as the socket's mode and write
@@ -846,7 +847,11 @@ impl Wire {
     /// update) go too. What the socket did not take (a timeout, a full non-blocking socket)
     /// stays, in order, for the next call. Only the writer's handle sends, one call at a time.
     fn send(&self) -> io::Result<()> {
-        let tcp = &*self.tcp;
+        self.send_to(&mut &*self.tcp)
+    }
+
+    /// `send`'s loop, writing to `out` (the socket, or a test's writer).
+    fn send_to(&self, out: &mut impl Write) -> io::Result<()> {
         let mut sending = self.sending.lock().unwrap_or_else(|e| e.into_inner());
         let (buf, at) = &mut *sending;
         loop {
@@ -859,8 +864,7 @@ impl Wire {
                     return Ok(());
                 }
             }
-            self.deadline.arm(tcp, true)?;
-            match (&*tcp).write(&buf[*at..]) {
+            match out.write(&buf[*at..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => *at += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -930,6 +934,68 @@ mod tests {
         let mut stream = Scripted::new([Ok(5)]);
         drain_until(&mut stream, Instant::now());
         assert_eq!(stream.calls, 0);
+    }
+
+    /// A writer that fails once with `Interrupted`, then takes `step` bytes a call until it
+    /// has `room` bytes, then reports `WouldBlock`.
+    #[cfg(any(feature = "tls", feature = "rustls"))]
+    struct Choppy {
+        got: Vec<u8>,
+        interrupted: bool,
+        step: usize,
+        room: usize,
+    }
+
+    #[cfg(any(feature = "tls", feature = "rustls"))]
+    impl Write for Choppy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !self.interrupted {
+                self.interrupted = true;
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = buf
+                .len()
+                .min(self.step)
+                .min(self.room.saturating_sub(self.got.len()));
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The wire's sender retries a signal, keeps what a full socket did not take, and sends it
+    /// first, in order, next time; a push reports every byte it queued.
+    #[cfg(any(feature = "tls", feature = "rustls"))]
+    #[test]
+    fn the_wire_keeps_what_the_socket_did_not_take_for_the_next_send() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let wire = Wire::new(Arc::new(tcp));
+        let data: Vec<u8> = (0..100u8).collect();
+        let slices = [io::IoSlice::new(&data[..30]), io::IoSlice::new(&data[30..])];
+        assert_eq!(wire.push(&slices), 100);
+        let mut out = Choppy {
+            got: Vec::new(),
+            interrupted: false,
+            step: 7,
+            room: 60,
+        };
+        let full = wire.send_to(&mut out).map_err(|e| e.kind());
+        assert_eq!(full, Err(io::ErrorKind::WouldBlock));
+        assert_eq!(out.got, data[..60]);
+        // More queued meanwhile goes after the rest of the first.
+        assert_eq!(wire.push(&[io::IoSlice::new(b"more")]), 4);
+        out.room = usize::MAX;
+        wire.send_to(&mut out).unwrap();
+        assert_eq!(out.got, [&data[..], b"more"].concat());
+        // Nothing left: a send writes nothing.
+        out.room = 0;
+        wire.send_to(&mut out).unwrap();
     }
 
     /// A rustls server and client over loopback on the test certificate, handshake done.
