@@ -428,3 +428,43 @@ fn after_the_writer_failed_the_reader_ends_and_its_close_does_nothing() {
     drop(done);
     server.join().unwrap();
 }
+
+/// With the reader gone nobody can see the peer's answer, so a writer's close sends its close
+/// frame, shuts the socket and returns at once with `Ok`, instead of waiting out the close
+/// timeout for an answer no one would read.
+#[test]
+fn a_writers_close_without_a_reader_does_not_wait_for_the_answer() {
+    let (addr, server) = raw_server(|mut peer: RawConn| {
+        let close = peer.read_close().close_code();
+        peer.expect_eof();
+        close
+    });
+    let config = Config::default().close_timeout(std::time::Duration::from_secs(5));
+    let mut ws = connect(addr, config);
+    let (reader, writer) = ws.split().unwrap();
+    drop(reader);
+    let started = std::time::Instant::now();
+    writer.close(CloseCode::NORMAL, "bye").unwrap();
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(2), "waited {took:?}");
+    assert_eq!(server.join().unwrap(), Some(1000));
+}
+
+/// A reader is an iterator over the messages: it yields each, then ends with the connection.
+#[test]
+fn a_reader_iterates_over_the_messages_until_the_close() {
+    let (addr, server) = raw_server(|mut peer: RawConn| {
+        peer.send(&Frame::text(b"one").unmasked());
+        peer.send(&Frame::binary(b"two").unmasked());
+        peer.send(&Frame::close(1000, "").unmasked());
+        peer.read_close().close_code()
+    });
+    let mut ws = connect(addr, Config::default());
+    let (reader, _writer) = ws.split().unwrap();
+    let got: Vec<Message> = reader.map(Result::unwrap).collect();
+    assert_eq!(
+        got,
+        [Message::from("one"), Message::Binary(b"two".to_vec())]
+    );
+    assert_eq!(server.join().unwrap(), Some(1000));
+}

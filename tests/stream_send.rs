@@ -174,6 +174,31 @@ fn a_message_dropped_unfinished_is_closed_with_1011_unless_nothing_went_out() {
     raw.expect_eof();
 }
 
+/// As above, through a split writer: the message slot's guard gives the message up with 1011
+/// once fragments went out, and the connection is closed for both halves.
+#[test]
+fn a_split_writers_message_dropped_unfinished_is_closed_with_1011() {
+    let addr = serve(Config::default(), move |ws| {
+        let (mut reader, writer) = ws.split()?;
+        let mut message = writer.send_stream(MessageKind::Binary)?;
+        message.write_all(&vec![1; 2 * F + 1])?;
+        drop(message);
+        assert!(matches!(writer.send("too late"), Err(Error::Closed)));
+        // The reader completes the closing handshake.
+        assert!(reader.recv()?.is_none());
+        Ok(())
+    });
+    let mut raw = RawConn::connect(addr);
+    let frames: Vec<Frame> = (0..2).map(|_| raw.read_frame()).collect();
+    assert!(frames.iter().all(|f| !f.fin), "{frames:?}");
+    let close = raw.read_frame();
+    assert_eq!(close.opcode, CLOSE, "{close:?}");
+    assert_eq!(close.close_code(), Some(1011));
+    assert_eq!(close.payload[2..], *b"message abandoned");
+    raw.send(&Frame::close(1011, ""));
+    raw.expect_eof();
+}
+
 #[test]
 fn a_socket_dropped_after_giving_up_a_message_sends_no_second_close() {
     let (addr, server) = raw_server(|mut peer| {
