@@ -216,3 +216,32 @@ fn a_trickled_message_cannot_stretch_a_receive_deadline() {
     drop(ws);
     assert_eq!(server.join().unwrap(), Some(1001));
 }
+
+/// A receive's deadline is kept to the millisecond, not to the coarser measure the heartbeat's
+/// wake-ups get: after a receive without a deadline left the socket armed for the heartbeat's
+/// next ping, a receive with a deadline a little shorter than that arms it again instead of
+/// waiting up to a quarter too long.
+#[test]
+fn a_deadline_after_a_heartbeat_wait_is_not_overshot() {
+    let (addr, server) = raw_server(|mut peer: RawConn| {
+        std::thread::sleep(Duration::from_millis(100));
+        peer.send(&Frame::text(b"x").unmasked());
+        peer.read_close().close_code()
+    });
+    let config = Config::default()
+        .ping_interval(Some(Duration::from_millis(1000)))
+        .pong_timeout(Duration::from_secs(5));
+    let mut ws = connect(addr, config);
+    assert_eq!(ws.recv().unwrap(), Some(Message::from("x")));
+    let started = Instant::now();
+    let result = ws.recv_timeout(Duration::from_millis(800));
+    let took = started.elapsed();
+    assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+    assert!(took >= Duration::from_millis(800), "early: {took:?}");
+    assert!(
+        took < Duration::from_millis(950),
+        "a deadline of 800 ms took {took:?}"
+    );
+    ws.close(CloseCode::NORMAL, "").unwrap_or(());
+    let _ = server.join();
+}

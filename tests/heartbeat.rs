@@ -201,3 +201,32 @@ fn a_late_pong_within_the_timeout_keeps_the_connection_open() {
     assert_eq!(ws.state(), State::Open);
     drop(server.join().unwrap());
 }
+
+/// While our close waits for the peer's answer, the heartbeat sends no pings, and it does not
+/// wake the wait either: a connection that is closing sleeps until the answer or the close
+/// timeout, even long after a ping would have been due.
+#[test]
+fn a_closing_connection_with_a_heartbeat_sleeps_until_the_close_timeout() {
+    let (addr, server) = raw_server(|mut peer: RawConn| {
+        let close = peer.read_close().close_code();
+        // Never answer; wait for the client to give up and end TCP.
+        peer.expect_eof();
+        close
+    });
+    let config = Config::default()
+        .ping_interval(Some(Duration::from_millis(100)))
+        .pong_timeout(Duration::from_secs(5))
+        .close_timeout(Duration::from_millis(1000));
+    let mut ws = connect(addr, config);
+    let (before, started) = (thread_sleeps(), Instant::now());
+    let result = ws.close(syncws::CloseCode::NORMAL, "");
+    let (took, sleeps) = (started.elapsed(), thread_sleeps() - before);
+    assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+    assert!(
+        took >= Duration::from_millis(1000),
+        "gave up after {took:?}"
+    );
+    // A few: the write, the one wait. Waking for the heartbeat would be one per millisecond.
+    assert!(sleeps < 50, "{sleeps} wake-ups in {took:?} of waiting");
+    assert_eq!(server.join().unwrap(), Some(1000));
+}

@@ -797,6 +797,14 @@ pub(super) mod tests {
         assert_eq!(reads_for_a_late_tail(12_000), 3);
     }
 
+    #[test]
+    fn a_large_payload_is_read_straight_into_the_message_not_through_the_buffer() {
+        // 1 MiB arriving at once: after the first buffer's worth it goes straight into the
+        // message in a few large reads, not in 128 reads of 8 KiB through the read buffer.
+        let reads = reads_for_a_late_tail(1 << 20);
+        assert!(reads < 40, "{reads} reads for 1 MiB");
+    }
+
     /// A masked frame carrying `payload`.
     pub(super) fn masked(opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) -> Vec<u8> {
         let key = [0x37, 0xfa, 0x21, 0x3d];

@@ -16,6 +16,19 @@ pub fn thread_cpu_time() -> Duration {
     time(usage.ru_utime) + time(usage.ru_stime)
 }
 
+/// How many times the calling thread has gone to sleep in the kernel (voluntary context
+/// switches): a wait that wakes up again and again to find nothing to do shows here even when
+/// each wake-up costs little CPU.
+pub fn thread_sleeps() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) },
+        0
+    );
+    usage.ru_nvcsw as u64
+}
+
 /// How many `write`-family system calls (`write`, `writev`; not `send`) the calling thread
 /// has made, from Linux's `/proc/thread-self/io`.
 pub fn thread_write_calls() -> u64 {
