@@ -404,27 +404,23 @@ fn a_pong_waits_for_a_room_frame_the_kernel_took_in_part() {
     assert!(ws.rtt().is_some(), "the pong came");
 }
 
+/// A `wss://` room server of `hub` on the test certificate: its joins, and a way to connect a
+/// member that trusts the test CA.
+#[cfg(any(feature = "tls", feature = "rustls"))]
+fn tls_room(hub: &Hub) -> (mpsc::Receiver<u64>, impl Fn() -> WebSocket) {
+    let server = Server::bind("127.0.0.1:0").unwrap().tls(test_server_tls());
+    let (addr, joins) = room_server_with(hub, server, |_| None);
+    let url = format!("wss://localhost:{}/", addr.port());
+    (joins, move || test_ca_client().connect(&url).unwrap())
+}
+
 #[cfg(any(feature = "tls", feature = "rustls"))]
 #[test]
 fn rooms_work_over_tls_with_a_stalled_member() {
     const HEALTHY: usize = 4;
     const SIZE: usize = 8 << 10;
-    let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let tls = syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key"));
     let hub = Hub::builder().backlog(2 << 20).build().unwrap();
-    let server = Server::bind("127.0.0.1:0").unwrap().tls(tls.unwrap());
-    let (addr, joins) = room_server_with(&hub, server, |_| None);
-    let client_tls = syncws::ClientTls::builder()
-        .add_root_file(fixture("ca.pem"))
-        .build()
-        .unwrap();
-    let wss = || {
-        syncws::Client::builder()
-            .tls(client_tls.clone())
-            .no_proxy()
-            .connect(&format!("wss://localhost:{}/", addr.port()))
-            .unwrap()
-    };
+    let (joins, wss) = tls_room(&hub);
     let healthy: Vec<_> = (0..HEALTHY).map(|_| reader(wss(), SIZE)).collect();
     // Connected over TLS, then never reads.
     let stalled = wss();
@@ -452,21 +448,10 @@ fn rooms_work_over_tls_with_a_stalled_member() {
 #[test]
 fn a_tls_member_that_falls_behind_gets_everything_whole_once_it_reads() {
     const SIZE: usize = 8 << 10;
-    let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let tls = syncws::ServerTls::from_pem_files(fixture("server.pem"), fixture("server.key"));
     // Room for everything published: the member is slow, not stalled.
     let hub = Hub::builder().backlog(64 << 20).build().unwrap();
-    let server = Server::bind("127.0.0.1:0").unwrap().tls(tls.unwrap());
-    let (addr, joins) = room_server_with(&hub, server, |_| None);
-    let client_tls = syncws::ClientTls::builder()
-        .add_root_file(fixture("ca.pem"))
-        .build()
-        .unwrap();
-    let ws = syncws::Client::builder()
-        .tls(client_tls)
-        .no_proxy()
-        .connect(&format!("wss://localhost:{}/", addr.port()))
-        .unwrap();
+    let (joins, wss) = tls_room(&hub);
+    let ws = wss();
     joined(&joins, 1);
     // 12 MB, far past the socket buffers, before the member reads anything.
     let count = 1500;

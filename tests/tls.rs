@@ -428,31 +428,13 @@ fn split_over_tls_with_concurrent_senders() {
 /// or neither side moves until a write timeout ends the connection.
 #[test]
 fn a_split_writer_waiting_for_the_network_does_not_stop_the_reader() {
-    const N: usize = 64;
-    const SIZE: usize = 256 << 10;
     let addr = wss_server("server.pem", "server.key", Config::default());
     let mut ws = trusting_client()
         .connect(&wss_url("localhost", addr, "/"))
         .unwrap();
-    let (mut reader, writer) = ws.split().unwrap();
-    let sender = thread::spawn(move || {
-        for i in 0..N {
-            writer.send(vec![i as u8; SIZE]).unwrap();
-        }
-        writer
-    });
-    // The reader starts late, as a busy application would: by then every buffer on the way
-    // is full and the writer waits for the socket.
-    thread::sleep(Duration::from_millis(500));
-    for i in 0..N {
-        let got = reader.recv_timeout(TIMEOUT).unwrap().expect("a message");
-        assert!(got == Message::Binary(vec![i as u8; SIZE]), "message {i}");
-    }
-    let writer = sender.join().unwrap();
-    // The writer's close waits for the reader to see the answer.
-    let closer = thread::spawn(move || writer.close(CloseCode::NORMAL, "bye"));
-    assert_eq!(reader.recv_timeout(TIMEOUT).unwrap(), None);
-    closer.join().unwrap().unwrap();
+    let (reader, writer) = ws.split().unwrap();
+    // The reader starts late, as a busy application would.
+    check_a_late_reader_gets_every_echo(reader, writer, Duration::from_millis(500));
 }
 
 #[test]

@@ -100,3 +100,31 @@ pub fn check_every_send_reported_done_arrives(connect: impl FnOnce(u16, Config) 
         "messages arrived against sends reported done"
     );
 }
+
+/// Checks that a split TLS connection to an echo server whose reader starts `late` still gets
+/// every echo: by then every buffer on the way is full and the writer waits for the socket,
+/// so the reader must decrypt while it waits. Sends 64 binary messages of 256 KiB, then closes.
+pub fn check_a_late_reader_gets_every_echo(
+    mut reader: syncws::Reader,
+    writer: syncws::Writer,
+    late: std::time::Duration,
+) {
+    const N: usize = 64;
+    const SIZE: usize = 256 << 10;
+    let sender = thread::spawn(move || {
+        for i in 0..N {
+            writer.send(vec![i as u8; SIZE]).unwrap();
+        }
+        writer
+    });
+    thread::sleep(late);
+    for i in 0..N {
+        let got = reader.recv_timeout(TIMEOUT).unwrap().expect("a message");
+        assert!(got == Message::Binary(vec![i as u8; SIZE]), "message {i}");
+    }
+    let writer = sender.join().unwrap();
+    // The writer's close waits for the reader to see the answer.
+    let closer = thread::spawn(move || writer.close(syncws::CloseCode::NORMAL, "bye"));
+    assert_eq!(reader.recv_timeout(TIMEOUT).unwrap(), None);
+    closer.join().unwrap().unwrap();
+}
