@@ -78,6 +78,21 @@ impl Error {
             _ => false,
         }
     }
+
+    /// This error as the `io::Error` that a streamed message's reads and writes return
+    /// ([`MessageReader`](crate::MessageReader), [`MessageWriter`](crate::MessageWriter)): an
+    /// I/O error as it was, anything else carried inside one (`From<io::Error>` takes it out
+    /// again) with the kind an `io` user expects; `ended` is the kind for a closed connection.
+    pub(crate) fn into_io(self, ended: io::ErrorKind) -> io::Error {
+        let kind = match self {
+            Error::Io(e) => return e,
+            Error::Timeout => io::ErrorKind::TimedOut,
+            Error::Protocol(_) | Error::InvalidInput(_) => io::ErrorKind::InvalidData,
+            Error::Closed | Error::PeerClosed(_) => ended,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, self)
+    }
 }
 
 pub(crate) fn is_timeout_kind(kind: io::ErrorKind) -> bool {

@@ -199,23 +199,34 @@ fn a_split_writers_message_dropped_unfinished_is_closed_with_1011() {
     raw.expect_eof();
 }
 
+/// The abandoned message's 1011 is the socket's goodbye: dropping it (or, once split, its last
+/// half) without waiting for the answer sends no 1001 after it.
 #[test]
 fn a_socket_dropped_after_giving_up_a_message_sends_no_second_close() {
-    let (addr, server) = raw_server(|mut peer| {
-        let frames: Vec<Frame> = (0..2).map(|_| peer.read_frame()).collect();
-        assert!(frames.iter().all(|f| !f.fin), "{frames:?}");
-        let close = peer.read_frame();
-        // The socket is dropped without waiting for our answer: its 1011 was its goodbye,
-        // so no 1001 follows it.
-        peer.expect_eof();
-        close.close_code()
-    });
-    let mut ws = connect(addr, Config::default());
-    let mut message = ws.send_stream(MessageKind::Binary).unwrap();
-    message.write_all(&vec![1; 2 * F + 1]).unwrap();
-    drop(message);
-    drop(ws);
-    assert_eq!(server.join().unwrap(), Some(1011));
+    for split in [false, true] {
+        let (addr, server) = raw_server(|mut peer| {
+            let frames: Vec<Frame> = (0..2).map(|_| peer.read_frame()).collect();
+            assert!(frames.iter().all(|f| !f.fin), "{frames:?}");
+            let close = peer.read_frame();
+            peer.expect_eof();
+            close.close_code()
+        });
+        let mut ws = connect(addr, Config::default());
+        if split {
+            let (reader, writer) = ws.split().unwrap();
+            let mut message = writer.send_stream(MessageKind::Binary).unwrap();
+            message.write_all(&vec![1; 2 * F + 1]).unwrap();
+            drop(message);
+            drop(reader);
+            drop(writer);
+        } else {
+            let mut message = ws.send_stream(MessageKind::Binary).unwrap();
+            message.write_all(&vec![1; 2 * F + 1]).unwrap();
+            drop(message);
+        }
+        drop(ws);
+        assert_eq!(server.join().unwrap(), Some(1011), "split: {split}");
+    }
 }
 
 #[test]

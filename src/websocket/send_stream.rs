@@ -283,7 +283,8 @@ impl<'a> MessageWriter<'a> {
 impl io::Write for MessageWriter<'_> {
     /// Takes all of `data` (or fails, see [`MessageWriter`]).
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.take(data).map_err(into_io)?;
+        self.take(data)
+            .map_err(|e| e.into_io(io::ErrorKind::BrokenPipe))?;
         Ok(data.len())
     }
 
@@ -292,8 +293,8 @@ impl io::Write for MessageWriter<'_> {
         if self.len == 0 {
             return Ok(());
         }
-        self.check_open().map_err(into_io)?;
-        self.send_gathered(false).map_err(into_io)
+        let sent = self.check_open().and_then(|()| self.send_gathered(false));
+        sent.map_err(|e| e.into_io(io::ErrorKind::BrokenPipe))
     }
 }
 
@@ -303,21 +304,6 @@ impl Drop for MessageWriter<'_> {
             self.sink.abandon();
         }
     }
-}
-
-/// A send error as the `io::Error` a write returns; see [`MessageWriter`].
-fn into_io(e: Error) -> io::Error {
-    let kind = match &e {
-        Error::Io(_) => {
-            let Error::Io(e) = e else { unreachable!() };
-            return e;
-        }
-        Error::Closed | Error::PeerClosed(_) => io::ErrorKind::BrokenPipe,
-        Error::InvalidInput(_) => io::ErrorKind::InvalidData,
-        Error::Timeout => io::ErrorKind::TimedOut,
-        _ => io::ErrorKind::Other,
-    };
-    io::Error::new(kind, e)
 }
 
 impl fmt::Debug for MessageWriter<'_> {

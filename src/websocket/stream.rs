@@ -7,7 +7,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Link};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::message::MessageKind;
 
 /// What a [`MessageReader`] reads from: a connection, whole or the reader of a split one.
@@ -132,24 +132,9 @@ impl io::Read for MessageReader<'_> {
                 Ok(0)
             }
             Ok(n) => Ok(n),
-            Err(e) => Err(into_io(e)),
+            Err(e) => Err(e.into_io(io::ErrorKind::UnexpectedEof)),
         }
     }
-}
-
-/// A receive error as the `io::Error` a reader returns; see [`MessageReader`].
-fn into_io(e: Error) -> io::Error {
-    let kind = match &e {
-        Error::Io(_) => {
-            let Error::Io(e) = e else { unreachable!() };
-            return e;
-        }
-        Error::Timeout => io::ErrorKind::TimedOut,
-        Error::Protocol(_) => io::ErrorKind::InvalidData,
-        Error::PeerClosed(_) | Error::Closed => io::ErrorKind::UnexpectedEof,
-        _ => io::ErrorKind::Other,
-    };
-    io::Error::new(kind, e)
 }
 
 impl fmt::Debug for MessageReader<'_> {
