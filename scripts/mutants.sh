@@ -8,7 +8,7 @@
 #   scripts/mutants.sh -f src/proto/frame.rs  # one file (a few minutes for a proto file)
 #   scripts/mutants.sh -f 'src/proto/*.rs'    # the sans-IO core without deflate/
 #   scripts/mutants.sh -f src/io/head.rs -C --lib            # cargo args: unit tests only
-#   scripts/mutants.sh -f src/io/stream.rs -- -E 'binary(tls)' # a nextest filter after --
+#   scripts/mutants.sh -f src/io/tls_stream.rs -- -E 'binary(tls)' # a nextest filter after --
 #
 # Each mutant is cheap: tests built without debug info (CARGO_PROFILE_*_DEBUG=0), one mutant at
 # a time (-j 1) under `nice`, cargo-nextest with fail-fast and a per-test deadline of 2 x 5 s
