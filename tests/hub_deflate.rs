@@ -191,6 +191,26 @@ fn members_with_context_compress_for_themselves_in_the_order_they_send() {
         Some(Message::Text(big.clone()))
     );
 
+    // each member's own compression keeps the threshold (64 bytes) too: one byte short goes
+    // plain, exactly the threshold is compressed
+    let edge = varied_text(64)[..64].to_string();
+    for text in [&edge[..63], &edge[..]] {
+        hub.publish(ROOM, text);
+        for (raw, d) in raws.iter_mut().zip(&mut contexts) {
+            let f = raw.read_frame();
+            if text.len() < 64 {
+                assert_eq!((f.rsv, &f.payload[..]), (0, text.as_bytes()));
+            } else {
+                assert_eq!(f.rsv, RSV1, "compressed at the threshold");
+                assert_eq!(inflate_with(d, &f.payload), text.as_bytes());
+            }
+        }
+        assert_eq!(
+            ours.recv_timeout(TIMEOUT).unwrap(),
+            Some(Message::Text(text.to_string()))
+        );
+    }
+
     // a message over 64 KiB (its plain frame has the 8-byte length) arrives whole as well
     let huge = varied_text(100_000);
     hub.publish(ROOM, &huge);

@@ -351,26 +351,44 @@ fn an_overflowing_member_over_a_unix_stream_is_shut_down() {
     an_overflowing_member_is_shut_down(unix_with_peer);
 }
 
+/// A TCP connection that splits into the socket itself for reading and a write half of the
+/// test's own, made from the socket by `writer` (a stream with a behaviour under test).
+struct SplitInto<W> {
+    tcp: TcpStream,
+    writer: fn(TcpStream) -> W,
+}
+
+impl<W> Read for SplitInto<W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp.read(buf)
+    }
+}
+
+impl<W> Write for SplitInto<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W> Transport for SplitInto<W> {}
+
+impl<W: Transport + Send + 'static> syncws::Split for SplitInto<W> {
+    type ReadHalf = TcpStream;
+    type WriteHalf = W;
+    fn split(self) -> io::Result<(TcpStream, W)> {
+        let reader = self.tcp.try_clone()?;
+        Ok((reader, (self.writer)(self.tcp)))
+    }
+}
+
 /// A write half of the user's own whose non-blocking write is interrupted once (`Interrupted`
 /// asks the caller to try again): a room's frame queued on it still goes out, and the member
 /// stays.
 #[test]
 fn a_room_frame_goes_out_after_an_interrupted_nonblocking_write() {
-    struct Whole(TcpStream);
-    impl Read for Whole {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.0.read(buf)
-        }
-    }
-    impl Write for Whole {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.write(buf)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    impl Transport for Whole {}
     struct Interrupting {
         tcp: TcpStream,
         interrupted: bool,
@@ -405,22 +423,16 @@ fn a_room_frame_goes_out_after_an_interrupted_nonblocking_write() {
             self.tcp.shutdown(Shutdown::Both)
         }
     }
-    impl syncws::Split for Whole {
-        type ReadHalf = TcpStream;
-        type WriteHalf = Interrupting;
-        fn split(self) -> io::Result<(TcpStream, Interrupting)> {
-            let tcp = self.0;
-            let reader = tcp.try_clone()?;
-            let writer = Interrupting {
-                tcp,
-                interrupted: false,
-            };
-            Ok((reader, writer))
-        }
-    }
 
     let (tcp, mut peer) = tcp_with_peer();
-    let mut ws = WebSocket::from_stream(Whole(tcp), Role::Server, Config::default(), &[]);
+    let stream = SplitInto {
+        tcp,
+        writer: |tcp| Interrupting {
+            tcp,
+            interrupted: false,
+        },
+    };
+    let mut ws = WebSocket::from_stream(stream, Role::Server, Config::default(), &[]);
     let (_reader, writer) = ws.split().unwrap();
     let hub = syncws::Hub::new().unwrap();
     hub.join("room", &writer).unwrap();
@@ -432,4 +444,61 @@ fn a_room_frame_goes_out_after_an_interrupted_nonblocking_write() {
     assert_eq!(hub.publish("room", "again").queued, 1);
     peer.read_exact(&mut frame).unwrap();
     assert_eq!(&frame, b"\x81\x05again");
+}
+
+/// A split writer whose stream holds bytes back and then cannot send them (a TLS session
+/// whose socket was reset under records it kept): the room's flusher takes the failed flush
+/// for what it is and drops the member at once, instead of retrying it as if it were full.
+#[test]
+fn a_room_member_whose_nonblocking_flush_fails_is_closed() {
+    struct FailingFlush(TcpStream);
+    impl Read for FailingFlush {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+    impl Write for FailingFlush {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Transport for FailingFlush {
+        fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+            self.0.set_nonblocking(nonblocking)
+        }
+        fn flush_nonblocking(&mut self) -> io::Result<()> {
+            Err(io::ErrorKind::ConnectionReset.into())
+        }
+        fn shutdown_both(&mut self) -> io::Result<()> {
+            self.0.shutdown(Shutdown::Both)
+        }
+    }
+
+    let (tcp, mut peer) = tcp_with_peer();
+    let stream = SplitInto {
+        tcp,
+        writer: FailingFlush,
+    };
+    let mut ws = WebSocket::from_stream(stream, Role::Server, Config::default(), &[]);
+    let (_reader, writer) = ws.split().unwrap();
+    let hub = syncws::Hub::new().unwrap();
+    hub.join("room", &writer).unwrap();
+    assert_eq!(hub.publish("room", "hello").queued, 1);
+    let mut frame = [0u8; 7];
+    peer.read_exact(&mut frame).unwrap();
+    assert_eq!(&frame, b"\x81\x05hello");
+    let started = std::time::Instant::now();
+    while !writer.is_closed() && started.elapsed() < Duration::from_secs(3) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        writer.is_closed(),
+        "the member is still open after a failed flush"
+    );
+    assert_eq!(hub.count("room"), 0);
+    // Shut down, not only marked closed: the peer reads the end.
+    assert_eq!(peer.read(&mut frame).unwrap(), 0);
 }

@@ -749,12 +749,6 @@ impl<S: Split> fmt::Debug for Writer<S> {
     }
 }
 
-impl<S: Split> fmt::Debug for ReadEnd<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ReadEnd")
-    }
-}
-
 /// Like [`WebSocket`](crate::WebSocket)'s: `Reader(server, OPEN)`.
 impl<S: Split> fmt::Display for Reader<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
