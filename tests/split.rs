@@ -468,3 +468,48 @@ fn a_reader_iterates_over_the_messages_until_the_close() {
     );
     assert_eq!(server.join().unwrap(), Some(1000));
 }
+
+/// A reader takes a message as a stream within its timeout, and gives up with `Timeout` when
+/// none comes in time; the connection goes on.
+#[test]
+fn a_readers_streamed_receive_has_a_timeout() {
+    use std::io::Read;
+    let (go, wait) = mpsc::channel::<()>();
+    let (addr, server) = raw_server(move |mut peer: RawConn| {
+        peer.send(&Frame::binary(b"streamed").unmasked());
+        wait.recv().unwrap();
+        peer.send(&Frame::text(b"later").unmasked());
+        peer.read_close().close_code()
+    });
+    let mut ws = connect(addr, Config::default());
+    let (mut reader, _writer) = ws.split().unwrap();
+    let timeout = std::time::Duration::from_secs(5);
+    let mut stream = reader.recv_stream_timeout(timeout).unwrap().unwrap();
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"streamed");
+    let short = std::time::Duration::from_millis(50);
+    assert!(matches!(
+        reader.recv_stream_timeout(short),
+        Err(Error::Timeout)
+    ));
+    go.send(()).unwrap();
+    assert_eq!(reader.recv().unwrap(), Some(Message::from("later")));
+    reader.close(CloseCode::NORMAL, "").unwrap();
+    assert_eq!(server.join().unwrap(), Some(1000));
+}
+
+/// A writer sends an unsolicited pong (a one-way heartbeat) with its payload.
+#[test]
+fn a_writer_sends_a_pong_of_its_own() {
+    let (addr, server) = raw_server(|mut peer: RawConn| {
+        let pong = peer.read_frame();
+        let close = peer.read_close().close_code();
+        (pong.opcode, pong.payload, close)
+    });
+    let mut ws = connect(addr, Config::default());
+    let (mut reader, writer) = ws.split().unwrap();
+    writer.pong(b"beat").unwrap();
+    let _ = reader.close(CloseCode::NORMAL, "");
+    assert_eq!(server.join().unwrap(), (PONG, b"beat".to_vec(), Some(1000)));
+}

@@ -277,6 +277,37 @@ fn a_read_times_out_and_the_stream_continues() {
     assert_eq!(server.join().unwrap(), Some(1000));
 }
 
+/// A read into an empty buffer reads nothing and ends nothing, whether bytes wait or not.
+#[test]
+fn an_empty_read_leaves_the_stream_as_it_was() {
+    let (go, wait) = mpsc::channel::<()>();
+    let (addr, server) = raw_server(move |mut peer| {
+        peer.send(&frame(BINARY, false, b"first "));
+        wait.recv().unwrap();
+        peer.send(&frame(CONTINUATION, true, b"second"));
+        peer.read_close().close_code()
+    });
+    let mut ws = client(addr, Config::default());
+    let mut stream = ws.recv_stream().unwrap().unwrap();
+    // Bytes wait: none is taken.
+    assert_eq!(stream.read(&mut []).unwrap(), 0);
+    assert!(!stream.is_finished());
+    let mut first = [0u8; 6];
+    stream.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"first ");
+    // None wait: the read does not wait for them.
+    stream.set_timeout(Some(Duration::from_secs(2)));
+    assert_eq!(stream.read(&mut []).unwrap(), 0);
+    assert!(!stream.is_finished());
+    go.send(()).unwrap();
+    let (rest, err) = read_all(&mut stream, 100);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(rest, b"second");
+    assert!(stream.is_finished());
+    ws.close(syncws::CloseCode::NORMAL, "").unwrap();
+    assert_eq!(server.join().unwrap(), Some(1000));
+}
+
 /// A server that sends `count` messages of `len` bytes each (generated, in fragments of
 /// `piece` bytes, every third one text), then closes.
 fn sender(config: Config, count: usize, len: usize, piece: usize) -> std::net::SocketAddr {

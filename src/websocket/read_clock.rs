@@ -92,13 +92,9 @@ impl<R: Transport + ?Sized> Write for Clocked<'_, R> {
     }
 }
 
+/// The receiver sets no timeouts (the loop and `before_read` arm the stream underneath), so
+/// only the read loop is its own.
 impl<R: Transport + ?Sized> Transport for Clocked<'_, R> {
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(timeout)?;
-        *self.armed = timeout;
-        Ok(())
-    }
-
     /// Under a deadline, a loop of this type's own reads (the stream's would go on reading as
     /// long as bytes keep coming); without one, the stream's.
     fn read_to_vec(&mut self, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {

@@ -241,8 +241,10 @@ impl<'a> MessageWriter<'a> {
         Ok(())
     }
 
+    /// Fails once a write failed or the connection closed. (A finished message is gone:
+    /// `finish` takes the writer.)
     fn check_open(&mut self) -> Result<()> {
-        if self.failed || self.done {
+        if self.failed {
             return Err(Error::Closed);
         }
         let open = self.sink.check_open();
