@@ -248,6 +248,8 @@ fn a_read_times_out_and_the_stream_continues() {
     let (addr, server) = raw_server(move |mut peer| {
         peer.send(&frame(BINARY, false, b"first "));
         wait.recv().unwrap();
+        // Later than a read that did not wait would look.
+        thread::sleep(Duration::from_millis(100));
         peer.send(&frame(CONTINUATION, true, b"second"));
         peer.read_close().close_code()
     });
@@ -264,6 +266,7 @@ fn a_read_times_out_and_the_stream_continues() {
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert!(matches!(inner(err), Error::Timeout));
     go.send(()).unwrap();
+    // The next read waits up to the new timeout for the rest.
     stream.set_timeout(Some(Duration::from_secs(5)));
     let (rest, err) = read_all(&mut stream, 100);
     assert!(err.is_none(), "{err:?}");
