@@ -1199,3 +1199,45 @@ fn a_trickled_message_over_tls_cannot_stretch_a_receive_deadline() {
     let msg = ws.recv_timeout(TIMEOUT).unwrap().expect("the message");
     assert!(msg.as_bytes() == big, "the message arrives whole");
 }
+
+/// After the closing handshake the server ends TLS with close_notify before its TCP end, so a
+/// strict client (rustls treats an end without it as a possible truncation) sees a clean end.
+#[cfg(feature = "rustls")]
+#[test]
+fn the_server_ends_tls_with_close_notify() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let addr = wss_server("server.pem", "server.key", Config::default());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&read_fixture("ca.pem")) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let session = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    guard(&tcp);
+    let mut tls = rustls::StreamOwned::new(session, tcp);
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    tls.write_all(&Frame::close(1000, "").to_bytes()).unwrap();
+    let mut rest = Vec::new();
+    let end = tls.read_to_end(&mut rest);
+    assert!(end.is_ok(), "the end of TLS: {end:?}");
+    assert_eq!(rest, Frame::close(1000, "").unmasked().to_bytes());
+}
