@@ -266,6 +266,18 @@ mod tests {
     }
 
     #[test]
+    fn a_message_is_empty_when_its_payload_is() {
+        for (msg, len) in [
+            (Message::from(""), 0),
+            (Message::Binary(Vec::new()), 0),
+            (Message::from("héllo"), 6),
+            (Message::Binary(vec![0]), 1),
+        ] {
+            assert_eq!((msg.len(), msg.is_empty()), (len, len == 0), "{msg:?}");
+        }
+    }
+
+    #[test]
     fn to_message_kinds() {
         assert_eq!("a".to_message(), MessageRef::Text("a"));
         assert_eq!(String::from("a").to_message(), MessageRef::Text("a"));

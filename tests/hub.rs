@@ -159,10 +159,17 @@ fn a_room_that_drops_messages_keeps_the_member_and_counts() {
     let healthy = reader(connect(addr, Config::default()), SIZE);
     let stalled = RawConn::connect(addr);
     joined(&joins, 2);
-    // 13 MB: past the stalled member's socket buffers and backlog.
+    // 13 MB: past the stalled member's socket buffers and backlog. Each publish says whom it
+    // queued for and for whom it dropped the message.
     let count = 800;
-    publish_numbered(&hub, count, SIZE, Duration::from_millis(1));
-    hub.publish(ROOM, format!("end {count}"));
+    let mut dropped = 0;
+    for i in 0..count {
+        let d = hub.publish(ROOM, &numbered(i, SIZE)[..]);
+        assert_eq!(d.queued + d.dropped, 2, "message {i}: {d:?}");
+        dropped += d.dropped;
+        thread::sleep(Duration::from_millis(1));
+    }
+    dropped += hub.publish(ROOM, format!("end {count}")).dropped;
     let (end, got, _open) = healthy.join().unwrap();
     assert_eq!((end.as_str(), got), ("end 800", count));
     assert_eq!(hub.count(ROOM), 2, "the slow member stays");
@@ -171,6 +178,11 @@ fn a_room_that_drops_messages_keeps_the_member_and_counts() {
     assert!(events.iter().all(|e| e.action == Overflow::DropMessages));
     let last = events.last().unwrap();
     assert_eq!(last.dropped, events.len() as u64, "counted one by one");
+    assert_eq!(
+        dropped,
+        events.len(),
+        "the publishes' counts and the events'"
+    );
     drop(stalled);
 }
 

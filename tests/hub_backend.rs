@@ -132,6 +132,10 @@ fn a_publish_reaches_the_members_of_every_instance_once() {
             members(addr, &joins, 2)
         })
         .collect();
+    // Each backend can see the rooms with members on its instance (to subscribe per room).
+    for (_, inbound) in bus.instances.lock().unwrap().iter() {
+        assert_eq!(inbound.rooms(), [ROOM.to_owned()]);
+    }
 
     let d = hubs[0].publish(ROOM, "from the first");
     assert_eq!((d.queued, d.forwarded), (2, Forwarded::Queued));

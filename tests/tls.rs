@@ -1200,14 +1200,13 @@ fn a_trickled_message_over_tls_cannot_stretch_a_receive_deadline() {
     assert!(msg.as_bytes() == big, "the message arrives whole");
 }
 
-/// After the closing handshake the server ends TLS with close_notify before its TCP end, so a
-/// strict client (rustls treats an end without it as a possible truncation) sees a clean end.
+/// A rustls client over `tcp`, trusting the test CA: strict about the end of TLS (an end without
+/// close_notify is an error to it), and independent of our own client. The handshake runs with
+/// its first write.
 #[cfg(feature = "rustls")]
-#[test]
-fn the_server_ends_tls_with_close_notify() {
+fn rustls_client(tcp: TcpStream) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
-    let addr = wss_server("server.pem", "server.key", Config::default());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&read_fixture("ca.pem")) {
         roots.add(cert.unwrap()).unwrap();
@@ -1220,14 +1219,13 @@ fn the_server_ends_tls_with_close_notify() {
         .with_no_client_auth();
     let name = ServerName::try_from("localhost").unwrap();
     let session = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let tcp = TcpStream::connect(addr).unwrap();
-    guard(&tcp);
-    let mut tls = rustls::StreamOwned::new(session, tcp);
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tls.write_all(request.as_bytes()).unwrap();
+    rustls::StreamOwned::new(session, tcp)
+}
+
+/// Does the opening handshake over `tls`, byte by byte so nothing behind the answer is taken.
+#[cfg(feature = "rustls")]
+fn upgrade_over(tls: &mut (impl Read + Write)) {
+    tls.write_all(upgrade_request("/").as_bytes()).unwrap();
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
@@ -1235,9 +1233,72 @@ fn the_server_ends_tls_with_close_notify() {
         head.push(byte[0]);
     }
     assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+}
+
+/// A send over TLS to a peer that reset the connection fails at once: the session took the
+/// bytes, but they never left, so the send must not report them sent.
+#[cfg(feature = "rustls")]
+#[test]
+fn a_send_over_tls_to_a_reset_peer_fails() {
+    let (go, wait) = mpsc::channel::<()>();
+    let (done, sent) = mpsc::channel();
+    let wait = Mutex::new(wait);
+    let addr = wss_serving(move |ws| {
+        wait.lock().unwrap().recv().unwrap();
+        let _ = done.send(ws.send("anyone there?").map_err(|e| e.to_string()));
+        Ok(())
+    });
+    let tcp = TcpStream::connect(addr).unwrap();
+    guard(&tcp);
+    let mut tls = rustls_client(tcp);
+    upgrade_over(&mut tls);
+    reset_tcp(tls.sock);
+    thread::sleep(Duration::from_millis(100));
+    go.send(()).unwrap();
+    let sent = sent.recv_timeout(TIMEOUT).unwrap();
+    assert!(sent.is_err(), "the send reported success");
+}
+
+/// After the closing handshake the server ends TLS with close_notify before its TCP end, so a
+/// strict client (rustls treats an end without it as a possible truncation) sees a clean end.
+#[cfg(feature = "rustls")]
+#[test]
+fn the_server_ends_tls_with_close_notify() {
+    let addr = wss_server("server.pem", "server.key", Config::default());
+    let tcp = TcpStream::connect(addr).unwrap();
+    guard(&tcp);
+    let mut tls = rustls_client(tcp);
+    upgrade_over(&mut tls);
     tls.write_all(&Frame::close(1000, "").to_bytes()).unwrap();
     let mut rest = Vec::new();
     let end = tls.read_to_end(&mut rest);
     assert!(end.is_ok(), "the end of TLS: {end:?}");
     assert_eq!(rest, Frame::close(1000, "").unmasked().to_bytes());
+}
+
+/// TLS and the first request share one handshake deadline: a client that spent most of it
+/// before its hello has only the rest for its request, not a whole timeout again.
+#[cfg(feature = "rustls")]
+#[test]
+fn the_tls_handshake_and_the_first_request_share_one_deadline() {
+    let timeout = Duration::from_millis(800);
+    let config = Config::default().handshake_timeout(timeout);
+    let addr = wss_server("server.pem", "server.key", config);
+    let tcp = TcpStream::connect(addr).unwrap();
+    guard(&tcp);
+    thread::sleep(Duration::from_millis(500));
+    let mut tls = rustls_client(tcp);
+    let request = upgrade_request("/");
+    let (start, rest) = request.split_at(request.len() / 2);
+    tls.write_all(start.as_bytes()).unwrap();
+    // 1 s after connecting: past the deadline, though well within a timeout of the TLS end.
+    thread::sleep(Duration::from_millis(500));
+    let _ = tls.write_all(rest.as_bytes());
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }

@@ -306,7 +306,8 @@ impl Write for Session {
             // The bytes are taken: a socket that takes no more now (non-blocking, or its write
             // timeout) gets them with the next write or flush, which reports a failure then.
             // Saying "not written" would make the caller give them again, twice on the wire.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && n > 0 => Ok(n),
+            // (What waits is this write's: the first send emptied the queue, so `n > 0`.)
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
             other => other.map(|()| n),
         }
     }

@@ -180,23 +180,28 @@ impl RawConn {
 
     /// Resets the connection (linger 0: RST instead of FIN) as it goes.
     pub fn reset(self) {
-        use std::os::fd::AsRawFd;
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: a valid socket descriptor, and a pointer to a linger of the size given.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&linger as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
+        reset_tcp(self.stream);
     }
+}
+
+/// Closes `tcp` with a reset (linger 0: RST instead of FIN).
+pub fn reset_tcp(tcp: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor, and a pointer to a linger of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
 }
 
 /// Accepts one connection on 127.0.0.1:0 in a thread, reads the request head, and hands the
