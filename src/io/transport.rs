@@ -15,9 +15,10 @@ use crate::io::socket::Socket;
 /// What a connection needs from its byte stream beyond `Read + Write`: timeouts, a half-close and
 /// the peer's address.
 ///
-/// Implemented for [`TcpStream`], `UnixStream` (on Unix) and [`Stream`]; implement it for any
-/// other stream (an in-memory pipe in tests) to run a [`WebSocket`](crate::WebSocket) over it. The defaults do
-/// nothing, which suits streams without timeouts.
+/// Implemented for [`TcpStream`], `UnixStream` (on Unix) and [`Stream`](crate::Stream);
+/// implement it for any other stream (an in-memory pipe in tests) to run a
+/// [`WebSocket`](crate::WebSocket) over it. The defaults do nothing, which suits streams
+/// without timeouts.
 pub trait Transport: Read + Write {
     /// Sets how long a `read` may block; `None` blocks forever.
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {

@@ -7,6 +7,8 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Link};
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::Result;
 use crate::message::MessageKind;
 
