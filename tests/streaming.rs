@@ -242,17 +242,28 @@ fn the_streamed_limit_applies_to_a_skipped_rest_too() {
     assert_eq!(server.join().unwrap(), Some(1009));
 }
 
-#[test]
-fn a_read_times_out_and_the_stream_continues() {
+/// A peer that sends a message's first fragment, "first ", and its last, "second", once `go`
+/// says so (100 ms after, later than a read that did not wait would look); then it waits for
+/// the close. Its address, and the code of the close it read.
+fn first_then_second() -> (
+    mpsc::Sender<()>,
+    std::net::SocketAddr,
+    thread::JoinHandle<Option<u16>>,
+) {
     let (go, wait) = mpsc::channel::<()>();
     let (addr, server) = raw_server(move |mut peer| {
         peer.send(&frame(BINARY, false, b"first "));
         wait.recv().unwrap();
-        // Later than a read that did not wait would look.
         thread::sleep(Duration::from_millis(100));
         peer.send(&frame(CONTINUATION, true, b"second"));
         peer.read_close().close_code()
     });
+    (go, addr, server)
+}
+
+#[test]
+fn a_read_times_out_and_the_stream_continues() {
+    let (go, addr, server) = first_then_second();
     let mut ws = client(addr, Config::default());
     let mut stream = ws
         .recv_stream_timeout(Duration::from_secs(5))
@@ -283,13 +294,7 @@ fn a_read_times_out_and_the_stream_continues() {
 /// A read into an empty buffer reads nothing and ends nothing, whether bytes wait or not.
 #[test]
 fn an_empty_read_leaves_the_stream_as_it_was() {
-    let (go, wait) = mpsc::channel::<()>();
-    let (addr, server) = raw_server(move |mut peer| {
-        peer.send(&frame(BINARY, false, b"first "));
-        wait.recv().unwrap();
-        peer.send(&frame(CONTINUATION, true, b"second"));
-        peer.read_close().close_code()
-    });
+    let (go, addr, server) = first_then_second();
     let mut ws = client(addr, Config::default());
     let mut stream = ws.recv_stream().unwrap().unwrap();
     // Bytes wait: none is taken.

@@ -424,18 +424,11 @@ fn a_room_frame_goes_out_after_an_interrupted_nonblocking_write() {
         }
     }
 
-    let (tcp, mut peer) = tcp_with_peer();
-    let stream = SplitInto {
+    let interrupting = |tcp| Interrupting {
         tcp,
-        writer: |tcp| Interrupting {
-            tcp,
-            interrupted: false,
-        },
+        interrupted: false,
     };
-    let mut ws = WebSocket::from_stream(stream, Role::Server, Config::default(), &[]);
-    let (_reader, writer) = ws.split().unwrap();
-    let hub = syncws::Hub::new().unwrap();
-    hub.join("room", &writer).unwrap();
+    let (writer, hub, mut peer) = room_member(interrupting);
     assert_eq!(hub.publish("room", "hello").queued, 1);
     let mut frame = [0u8; 7];
     peer.read_exact(&mut frame).unwrap();
@@ -500,16 +493,13 @@ impl Transport for Holding {
     }
 }
 
-/// A room member over `Holding`, with its flushes scripted by `holding`; the member's writer,
-/// the hub and the raw other end.
-fn holding_member(
-    holding: fn(TcpStream) -> Holding,
-) -> (syncws::Writer<SplitInto<Holding>>, syncws::Hub, TcpStream) {
+/// A server-side member of "room" over a `SplitInto` whose write half `writer` makes; the
+/// member's writer, the hub and the raw other end.
+fn room_member<W: Transport + Send + 'static>(
+    writer: fn(TcpStream) -> W,
+) -> (syncws::Writer<SplitInto<W>>, syncws::Hub, TcpStream) {
     let (tcp, peer) = tcp_with_peer();
-    let stream = SplitInto {
-        tcp,
-        writer: holding,
-    };
+    let stream = SplitInto { tcp, writer };
     let mut ws = WebSocket::from_stream(stream, Role::Server, Config::default(), &[]);
     let (_reader, writer) = ws.split().unwrap();
     let hub = syncws::Hub::new().unwrap();
@@ -522,7 +512,7 @@ fn holding_member(
 #[test]
 fn a_room_member_whose_stream_holds_bytes_back_gets_them_later() {
     let full = |tcp| Holding::new(tcp, &[Some(io::ErrorKind::WouldBlock); 2]);
-    let (writer, hub, mut peer) = holding_member(full);
+    let (writer, hub, mut peer) = room_member(full);
     assert_eq!(hub.publish("room", "hello").queued, 1);
     let mut frame = [0u8; 7];
     peer.read_exact(&mut frame).unwrap();
@@ -537,7 +527,7 @@ fn a_room_member_whose_stream_holds_bytes_back_gets_them_later() {
 #[test]
 fn a_room_member_whose_nonblocking_flush_fails_is_closed() {
     let reset = |tcp| Holding::new(tcp, &[Some(io::ErrorKind::ConnectionReset)]);
-    let (writer, hub, mut peer) = holding_member(reset);
+    let (writer, hub, mut peer) = room_member(reset);
     assert_eq!(hub.publish("room", "hello").queued, 1);
     let started = std::time::Instant::now();
     while !writer.is_closed() && started.elapsed() < Duration::from_secs(3) {
