@@ -1222,17 +1222,14 @@ fn rustls_client(tcp: TcpStream) -> rustls::StreamOwned<rustls::ClientConnection
     rustls::StreamOwned::new(session, tcp)
 }
 
-/// Does the opening handshake over `tls`, byte by byte so nothing behind the answer is taken.
+/// Does the opening handshake over `tls`; the server sends nothing behind its answer.
 #[cfg(feature = "rustls")]
 fn upgrade_over(tls: &mut (impl Read + Write)) {
     tls.write_all(upgrade_request("/").as_bytes()).unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tls.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    let mut behind = Vec::new();
+    let head = read_head(tls, &mut behind);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(behind.is_empty(), "{behind:?}");
 }
 
 /// A send over TLS to a peer that reset the connection fails at once: the session took the
